@@ -1,0 +1,82 @@
+//! Command-line parsing and dispatch.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
+use crate::normalize::{Format, Normalizer};
+
+#[derive(Parser)]
+#[command(name = "gatewatch", version, about = "Watches API-gateway access logs and stops credential abuse while it happens")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print how gatewatch reads each record: one normalized, scrubbed event per input line.
+    Normalize {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// auto, kong, envoy, generic
+        #[arg(long, default_value = "auto")]
+        format: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gatewatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads the config (or defaults) and returns it with the fingerprint key to use
+/// for offline commands: configured key, else the published development key.
+pub fn offline_config(config: Option<&std::path::Path>) -> anyhow::Result<(GatewatchConfig, String)> {
+    let cfg = GatewatchConfig::load_default(config).map_err(crate::config::ConfigErrors)?;
+    let key = match cfg.fingerprint_key() {
+        Some(k) => k,
+        None => {
+            tracing::debug!("no fingerprint key configured; using the development key");
+            DEV_FINGERPRINT_KEY.to_string()
+        }
+    };
+    Ok((cfg, key))
+}
+
+pub fn parse_format(s: &str) -> anyhow::Result<Format> {
+    Format::parse(s).ok_or_else(|| anyhow::anyhow!("unknown format `{s}` (one of: {})", Format::NAMES.join(", ")))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Normalize { config, format } => {
+            let (cfg, key) = offline_config(config.as_deref())?;
+            let n = Normalizer::from_config(&cfg, parse_format(&format)?, key.as_bytes());
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for line in stdin.lock().split(b'\n') {
+                let line = line?;
+                n.normalize_message(&line, &mut |r| {
+                    let text = match r {
+                        Ok(ev) => serde_json::to_string(&ev).expect("event serializes"),
+                        Err(rej) => serde_json::json!({"rejected": rej.reason.as_str(), "detail": rej.detail}).to_string(),
+                    };
+                    let _ = writeln!(out, "{text}");
+                });
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

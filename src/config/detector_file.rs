@@ -1,0 +1,213 @@
+//! A detector file: one detector instance (`detectors/*.toml`).
+//!
+//! ```toml
+//! id = "auth-failure-default"     # rule id, unique, shown in alerts as `rule`
+//! kind = "auth_failure_spike"     # detector kind (registry name)
+//! severity = "high"
+//! cooldown = "15m"                # per entity: no second alert within this
+//! actions = ["webhook:secops"]
+//! [allow]                         # never alert on, never learn from
+//! client_ids = ["healthcheck"]
+//! source_ips = ["10.0.0.0/8"]
+//! [params]                        # kind-specific, validated by the kind
+//! window = "5m"
+//! [[tests]]                       # run by `gatewatch check`
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{toml_error, ConfigError, DurationStr};
+use crate::event::Severity;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorFile {
+    /// Unique rule id; appears in every alert as `rule` and in the alert id hash.
+    pub id: String,
+    /// Detector kind, one of the registered kinds (`auth_failure_spike`, `token_reuse`, ...).
+    pub kind: String,
+    /// Set `false` to keep the file but not run it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Free text for humans.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Severity of the alerts this rule raises.
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// After an alert for an entity, no second alert for it within this time. Default 15m.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: DurationStr,
+    /// Actions the alert asks for (`webhook:NAME`, `email:NAME`, `revoke`), carried in the alert.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Link to the runbook for this rule, shown in notifications.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// Entities this rule never alerts on and never learns from.
+    #[serde(default)]
+    pub allow: AllowList,
+    /// Kind-specific parameters; each kind validates its own.
+    #[serde(default)]
+    pub params: toml::Table,
+    /// Test cases run by `gatewatch check`.
+    #[serde(default)]
+    pub tests: Vec<TestCase>,
+    /// The file this came from (set by the loader).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_severity() -> Severity {
+    Severity::Medium
+}
+fn default_cooldown() -> DurationStr {
+    DurationStr(15 * 60_000)
+}
+
+/// Entities a rule ignores.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowList {
+    /// Client ids (exact).
+    #[serde(default)]
+    pub client_ids: Vec<String>,
+    /// Source addresses or CIDRs.
+    #[serde(default)]
+    pub source_ips: Vec<String>,
+    /// Token fingerprints (16 hex digits).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Templated routes (`GET /health`) or path prefixes ending in `*` (`GET /internal/*`).
+    #[serde(default)]
+    pub routes: Vec<String>,
+}
+
+/// A test case: events built from templates, and the alerts expected.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    pub name: String,
+    /// Start time of the case (RFC 3339); default 2026-01-01T00:00:00Z.
+    #[serde(default)]
+    pub start: Option<String>,
+    pub events: Vec<TestEventSpec>,
+    /// Expected alerts; an empty list means "no alert".
+    pub expect: Vec<TestExpect>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestEventSpec {
+    /// Offset of the first event from the case start.
+    #[serde(default)]
+    pub at: Option<DurationStr>,
+    /// How many events this template makes.
+    #[serde(default = "default_repeat")]
+    pub repeat: usize,
+    /// Spacing between repeated events.
+    #[serde(default)]
+    pub every: Option<DurationStr>,
+    /// Normalized event fields. A field given as an array (other than `scopes`) is cycled
+    /// through, one value per repetition.
+    pub event: toml::Table,
+}
+
+fn default_repeat() -> usize {
+    1
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestExpect {
+    /// `client_id`, `source_ip`, `token` or `route`.
+    pub entity_kind: String,
+    /// The entity id; any id if absent.
+    #[serde(default)]
+    pub entity_id: Option<String>,
+    /// Exact number of alerts for this entity; default 1.
+    #[serde(default)]
+    pub count: Option<usize>,
+}
+
+impl DetectorFile {
+    pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![ConfigError::new(path, "", format!("cannot read: {e}"))])?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Vec<ConfigError>> {
+        let mut f: DetectorFile = toml::from_str(text).map_err(|e| vec![toml_error(path, &e)])?;
+        f.path = path.to_path_buf();
+        let mut errs = Vec::new();
+        if f.id.trim().is_empty() {
+            errs.push(ConfigError::new(path, "id", "must not be empty"));
+        }
+        for (i, c) in f.allow.source_ips.iter().enumerate() {
+            if c.parse::<ipnet::IpNet>().is_err() && c.parse::<std::net::IpAddr>().is_err() {
+                errs.push(ConfigError::new(path, format!("allow.source_ips[{i}]"), format!("`{c}` is not an IP or CIDR")));
+            }
+        }
+        for (i, t) in f.allow.tokens.iter().enumerate() {
+            if crate::event::Fingerprint::from_hex(t).is_none() {
+                errs.push(ConfigError::new(path, format!("allow.tokens[{i}]"), "must be a 16-hex-digit fingerprint"));
+            }
+        }
+        for (i, a) in f.actions.iter().enumerate() {
+            let kind = a.split(':').next().unwrap_or("");
+            if !["log", "webhook", "email", "kafka", "alertmanager", "revoke"].contains(&kind) {
+                errs.push(ConfigError::new(
+                    path,
+                    format!("actions[{i}]"),
+                    format!("unknown action `{a}` (log, webhook:NAME, email:NAME, kafka, alertmanager, revoke)"),
+                ));
+            }
+        }
+        if errs.is_empty() {
+            Ok(f)
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// Loads every `*.toml` in a directory, sorted by file name. All errors are collected.
+    pub fn load_dir(dir: &Path) -> (Vec<DetectorFile>, Vec<ConfigError>) {
+        let mut files = Vec::new();
+        let mut errs = Vec::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                errs.push(ConfigError::new(dir, "", format!("cannot read detector directory: {e}")));
+                return (files, errs);
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            match DetectorFile::load(&p) {
+                Ok(f) => files.push(f),
+                Err(mut e) => errs.append(&mut e),
+            }
+        }
+        let mut seen = std::collections::HashMap::new();
+        for f in &files {
+            if let Some(prev) = seen.insert(f.id.clone(), f.path.clone()) {
+                errs.push(ConfigError::new(
+                    &f.path,
+                    "id",
+                    format!("duplicate rule id `{}` (also in {})", f.id, prev.display()),
+                ));
+            }
+        }
+        (files, errs)
+    }
+}

@@ -1,0 +1,69 @@
+//! Service configuration (`gatewatch.toml`) and detector files (`detectors/*.toml`).
+//!
+//! Loading never stops at the first problem: every error is collected with the
+//! file and the field it concerns, so `gatewatch check` can list them all.
+
+mod detector_file;
+mod duration;
+mod service;
+
+pub use detector_file::{AllowList, DetectorFile, TestCase, TestEventSpec, TestExpect};
+pub use duration::{parse_duration, DurationStr};
+pub use service::{
+    EngineConfig, FingerprintConfig, GatewatchConfig, GenericInputConfig, InputConfig, NormalizeConfig,
+    DEV_FINGERPRINT_KEY,
+};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One configuration problem: where it is and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted path of the field (`params.window`), or empty for the whole file.
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(file: impl AsRef<Path>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { file: file.as_ref().to_path_buf(), field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+        }
+    }
+}
+
+/// All the errors found, reported together.
+#[derive(Debug, Default, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration error(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns a toml/serde error message into a field path + message. toml's messages
+/// carry line/column and the key; we keep the whole message but never the value
+/// of a `key` field (it may be a secret).
+pub(crate) fn toml_error(file: &Path, err: &toml::de::Error) -> ConfigError {
+    let msg = err.message().to_string();
+    let field = err
+        .span()
+        .map(|s| format!("byte {}", s.start))
+        .unwrap_or_default();
+    ConfigError::new(file, field, msg)
+}

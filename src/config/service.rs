@@ -1,0 +1,248 @@
+//! `gatewatch.toml`: the service configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{toml_error, ConfigError, DurationStr};
+
+/// A published development key, used only by the offline commands (`replay`,
+/// `normalize`, `scrub`, `simulate`, `demo`) when no key is configured, so their
+/// output is reproducible. `gatewatch run` refuses to start with it.
+pub const DEV_FINGERPRINT_KEY: &str = "gatewatch-development-key-do-not-use-in-production";
+
+/// The whole service configuration. Every section is optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewatchConfig {
+    /// Token fingerprinting.
+    #[serde(default)]
+    pub fingerprint: FingerprintConfig,
+    /// How records are read.
+    #[serde(default)]
+    pub input: InputConfig,
+    /// Normalization: trusted proxies, route templates.
+    #[serde(default)]
+    pub normalize: NormalizeConfig,
+    /// The event-time engine.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Where detector files live.
+    #[serde(default)]
+    pub detectors: DetectorsConfig,
+    /// Sections other stages read (kafka, admin, sinks...), kept as raw TOML so each stage
+    /// validates its own part.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+    /// The file this was loaded from (set by the loader).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintConfig {
+    /// HMAC key for token fingerprints. `GATEWATCH_FINGERPRINT_KEY` overrides it.
+    pub key: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// `auto`, `kong`, `envoy`, `generic`, ...
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Field map for the `generic` format.
+    #[serde(default)]
+    pub generic: GenericInputConfig,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig { format: default_format(), generic: GenericInputConfig::default() }
+    }
+}
+
+fn default_format() -> String {
+    "auto".into()
+}
+
+/// Field map for the `generic` JSON format: normalized field name → source field.
+/// Nested fields use dots (`ctx.identity.client`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericInputConfig {
+    /// normalized name (`ts`, `client_id`, `source_ip`, ...) → source path.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Unit of `latency_ms`/`upstream_latency_ms` in the source: `ms` (default), `s`, `us`, `ns`.
+    #[serde(default)]
+    pub latency_unit: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizeConfig {
+    /// Proxies whose `X-Forwarded-For` entries are trusted (CIDRs). The client address is
+    /// the right-most entry not in this list; the left-most is never trusted blindly.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Route templates that win over the default `{id}` rules, e.g. `/v1/users/{user}/keys/{key}`.
+    #[serde(default)]
+    pub route_templates: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// How late an event may arrive (behind the newest seen) and still count.
+    #[serde(default = "default_lateness")]
+    pub allowed_lateness: DurationStr,
+    /// Cap on keys each detector keeps; the least recently seen are evicted beyond it.
+    #[serde(default = "default_max_keys")]
+    pub max_keys_per_detector: usize,
+    /// Keys idle longer than this are evicted.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: DurationStr,
+    /// Cap on events waiting in the reorder buffer; beyond it the watermark is forced forward.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_events: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            allowed_lateness: default_lateness(),
+            max_keys_per_detector: default_max_keys(),
+            idle_timeout: default_idle(),
+            max_buffered_events: default_max_buffered(),
+        }
+    }
+}
+
+fn default_lateness() -> DurationStr {
+    DurationStr(30_000)
+}
+fn default_max_keys() -> usize {
+    200_000
+}
+fn default_idle() -> DurationStr {
+    DurationStr(2 * 3_600_000)
+}
+fn default_max_buffered() -> usize {
+    2_000_000
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorsConfig {
+    /// Directory of detector files, relative to the config file. Default `detectors`.
+    pub dir: Option<PathBuf>,
+}
+
+impl GatewatchConfig {
+    /// Loads a config file. Syntax errors are returned as a list.
+    pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![ConfigError::new(path, "", format!("cannot read: {e}"))])?;
+        let mut cfg: GatewatchConfig = toml::from_str(&text).map_err(|e| vec![toml_error(path, &e)])?;
+        cfg.path = Some(path.to_path_buf());
+        let errs = cfg.validate();
+        if errs.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// `--config` if given, else `./gatewatch.toml` if present, else defaults.
+    pub fn load_default(explicit: Option<&Path>) -> Result<Self, Vec<ConfigError>> {
+        match explicit {
+            Some(p) => Self::load(p),
+            None if Path::new("gatewatch.toml").exists() => Self::load(Path::new("gatewatch.toml")),
+            None => Ok(GatewatchConfig::default()),
+        }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| PathBuf::from("gatewatch.toml"))
+    }
+
+    /// Checks values that deserialize but make no sense; every problem is returned.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let f = self.file();
+        let mut errs = Vec::new();
+        for (i, cidr) in self.normalize.trusted_proxies.iter().enumerate() {
+            if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                errs.push(ConfigError::new(
+                    &f,
+                    format!("normalize.trusted_proxies[{i}]"),
+                    format!("`{cidr}` is not an IP address or CIDR"),
+                ));
+            }
+        }
+        for (i, t) in self.normalize.route_templates.iter().enumerate() {
+            if !t.starts_with('/') {
+                errs.push(ConfigError::new(
+                    &f,
+                    format!("normalize.route_templates[{i}]"),
+                    format!("`{t}` must start with `/`"),
+                ));
+            }
+        }
+        if crate::normalize::Format::parse(&self.input.format).is_none() {
+            errs.push(ConfigError::new(
+                &f,
+                "input.format",
+                format!("unknown format `{}` (one of: {})", self.input.format, crate::normalize::Format::NAMES.join(", ")),
+            ));
+        }
+        for name in self.input.generic.fields.keys() {
+            if !crate::normalize::generic::FIELD_NAMES.contains(&name.as_str()) {
+                errs.push(ConfigError::new(
+                    &f,
+                    format!("input.generic.fields.{name}"),
+                    format!("not a normalized field (one of: {})", crate::normalize::generic::FIELD_NAMES.join(", ")),
+                ));
+            }
+        }
+        if let Some(u) = &self.input.generic.latency_unit {
+            if !["ms", "s", "us", "ns"].contains(&u.as_str()) {
+                errs.push(ConfigError::new(&f, "input.generic.latency_unit", format!("`{u}`: one of ms, s, us, ns")));
+            }
+        }
+        if self.engine.allowed_lateness.0 < 0 || self.engine.allowed_lateness.0 > 3_600_000 {
+            errs.push(ConfigError::new(&f, "engine.allowed_lateness", "must be between 0s and 1h"));
+        }
+        if self.engine.max_keys_per_detector < 16 {
+            errs.push(ConfigError::new(&f, "engine.max_keys_per_detector", "must be at least 16"));
+        }
+        if let Some(k) = &self.fingerprint.key {
+            if k.len() < 16 {
+                errs.push(ConfigError::new(&f, "fingerprint.key", "must be at least 16 characters"));
+            }
+        }
+        errs
+    }
+
+    /// Directory of detector files.
+    pub fn detectors_dir(&self) -> PathBuf {
+        let dir = self.detectors.dir.clone().unwrap_or_else(|| PathBuf::from("detectors"));
+        if dir.is_absolute() {
+            return dir;
+        }
+        match self.path.as_ref().and_then(|p| p.parent()) {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.join(dir),
+            _ => dir,
+        }
+    }
+
+    /// The fingerprint key: environment, then config. `None` when neither is set.
+    pub fn fingerprint_key(&self) -> Option<String> {
+        std::env::var("GATEWATCH_FINGERPRINT_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .or_else(|| self.fingerprint.key.clone())
+    }
+}

@@ -1,0 +1,120 @@
+//! Detectors: pure, deterministic logic over events in event-time order.
+//!
+//! A detector may touch the events it is given, its own state and the findings
+//! it returns. It may not read the clock, do I/O or touch global state. Time
+//! advances only through event timestamps and watermarks.
+//!
+//! Adding a kind = one new file here + one line in [`REGISTRY`].
+
+
+mod rule;
+
+pub use rule::{Allow, Rule};
+
+use serde::de::DeserializeOwned;
+
+use crate::config::{ConfigError, DetectorFile};
+use crate::event::{Event, Finding, Millis};
+use crate::state::StateStats;
+
+/// Limits every detector's keyed state obeys (from `[engine]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_keys: usize,
+    pub idle_timeout: Millis,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_keys: 200_000, idle_timeout: 2 * 3_600_000 }
+    }
+}
+
+/// A detector kind's runtime.
+pub trait Detector: Send {
+    /// Sees every event (allow-listed ones excluded) in event-time order.
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>);
+    /// Event time has advanced to `watermark`: close windows, evict idle keys.
+    fn on_watermark(&mut self, _watermark: Millis, _out: &mut Vec<Finding>) {}
+    /// Keys held, evictions.
+    fn stats(&self) -> StateStats;
+}
+
+pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>>;
+
+/// Every detector kind: name → constructor from its file.
+pub const REGISTRY: &[(&str, BuildFn)] = &[
+];
+
+pub fn kinds() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(k, _)| *k).collect()
+}
+
+/// Builds a rule from its file; every error is returned.
+pub fn build_rule(file: &DetectorFile, limits: Limits) -> Result<Rule, Vec<ConfigError>> {
+    let Some((kind, build)) = REGISTRY.iter().find(|(k, _)| *k == file.kind) else {
+        return Err(vec![ConfigError::new(
+            &file.path,
+            "kind",
+            format!("unknown detector kind `{}` (one of: {})", file.kind, kinds().join(", ")),
+        )]);
+    };
+    let detector = build(file, limits)?;
+    Ok(Rule::new(file, kind, detector))
+}
+
+/// Parses `[params]` into a kind's parameter struct; unknown fields are errors.
+pub fn parse_params<T: DeserializeOwned>(file: &DetectorFile) -> Result<T, Vec<ConfigError>> {
+    T::deserialize(toml::Value::Table(file.params.clone()))
+        .map_err(|e| vec![ConfigError::new(&file.path, "params", e.message().to_string())])
+}
+
+/// Collects range errors while turning params into runtime values.
+pub struct Checker<'a> {
+    file: &'a DetectorFile,
+    pub errors: Vec<ConfigError>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(file: &'a DetectorFile) -> Self {
+        Checker { file, errors: Vec::new() }
+    }
+
+    pub fn check(&mut self, ok: bool, field: &str, msg: &str) {
+        if !ok {
+            self.errors.push(ConfigError::new(&self.file.path, format!("params.{field}"), msg));
+        }
+    }
+
+    pub fn finish<T>(self, value: T) -> Result<T, Vec<ConfigError>> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+/// Groups an address into its network: IPv4 /`v4`, IPv6 /`v6`.
+pub fn network_of(ip: std::net::IpAddr, v4: u8, v6: u8) -> ipnet::IpNet {
+    match ip {
+        std::net::IpAddr::V4(a) => ipnet::IpNet::V4(ipnet::Ipv4Net::new(a, v4.min(32)).expect("prefix ≤ 32").trunc()),
+        std::net::IpAddr::V6(a) => ipnet::IpNet::V6(ipnet::Ipv6Net::new(a, v6.min(128)).expect("prefix ≤ 128").trunc()),
+    }
+}
+
+/// Formats a duration in ms as `5m`, `90s`, `1h30m` for summaries.
+pub fn human_duration(ms: Millis) -> String {
+    let s = ms / 1000;
+    if s % 3600 == 0 && s >= 3600 {
+        format!("{}h", s / 3600)
+    } else if s >= 3600 {
+        format!("{}h{}m", s / 3600, (s % 3600) / 60)
+    } else if s % 60 == 0 && s >= 60 {
+        format!("{}m", s / 60)
+    } else if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

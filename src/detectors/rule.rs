@@ -1,0 +1,162 @@
+//! A rule: one detector instance from one file, with what every kind shares:
+//! allow-list, severity, cooldown per entity, actions, and the alert id.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::Detector;
+use crate::config::DetectorFile;
+use crate::event::{Alert, Entity, Event, Fingerprint, Finding, Millis, Severity};
+use crate::state::StateStats;
+
+/// Entities a rule never alerts on and never learns from.
+#[derive(Clone, Debug, Default)]
+pub struct Allow {
+    client_ids: HashSet<String>,
+    nets: Vec<IpNet>,
+    tokens: HashSet<Fingerprint>,
+    routes: HashSet<String>,
+    route_prefixes: Vec<String>,
+}
+
+impl Allow {
+    pub fn from_file(f: &DetectorFile) -> Self {
+        let a = &f.allow;
+        Allow {
+            client_ids: a.client_ids.iter().cloned().collect(),
+            nets: a
+                .source_ips
+                .iter()
+                .filter_map(|c| c.parse::<IpNet>().ok().or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from)))
+                .collect(),
+            tokens: a.tokens.iter().filter_map(|t| Fingerprint::from_hex(t)).collect(),
+            routes: a.routes.iter().filter(|r| !r.ends_with('*')).cloned().collect(),
+            route_prefixes: a.routes.iter().filter_map(|r| r.strip_suffix('*').map(str::to_string)).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.client_ids.is_empty()
+            && self.nets.is_empty()
+            && self.tokens.is_empty()
+            && self.routes.is_empty()
+            && self.route_prefixes.is_empty()
+    }
+
+    pub fn allows(&self, ev: &Event) -> bool {
+        if let Some(c) = &ev.client_id {
+            if self.client_ids.contains(c) {
+                return true;
+            }
+        }
+        if let Some(ip) = &ev.source_ip {
+            if self.nets.iter().any(|n| n.contains(ip)) {
+                return true;
+            }
+        }
+        if let Some(fp) = &ev.token_fingerprint {
+            if self.tokens.contains(fp) {
+                return true;
+            }
+        }
+        if let Some(r) = &ev.route {
+            if self.routes.contains(r) || self.route_prefixes.iter().any(|p| r.starts_with(p.as_str())) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+pub struct Rule {
+    pub id: String,
+    pub kind: &'static str,
+    pub severity: Severity,
+    pub cooldown: Millis,
+    pub actions: Vec<String>,
+    pub runbook: Option<String>,
+    allow: Allow,
+    detector: Box<dyn Detector>,
+    last_fired: HashMap<Entity, Millis>,
+    last_cooldown_sweep: Millis,
+    findings: Vec<Finding>,
+    /// Alerts held back by the cooldown.
+    pub suppressed: u64,
+    /// Events skipped by the allow-list.
+    pub allowed: u64,
+}
+
+impl Rule {
+    pub fn new(file: &DetectorFile, kind: &'static str, detector: Box<dyn Detector>) -> Self {
+        Rule {
+            id: file.id.clone(),
+            kind,
+            severity: file.severity,
+            cooldown: file.cooldown.0,
+            actions: file.actions.clone(),
+            runbook: file.runbook.clone(),
+            allow: Allow::from_file(file),
+            detector,
+            last_fired: HashMap::new(),
+            last_cooldown_sweep: Millis::MIN,
+            findings: Vec::new(),
+            suppressed: 0,
+            allowed: 0,
+        }
+    }
+
+    pub fn on_event(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        if !self.allow.is_empty() && self.allow.allows(ev) {
+            self.allowed += 1;
+            return;
+        }
+        self.detector.on_event(ev, &mut self.findings);
+        if !self.findings.is_empty() {
+            self.emit(out);
+        }
+    }
+
+    pub fn on_watermark(&mut self, wm: Millis, out: &mut Vec<Alert>) {
+        self.detector.on_watermark(wm, &mut self.findings);
+        if !self.findings.is_empty() {
+            self.emit(out);
+        }
+        if wm - self.last_cooldown_sweep > self.cooldown.max(60_000) {
+            let cd = self.cooldown;
+            self.last_fired.retain(|_, t| wm - *t < cd);
+            self.last_cooldown_sweep = wm;
+        }
+    }
+
+    pub fn stats(&self) -> StateStats {
+        self.detector.stats()
+    }
+
+    fn emit(&mut self, out: &mut Vec<Alert>) {
+        for f in self.findings.drain(..) {
+            if let Some(last) = self.last_fired.get(&f.entity) {
+                if f.window_end - *last < self.cooldown {
+                    self.suppressed += 1;
+                    continue;
+                }
+            }
+            self.last_fired.insert(f.entity.clone(), f.window_end);
+            out.push(Alert {
+                id: Alert::make_id(&self.id, &f.entity, f.window_start),
+                detector: self.kind.to_string(),
+                rule: self.id.clone(),
+                severity: self.severity,
+                entity: f.entity,
+                client_id: f.client_id,
+                token_fingerprint: f.token_fingerprint,
+                window_start: f.window_start,
+                window_end: f.window_end,
+                summary: f.summary,
+                evidence: f.evidence,
+                actions: self.actions.clone(),
+            });
+        }
+    }
+}

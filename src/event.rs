@@ -1,0 +1,399 @@
+//! The normalized access-log event, the entities detectors key on, and the alert.
+//!
+//! This module imports nothing else of gatewatch: every stage speaks these types.
+//! Time is event time in milliseconds since the Unix epoch ([`Millis`]); nothing
+//! here reads the clock.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// Event time: milliseconds since the Unix epoch, as logged by the gateway.
+pub type Millis = i64;
+
+/// Formats event time as RFC 3339 in UTC with millisecond precision when needed.
+pub fn format_ts(ts: Millis) -> String {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    match DateTime::<Utc>::from_timestamp_millis(ts) {
+        Some(dt) if ts % 1000 == 0 => dt.to_rfc3339_opts(SecondsFormat::Secs, true),
+        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Millis, true),
+        None => ts.to_string(),
+    }
+}
+
+/// Keyed fingerprint of a secret: the first 8 bytes (16 hex digits) of
+/// HMAC-SHA256(key, raw secret). Never the secret itself.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Fingerprint(pub [u8; 8]);
+
+impl Fingerprint {
+    pub fn to_hex(self) -> String {
+        let mut s = String::with_capacity(16);
+        for b in self.0 {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 16 {
+            return None;
+        }
+        let mut out = [0u8; 8];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hi = (chunk[0] as char).to_digit(16)?;
+            let lo = (chunk[1] as char).to_digit(16)?;
+            out[i] = (hi * 16 + lo) as u8;
+        }
+        Some(Fingerprint(out))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// One access-log record as gatewatch reads it, already scrubbed: a token
+/// appears only as its fingerprint. Absent values are `None`, never invented.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Event {
+    /// Event time (the gateway's timestamp for the request).
+    pub ts: Millis,
+    /// Which format the record came in (`kong`, `envoy`, `generic`, ...).
+    pub gateway: &'static str,
+    /// The calling application: gateway consumer, JWT `client_id`/`azp`, or API-key identity.
+    pub client_id: Option<String>,
+    /// The end user or principal (`sub`, consumer username).
+    pub subject: Option<String>,
+    /// Fingerprint of the bearer token / API key the request carried.
+    pub token_fingerprint: Option<Fingerprint>,
+    /// A non-secret id of the credential when the token itself is not logged:
+    /// Kong's credential id, a JWT `jti`, an API-key id. Used as the token
+    /// entity where no fingerprint exists. Not part of the printed event.
+    pub credential_id: Option<String>,
+    /// Scopes granted to the token (JWT `scope`/`scp`, authorizer claims).
+    pub scopes: Vec<String>,
+    /// The client's address after trusted-proxy processing.
+    pub source_ip: Option<IpAddr>,
+    pub method: Option<String>,
+    pub host: Option<String>,
+    /// Request path without its query string.
+    pub path: Option<String>,
+    /// Templated route: `METHOD /path/{id}`.
+    pub route: Option<String>,
+    /// The upstream service or cluster the gateway proxied to.
+    pub upstream: Option<String>,
+    pub status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    pub upstream_latency_ms: Option<f64>,
+    pub bytes_sent: Option<u64>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// Credentials seen where they do not belong (in a URL, a basic-auth
+    /// header, ...), by kind; filled by the scrubber, read by `credential_exposure`.
+    pub exposures: Vec<Exposure>,
+}
+
+/// A credential sent where it does not belong; names the kind and place, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Exposure {
+    /// Kind of secret (`jwt`, `api_key`, `basic_auth`, `aws_access_key`, ...).
+    pub kind: String,
+    /// Where it was found (`query:access_token`, `header:authorization`, `path`, ...).
+    pub place: String,
+    /// Fingerprint of the exposed secret.
+    pub fingerprint: Fingerprint,
+}
+
+impl Event {
+    /// The token entity id: the fingerprint where the token was logged, else the credential id.
+    pub fn token_entity(&self) -> Option<String> {
+        match (&self.token_fingerprint, &self.credential_id) {
+            (Some(fp), _) => Some(fp.to_hex()),
+            (None, Some(c)) => Some(format!("cred:{c}")),
+            _ => None,
+        }
+    }
+
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self.status, Some(401) | Some(403))
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self.status, Some(s) if (200..400).contains(&s))
+    }
+
+    /// A cheap content hash used to order events that share a timestamp, so the
+    /// order detectors see does not depend on arrival order.
+    pub fn tiebreak(&self) -> u64 {
+        let mut h = Fnv::new();
+        h.write(&self.ts.to_le_bytes());
+        if let Some(r) = &self.request_id {
+            h.write(r.as_bytes());
+        }
+        match self.source_ip {
+            Some(IpAddr::V4(a)) => h.write(&a.octets()),
+            Some(IpAddr::V6(a)) => h.write(&a.octets()),
+            None => {}
+        }
+        if let Some(p) = &self.path {
+            h.write(p.as_bytes());
+        }
+        if let Some(c) = &self.client_id {
+            h.write(c.as_bytes());
+        }
+        if let Some(fp) = &self.token_fingerprint {
+            h.write(&fp.0);
+        }
+        h.write(&self.status.unwrap_or(0).to_le_bytes());
+        if let Some(l) = self.latency_ms {
+            h.write(&l.to_bits().to_le_bytes());
+        }
+        h.finish()
+    }
+}
+
+struct Fnv(u64);
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+        // field separator so ("ab","c") != ("a","bc")
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The normalized event as `gatewatch normalize` prints it (the contract in ARCHITECTURE.md).
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ts", &format_ts(self.ts))?;
+        m.serialize_entry("gateway", self.gateway)?;
+        macro_rules! opt {
+            ($name:literal, $v:expr) => {
+                if let Some(v) = $v {
+                    m.serialize_entry($name, v)?;
+                }
+            };
+        }
+        opt!("client_id", &self.client_id);
+        opt!("subject", &self.subject);
+        opt!("token_fingerprint", &self.token_fingerprint.map(|f| f.to_hex()));
+        if !self.scopes.is_empty() {
+            m.serialize_entry("scopes", &self.scopes)?;
+        }
+        opt!("source_ip", &self.source_ip.map(|ip| ip.to_string()));
+        opt!("method", &self.method);
+        opt!("host", &self.host);
+        opt!("path", &self.path);
+        opt!("route", &self.route);
+        opt!("upstream", &self.upstream);
+        opt!("status", &self.status);
+        opt!("latency_ms", &self.latency_ms);
+        opt!("upstream_latency_ms", &self.upstream_latency_ms);
+        opt!("bytes_sent", &self.bytes_sent);
+        opt!("user_agent", &self.user_agent);
+        opt!("request_id", &self.request_id);
+        if !self.exposures.is_empty() {
+            m.serialize_entry("exposures", &self.exposures)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    ClientId,
+    SourceIp,
+    Token,
+    Route,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::ClientId => "client_id",
+            EntityKind::SourceIp => "source_ip",
+            EntityKind::Token => "token",
+            EntityKind::Route => "route",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "client_id" | "client" => EntityKind::ClientId,
+            "source_ip" | "ip" => EntityKind::SourceIp,
+            "token" => EntityKind::Token,
+            "route" => EntityKind::Route,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Entity {
+    pub kind: EntityKind,
+    pub id: String,
+}
+
+impl Entity {
+    pub fn new(kind: EntityKind, id: impl Into<String>) -> Self {
+        Entity { kind, id: id.into() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What a detector found: the detector-specific part of an alert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub entity: Entity,
+    pub client_id: Option<String>,
+    pub token_fingerprint: Option<Fingerprint>,
+    pub window_start: Millis,
+    pub window_end: Millis,
+    pub summary: String,
+    pub evidence: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One alert, the same in every sink (contract in ARCHITECTURE.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub id: String,
+    pub detector: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub entity: Entity,
+    pub client_id: Option<String>,
+    pub token_fingerprint: Option<Fingerprint>,
+    pub window_start: Millis,
+    pub window_end: Millis,
+    pub summary: String,
+    pub evidence: serde_json::Map<String, serde_json::Value>,
+    pub actions: Vec<String>,
+}
+
+impl Alert {
+    /// Deterministic alert id: a hash of rule id, entity and window start.
+    pub fn make_id(rule: &str, entity: &Entity, window_start: Millis) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(rule.as_bytes());
+        h.update([0]);
+        h.update(entity.kind.as_str().as_bytes());
+        h.update([0]);
+        h.update(entity.id.as_bytes());
+        h.update([0]);
+        h.update(window_start.to_be_bytes());
+        let d = h.finalize();
+        let mut s = String::with_capacity(32);
+        for b in &d[..16] {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("alert serializes")
+    }
+}
+
+impl Serialize for Alert {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(12))?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("detector", &self.detector)?;
+        m.serialize_entry("rule", &self.rule)?;
+        m.serialize_entry("severity", &self.severity)?;
+        m.serialize_entry("entity", &self.entity)?;
+        m.serialize_entry("client_id", &self.client_id)?;
+        m.serialize_entry("token_fingerprint", &self.token_fingerprint.map(|f| f.to_hex()))?;
+        m.serialize_entry("window_start", &format_ts(self.window_start))?;
+        m.serialize_entry("window_end", &format_ts(self.window_end))?;
+        m.serialize_entry("summary", &self.summary)?;
+        m.serialize_entry("evidence", &self.evidence)?;
+        m.serialize_entry("actions", &self.actions)?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_hex_roundtrip() {
+        let fp = Fingerprint([0x9b, 0x1e, 0x44, 0xc0, 0x7f, 0x2a, 0x1d, 0x3e]);
+        assert_eq!(fp.to_hex(), "9b1e44c07f2a1d3e");
+        assert_eq!(Fingerprint::from_hex("9b1e44c07f2a1d3e"), Some(fp));
+        assert_eq!(Fingerprint::from_hex("9b1e"), None);
+    }
+
+    #[test]
+    fn alert_id_depends_on_rule_entity_and_window() {
+        let e = Entity::new(EntityKind::Token, "9b1e44c07f2a1d3e");
+        let a = Alert::make_id("r", &e, 1000);
+        assert_eq!(a, Alert::make_id("r", &e, 1000));
+        assert_ne!(a, Alert::make_id("r", &e, 2000));
+        assert_ne!(a, Alert::make_id("r2", &e, 1000));
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn ts_formats_rfc3339() {
+        assert_eq!(format_ts(1_763_720_400_000), "2025-11-21T10:20:00Z");
+        assert_eq!(format_ts(1_763_720_400_123), "2025-11-21T10:20:00.123Z");
+    }
+}

@@ -1,0 +1,282 @@
+//! Who made a request: the gateway's consumer, else the bearer token's JWT
+//! claims (decoded, not verified), else an API key. Every raw credential is
+//! fingerprinted here and dropped; only the fingerprint leaves this module.
+
+use base64::Engine as _;
+
+use crate::event::Fingerprint;
+use crate::scrub::Fingerprinter;
+
+/// Query parameters that carry a bearer token or API key.
+pub const TOKEN_QUERY_PARAMS: &[&str] =
+    &["access_token", "jwt", "token", "id_token", "api_key", "apikey", "api-key", "key", "auth", "subscription-key"];
+/// Cookies that carry a bearer token.
+pub const TOKEN_COOKIES: &[&str] = &["access_token", "jwt", "token", "id_token", "auth_token"];
+
+/// Credentials found on a request, borrowed from the record.
+#[derive(Default, Debug)]
+pub struct RawCredentials<'a> {
+    /// Consumer id/custom id from the gateway (Kong consumer, APISIX consumer).
+    pub consumer_id: Option<&'a str>,
+    /// Consumer username.
+    pub consumer_name: Option<&'a str>,
+    /// A non-secret credential id (Kong `authenticated_entity.id`).
+    pub credential_id: Option<&'a str>,
+    /// `Authorization` header value (may be `REDACTED`).
+    pub authorization: Option<&'a str>,
+    /// API-key header values (`apikey`, `x-api-key`).
+    pub api_key: Option<&'a str>,
+    /// Raw query string (without `?`).
+    pub query: Option<&'a str>,
+    /// `Cookie` header.
+    pub cookie: Option<&'a str>,
+}
+
+/// What identity resolution produced. No raw secret in here.
+#[derive(Default, Debug, PartialEq)]
+pub struct Identity {
+    pub client_id: Option<String>,
+    pub subject: Option<String>,
+    pub token_fingerprint: Option<Fingerprint>,
+    pub credential_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// Credentials sent in a place they should not be: (kind, place, fingerprint).
+    pub exposures: Vec<(&'static str, String, Fingerprint)>,
+}
+
+/// JWT claims gatewatch uses.
+#[derive(Default, Debug, PartialEq)]
+pub struct JwtClaims {
+    pub client_id: Option<String>,
+    pub subject: Option<String>,
+    pub scopes: Vec<String>,
+    pub jti: Option<String>,
+}
+
+pub fn is_sentinel(v: &str) -> bool {
+    let v = v.trim();
+    v.is_empty() || v == "-" || v.eq_ignore_ascii_case("redacted") || v == "null" || v == "00000000" || v.starts_with("[REDACTED")
+}
+
+/// Resolves identity from the credentials found on one request.
+pub fn resolve(fp: &Fingerprinter, raw: &RawCredentials<'_>) -> Identity {
+    let mut id = Identity::default();
+    let mut token: Option<(&str, &'static str)> = None; // (raw token, how it came)
+
+    if let Some(auth) = raw.authorization.filter(|v| !is_sentinel(v)) {
+        let auth = auth.trim();
+        if let Some(t) = strip_scheme(auth, "bearer") {
+            token = Some((t, "bearer"));
+        } else if let Some(b) = strip_scheme(auth, "basic") {
+            // Basic credentials: user name is an identity, the pair is a secret.
+            let f = fp.fingerprint(b.as_bytes());
+            id.token_fingerprint = Some(f);
+            if let Some(user) = decode_basic_user(b) {
+                id.subject = Some(user);
+            }
+            id.exposures.push(("basic_auth", "header:authorization".into(), f));
+        } else if !auth.contains(' ') {
+            token = Some((auth, "bearer"));
+        } else if let Some((_, t)) = auth.split_once(' ') {
+            token = Some((t.trim(), "bearer"));
+        }
+    }
+    if token.is_none() && id.token_fingerprint.is_none() {
+        if let Some(k) = raw.api_key.filter(|v| !is_sentinel(v)) {
+            token = Some((k.trim(), "api_key"));
+        }
+    }
+    if let Some(q) = raw.query {
+        for (name, value) in query_pairs(q) {
+            if TOKEN_QUERY_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p)) && !is_sentinel(value) {
+                let f = fp.fingerprint(value.as_bytes());
+                let kind = if looks_like_jwt(value) { "jwt" } else if name.contains("key") { "api_key" } else { "token" };
+                id.exposures.push((kind, format!("query:{name}"), f));
+                if token.is_none() && id.token_fingerprint.is_none() {
+                    token = Some((value, if kind == "api_key" { "api_key" } else { "bearer" }));
+                }
+            }
+        }
+    }
+    if token.is_none() && id.token_fingerprint.is_none() {
+        if let Some(c) = raw.cookie {
+            for part in c.split(';') {
+                if let Some((name, value)) = part.trim().split_once('=') {
+                    if TOKEN_COOKIES.iter().any(|p| name.eq_ignore_ascii_case(p)) && !is_sentinel(value) {
+                        token = Some((value, "bearer"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    let mut claims = JwtClaims::default();
+    if let Some((t, how)) = token {
+        id.token_fingerprint = Some(fp.fingerprint(t.as_bytes()));
+        if looks_like_jwt(t) {
+            if let Some(c) = decode_jwt_claims(t) {
+                claims = c;
+            }
+        } else if how == "api_key" {
+            id.client_id = id.token_fingerprint.map(|f| format!("key:{f}"));
+        }
+    }
+
+    // Precedence: gateway consumer, then JWT claims, then API key.
+    if let Some(c) = raw.consumer_id.or(raw.consumer_name).filter(|v| !is_sentinel(v)) {
+        id.client_id = Some(c.to_string());
+    } else if claims.client_id.is_some() {
+        id.client_id = claims.client_id.take();
+    }
+    if let Some(n) = raw.consumer_name.filter(|v| !is_sentinel(v)) {
+        id.subject = Some(n.to_string());
+    } else if claims.subject.is_some() {
+        id.subject = claims.subject.take();
+    }
+    id.scopes = claims.scopes;
+    id.credential_id = raw
+        .credential_id
+        .filter(|v| !is_sentinel(v))
+        .map(str::to_string)
+        .or(claims.jti);
+    id
+}
+
+fn strip_scheme<'a>(v: &'a str, scheme: &str) -> Option<&'a str> {
+    if v.len() > scheme.len() + 1 && v[..scheme.len()].eq_ignore_ascii_case(scheme) && v.as_bytes()[scheme.len()] == b' ' {
+        Some(v[scheme.len() + 1..].trim())
+    } else {
+        None
+    }
+}
+
+fn decode_basic_user(b64: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let s = String::from_utf8(bytes).ok()?;
+    let (user, _) = s.split_once(':')?;
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+/// Splits a raw query string into (name, value) pairs, without decoding.
+pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// Three base64url segments whose first decodes to a JSON header.
+pub fn looks_like_jwt(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() > 20 && b.starts_with(b"eyJ") && memchr::memchr_iter(b'.', b).count() == 2
+}
+
+/// Decodes (does not verify) the claims gatewatch uses.
+pub fn decode_jwt_claims(t: &str) -> Option<JwtClaims> {
+    let mut parts = t.split('.');
+    let _header = parts.next()?;
+    let payload = parts.next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Claims<'a> {
+        #[serde(borrow, default)]
+        client_id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        azp: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        cid: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        sub: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        scope: Option<serde_json::Value>,
+        #[serde(default)]
+        scp: Option<serde_json::Value>,
+        #[serde(borrow, default)]
+        jti: Option<std::borrow::Cow<'a, str>>,
+    }
+    let c: Claims<'_> = serde_json::from_slice(&bytes).ok()?;
+    let mut scopes = Vec::new();
+    for v in [&c.scope, &c.scp].into_iter().flatten() {
+        match v {
+            serde_json::Value::String(s) => scopes.extend(s.split_whitespace().map(str::to_string)),
+            serde_json::Value::Array(a) => scopes.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string))),
+            _ => {}
+        }
+    }
+    scopes.sort();
+    scopes.dedup();
+    Some(JwtClaims {
+        client_id: c.client_id.or(c.azp).or(c.cid).map(|s| s.into_owned()),
+        subject: c.sub.map(|s| s.into_owned()),
+        scopes,
+        jti: c.jti.map(|s| s.into_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn jwt(claims: &str) -> String {
+        format!("{}.{}.c2lnbmF0dXJl", b64(r#"{"alg":"RS256","typ":"JWT"}"#), b64(claims))
+    }
+
+    #[test]
+    fn jwt_claims_give_identity_and_scopes() {
+        let fp = Fingerprinter::new(b"0123456789abcdef");
+        let t = jwt(r#"{"sub":"user-1","azp":"app-1","scope":"orders:read orders:write","jti":"j-1"}"#);
+        let auth = format!("Bearer {t}");
+        let id = resolve(&fp, &RawCredentials { authorization: Some(&auth), ..Default::default() });
+        assert_eq!(id.client_id.as_deref(), Some("app-1"));
+        assert_eq!(id.subject.as_deref(), Some("user-1"));
+        assert_eq!(id.scopes, vec!["orders:read", "orders:write"]);
+        assert_eq!(id.credential_id.as_deref(), Some("j-1"));
+        assert_eq!(id.token_fingerprint, Some(fp.fingerprint(t.as_bytes())));
+    }
+
+    #[test]
+    fn consumer_wins_over_claims_and_redacted_is_ignored() {
+        let fp = Fingerprinter::new(b"0123456789abcdef");
+        let id = resolve(
+            &fp,
+            &RawCredentials {
+                consumer_id: Some("c-1"),
+                credential_id: Some("cred-9"),
+                authorization: Some("REDACTED"),
+                ..Default::default()
+            },
+        );
+        assert_eq!(id.client_id.as_deref(), Some("c-1"));
+        assert_eq!(id.token_fingerprint, None);
+        assert_eq!(id.credential_id.as_deref(), Some("cred-9"));
+    }
+
+    #[test]
+    fn api_key_in_query_is_fingerprinted_and_flagged() {
+        let fp = Fingerprinter::new(b"0123456789abcdef");
+        let id = resolve(&fp, &RawCredentials { query: Some("page=2&apikey=abcdef123456"), ..Default::default() });
+        let f = fp.fingerprint(b"abcdef123456");
+        assert_eq!(id.token_fingerprint, Some(f));
+        assert_eq!(id.client_id, Some(format!("key:{f}")));
+        assert_eq!(id.exposures, vec![("api_key", "query:apikey".to_string(), f)]);
+    }
+
+    #[test]
+    fn scp_array_and_cid_claims() {
+        let c = decode_jwt_claims(&jwt(r#"{"cid":"okta-app","scp":["a","b"]}"#)).unwrap();
+        assert_eq!(c.client_id.as_deref(), Some("okta-app"));
+        assert_eq!(c.scopes, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn basic_auth_gives_subject_not_secret() {
+        let fp = Fingerprinter::new(b"0123456789abcdef");
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:hunter2"));
+        let id = resolve(&fp, &RawCredentials { authorization: Some(&basic), ..Default::default() });
+        assert_eq!(id.subject.as_deref(), Some("alice"));
+        assert!(id.token_fingerprint.is_some());
+        assert!(!format!("{id:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,140 @@
+//! Route templating: `GET /v1/orders/8812/items/3f2a...` → `GET /v1/orders/{id}/items/{id}`.
+//!
+//! Configured templates win; otherwise numeric, UUID and long hex segments become `{id}`.
+
+/// One configured template, split into segments; `{...}` matches any single segment.
+#[derive(Clone, Debug)]
+struct Template {
+    text: String,
+    segments: Vec<Option<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RouteTemplater {
+    templates: Vec<Template>,
+}
+
+impl RouteTemplater {
+    pub fn new(templates: &[String]) -> Self {
+        let templates = templates
+            .iter()
+            .map(|t| Template {
+                text: t.clone(),
+                segments: t
+                    .trim_matches('/')
+                    .split('/')
+                    .map(|s| if s.starts_with('{') && s.ends_with('}') { None } else { Some(s.to_string()) })
+                    .collect(),
+            })
+            .collect();
+        RouteTemplater { templates }
+    }
+
+    /// The templated route `METHOD /path`, or just the templated path without a method.
+    pub fn route(&self, method: Option<&str>, path: &str) -> String {
+        let templated = self.template_path(path);
+        match method {
+            Some(m) => {
+                let mut s = String::with_capacity(m.len() + 1 + templated.len());
+                s.push_str(m);
+                s.push(' ');
+                s.push_str(&templated);
+                s
+            }
+            None => templated,
+        }
+    }
+
+    pub fn template_path(&self, path: &str) -> String {
+        let trimmed = path.trim_matches('/');
+        if !self.templates.is_empty() {
+            let n = trimmed.split('/').count();
+            'next: for t in &self.templates {
+                if t.segments.len() != n {
+                    continue;
+                }
+                for (seg, want) in trimmed.split('/').zip(&t.segments) {
+                    if let Some(w) = want {
+                        if w != seg {
+                            continue 'next;
+                        }
+                    }
+                }
+                return t.text.clone();
+            }
+        }
+        let mut out = String::with_capacity(path.len());
+        for seg in path.split('/').skip(1) {
+            out.push('/');
+            if is_id_segment(seg) {
+                out.push_str("{id}");
+            } else {
+                out.push_str(seg);
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+}
+
+/// Numeric, UUID, long hex (≥ 16 digits), or a long opaque mix of letters and digits.
+pub fn is_id_segment(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    if b.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    if is_uuid(b) {
+        return true;
+    }
+    if b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    // ULIDs, Mongo-ish and other opaque ids: ≥ 20 chars of [A-Za-z0-9_-] with digits and letters.
+    if b.len() >= 20
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+        && b.iter().any(u8::is_ascii_digit)
+        && b.iter().any(u8::is_ascii_alphabetic)
+    {
+        return true;
+    }
+    false
+}
+
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_rules() {
+        let r = RouteTemplater::default();
+        assert_eq!(r.route(Some("GET"), "/v1/orders/8812"), "GET /v1/orders/{id}");
+        assert_eq!(
+            r.route(Some("GET"), "/v1/users/3f2a1c9e-1b2d-4c5e-8f90-123456789abc/keys"),
+            "GET /v1/users/{id}/keys"
+        );
+        assert_eq!(r.route(Some("GET"), "/blobs/0123456789abcdef0123"), "GET /blobs/{id}");
+        assert_eq!(r.route(Some("GET"), "/v1/health"), "GET /v1/health");
+        assert_eq!(r.route(Some("GET"), "/"), "GET /");
+        assert_eq!(r.route(Some("GET"), "/v2/api/beef"), "GET /v2/api/beef");
+    }
+
+    #[test]
+    fn configured_templates_win() {
+        let r = RouteTemplater::new(&["/v1/users/{user}/repos/{repo}".to_string()]);
+        assert_eq!(r.route(Some("GET"), "/v1/users/alice/repos/gatewatch"), "GET /v1/users/{user}/repos/{repo}");
+        assert_eq!(r.route(Some("GET"), "/v1/users/alice"), "GET /v1/users/alice");
+    }
+}

@@ -1,0 +1,8 @@
+//! Pure data structures detectors keep their per-key state in. No clock, no I/O:
+//! time enters only as event time.
+
+pub mod keyed;
+pub mod window;
+
+pub use keyed::{KeyedState, StateStats};
+pub use window::{SlidingCount, SlidingSet};

@@ -1,0 +1,124 @@
+//! Sliding windows over event time, fed in time order.
+
+use std::collections::VecDeque;
+
+use crate::event::Millis;
+
+/// Counts events in the last `window`, remembering at most `cap` timestamps
+/// (enough to know the count reached a threshold).
+#[derive(Clone, Debug)]
+pub struct SlidingCount {
+    times: VecDeque<Millis>,
+}
+
+impl Default for SlidingCount {
+    fn default() -> Self {
+        SlidingCount { times: VecDeque::new() }
+    }
+}
+
+impl SlidingCount {
+    pub fn push(&mut self, ts: Millis, window: Millis, cap: usize) {
+        self.expire(ts, window);
+        if self.times.len() >= cap {
+            self.times.pop_front();
+        }
+        self.times.push_back(ts);
+    }
+
+    pub fn expire(&mut self, now: Millis, window: Millis) {
+        while self.times.front().is_some_and(|t| *t <= now - window) {
+            self.times.pop_front();
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn first(&self) -> Option<Millis> {
+        self.times.front().copied()
+    }
+
+    pub fn clear(&mut self) {
+        self.times.clear();
+    }
+}
+
+/// Distinct values seen in the last `window`, each with its last-seen time and a count.
+#[derive(Clone, Debug)]
+pub struct SlidingSet<T> {
+    items: Vec<(T, Millis, Millis, u32)>, // value, first seen, last seen, hits
+}
+
+impl<T> Default for SlidingSet<T> {
+    fn default() -> Self {
+        SlidingSet { items: Vec::new() }
+    }
+}
+
+impl<T: PartialEq + Clone> SlidingSet<T> {
+    /// Records `v` at `ts`; keeps at most `cap` distinct values (oldest dropped).
+    pub fn insert(&mut self, v: T, ts: Millis, window: Millis, cap: usize) {
+        self.expire(ts, window);
+        if let Some(e) = self.items.iter_mut().find(|e| e.0 == v) {
+            e.2 = ts;
+            e.3 += 1;
+            return;
+        }
+        if self.items.len() >= cap {
+            let oldest = self.items.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i).unwrap_or(0);
+            self.items.remove(oldest);
+        }
+        self.items.push((v, ts, ts, 1));
+    }
+
+    pub fn expire(&mut self, now: Millis, window: Millis) {
+        self.items.retain(|e| e.2 > now - window);
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// (value, first seen, last seen, hits)
+    pub fn iter(&self) -> impl Iterator<Item = &(T, Millis, Millis, u32)> {
+        self.items.iter()
+    }
+
+    pub fn earliest(&self) -> Option<Millis> {
+        self.items.iter().map(|e| e.1).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_count_expires() {
+        let mut c = SlidingCount::default();
+        for t in 0..10 {
+            c.push(t * 1000, 5000, 100);
+        }
+        assert_eq!(c.count(), 5);
+        assert_eq!(c.first(), Some(5000));
+        c.push(100_000, 5000, 100);
+        assert_eq!(c.count(), 1);
+    }
+
+    #[test]
+    fn sliding_set_counts_distinct_and_expires() {
+        let mut s = SlidingSet::default();
+        s.insert("a", 0, 10_000, 8);
+        s.insert("b", 1000, 10_000, 8);
+        s.insert("a", 2000, 10_000, 8);
+        assert_eq!(s.len(), 2);
+        s.insert("c", 11_500, 10_000, 8);
+        assert_eq!(s.len(), 2); // b expired (last seen 1000), a last seen 2000 kept
+    }
+}
