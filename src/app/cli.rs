@@ -18,6 +18,25 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Backtest: the live engine over a file of access logs; alerts as JSON lines, summary on stderr.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Input file, or `-` for stdin.
+        #[arg(long)]
+        input: String,
+        /// auto, kong, envoy, generic
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Where alerts go: a file, or `-` for stdout.
+        #[arg(long, default_value = "-")]
+        alerts: String,
+    },
+    /// Validate the config and detector files and run their test cases.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print how gatewatch reads each record: one normalized, scrubbed event per input line.
     Normalize {
         #[arg(long)]
@@ -58,7 +77,14 @@ pub fn parse_format(s: &str) -> anyhow::Result<Format> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_tracing();
     match cli.command {
+        Command::Replay { config, input, format, alerts } => replay_cmd(config.as_deref(), &input, &format, &alerts),
+        Command::Check { config } => {
+            let report = crate::app::check::check(config.as_deref());
+            print!("{}", report.render());
+            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Normalize { config, format } => {
             let (cfg, key) = offline_config(config.as_deref())?;
             let n = Normalizer::from_config(&cfg, parse_format(&format)?, key.as_bytes());
@@ -79,4 +105,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn replay_cmd(config: Option<&std::path::Path>, input: &str, format: &str, alerts: &str) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let (cfg, key) = offline_config(config)?;
+    let format = parse_format(format)?;
+    let mut pipeline = crate::app::Pipeline::from_config(&cfg, format, key.as_bytes()).map_err(crate::config::ConfigErrors)?;
+    if pipeline.engine.rules().is_empty() {
+        anyhow::bail!("no detector files found in {} (run from a checkout, or set [detectors] dir)", cfg.detectors_dir().display());
+    }
+    let (reader, size): (Box<dyn BufRead>, Option<u64>) = if input == "-" {
+        (Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())), None)
+    } else {
+        let f = std::fs::File::open(input).map_err(|e| anyhow::anyhow!("cannot open {input}: {e}"))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        (Box::new(std::io::BufReader::with_capacity(1 << 20, f)), size)
+    };
+    let mut sink: Box<dyn Write> = if alerts == "-" {
+        Box::new(std::io::BufWriter::new(std::io::stdout()))
+    } else {
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(alerts).map_err(|e| anyhow::anyhow!("cannot create {alerts}: {e}"))?,
+        ))
+    };
+    let bar = match size {
+        Some(n) if std::io::stderr().is_terminal() && n > 8 << 20 => {
+            let b = indicatif::ProgressBar::new(n);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .expect("valid template"),
+            );
+            Some(b)
+        }
+        _ => None,
+    };
+    let mut on_alert = crate::app::replay::json_lines_writer(&mut sink);
+    let summary = crate::app::replay::replay(&mut pipeline, reader, &mut on_alert, &mut |n| {
+        if let Some(b) = &bar {
+            b.set_position(n)
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    drop(on_alert);
+    sink.flush()?;
+    eprint!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
 }

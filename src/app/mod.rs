@@ -1,3 +1,8 @@
 //! Wiring: builds every stage from the configuration and runs the commands.
 
+pub mod check;
 pub mod cli;
+pub mod pipeline;
+pub mod replay;
+
+pub use pipeline::Pipeline;

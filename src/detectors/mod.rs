@@ -8,6 +8,12 @@
 
 
 mod rule;
+#[doc(hidden)]
+pub mod testing;
+
+pub mod auth_failure_spike;
+pub mod scope_misuse;
+pub mod token_reuse;
 
 pub use rule::{Allow, Rule};
 
@@ -44,6 +50,9 @@ pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<Co
 
 /// Every detector kind: name → constructor from its file.
 pub const REGISTRY: &[(&str, BuildFn)] = &[
+    ("auth_failure_spike", auth_failure_spike::build),
+    ("token_reuse", token_reuse::build),
+    ("scope_misuse", scope_misuse::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

@@ -123,7 +123,7 @@ impl Rule {
         if !self.findings.is_empty() {
             self.emit(out);
         }
-        if wm - self.last_cooldown_sweep > self.cooldown.max(60_000) {
+        if wm.saturating_sub(self.last_cooldown_sweep) > self.cooldown.max(60_000) {
             let cd = self.cooldown;
             self.last_fired.retain(|_, t| wm - *t < cd);
             self.last_cooldown_sweep = wm;

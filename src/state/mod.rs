@@ -5,4 +5,4 @@ pub mod keyed;
 pub mod window;
 
 pub use keyed::{KeyedState, StateStats};
-pub use window::{SlidingCount, SlidingSet};
+pub use window::{BucketCounter, SlidingCount, SlidingSet};

@@ -95,9 +95,76 @@ impl<T: PartialEq + Clone> SlidingSet<T> {
     }
 }
 
+/// Two counts (`total`, `hits`) over a sliding window, kept in fixed time
+/// buckets: memory per key is bounded by the bucket count, whatever the rate.
+#[derive(Clone, Debug, Default)]
+pub struct BucketCounter {
+    buckets: VecDeque<(Millis, u32, u32)>, // bucket start, total, hits
+    total: u64,
+    hits: u64,
+}
+
+impl BucketCounter {
+    /// Adds one event at `ts`; `hit` says whether it counts toward `hits`.
+    pub fn add(&mut self, ts: Millis, hit: bool, window: Millis, bucket: Millis) {
+        self.expire(ts, window);
+        let start = ts - ts.rem_euclid(bucket);
+        match self.buckets.back_mut() {
+            Some(b) if b.0 == start => {
+                b.1 += 1;
+                b.2 += hit as u32;
+            }
+            _ => self.buckets.push_back((start, 1, hit as u32)),
+        }
+        self.total += 1;
+        self.hits += hit as u64;
+    }
+
+    pub fn expire(&mut self, now: Millis, window: Millis) {
+        while let Some(b) = self.buckets.front() {
+            if b.0 <= now - window {
+                self.total -= b.1 as u64;
+                self.hits -= b.2 as u64;
+                self.buckets.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    /// Start of the earliest bucket holding a hit.
+    pub fn first_hit(&self) -> Option<Millis> {
+        self.buckets.iter().find(|b| b.2 > 0).map(|b| b.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_counter_slides() {
+        let mut c = BucketCounter::default();
+        for t in 0..100 {
+            c.add(t * 1000, t % 2 == 0, 60_000, 10_000);
+        }
+        // window (39s, 99s]: buckets starting 40s..90s survive
+        assert_eq!(c.total(), 60);
+        assert_eq!(c.hits(), 30);
+        assert_eq!(c.first_hit(), Some(40_000));
+    }
 
     #[test]
     fn sliding_count_expires() {

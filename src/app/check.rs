@@ -1,0 +1,195 @@
+//! `gatewatch check`: validates the config and every detector file, then runs
+//! the test cases the detector files carry. Every problem is listed.
+
+use std::path::Path;
+
+use crate::config::{ConfigError, DetectorFile, GatewatchConfig, TestCase};
+use crate::detectors::{build_rule, Limits};
+use crate::engine::Engine;
+use crate::event::{Alert, EntityKind, Event, Millis};
+use crate::normalize::{time::parse_rfc3339, Format, Normalizer};
+
+/// Result of one test case.
+#[derive(Debug)]
+pub struct CaseResult {
+    pub file: String,
+    pub rule: String,
+    pub case: String,
+    pub failures: Vec<String>,
+    pub alerts: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub errors: Vec<ConfigError>,
+    pub rules: usize,
+    pub cases: Vec<CaseResult>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.cases.iter().all(|c| c.failures.is_empty())
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for e in &self.errors {
+            s += &format!("error: {e}\n");
+        }
+        for c in &self.cases {
+            if c.failures.is_empty() {
+                s += &format!("ok    {} [{}] {} ({} alert(s))\n", c.file, c.rule, c.case, c.alerts);
+            } else {
+                for f in &c.failures {
+                    s += &format!("FAIL  {} [{}] {}: {f}\n", c.file, c.rule, c.case);
+                }
+            }
+        }
+        let failed = self.cases.iter().filter(|c| !c.failures.is_empty()).count();
+        s += &format!(
+            "{} rule(s), {} config error(s), {} test case(s): {} passed, {} failed\n",
+            self.rules,
+            self.errors.len(),
+            self.cases.len(),
+            self.cases.len() - failed,
+            failed
+        );
+        s
+    }
+}
+
+/// Checks a config file (or the defaults) and its detector directory.
+pub fn check(config: Option<&Path>) -> CheckReport {
+    let mut report = CheckReport::default();
+    let cfg = match GatewatchConfig::load_default(config) {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors = e;
+            // Still check the detectors next to it, with defaults.
+            let mut c = GatewatchConfig::default();
+            c.path = config.map(Path::to_path_buf);
+            c
+        }
+    };
+    let (files, mut errs) = DetectorFile::load_dir(&cfg.detectors_dir());
+    report.errors.append(&mut errs);
+    let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
+    let normalizer = Normalizer::from_config(&cfg, Format::Generic, b"gatewatch-check-key");
+    for f in &files {
+        if let Err(mut e) = build_rule(f, limits) {
+            report.errors.append(&mut e);
+            continue;
+        }
+        report.rules += 1;
+        for case in &f.tests {
+            report.cases.push(run_case(f, case, limits, &normalizer));
+        }
+    }
+    report
+}
+
+const DEFAULT_START: &str = "2026-01-01T00:00:00Z";
+
+/// Builds the events of a case from its templates, through the generic normalizer.
+pub fn case_events(f: &DetectorFile, case: &TestCase, normalizer: &Normalizer) -> Result<Vec<Event>, String> {
+    let start = parse_rfc3339(case.start.as_deref().unwrap_or(DEFAULT_START))
+        .ok_or_else(|| format!("{}: test `{}`: start is not RFC 3339", f.path.display(), case.name))?;
+    let mut events = Vec::new();
+    for (i, spec) in case.events.iter().enumerate() {
+        let at = spec.at.map_or(0, |d| d.0);
+        let every = spec.every.map_or(1000, |d| d.0);
+        for n in 0..spec.repeat {
+            let ts: Millis = start + at + every * n as i64;
+            let mut obj = serde_json::Map::new();
+            for (k, v) in &spec.event {
+                let v = match v {
+                    toml::Value::Array(a) if k != "scopes" && !a.is_empty() => a[n % a.len()].clone(),
+                    other => other.clone(),
+                };
+                obj.insert(k.clone(), toml_to_json(v));
+            }
+            obj.insert("ts".into(), serde_json::json!(crate::event::format_ts(ts)));
+            let line = serde_json::Value::Object(obj).to_string();
+            let ev = normalizer
+                .normalize_record(line.as_bytes())
+                .map_err(|e| format!("events[{i}] does not read as an event: {e}"))?;
+            events.push(ev);
+        }
+    }
+    events.sort_by_key(|e| e.ts);
+    Ok(events)
+}
+
+fn toml_to_json(v: toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => serde_json::Value::String(s),
+        toml::Value::Integer(i) => serde_json::json!(i),
+        toml::Value::Float(f) => serde_json::json!(f),
+        toml::Value::Boolean(b) => serde_json::json!(b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => serde_json::Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+    }
+}
+
+fn run_case(f: &DetectorFile, case: &TestCase, limits: Limits, normalizer: &Normalizer) -> CaseResult {
+    let mut result = CaseResult {
+        file: f.path.display().to_string(),
+        rule: f.id.clone(),
+        case: case.name.clone(),
+        failures: Vec::new(),
+        alerts: 0,
+    };
+    let events = match case_events(f, case, normalizer) {
+        Ok(e) => e,
+        Err(e) => {
+            result.failures.push(e);
+            return result;
+        }
+    };
+    let rule = match build_rule(f, limits) {
+        Ok(r) => r,
+        Err(e) => {
+            result.failures.extend(e.iter().map(|e| e.to_string()));
+            return result;
+        }
+    };
+    let mut engine = Engine::new(vec![rule], 0, usize::MAX);
+    let mut alerts: Vec<Alert> = Vec::new();
+    for ev in events {
+        engine.push(ev, &mut alerts);
+    }
+    engine.flush(&mut alerts);
+    result.alerts = alerts.len();
+    let mut matched = vec![false; alerts.len()];
+    for (i, exp) in case.expect.iter().enumerate() {
+        let Some(kind) = EntityKind::parse(&exp.entity_kind) else {
+            result.failures.push(format!("expect[{i}].entity_kind `{}` is not an entity kind", exp.entity_kind));
+            continue;
+        };
+        let hits: Vec<usize> = alerts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.entity.kind == kind && exp.entity_id.as_ref().is_none_or(|id| &a.entity.id == id))
+            .map(|(j, _)| j)
+            .collect();
+        let want = exp.count.unwrap_or(1);
+        if hits.len() != want {
+            result.failures.push(format!(
+                "expected {want} alert(s) on {} {}, got {}",
+                kind.as_str(),
+                exp.entity_id.as_deref().unwrap_or("(any)"),
+                hits.len()
+            ));
+        }
+        for j in hits {
+            matched[j] = true;
+        }
+    }
+    for (a, m) in alerts.iter().zip(&matched) {
+        if !m {
+            result.failures.push(format!("unexpected alert on {} {}: {}", a.entity.kind.as_str(), a.entity.id, a.summary));
+        }
+    }
+    result
+}

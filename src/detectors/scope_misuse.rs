@@ -1,0 +1,430 @@
+//! `scope_misuse`: tokens calling routes their scopes do not allow.
+//!
+//! Two signals:
+//! 1. **Succeeded without the scope.** A successful call to a route by a token
+//!    lacking a scope the route needs. What a route needs comes from the
+//!    explicit `[[params.policy]]` entries where given; otherwise from what the
+//!    detector learns: after `learn_min_calls` successful scoped calls from at
+//!    least `learn_min_clients` clients, every scope present on at least
+//!    `required_share` of them is required. A violating call never teaches.
+//!    The high default share (99 %) keeps routes with an alternative scope
+//!    (say `admin` on 5 % of calls) from being learned too strictly.
+//! 2. **Bursts of 403.** A token refused `forbidden_threshold` times in the
+//!    window: probing routes outside its scopes.
+//!
+//! Calls whose token carries no scopes are skipped (API keys, consumers
+//! without JWTs): nothing can be said about them.
+//!
+//! Touches: events, its own keyed state, the findings it returns. No clock.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{human_duration, parse_params, Checker, Detector, Limits};
+use crate::config::{ConfigError, DetectorFile, DurationStr};
+use crate::event::{Entity, EntityKind, Event, Fingerprint, Finding, Millis};
+use crate::state::{BucketCounter, KeyedState, StateStats};
+
+/// `[params]` of a `scope_misuse` file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Window for the 403 burst and for counting violations.
+    #[serde(default = "default_window")]
+    pub window: DurationStr,
+    /// 403s of one token in the window that raise an alert (0 turns the signal off).
+    #[serde(default = "default_forbidden")]
+    pub forbidden_threshold: u64,
+    /// Minimum share of 403s among the token's calls in the window.
+    #[serde(default = "default_forbidden_ratio")]
+    pub min_forbidden_ratio: f64,
+    /// Successful calls without the needed scope, per token in the window, that raise an alert.
+    #[serde(default = "default_min_violations")]
+    pub min_violations: u64,
+    /// Explicit route → scope policy. Wins over anything learned for the same route.
+    #[serde(default)]
+    pub policy: Vec<PolicyEntry>,
+    /// Learn required scopes for routes without a policy entry.
+    #[serde(default = "default_true")]
+    pub learn: bool,
+    /// Successful scoped calls a route needs before its learned requirement is used.
+    #[serde(default = "default_learn_calls")]
+    pub learn_min_calls: u64,
+    /// Distinct clients a route needs before its learned requirement is used.
+    #[serde(default = "default_learn_clients")]
+    pub learn_min_clients: usize,
+    /// A scope present on at least this share of a route's calls is required (0.5–1).
+    #[serde(default = "default_share")]
+    pub required_share: f64,
+}
+
+/// One policy entry: calls to `route` need at least one of `any_of` and every one of `all_of`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// Templated route `METHOD /path/{id}`; `*` as method matches any; a trailing `*` is a prefix.
+    pub route: String,
+    /// The call needs at least one of these.
+    #[serde(default)]
+    pub any_of: Vec<String>,
+    /// The call needs all of these.
+    #[serde(default)]
+    pub all_of: Vec<String>,
+}
+
+fn default_window() -> DurationStr {
+    DurationStr(10 * 60_000)
+}
+fn default_forbidden() -> u64 {
+    10
+}
+fn default_forbidden_ratio() -> f64 {
+    0.2
+}
+fn default_min_violations() -> u64 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_learn_calls() -> u64 {
+    200
+}
+fn default_learn_clients() -> usize {
+    5
+}
+fn default_share() -> f64 {
+    0.99
+}
+
+struct Policy {
+    method: Option<String>,
+    path: String,
+    prefix: bool,
+    any_of: Vec<String>,
+    all_of: Vec<String>,
+}
+
+impl Policy {
+    fn matches(&self, route: &str) -> bool {
+        let (m, p) = route.split_once(' ').unwrap_or(("", route));
+        if let Some(want) = &self.method {
+            if want != m {
+                return false;
+            }
+        }
+        if self.prefix {
+            p.starts_with(&self.path)
+        } else {
+            p == self.path
+        }
+    }
+
+    /// The scopes missing from `have`, or `None` when the call is allowed.
+    fn missing(&self, have: &[String]) -> Option<Vec<String>> {
+        let mut missing: Vec<String> = self.all_of.iter().filter(|s| !have.contains(s)).cloned().collect();
+        if !self.any_of.is_empty() && !self.any_of.iter().any(|s| have.contains(s)) {
+            missing.push(format!("one of {}", self.any_of.join("|")));
+        }
+        (!missing.is_empty()).then_some(missing)
+    }
+}
+
+#[derive(Default)]
+struct RouteLearning {
+    calls: u64,
+    by_scope: HashMap<String, u64>,
+    clients: Vec<String>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    calls: BucketCounter,     // hits = 403s
+    violations: BucketCounter, // hits = violating successful calls
+    client: Option<String>,
+    fingerprint: Option<Fingerprint>,
+    routes: Vec<String>,
+    missing: Vec<String>,
+}
+
+pub struct ScopeMisuse {
+    p: Params,
+    policies: Vec<Policy>,
+    routes: KeyedState<String, RouteLearning>,
+    tokens: KeyedState<String, TokenState>,
+    bucket: Millis,
+}
+
+pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
+    let p: Params = parse_params(file)?;
+    let mut c = Checker::new(file);
+    c.check(p.window.0 >= 10_000, "window", "must be at least 10s");
+    c.check((0.0..=1.0).contains(&p.min_forbidden_ratio), "min_forbidden_ratio", "must be between 0 and 1");
+    c.check((0.5..=1.0).contains(&p.required_share), "required_share", "must be between 0.5 and 1");
+    c.check(p.min_violations >= 1, "min_violations", "must be at least 1");
+    c.check(p.learn_min_clients >= 1, "learn_min_clients", "must be at least 1");
+    let mut policies = Vec::new();
+    for (i, e) in p.policy.iter().enumerate() {
+        let field = format!("policy[{i}]");
+        let Some((m, path)) = e.route.split_once(' ') else {
+            c.check(false, &format!("{field}.route"), "must read `METHOD /path` (method may be `*`)");
+            continue;
+        };
+        c.check(path.starts_with('/'), &format!("{field}.route"), "the path must start with `/`");
+        c.check(!e.any_of.is_empty() || !e.all_of.is_empty(), &field, "give `any_of` or `all_of`");
+        let (path, prefix) = match path.strip_suffix('*') {
+            Some(p) => (p.to_string(), true),
+            None => (path.to_string(), false),
+        };
+        policies.push(Policy {
+            method: (m != "*").then(|| m.to_string()),
+            path,
+            prefix,
+            any_of: e.any_of.clone(),
+            all_of: e.all_of.clone(),
+        });
+    }
+    let bucket = (p.window.0 / 30).max(1000);
+    let idle = limits.idle_timeout.max(p.window.0);
+    let d = ScopeMisuse {
+        routes: KeyedState::new(limits.max_keys.min(50_000), Millis::MAX / 4),
+        tokens: KeyedState::new(limits.max_keys, idle),
+        policies,
+        bucket,
+        p,
+    };
+    c.finish(Box::new(d) as Box<dyn Detector>)
+}
+
+impl ScopeMisuse {
+    /// Scopes missing for this call, by policy or learned requirement; `None` if allowed or unknown.
+    fn check_and_learn(&mut self, route: &str, ev: &Event) -> Option<(Vec<String>, &'static str)> {
+        if let Some(pol) = self.policies.iter().find(|p| p.matches(route)) {
+            return pol.missing(&ev.scopes).map(|m| (m, "policy"));
+        }
+        if !self.p.learn {
+            return None;
+        }
+        let (min_calls, min_clients, share) = (self.p.learn_min_calls, self.p.learn_min_clients, self.p.required_share);
+        let st = self.routes.entry(&route.to_string(), ev.ts, RouteLearning::default);
+        let learned = st.calls >= min_calls && st.clients.len() >= min_clients;
+        if learned {
+            let need = (share * st.calls as f64).ceil() as u64;
+            let mut missing: Vec<String> =
+                st.by_scope.iter().filter(|(s, n)| **n >= need && !ev.scopes.contains(s)).map(|(s, _)| s.clone()).collect();
+            if !missing.is_empty() {
+                missing.sort();
+                return Some((missing, "learned"));
+            }
+        }
+        st.calls += 1;
+        for s in &ev.scopes {
+            *st.by_scope.entry(s.clone()).or_insert(0) += 1;
+        }
+        if st.clients.len() < min_clients {
+            if let Some(c) = &ev.client_id {
+                if !st.clients.contains(c) {
+                    st.clients.push(c.clone());
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Detector for ScopeMisuse {
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let Some(route) = ev.route.as_deref() else { return };
+        if ev.scopes.is_empty() {
+            return;
+        }
+        let key = match (ev.token_entity(), &ev.client_id) {
+            (Some(t), _) => t,
+            (None, Some(c)) => format!("client:{c}"),
+            _ => return,
+        };
+        let forbidden = ev.status == Some(403);
+        let violation = if ev.is_success() { self.check_and_learn(route, ev) } else { None };
+        let (window, bucket) = (self.p.window.0, self.bucket);
+        let st = self.tokens.entry(&key, ev.ts, TokenState::default);
+        st.calls.add(ev.ts, forbidden, window, bucket);
+        if ev.client_id.is_some() {
+            st.client = ev.client_id.clone();
+        }
+        st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
+        let entity = if key.starts_with("client:") {
+            Entity::new(EntityKind::ClientId, ev.client_id.clone().unwrap_or_default())
+        } else {
+            Entity::new(EntityKind::Token, key.clone())
+        };
+        if let Some((missing, source)) = violation {
+            st.violations.add(ev.ts, true, window, bucket);
+            if !st.routes.iter().any(|r| r == route) && st.routes.len() < 10 {
+                st.routes.push(route.to_string());
+            }
+            for m in missing {
+                if !st.missing.contains(&m) {
+                    st.missing.push(m);
+                }
+            }
+            if st.violations.hits() >= self.p.min_violations {
+                let mut evidence = serde_json::Map::new();
+                evidence.insert("violations".into(), json!(st.violations.hits()));
+                evidence.insert("routes".into(), json!(st.routes));
+                evidence.insert("missing_scopes".into(), json!(st.missing));
+                evidence.insert("token_scopes".into(), json!(ev.scopes));
+                evidence.insert("requirement".into(), json!(source));
+                evidence.insert("status".into(), json!(ev.status));
+                out.push(Finding {
+                    entity: entity.clone(),
+                    client_id: st.client.clone(),
+                    token_fingerprint: st.fingerprint,
+                    window_start: st.violations.first_hit().unwrap_or(ev.ts),
+                    window_end: ev.ts,
+                    summary: format!(
+                        "{} successful call(s) to {} without scope {} ({} requirement)",
+                        st.violations.hits(),
+                        st.routes.join(", "),
+                        st.missing.join(", "),
+                        source
+                    ),
+                    evidence,
+                });
+                st.violations = BucketCounter::default();
+                st.routes.clear();
+                st.missing.clear();
+            }
+        }
+        if forbidden && self.p.forbidden_threshold > 0 {
+            let (n, total) = (st.calls.hits(), st.calls.total());
+            if n >= self.p.forbidden_threshold && n as f64 >= self.p.min_forbidden_ratio * total as f64 {
+                let mut evidence = serde_json::Map::new();
+                evidence.insert("forbidden".into(), json!(n));
+                evidence.insert("requests".into(), json!(total));
+                evidence.insert("token_scopes".into(), json!(ev.scopes));
+                evidence.insert("last_route".into(), json!(route));
+                out.push(Finding {
+                    entity,
+                    client_id: st.client.clone(),
+                    token_fingerprint: st.fingerprint,
+                    window_start: st.calls.first_hit().unwrap_or(ev.ts),
+                    window_end: ev.ts,
+                    summary: format!(
+                        "{n} of {total} calls refused with 403 in {}: token probing routes outside its scopes",
+                        human_duration(window)
+                    ),
+                    evidence,
+                });
+                st.calls = BucketCounter::default();
+            }
+        }
+    }
+
+    fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.tokens.sweep(wm);
+    }
+
+    fn stats(&self) -> StateStats {
+        let (a, b) = (self.tokens.stats(), self.routes.stats());
+        StateStats { keys: a.keys + b.keys, evicted_idle: a.evicted_idle + b.evicted_idle, evicted_cap: a.evicted_cap + b.evicted_cap }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::{detector_from_toml, ev, run};
+
+    const POLICY: &str = r#"
+[[params.policy]]
+route = "DELETE /v1/users/{id}"
+any_of = ["admin"]
+"#;
+
+    #[test]
+    fn policy_violation_fires_on_the_token() {
+        let mut d = detector_from_toml("scope_misuse", POLICY);
+        let events = vec![
+            ev(0).client("admin-app").token(1).scopes(&["admin"]).delete("/v1/users/17").status(204).build(),
+            ev(1000).client("app-2").token(2).scopes(&["orders:read"]).delete("/v1/users/18").status(204).build(),
+        ];
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity, Entity::new(EntityKind::Token, Fingerprint([2; 8]).to_hex()));
+        assert!(f[0].summary.contains("DELETE /v1/users/{id}"));
+        assert!(f[0].summary.contains("one of admin"));
+    }
+
+    #[test]
+    fn refused_call_is_not_a_violation() {
+        let mut d = detector_from_toml("scope_misuse", POLICY);
+        let events = vec![ev(0).token(2).scopes(&["orders:read"]).delete("/v1/users/18").status(403).build()];
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    fn learning_traffic() -> Vec<Event> {
+        // 10 clients with orders:read call GET /v1/orders 30 times each
+        (0..300)
+            .map(|i| {
+                ev(i * 1000)
+                    .client(&format!("app-{}", i % 10))
+                    .token((i % 10) as u8)
+                    .scopes(&["orders:read", "profile"])
+                    .get("/v1/orders")
+                    .build()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn learned_requirement_catches_a_token_without_the_scope() {
+        let mut d = detector_from_toml("scope_misuse", "");
+        let mut events = learning_traffic();
+        events.push(ev(400_000).client("intruder").token(99).scopes(&["profile"]).get("/v1/orders").build());
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].evidence["missing_scopes"], json!(["orders:read"]));
+        assert_eq!(f[0].evidence["requirement"], json!("learned"));
+    }
+
+    #[test]
+    fn nothing_is_learned_before_enough_calls() {
+        let mut d = detector_from_toml("scope_misuse", "");
+        let mut events: Vec<Event> = learning_traffic().into_iter().take(50).collect();
+        events.push(ev(400_000).client("x").token(99).scopes(&["profile"]).get("/v1/orders").build());
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn alternative_scope_on_a_few_percent_of_calls_is_not_learned_as_violation() {
+        let mut d = detector_from_toml("scope_misuse", "");
+        // 95 % of calls carry orders:read, 5 % carry admin only: nothing reaches 99 %
+        let events: Vec<Event> = (0..400)
+            .map(|i| {
+                let scopes: &[&str] = if i % 20 == 0 { &["admin"] } else { &["orders:read"] };
+                ev(i * 1000).client(&format!("app-{}", i % 12)).token((i % 12) as u8).scopes(scopes).get("/v1/orders").build()
+            })
+            .collect();
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn forbidden_burst_fires() {
+        let mut d = detector_from_toml("scope_misuse", "learn = false");
+        let events: Vec<Event> = (0..15)
+            .map(|i| ev(i * 2000).client("app-3").token(3).scopes(&["orders:read"]).get(&format!("/admin/t{i}")).status(403).build())
+            .collect();
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].summary.starts_with("10 of 10 calls refused"));
+    }
+
+    #[test]
+    fn bad_policy_is_reported_with_its_field() {
+        let file = crate::detectors::testing::file_from_toml("scope_misuse", "[[params.policy]]\nroute = \"/no-method\"\nany_of = [\"a\"]");
+        let errs = build(&file, Limits::default()).err().expect("invalid");
+        assert_eq!(errs[0].field, "params.policy[0].route");
+    }
+}

@@ -1,0 +1,293 @@
+//! `token_reuse`: one token used from too many networks — a stolen token.
+//!
+//! For each token (its fingerprint; where the gateway does not log the token,
+//! the credential id: Kong's credential, a JWT `jti`, an API-key id), the
+//! source addresses seen in a sliding window are grouped into networks (IPv4
+//! /24, IPv6 /48) and networks into regions (IPv4 /16, IPv6 /32). The token
+//! alerts when it is used from more regions than `max_regions`.
+//!
+//! Why regions: a phone moving inside its carrier's range changes /24 all the
+//! time but stays inside the carrier's block; counting regions keeps it quiet.
+//! Many clients behind one office NAT share an address but not a token, so
+//! they never add networks to one another's count. A service with a handful
+//! of egress NATs (one per availability zone) stays under the limit.
+//! Without a GeoIP database, "far apart" is approximated by the region prefix.
+//!
+//! Touches: events, its own keyed state, the findings it returns. No clock.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
+use crate::config::{ConfigError, DetectorFile, DurationStr};
+use crate::event::{Entity, EntityKind, Event, Fingerprint, Finding, Millis};
+use crate::state::{KeyedState, SlidingSet, StateStats};
+
+/// `[params]` of a `token_reuse` file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Sliding window the networks are counted in.
+    #[serde(default = "default_window")]
+    pub window: DurationStr,
+    /// Alert when a token is used from more regions than this in the window.
+    #[serde(default = "default_max_regions")]
+    pub max_regions: usize,
+    /// IPv4 prefix length of a network (evidence granularity).
+    #[serde(default = "default_net_v4")]
+    pub network_prefix_v4: u8,
+    /// IPv6 prefix length of a network.
+    #[serde(default = "default_net_v6")]
+    pub network_prefix_v6: u8,
+    /// IPv4 prefix length of a region: networks inside one region count once.
+    #[serde(default = "default_region_v4")]
+    pub region_prefix_v4: u8,
+    /// IPv6 prefix length of a region.
+    #[serde(default = "default_region_v6")]
+    pub region_prefix_v6: u8,
+    /// Requests a region needs in the window before it counts (1 = any use).
+    #[serde(default = "default_min_requests")]
+    pub min_requests_per_region: u32,
+    /// Only successful requests (2xx/3xx) count: a token that is refused everywhere is
+    /// the business of `auth_failure_spike`.
+    #[serde(default = "default_true")]
+    pub successful_only: bool,
+    /// Also key on credential ids (Kong credential, JWT `jti`) when the token itself is not logged.
+    #[serde(default = "default_true")]
+    pub use_credential_id: bool,
+}
+
+fn default_window() -> DurationStr {
+    DurationStr(10 * 60_000)
+}
+fn default_max_regions() -> usize {
+    3
+}
+fn default_net_v4() -> u8 {
+    24
+}
+fn default_net_v6() -> u8 {
+    48
+}
+fn default_region_v4() -> u8 {
+    16
+}
+fn default_region_v6() -> u8 {
+    32
+}
+fn default_min_requests() -> u32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The most addresses remembered per token; enough evidence, bounded memory.
+const MAX_ADDRS: usize = 64;
+
+#[derive(Default)]
+struct TokenState {
+    addrs: SlidingSet<IpAddr>,
+    client: Option<String>,
+    fingerprint: Option<Fingerprint>,
+    /// After an alert, the same episode is not reported again before this time.
+    quiet_until: Millis,
+}
+
+pub struct TokenReuse {
+    p: Params,
+    state: KeyedState<String, TokenState>,
+}
+
+pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
+    let p: Params = parse_params(file)?;
+    let mut c = Checker::new(file);
+    c.check(p.window.0 >= 10_000, "window", "must be at least 10s");
+    c.check(p.max_regions >= 1, "max_regions", "must be at least 1");
+    c.check(p.max_regions < MAX_ADDRS, "max_regions", "must be below 64");
+    c.check((8..=32).contains(&p.network_prefix_v4), "network_prefix_v4", "must be 8–32");
+    c.check((16..=128).contains(&p.network_prefix_v6), "network_prefix_v6", "must be 16–128");
+    c.check(p.region_prefix_v4 <= p.network_prefix_v4, "region_prefix_v4", "must not be longer than network_prefix_v4");
+    c.check(p.region_prefix_v6 <= p.network_prefix_v6, "region_prefix_v6", "must not be longer than network_prefix_v6");
+    c.check(p.min_requests_per_region >= 1, "min_requests_per_region", "must be at least 1");
+    let idle = limits.idle_timeout.max(p.window.0);
+    c.finish(Box::new(TokenReuse { state: KeyedState::new(limits.max_keys, idle), p }) as Box<dyn Detector>)
+}
+
+impl TokenReuse {
+    fn regions(&self, st: &TokenState) -> Vec<(ipnet::IpNet, u32)> {
+        let mut regions: Vec<(ipnet::IpNet, u32)> = Vec::new();
+        for (ip, _, _, hits) in st.addrs.iter() {
+            let r = network_of(*ip, self.p.region_prefix_v4, self.p.region_prefix_v6);
+            match regions.iter_mut().find(|(x, _)| *x == r) {
+                Some(e) => e.1 += hits,
+                None => regions.push((r, *hits)),
+            }
+        }
+        regions.retain(|(_, n)| *n >= self.p.min_requests_per_region);
+        regions
+    }
+}
+
+impl Detector for TokenReuse {
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let Some(ip) = ev.source_ip else { return };
+        if self.p.successful_only && ev.status.is_some() && !ev.is_success() {
+            return;
+        }
+        let key = match (&ev.token_fingerprint, &ev.credential_id) {
+            (Some(fp), _) => fp.to_hex(),
+            (None, Some(c)) if self.p.use_credential_id => format!("cred:{c}"),
+            _ => return,
+        };
+        let window = self.p.window.0;
+        let st = self.state.entry(&key, ev.ts, TokenState::default);
+        let before = st.addrs.len();
+        st.addrs.insert(ip, ev.ts, window, MAX_ADDRS);
+        if ev.client_id.is_some() {
+            st.client = ev.client_id.clone();
+        }
+        st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
+        if (st.addrs.len() <= before && self.p.min_requests_per_region == 1) || ev.ts < st.quiet_until {
+            return; // no new address (the region count cannot have grown), or episode already reported
+        }
+        let st = self.state.get(&key).expect("just inserted");
+        let regions = self.regions(st);
+        if regions.len() <= self.p.max_regions {
+            return;
+        }
+        let mut networks: Vec<String> = Vec::new();
+        for (a, _, _, _) in st.addrs.iter() {
+            let n = network_of(*a, self.p.network_prefix_v4, self.p.network_prefix_v6).to_string();
+            if !networks.contains(&n) {
+                networks.push(n);
+            }
+        }
+        let mut source_ips: Vec<String> = st.addrs.iter().map(|(a, _, _, _)| a.to_string()).collect();
+        source_ips.truncate(20);
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("distinct_regions".into(), json!(regions.len()));
+        evidence.insert("distinct_networks".into(), json!(networks.len()));
+        evidence.insert("regions".into(), json!(regions.iter().map(|(r, _)| r.to_string()).collect::<Vec<_>>()));
+        evidence.insert("networks".into(), json!(networks));
+        evidence.insert("source_ips".into(), json!(source_ips));
+        evidence.insert("limit".into(), json!(self.p.max_regions));
+        let who = match &st.client {
+            Some(c) => format!(" (client {c})"),
+            None => String::new(),
+        };
+        out.push(Finding {
+            entity: Entity::new(EntityKind::Token, key.clone()),
+            client_id: st.client.clone(),
+            token_fingerprint: st.fingerprint,
+            window_start: st.addrs.earliest().unwrap_or(ev.ts),
+            window_end: ev.ts,
+            summary: format!(
+                "token{who} used from {} networks in {} regions within {} (limit {} regions)",
+                networks.len(),
+                regions.len(),
+                human_duration(window),
+                self.p.max_regions
+            ),
+            evidence,
+        });
+        // The episode is reported; stay quiet about it for a window.
+        if let Some(st) = self.state.get_mut(&key) {
+            st.quiet_until = ev.ts + window;
+        }
+    }
+
+    fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.state.sweep(wm);
+    }
+
+    fn stats(&self) -> StateStats {
+        self.state.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::{detector_from_toml, ev, run};
+
+    fn det() -> Box<dyn Detector> {
+        detector_from_toml("token_reuse", "")
+    }
+
+    #[test]
+    fn stolen_token_from_many_networks_fires() {
+        let mut d = det();
+        let mut events = Vec::new();
+        // the owner, steadily from home
+        for i in 0..60 {
+            events.push(ev(i * 10_000).ip("198.51.100.7").client("app-1").token(1).get("/v1/me").build());
+        }
+        // the thief, from 6 far-apart networks within 3 minutes
+        for (i, ip) in ["203.0.113.5", "45.33.1.9", "91.198.174.2", "5.255.255.5", "185.199.108.1", "77.88.8.8"].iter().enumerate() {
+            events.push(ev(120_000 + i as i64 * 30_000).ip(ip).client("app-1").token(1).get("/v1/me").build());
+        }
+        events.sort_by_key(|e| e.ts);
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity, Entity::new(EntityKind::Token, Fingerprint([1; 8]).to_hex()));
+        assert_eq!(f[0].client_id.as_deref(), Some("app-1"));
+        assert_eq!(f[0].evidence["distinct_regions"], json!(4));
+        assert!(f[0].summary.contains("limit 3 regions"));
+    }
+
+    #[test]
+    fn mobile_client_inside_carrier_range_does_not_fire() {
+        let mut d = det();
+        // 40 different /24s, all inside the carrier's 100.64.0.0/16 block
+        let events: Vec<Event> =
+            (0..40).map(|i| ev(i * 10_000).ip(&format!("100.64.{}.{}", i * 3, 10 + i)).token(2).get("/v1/feed").build()).collect();
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn office_nat_shared_by_many_tokens_does_not_fire() {
+        let mut d = det();
+        let events: Vec<Event> = (0..500).map(|i| ev(i * 1000).ip("192.0.2.10").token((i % 50) as u8).get("/v1/x").build()).collect();
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn three_zone_egress_stays_under_the_limit() {
+        let mut d = det();
+        let ips = ["3.120.1.10", "18.156.2.20", "52.29.3.30"];
+        let events: Vec<Event> = (0..900).map(|i| ev(i * 500).ip(ips[i as usize % 3]).token(3).get("/v1/batch").build()).collect();
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn credential_id_is_used_when_the_token_is_not_logged() {
+        let mut d = det();
+        let events: Vec<Event> = (0..5)
+            .map(|i| ev(i * 1000).ip(&format!("{}.10.0.1", 20 + i * 20)).credential("cred-42").client("c-1").get("/x").build())
+            .collect();
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].entity.id, "cred:cred-42");
+        assert_eq!(f[0].token_fingerprint, None);
+    }
+
+    #[test]
+    fn uses_spread_beyond_the_window_do_not_add_up() {
+        let mut d = det();
+        // 8 regions, one every 15 minutes: never more than 1 in a 10-minute window
+        let events: Vec<Event> =
+            (0..8).map(|i| ev(i * 900_000).ip(&format!("{}.1.1.1", 10 + i * 20)).token(4).get("/x").build()).collect();
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn refused_calls_do_not_count() {
+        let mut d = det();
+        let events: Vec<Event> =
+            (0..8).map(|i| ev(i * 1000).ip(&format!("{}.1.1.1", 10 + i * 20)).token(5).get("/x").status(401).build()).collect();
+        assert!(run(&mut *d, &events).is_empty());
+    }
+}
