@@ -1,0 +1,96 @@
+//! The `gatewatch` binary as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn gatewatch() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("GATEWATCH_FINGERPRINT_KEY");
+    c
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn check_passes_on_the_shipped_detectors() {
+    let out = gatewatch().arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+}
+
+#[test]
+fn check_lists_every_error_with_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let det = dir.path().join("detectors");
+    std::fs::create_dir(&det).unwrap();
+    std::fs::write(dir.path().join("gatewatch.toml"), "[engine]\nallowed_lateness = \"2h\"\n[normalize]\ntrusted_proxies = [\"not-an-ip\"]\n").unwrap();
+    std::fs::write(det.join("a.toml"), "id = \"a\"\nkind = \"no_such_kind\"\n").unwrap();
+    std::fs::write(det.join("b.toml"), "id = \"b\"\nkind = \"token_reuse\"\n[params]\nmax_regions = 0\nwindow = \"soon\"\n").unwrap();
+    std::fs::write(det.join("c.toml"), "id = \"c\"\nkind = \"auth_failure_spike\"\n[params]\nmin_failure_ratio = 3.0\n").unwrap();
+    let out = gatewatch().arg("check").arg("--config").arg(dir.path().join("gatewatch.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    for needle in [
+        "gatewatch.toml: engine.allowed_lateness",
+        "gatewatch.toml: normalize.trusted_proxies[0]",
+        "a.toml: kind: unknown detector kind `no_such_kind`",
+        "b.toml: params",
+        "c.toml: params.min_failure_ratio",
+    ] {
+        assert!(stdout.contains(needle), "missing `{needle}` in:\n{stdout}");
+    }
+}
+
+#[test]
+fn normalize_prints_one_line_per_record_and_rejections() {
+    let kong = r#"{"started_at":1700000000000,"client_ip":"203.0.113.9","request":{"method":"GET","uri":"/v1/orders/42?apikey=s3cr3tK3yValue9","headers":{"authorization":"REDACTED"}},"response":{"status":200,"size":"12"},"latencies":{"request":"15","proxy":12},"consumer":{"id":"c-1","username":"shop"}}"#;
+    let input = format!("{kong}\nnot json at all\n[{kong},{kong}]\n");
+    let (code, stdout, _) = run_with_stdin({
+        let mut c = gatewatch();
+        c.arg("normalize");
+        c
+    }, &input);
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["route"], "GET /v1/orders/{id}");
+    assert_eq!(lines[0]["path"], "/v1/orders/42");
+    assert_eq!(lines[0]["client_id"], "c-1");
+    assert_eq!(lines[0]["latency_ms"], 15.0);
+    assert_eq!(lines[0]["token_fingerprint"].as_str().unwrap().len(), 16);
+    assert!(lines[1]["rejected"].is_string(), "{}", lines[1]);
+    assert!(!stdout.contains("s3cr3tK3yValue9"), "raw key leaked: {stdout}");
+}
+
+#[test]
+fn replay_finds_a_brute_force_and_leaks_no_token() {
+    let mut input = String::new();
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJjbGllbnRfaWQiOiJhcHAtMSIsInN1YiI6InUxIn0.c2VjcmV0LXNpZ25hdHVyZS12YWx1ZQ";
+    for i in 0..40 {
+        input += &format!(
+            r#"{{"start_time":"2026-11-21T10:{:02}:{:02}.000Z","method":"POST","path":"/login?access_token={token}","response_code":"401","duration":"3","downstream_remote_address":"203.0.113.7:5555","authorization":"Bearer {token}"}}"#,
+            i / 6,
+            (i % 6) * 10
+        );
+        input.push('\n');
+    }
+    let (code, stdout, stderr) = run_with_stdin({
+        let mut c = gatewatch();
+        c.args(["replay", "--input", "-"]);
+        c
+    }, &input);
+    assert_eq!(code, 0, "{stderr}");
+    let alerts: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(alerts.iter().any(|a| a["detector"] == "auth_failure_spike" && a["entity"]["id"] == "203.0.113.7"), "{stdout}");
+    assert!(stderr.contains("40 records"), "{stderr}");
+    for secret in [token, "c2VjcmV0LXNpZ25hdHVyZS12YWx1ZQ"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "raw token leaked");
+    }
+}
