@@ -13,3 +13,4 @@ pub mod detectors;
 pub mod engine;
 pub mod state;
 pub mod app;
+pub mod simulate;

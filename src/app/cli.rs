@@ -45,6 +45,35 @@ pub enum Command {
         #[arg(long, default_value = "auto")]
         format: String,
     },
+    /// Write simulated gateway traffic (with labelled attacks) to stdout, one record per line in arrival order.
+    Simulate {
+        /// Simulated span, minutes.
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+        /// Number of API clients (token holders).
+        #[arg(long, default_value_t = 300)]
+        clients: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// kong, envoy, generic
+        #[arg(long, default_value = "kong")]
+        format: String,
+        /// Benign traffic only.
+        #[arg(long)]
+        no_attacks: bool,
+        /// How many times each kind of attack is injected.
+        #[arg(long, default_value_t = 1)]
+        attack_rounds: usize,
+        /// Write one JSON label per injected attack to this file.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Event time of the start (RFC 3339); default 2026-11-21T10:00:00Z.
+        #[arg(long)]
+        start: Option<String>,
+        /// Config whose fingerprint key the labels use (default: ./gatewatch.toml, else the development key).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -100,6 +129,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     };
                     let _ = writeln!(out, "{text}");
                 });
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate { minutes, clients, seed, format, no_attacks, attack_rounds, labels, start, config } => {
+            use crate::simulate::{render, simulate, SimConfig, DEFAULT_START};
+            let format = match parse_format(&format)? {
+                Format::Auto => anyhow::bail!("simulate needs a concrete --format (kong, envoy, generic)"),
+                f => f,
+            };
+            let start = match start {
+                Some(s) => crate::normalize::time::parse_rfc3339(&s)
+                    .ok_or_else(|| anyhow::anyhow!("--start `{s}` is not an RFC 3339 time"))?,
+                None => DEFAULT_START,
+            };
+            let (_, key) = offline_config(config.as_deref())?;
+            let cfg = SimConfig {
+                seed,
+                start,
+                duration_ms: minutes as i64 * 60_000,
+                clients,
+                fingerprint_key: key.into_bytes(),
+                attacks: !no_attacks,
+                attack_rounds,
+            };
+            cfg.validate()?;
+            let sim = simulate(&cfg);
+            if let Some(path) = labels {
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(&path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                );
+                for l in &sim.labels {
+                    writeln!(f, "{}", l.to_json())?;
+                }
+                f.flush()?;
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            for r in &sim.records {
+                out.write_all(render(r, format).as_bytes())?;
+                out.write_all(b"\n")?;
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
