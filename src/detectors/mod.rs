@@ -7,6 +7,7 @@
 //! Adding a kind = one new file here + one line in [`REGISTRY`].
 
 
+pub mod latency_anomaly;
 mod rule;
 
 pub use rule::{Allow, Rule};
@@ -44,6 +45,7 @@ pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<Co
 
 /// Every detector kind: name → constructor from its file.
 pub const REGISTRY: &[(&str, BuildFn)] = &[
+    ("latency_anomaly", latency_anomaly::LatencyAnomaly::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {
