@@ -12,6 +12,7 @@ mod rule;
 pub mod testing;
 
 pub mod auth_failure_spike;
+pub mod latency_anomaly;
 pub mod scope_misuse;
 pub mod token_reuse;
 
@@ -52,6 +53,7 @@ pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<Co
 pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("auth_failure_spike", auth_failure_spike::build),
     ("token_reuse", token_reuse::build),
+    ("latency_anomaly", latency_anomaly::LatencyAnomaly::build),
     ("scope_misuse", scope_misuse::build),
 ];
 
