@@ -41,6 +41,11 @@ pub struct Params {
     /// For the `route` key: distinct source networks (/24, /48) among the failures.
     #[serde(default = "default_route_networks")]
     pub route_min_networks: usize,
+    /// For the `client_id` key: failures per distinct token at least this. A public client id
+    /// shared by a mobile fleet sees many users' expired tokens fail once each: that is
+    /// rotation, not an attack on the client.
+    #[serde(default = "default_client_per_token")]
+    pub client_min_failures_per_token: f64,
     /// Statuses that count as an authentication failure anywhere.
     #[serde(default = "default_statuses")]
     pub failure_statuses: Vec<u16>,
@@ -84,6 +89,9 @@ fn default_route_ratio() -> f64 {
 fn default_route_networks() -> usize {
     10
 }
+fn default_client_per_token() -> f64 {
+    3.0
+}
 fn default_statuses() -> Vec<u16> {
     vec![401, 403]
 }
@@ -119,6 +127,8 @@ struct KeyState {
     counts: BucketCounter,
     /// Networks the failures came from (route key only).
     networks: SlidingSet<ipnet::IpNet>,
+    /// Tokens the failures carried (client key only; `None` = no token).
+    tokens: SlidingSet<Option<Fingerprint>>,
     /// A client / token seen on the failures, for the alert.
     client: Option<String>,
     token: Option<Fingerprint>,
@@ -148,6 +158,7 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     let t = &p.threshold;
     c.check(t.source_ip > 0 && t.client_id > 0 && t.token > 0 && t.route > 0, "threshold", "every threshold must be > 0");
     c.check(!p.failure_statuses.is_empty(), "failure_statuses", "must not be empty");
+    c.check(p.client_min_failures_per_token >= 1.0, "client_min_failures_per_token", "must be at least 1");
     let by = [
         p.keys.iter().any(|k| k == "source_ip"),
         p.keys.iter().any(|k| k == "client_id"),
@@ -188,6 +199,8 @@ impl AuthFailureSpike {
         let is_route = matches!(key, Key::Route(_));
         let min_ratio = if is_route { self.p.route_min_failure_ratio } else { self.p.min_failure_ratio };
         let min_networks = self.p.route_min_networks;
+        let is_client = matches!(key, Key::Client(_));
+        let per_token = self.p.client_min_failures_per_token;
         let st = self.state.entry(&key, ev.ts, KeyState::default);
         st.counts.add(ev.ts, failed, window, bucket);
         if !failed {
@@ -198,6 +211,9 @@ impl AuthFailureSpike {
         }
         if ev.token_fingerprint.is_some() {
             st.token = ev.token_fingerprint;
+        }
+        if is_client {
+            st.tokens.insert(ev.token_fingerprint, ev.ts, window, 64);
         }
         if is_route {
             if let Some(ip) = ev.source_ip {
@@ -210,6 +226,9 @@ impl AuthFailureSpike {
             return;
         }
         if is_route && st.networks.len() < min_networks {
+            return;
+        }
+        if is_client && (failures as f64) < per_token * st.tokens.len().max(1) as f64 {
             return;
         }
         let window_start = st.counts.first_hit().unwrap_or(ev.ts);
@@ -250,6 +269,7 @@ impl AuthFailureSpike {
         // Start counting afresh: the next alert (after the cooldown) needs a new burst.
         st.counts = BucketCounter::default();
         st.networks = SlidingSet::default();
+        st.tokens = SlidingSet::default();
     }
 }
 
@@ -332,6 +352,22 @@ mod tests {
             })
             .collect();
         assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn public_client_with_many_users_expiring_tokens_does_not_fire() {
+        let mut d = det(r#"keys = ["client_id"]"#);
+        // 60 users of the same mobile client id, each with an expired token failing once
+        let events: Vec<Event> = (0..60)
+            .map(|i| ev(i * 5_000).ip(&format!("172.56.{i}.9")).client("shop-ios").token(i as u8).get("/v1/orders").status(401).build())
+            .collect();
+        assert!(run(&mut *d, &events).is_empty());
+        // ...while 40 failures on the client's own two credentials do
+        let mut d = det(r#"keys = ["client_id"]"#);
+        let events: Vec<Event> = (0..40)
+            .map(|i| ev(i * 5_000).ip("172.56.1.9").client("svc-a").token((i % 2) as u8).get("/v1/orders").status(401).build())
+            .collect();
+        assert_eq!(run(&mut *d, &events).len(), 1);
     }
 
     #[test]

@@ -40,9 +40,16 @@ pub struct Params {
     /// Minimum share of 403s among the token's calls in the window.
     #[serde(default = "default_forbidden_ratio")]
     pub min_forbidden_ratio: f64,
-    /// Successful calls without the needed scope, per token in the window, that raise an alert.
+    /// Successful calls without a scope the policy requires, per token in the window, that raise an alert.
     #[serde(default = "default_min_violations")]
     pub min_violations: u64,
+    /// The same for a learned requirement (less certain than a policy, so more calls).
+    #[serde(default = "default_learned_min_violations")]
+    pub learned_min_violations: u64,
+    /// A learned requirement that this many distinct tokens violate is dropped for the
+    /// route: several callers doing the same thing is a pattern the learning missed.
+    #[serde(default = "default_unlearn")]
+    pub unlearn_after_clients: usize,
     /// Explicit route → scope policy. Wins over anything learned for the same route.
     #[serde(default)]
     pub policy: Vec<PolicyEntry>,
@@ -52,12 +59,20 @@ pub struct Params {
     /// Successful scoped calls a route needs before its learned requirement is used.
     #[serde(default = "default_learn_calls")]
     pub learn_min_calls: u64,
+    /// How long a route must have been watched before its learned requirement is used.
+    #[serde(default = "default_learn_for")]
+    pub learn_for: DurationStr,
     /// Distinct clients a route needs before its learned requirement is used.
     #[serde(default = "default_learn_clients")]
     pub learn_min_clients: usize,
     /// A scope present on at least this share of a route's calls is required (0.5–1).
     #[serde(default = "default_share")]
     pub required_share: f64,
+    /// Only scopes that name the route's resource (`users:write` for `/v1/users/{id}`, singular
+    /// or plural, any separator) or are listed here can be learned as required. Keeps a scope
+    /// every caller happens to hold (`profile`) from being taken for a requirement.
+    #[serde(default = "default_privileged")]
+    pub privileged_scopes: Vec<String>,
 }
 
 /// One policy entry: calls to `route` need at least one of `any_of` and every one of `all_of`.
@@ -86,14 +101,42 @@ fn default_forbidden_ratio() -> f64 {
 fn default_min_violations() -> u64 {
     1
 }
+fn default_learn_for() -> DurationStr {
+    DurationStr(15 * 60_000)
+}
+fn default_learned_min_violations() -> u64 {
+    2
+}
+fn default_unlearn() -> usize {
+    2
+}
 fn default_true() -> bool {
     true
 }
 fn default_learn_calls() -> u64 {
-    200
+    5
 }
 fn default_learn_clients() -> usize {
-    5
+    1
+}
+fn default_privileged() -> Vec<String> {
+    vec!["admin".into(), "superuser".into(), "root".into()]
+}
+
+/// Lower-case words of a scope or path, a trailing plural `s` dropped: `Users.Write` → [user, write].
+fn words(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| w.len() > 1).map(|w| {
+        let w = w.to_ascii_lowercase();
+        match w.strip_suffix('s') {
+            Some(stem) if stem.len() > 2 => stem.to_string(),
+            _ => w,
+        }
+    })
+}
+
+/// Whether `scope` names a word of the route's path or is privileged.
+fn scope_relates_to_route(scope: &str, route_words: &[String], privileged: &[String]) -> bool {
+    privileged.iter().any(|p| p == scope) || words(scope).any(|w| route_words.contains(&w))
 }
 fn default_share() -> f64 {
     0.99
@@ -134,9 +177,16 @@ impl Policy {
 
 #[derive(Default)]
 struct RouteLearning {
+    /// Words of the route's path, for [`scope_relates_to_route`].
+    route_words: Vec<String>,
+    first_seen: Option<Millis>,
     calls: u64,
     by_scope: HashMap<String, u64>,
     clients: Vec<String>,
+    /// Scopes dropped from the requirement (see `unlearn_after_clients`).
+    optional: Vec<String>,
+    /// Tokens (or clients) seen violating each learned scope.
+    violators: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Default)]
@@ -208,15 +258,55 @@ impl ScopeMisuse {
             return None;
         }
         let (min_calls, min_clients, share) = (self.p.learn_min_calls, self.p.learn_min_clients, self.p.required_share);
+        let unlearn = self.p.unlearn_after_clients;
+        let learn_for = self.p.learn_for.0;
+        let privileged = &self.p.privileged_scopes;
         let st = self.routes.entry(&route.to_string(), ev.ts, RouteLearning::default);
-        let learned = st.calls >= min_calls && st.clients.len() >= min_clients;
+        if st.route_words.is_empty() {
+            let path = route.split_once(' ').map_or(route, |(_, p)| p);
+            let is_version = |w: &str| w.starts_with('v') && w[1..].bytes().all(|b| b.is_ascii_digit());
+            st.route_words = words(path).filter(|w| w != "id" && !is_version(w)).collect();
+            st.route_words.push(String::new()); // marks "computed" even for a path without words
+        }
+        let first = *st.first_seen.get_or_insert(ev.ts);
+        let learned = st.calls >= min_calls && st.clients.len() >= min_clients && ev.ts - first >= learn_for;
         if learned {
             let need = (share * st.calls as f64).ceil() as u64;
-            let mut missing: Vec<String> =
-                st.by_scope.iter().filter(|(s, n)| **n >= need && !ev.scopes.contains(s)).map(|(s, _)| s.clone()).collect();
+            let mut missing: Vec<String> = st
+                .by_scope
+                .iter()
+                .filter(|(s, n)| {
+                    **n >= need
+                        && !ev.scopes.contains(s)
+                        && !st.optional.contains(s)
+                        && scope_relates_to_route(s, &st.route_words, privileged)
+                })
+                .map(|(s, _)| s.clone())
+                .collect();
             if !missing.is_empty() {
                 missing.sort();
-                return Some((missing, "learned"));
+                let who = ev.token_entity().or_else(|| ev.client_id.clone()).unwrap_or_default();
+                for m in &missing {
+                    let i = match st.violators.iter().position(|(s, _)| s == m) {
+                        Some(i) => i,
+                        None => {
+                            st.violators.push((m.clone(), Vec::new()));
+                            st.violators.len() - 1
+                        }
+                    };
+                    let list = &mut st.violators[i].1;
+                    if !list.contains(&who) {
+                        list.push(who.clone());
+                    }
+                    if list.len() >= unlearn {
+                        st.optional.push(m.clone());
+                    }
+                }
+                missing.retain(|m| !st.optional.contains(m));
+                if !missing.is_empty() {
+                    return Some((missing, "learned"));
+                }
+                return None;
             }
         }
         st.calls += 1;
@@ -269,7 +359,8 @@ impl Detector for ScopeMisuse {
                     st.missing.push(m);
                 }
             }
-            if st.violations.hits() >= self.p.min_violations {
+            let needed = if source == "policy" { self.p.min_violations } else { self.p.learned_min_violations };
+            if st.violations.hits() >= needed {
                 let mut evidence = serde_json::Map::new();
                 evidence.insert("violations".into(), json!(st.violations.hits()));
                 evidence.insert("routes".into(), json!(st.routes));
@@ -380,9 +471,10 @@ any_of = ["admin"]
 
     #[test]
     fn learned_requirement_catches_a_token_without_the_scope() {
-        let mut d = detector_from_toml("scope_misuse", "");
+        let mut d = detector_from_toml("scope_misuse", "learn_for = \"1m\"");
         let mut events = learning_traffic();
         events.push(ev(400_000).client("intruder").token(99).scopes(&["profile"]).get("/v1/orders").build());
+        events.push(ev(401_000).client("intruder").token(99).scopes(&["profile"]).get("/v1/orders").build());
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!(f[0].evidence["missing_scopes"], json!(["orders:read"]));
@@ -390,9 +482,57 @@ any_of = ["admin"]
     }
 
     #[test]
-    fn nothing_is_learned_before_enough_calls() {
+    fn a_scope_unrelated_to_the_route_is_never_required() {
         let mut d = detector_from_toml("scope_misuse", "");
-        let mut events: Vec<Event> = learning_traffic().into_iter().take(50).collect();
+        // every caller of /v1/orders happens to hold `profile`; a caller without it is fine
+        let mut events = learning_traffic();
+        events.push(ev(400_000).client("newcomer").token(98).scopes(&["orders:read"]).get("/v1/orders").build());
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn low_traffic_admin_route_learns_its_privileged_scope() {
+        let mut d = detector_from_toml("scope_misuse", "");
+        // 15 admin calls over 15 minutes, then an ordinary token deletes users
+        let mut events: Vec<Event> = (0..15)
+            .map(|i| ev(i * 60_000).client("ops").token(1).scopes(&["admin", "users:write", "profile"]).delete(&format!("/v1/users/{i}")).status(204).build())
+            .collect();
+        events.push(ev(1_000_000).client("app-x").token(2).scopes(&["users:read", "users:write"]).delete("/v1/users/99").status(204).build());
+        events.push(ev(1_060_000).client("app-x").token(2).scopes(&["users:read", "users:write"]).delete("/v1/users/98").status(204).build());
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].evidence["missing_scopes"], json!(["admin"]));
+    }
+
+    #[test]
+    fn a_requirement_several_clients_break_is_unlearned() {
+        let mut d = detector_from_toml("scope_misuse", "learn_for = \"1s\"");
+        // early callers all admins; later two ordinary clients legitimately use the route
+        let mut events: Vec<Event> = (0..6)
+            .map(|i| ev(i * 1000).client("ops").token(1).scopes(&["admin", "users:write"]).req("PUT", &format!("/v1/users/{i}")).build())
+            .collect();
+        events.push(ev(10_000).client("crm").token(2).scopes(&["users:write"]).req("PUT", "/v1/users/7").build());
+        events.push(ev(11_000).client("hr").token(3).scopes(&["users:write"]).req("PUT", "/v1/users/8").build());
+        for i in 0..5 {
+            events.push(ev(20_000 + i * 1000).client("crm").token(2).scopes(&["users:write"]).req("PUT", "/v1/users/9").build());
+            events.push(ev(20_500 + i * 1000).client("hr").token(3).scopes(&["users:write"]).req("PUT", "/v1/users/9").build());
+        }
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_learned_in_the_first_minutes_of_a_busy_route() {
+        let mut d = detector_from_toml("scope_misuse", "");
+        let mut events: Vec<Event> = learning_traffic().into_iter().take(100).collect(); // 100 s of traffic
+        events.push(ev(101_000).client("x").token(99).scopes(&["profile"]).get("/v1/orders").build());
+        events.push(ev(102_000).client("x").token(99).scopes(&["profile"]).get("/v1/orders").build());
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_learned_before_enough_calls() {
+        let mut d = detector_from_toml("scope_misuse", "learn_for = \"1s\"");
+        let mut events: Vec<Event> = learning_traffic().into_iter().take(4).collect();
         events.push(ev(400_000).client("x").token(99).scopes(&["profile"]).get("/v1/orders").build());
         assert!(run(&mut *d, &events).is_empty());
     }
