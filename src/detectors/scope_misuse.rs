@@ -25,7 +25,7 @@ use serde_json::json;
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
 use crate::event::{Entity, EntityKind, Event, Fingerprint, Finding, Millis};
-use crate::state::{BucketCounter, KeyedState, StateStats};
+use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `scope_misuse` file.
 #[derive(Clone, Debug, Deserialize)]
@@ -37,9 +37,13 @@ pub struct Params {
     /// 403s of one token in the window that raise an alert (0 turns the signal off).
     #[serde(default = "default_forbidden")]
     pub forbidden_threshold: u64,
-    /// Minimum share of 403s among the token's calls in the window.
+    /// Minimum share of 403s among the token's calls in the window...
     #[serde(default = "default_forbidden_ratio")]
     pub min_forbidden_ratio: f64,
+    /// ...or at least this many distinct routes refused: a busy client probing many routes
+    /// stays under the ratio, a misconfigured one hits the same route again and again.
+    #[serde(default = "default_forbidden_routes")]
+    pub min_forbidden_routes: usize,
     /// Successful calls without a scope the policy requires, per token in the window, that raise an alert.
     #[serde(default = "default_min_violations")]
     pub min_violations: u64,
@@ -97,6 +101,9 @@ fn default_forbidden() -> u64 {
 }
 fn default_forbidden_ratio() -> f64 {
     0.2
+}
+fn default_forbidden_routes() -> usize {
+    5
 }
 fn default_min_violations() -> u64 {
     1
@@ -197,6 +204,8 @@ struct TokenState {
     fingerprint: Option<Fingerprint>,
     routes: Vec<String>,
     missing: Vec<String>,
+    /// Distinct routes refused with 403 in the window.
+    forbidden_routes: SlidingSet<String>,
 }
 
 pub struct ScopeMisuse {
@@ -389,10 +398,15 @@ impl Detector for ScopeMisuse {
             }
         }
         if forbidden && self.p.forbidden_threshold > 0 {
+            st.forbidden_routes.insert(route.to_string(), ev.ts, window, 32);
             let (n, total) = (st.calls.hits(), st.calls.total());
-            if n >= self.p.forbidden_threshold && n as f64 >= self.p.min_forbidden_ratio * total as f64 {
+            let routes = st.forbidden_routes.len();
+            if n >= self.p.forbidden_threshold
+                && (n as f64 >= self.p.min_forbidden_ratio * total as f64 || routes >= self.p.min_forbidden_routes)
+            {
                 let mut evidence = serde_json::Map::new();
                 evidence.insert("forbidden".into(), json!(n));
+                evidence.insert("distinct_routes".into(), json!(routes));
                 evidence.insert("requests".into(), json!(total));
                 evidence.insert("token_scopes".into(), json!(ev.scopes));
                 evidence.insert("last_route".into(), json!(route));
@@ -403,12 +417,13 @@ impl Detector for ScopeMisuse {
                     window_start: st.calls.first_hit().unwrap_or(ev.ts),
                     window_end: ev.ts,
                     summary: format!(
-                        "{n} of {total} calls refused with 403 in {}: token probing routes outside its scopes",
+                        "{n} of {total} calls refused with 403 on {routes} routes in {}: token probing routes outside its scopes",
                         human_duration(window)
                     ),
                     evidence,
                 });
                 st.calls = BucketCounter::default();
+                st.forbidden_routes = SlidingSet::default();
             }
         }
     }
@@ -559,6 +574,20 @@ any_of = ["admin"]
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1);
         assert!(f[0].summary.starts_with("10 of 10 calls refused"));
+    }
+
+    #[test]
+    fn busy_client_probing_many_routes_fires_but_one_misconfigured_route_does_not() {
+        let busy = |path_for: &dyn Fn(i64) -> String| {
+            let mut d = detector_from_toml("scope_misuse", "learn = false");
+            let mut events: Vec<Event> =
+                (0..600).map(|i| ev(i * 500).client("batch").token(4).scopes(&["orders:read"]).get("/v1/orders").build()).collect();
+            events.extend((0..20).map(|i| ev(100_000 + i * 3000).client("batch").token(4).scopes(&["orders:read"]).get(&path_for(i)).status(403).build()));
+            events.sort_by_key(|e| e.ts);
+            run(&mut *d, &events)
+        };
+        assert!(!busy(&|i| format!("/admin/area{}", i % 8)).is_empty());
+        assert!(busy(&|_| "/v1/reports".to_string()).is_empty());
     }
 
     #[test]
