@@ -167,12 +167,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            for r in &sim.records {
+            let written = sim.records.iter().try_for_each(|r| {
                 out.write_all(render(r, format).as_bytes())?;
-                out.write_all(b"\n")?;
+                out.write_all(b"\n")
+            });
+            match written.and_then(|()| out.flush()) {
+                // `gatewatch simulate | head` is fine
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                r => r.map(|()| ExitCode::SUCCESS).map_err(Into::into),
             }
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -46,6 +46,33 @@ fn object_id(kind: &str, name: &str) -> String {
     )
 }
 
+/// Per-route strings that never change: Kong service and route ids, route name, path regex.
+struct RouteStrings {
+    service_id: String,
+    route_id: String,
+    name: String,
+    path_regex: String,
+    service_host: String,
+    cluster: String,
+}
+
+fn route_strings(idx: u8) -> &'static RouteStrings {
+    static CACHE: std::sync::OnceLock<Vec<RouteStrings>> = std::sync::OnceLock::new();
+    &CACHE.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|r| RouteStrings {
+                service_id: object_id("service", r.upstream),
+                route_id: object_id("route", r.route),
+                name: route_name(r.route),
+                path_regex: format!("~{}$", r.pattern.replace("{n}", "\\d+").replace("{uuid}", "[0-9a-f-]{36}")),
+                service_host: format!("{}.prod.svc.cluster.local", r.upstream),
+                cluster: format!("outbound|8080||{}.prod.svc.cluster.local", r.upstream),
+            })
+            .collect()
+    })[idx as usize]
+}
+
 /// Kong's workspace id (the `default` workspace).
 const WORKSPACE: &str = "f381e34e-5c25-4e65-b91b-3c0a86cfc393";
 
@@ -60,7 +87,7 @@ pub fn render_kong(rec: &SimRecord) -> String {
     o.str("method", rec.method);
     let uri = rec.uri();
     o.str("uri", &uri);
-    o.str("url", &format!("https://{}{}", rec.host, uri));
+    o.str_prefixed("url", &format!("https://{}", rec.host), &uri);
     o.num("size", rec.bytes_received);
     o.obj("querystring");
     if let Some(q) = &rec.query {
@@ -74,7 +101,7 @@ pub fn render_kong(rec: &SimRecord) -> String {
     o.str("user-agent", &rec.user_agent);
     o.str("accept", "application/json");
     if let Some(t) = &rec.token {
-        o.str("authorization", &format!("Bearer {}", t.raw));
+        o.str_prefixed("authorization", "Bearer ", &t.raw);
     }
     if rec.method != "GET" && rec.method != "DELETE" {
         o.str("content-type", "application/json");
@@ -137,11 +164,11 @@ pub fn render_kong(rec: &SimRecord) -> String {
     }
     o.str("client_ip", &rec.source_ip.to_string());
     o.num("started_at", rec.ts);
-    let service_id = object_id("service", route.upstream);
+    let rs = route_strings(rec.route_idx);
     o.obj("service");
-    o.str("id", &service_id);
+    o.str("id", &rs.service_id);
     o.str("name", route.upstream);
-    o.str("host", &format!("{}.prod.svc.cluster.local", route.upstream));
+    o.str("host", &rs.service_host);
     o.num("port", 8080);
     o.str("protocol", "http");
     o.num("retries", 5);
@@ -151,10 +178,10 @@ pub fn render_kong(rec: &SimRecord) -> String {
     o.str("ws_id", WORKSPACE);
     o.end();
     o.obj("route");
-    o.str("id", &object_id("route", route.route));
-    o.str("name", &route_name(route.route));
+    o.str("id", &rs.route_id);
+    o.str("name", &rs.name);
     o.arr("paths");
-    o.item_str(&format!("~{}$", route.pattern.replace("{n}", "\\d+").replace("{uuid}", "[0-9a-f-]{36}")));
+    o.item_str(&rs.path_regex);
     o.arr_end();
     o.arr("methods");
     o.item_str(route.method);
@@ -168,7 +195,7 @@ pub fn render_kong(rec: &SimRecord) -> String {
     o.bool("strip_path", false);
     o.bool("preserve_host", true);
     o.obj("service");
-    o.str("id", &service_id);
+    o.str("id", &rs.service_id);
     o.end();
     o.str("ws_id", WORKSPACE);
     o.end();
@@ -192,12 +219,12 @@ pub fn render_kong(rec: &SimRecord) -> String {
 /// Istio / Envoy JSON access log (`EnvoyJSONLogFormatIstio` keys, `json_format`
 /// string values) plus `authorization`, which this operator logs.
 pub fn render_envoy(rec: &SimRecord) -> String {
-    let route = &ROUTES[rec.route_idx as usize];
     let node = dotted(node_ip(rec.gateway_node));
     let mut o = Json::with_capacity(1600);
     o.begin();
     o.str("start_time", &rfc3339_ms(rec.ts));
-    o.str("route_name", &route_name(route.route));
+    let rs = route_strings(rec.route_idx);
+    o.str("route_name", &rs.name);
     o.str("method", rec.method);
     o.str("path", &rec.uri());
     o.str("protocol", if rec.user_agent.starts_with("Mozilla") { "HTTP/2" } else { "HTTP/1.1" });
@@ -228,14 +255,17 @@ pub fn render_envoy(rec: &SimRecord) -> String {
     o.str("upstream_host", &if called { format!("{}:8080", dotted(upstream_pod(rec))) } else { "-".into() });
     o.str(
         "upstream_cluster",
-        &if routed { format!("outbound|8080||{}.prod.svc.cluster.local", route.upstream) } else { "-".into() },
+        if routed { &rs.cluster } else { "-" },
     );
     o.str("upstream_local_address", &if called { format!("{node}:{}", 40_000 + rec.source_port % 20_000) } else { "-".into() });
     o.str("downstream_local_address", &format!("{node}:8443"));
     o.str("downstream_remote_address", &format!("{}:{}", rec.source_ip, rec.source_port));
     o.str("requested_server_name", rec.host);
     o.str("upstream_request_attempt_count", if called { "1" } else { "0" });
-    o.str("authorization", &rec.token.as_ref().map_or("-".to_string(), |t| format!("Bearer {}", t.raw)));
+    match &rec.token {
+        Some(t) => o.str_prefixed("authorization", "Bearer ", &t.raw),
+        None => o.str("authorization", "-"),
+    }
     o.end();
     o.finish()
 }
@@ -271,7 +301,7 @@ pub fn render_generic(rec: &SimRecord) -> String {
             o.str("client_id", &t.client_id);
             o.str("subject", &t.subject);
         }
-        o.str("authorization", &format!("Bearer {}", t.raw));
+        o.str_prefixed("authorization", "Bearer ", &t.raw);
     }
     o.end();
     o.finish()
@@ -325,6 +355,7 @@ impl Json {
         }
     }
 
+    /// Keys are this module's constants (or query parameter names, escaped by the caller's choice of `str`).
     fn key(&mut self, k: &str) {
         self.sep();
         escape(&mut self.buf, k);
@@ -365,6 +396,16 @@ impl Json {
         self.comma = true;
     }
 
+    /// A string value written as `prefix` followed by `v`, without building it first.
+    fn str_prefixed(&mut self, k: &str, prefix: &str, v: &str) {
+        self.key(k);
+        self.buf.push('"');
+        escape_inner(&mut self.buf, prefix);
+        escape_inner(&mut self.buf, v);
+        self.buf.push('"');
+        self.comma = true;
+    }
+
     fn item_str(&mut self, v: &str) {
         self.sep();
         escape(&mut self.buf, v);
@@ -390,20 +431,39 @@ impl Json {
 
 fn escape(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+    escape_inner(out, s);
     out.push('"');
+}
+
+/// JSON string escaping, copying clean runs whole (access-log values rarely need escaping).
+fn escape_inner(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    // branch-free scan (vectorizes): most values need no escaping at all
+    let dirty = bytes.iter().fold(0u8, |acc, &b| acc | (b < 0x20) as u8 | (b == b'"') as u8 | (b == b'\\') as u8);
+    if dirty == 0 {
+        out.push_str(s);
+        return;
+    }
+    let mut clean = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[clean..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(esc);
+        }
+        clean = i + 1;
+    }
+    out.push_str(&s[clean..]);
 }
 
 #[cfg(test)]

@@ -179,8 +179,10 @@ pub(crate) struct Client {
 /// The client population and the addresses it occupies.
 pub(crate) struct Population {
     pub clients: Vec<Client>,
-    /// Flush period and phase of each gateway node's log shipper.
+    /// Flush period and phase (from the start of the span) of each gateway node's log shipper.
     pub nodes: [(Millis, Millis); 3],
+    /// Start of the span.
+    pub start: Millis,
     /// Every address a benign client uses (/24 granularity for mobile carriers).
     pub benign_nets: std::collections::HashSet<[u8; 3]>,
 }
@@ -458,7 +460,7 @@ impl Population {
             (2_000, rng.gen_range(0..2_000)),
             (3_500, rng.gen_range(0..3_500)),
         ];
-        Population { clients, nodes, benign_nets }
+        Population { clients, nodes, start: cfg.start, benign_nets }
     }
 
     /// A rough count, to size the output vector.
@@ -480,6 +482,7 @@ impl Population {
     /// flushes every period, then transport takes a few hundred ms.
     pub fn arrival(&self, node: u8, done: Millis, transit: Millis) -> Millis {
         let (period, phase) = self.nodes[node as usize];
+        let phase = self.start + phase;
         let k = (done - phase).div_euclid(period) + 1;
         phase + k * period + transit
     }
@@ -949,6 +952,7 @@ mod tests {
         let pop = Population {
             clients: vec![],
             nodes: pop_nodes,
+            start: 0,
             benign_nets: Default::default(),
         };
         for node in 0..3u8 {
