@@ -21,17 +21,23 @@ use serde::Deserialize;
 
 use super::fields::{Num, Str};
 use super::text::split_request_line;
-use super::{client_ip::parse_ip, time, Normalizer, Parts, Reject, RejectReason};
+use super::{client_ip::parse_ip, secs_to_ms, time, Normalizer, Parts, Reject, RejectReason};
 use crate::event::{Event, Millis};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Record<'a> {
     start_time: Num,
-    #[serde(borrow, rename = "@timestamp", alias = "time_iso8601", alias = "timestamp", alias = "time_local")]
-    timestamp: Str<'a>,
-    #[serde(borrow, alias = "remote_addr")]
+    #[serde(borrow, rename = "@timestamp")]
+    at_timestamp: Str<'a>,
+    #[serde(borrow)]
+    time_iso8601: Str<'a>,
+    #[serde(borrow)]
+    time_local: Str<'a>,
+    #[serde(borrow)]
     client_ip: Str<'a>,
+    #[serde(borrow)]
+    remote_addr: Str<'a>,
     #[serde(borrow)]
     request: Option<Request<'a>>,
     response: Option<Response>,
@@ -46,20 +52,24 @@ struct Record<'a> {
     #[serde(borrow)]
     upstream: Str<'a>,
     // custom log_format keys (NGINX/APISIX variable names)
-    #[serde(borrow, alias = "http_host")]
+    #[serde(borrow)]
     host: Str<'a>,
-    #[serde(borrow, alias = "method")]
+    #[serde(borrow)]
+    http_host: Str<'a>,
+    #[serde(borrow)]
     request_method: Str<'a>,
-    #[serde(borrow, alias = "request_uri")]
+    #[serde(borrow)]
+    request_uri: Str<'a>,
+    #[serde(borrow)]
     uri: Str<'a>,
     status: Num,
     /// seconds
     request_time: Num,
     /// seconds, possibly a list
     upstream_response_time: Num,
-    #[serde(alias = "bytes_sent")]
     body_bytes_sent: Num,
-    #[serde(borrow, alias = "user_agent")]
+    bytes_sent: Num,
+    #[serde(borrow)]
     http_user_agent: Str<'a>,
     #[serde(borrow)]
     request_id: Str<'a>,
@@ -130,7 +140,7 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
     let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
     let ts = if let Some(ms) = r.start_time.0 {
         Some(time::from_epoch(ms).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "start_time out of range"))?)
-    } else if let Some(t) = r.timestamp.get() {
+    } else if let Some(t) = r.at_timestamp.get().or_else(|| r.time_iso8601.get()).or_else(|| r.time_local.get()) {
         Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "@timestamp is not a timestamp"))?)
     } else {
         None
@@ -144,17 +154,17 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
     let parts = Parts {
         ts,
         method: req.and_then(|q| q.method.get()).or_else(|| r.request_method.get()),
-        host: h.and_then(|h| h.host.get()).or_else(|| r.host.get()),
-        uri: req.and_then(|q| q.uri.get().or_else(|| q.url.get())).or_else(|| r.uri.get()),
+        host: h.and_then(|h| h.host.get()).or_else(|| r.host.get()).or_else(|| r.http_host.get()),
+        uri: req.and_then(|q| q.uri.get().or_else(|| q.url.get())).or_else(|| r.request_uri.get()).or_else(|| r.uri.get()),
         status: resp.and_then(|x| x.status.0).or(r.status.0),
-        latency_ms: r.latency.0.or(r.request_time.0.map(|s| s * 1000.0)),
-        upstream_latency_ms: r.upstream_latency.0.or(r.upstream_response_time.0.map(|s| s * 1000.0)),
-        bytes_sent: resp.and_then(|x| x.size.0).or(r.body_bytes_sent.0),
+        latency_ms: r.latency.0.or(r.request_time.0.map(secs_to_ms)),
+        upstream_latency_ms: r.upstream_latency.0.or(r.upstream_response_time.0.map(secs_to_ms)),
+        bytes_sent: resp.and_then(|x| x.size.0).or(r.body_bytes_sent.0).or(r.bytes_sent.0),
         user_agent: h.and_then(|h| h.user_agent.get()).or_else(|| r.http_user_agent.get()),
         request_id: h.and_then(|h| h.x_request_id.get()).or_else(|| r.request_id.get()),
-        peer: r.client_ip.get().and_then(parse_ip),
+        peer: r.client_ip.get().or_else(|| r.remote_addr.get()).and_then(parse_ip),
         xff,
-        upstream: r.upstream.get().or_else(|| r.service_id.get()).or_else(|| r.route_id.get()),
+        upstream: r.upstream.get().or_else(|| r.service_id.get()),
         creds: super::identity::RawCredentials {
             consumer_name: r.consumer.as_ref().and_then(|c| c.username.get()).or_else(|| r.consumer_name.get()),
             authorization: h

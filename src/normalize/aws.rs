@@ -26,8 +26,10 @@ use crate::event::Event;
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Record<'a> {
-    #[serde(borrow, rename = "requestId", alias = "request_id", alias = "extendedRequestId")]
+    #[serde(borrow, rename = "requestId", alias = "request_id")]
     request_id: Str<'a>,
+    #[serde(borrow, rename = "extendedRequestId")]
+    extended_request_id: Str<'a>,
     #[serde(borrow, rename = "ip", alias = "sourceIp", alias = "identity.sourceIp", alias = "sourceIP")]
     ip: Str<'a>,
     #[serde(borrow, rename = "caller", alias = "identity.caller")]
@@ -61,8 +63,10 @@ struct Record<'a> {
     response_length: Num,
     #[serde(rename = "responseLatency")]
     response_latency: Num,
-    #[serde(rename = "integrationLatency", alias = "integration.latency")]
+    #[serde(rename = "integrationLatency")]
     integration_latency: Num,
+    #[serde(rename = "integration.latency")]
+    integration_latency_dotted: Num,
     #[serde(borrow, rename = "stage")]
     stage: Str<'a>,
     #[serde(borrow, rename = "apiId")]
@@ -179,10 +183,14 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         uri: r.path.get(),
         status: r.status.0,
         latency_ms: r.response_latency.0,
-        upstream_latency_ms: r.integration_latency.0.or_else(|| r.integration.as_ref().and_then(|i| i.latency.0)),
+        upstream_latency_ms: r
+            .integration_latency
+            .0
+            .or(r.integration_latency_dotted.0)
+            .or_else(|| r.integration.as_ref().and_then(|i| i.latency.0)),
         bytes_sent: r.response_length.0,
         user_agent: r.user_agent.get().or_else(|| id.and_then(|i| i.user_agent.get())),
-        request_id: r.request_id.get(),
+        request_id: r.request_id.get().or_else(|| r.extended_request_id.get()),
         peer: r.ip.get().or_else(|| id.and_then(|i| i.source_ip.get())).and_then(parse_ip),
         xff: r.xff.get(),
         upstream: r.api_id.get().or_else(|| r.stage.get()),

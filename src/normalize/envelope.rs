@@ -118,8 +118,12 @@ struct Wrapper<'a> {
     log: Str<'a>,
     #[serde(borrow, default)]
     message: Str<'a>,
-    #[serde(borrow, default, alias = "timestamp", alias = "@timestamp", alias = "date")]
+    #[serde(borrow, default)]
     time: Str<'a>,
+    #[serde(borrow, default)]
+    timestamp: Str<'a>,
+    #[serde(borrow, default, rename = "@timestamp")]
+    at_timestamp: Str<'a>,
 }
 
 fn bad(detail: &str) -> Reject {
@@ -143,14 +147,14 @@ pub fn unwrap(n: &Normalizer, msg: &[u8], received: Option<Millis>, depth: u8, o
         }
         Kind::CloudWatch => match serde_json::from_slice::<CloudWatch<'_>>(msg) {
             Ok(cw) => {
+                // A control message's one "event" is CloudWatch's health check, not a record.
+                if cw.message_type.get() == Some("CONTROL_MESSAGE") {
+                    out(Err(Reject::new(RejectReason::NoRecords, "CloudWatch Logs control message (no log records)")));
+                    return true;
+                }
                 let events = cw.log_events.unwrap_or_default();
                 if events.is_empty() {
-                    let what = if cw.message_type.get() == Some("CONTROL_MESSAGE") {
-                        "CloudWatch Logs control message (no log events)"
-                    } else {
-                        "CloudWatch Logs envelope without log events"
-                    };
-                    out(Err(Reject::new(RejectReason::NoRecords, what)));
+                    out(Err(Reject::new(RejectReason::NoRecords, "CloudWatch Logs envelope without log events")));
                 }
                 for e in events {
                     let at = e.timestamp.0.and_then(time::from_epoch).or(received);
@@ -183,7 +187,7 @@ pub fn unwrap(n: &Normalizer, msg: &[u8], received: Option<Millis>, depth: u8, o
         Kind::Wrapper => match serde_json::from_slice::<Wrapper<'_>>(msg) {
             Ok(w) => {
                 let Some(inner) = w.log.get().or_else(|| w.message.get()) else { return false };
-                let at = w.time.get().and_then(time::parse_any).or(received);
+                let at = w.time.get().or_else(|| w.timestamp.get()).or_else(|| w.at_timestamp.get()).and_then(time::parse_any).or(received);
                 n.message(inner.as_bytes(), at, depth + 1, out);
             }
             Err(_) => return false,

@@ -40,7 +40,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let istio = int(next).is_none();
     let bytes_received = if istio {
         let _conn_termination = s.word();
-        let _transport_failure = s.quoted();
+        // Istio's third extra column is quoted; without it this is not Istio's layout.
+        let _transport_failure = s.quoted().ok_or_else(|| malformed("BYTES_RECEIVED is not a number"))?;
         s.word().ok_or_else(|| malformed("no BYTES_RECEIVED"))?
     } else {
         next

@@ -414,6 +414,12 @@ fn strip_scheme_host(p: &str) -> &str {
     }
 }
 
+/// Seconds (NGINX `$request_time`, `$upstream_response_time`) to ms, rounded to
+/// the microsecond so that `0.100 + 0.004` s reads 104 ms, not 104.00000000000001.
+pub fn secs_to_ms(s: f64) -> f64 {
+    (s * 1e6).round() / 1e3
+}
+
 /// A JSON array of records (`[{...}, ...]` or `[]`), not a text line that starts
 /// with `[` (Envoy's `[START_TIME]`).
 fn is_batch(b: &[u8]) -> bool {

@@ -17,7 +17,7 @@
 //! which `build` fingerprints.
 
 use super::text::{int, split_request_line, Scanner};
-use super::{client_ip::parse_ip, fields::parse_num_str, time, Normalizer, Parts, Reject, RejectReason};
+use super::{client_ip::parse_ip, fields::parse_num_str, secs_to_ms, time, Normalizer, Parts, Reject, RejectReason};
 use crate::event::Event;
 
 fn malformed(what: &str) -> Reject {
@@ -77,14 +77,14 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
             } else {
                 gateway = "ingress-nginx";
                 let _request_length = first;
-                parts.latency_ms = s.word().and_then(parse_num_str).map(|v| v * 1000.0);
+                parts.latency_ms = s.word().and_then(parse_num_str).map(secs_to_ms);
                 let upstream_name = s.bracketed().ok_or_else(|| malformed("no [proxy_upstream_name]"))?;
                 if s.peek() == Some(b'[') {
                     let _alternative = s.bracketed();
                 }
                 let upstream_addr = s.list();
                 let _upstream_len = s.list();
-                parts.upstream_latency_ms = s.list().and_then(parse_num_str).map(|v| v * 1000.0);
+                parts.upstream_latency_ms = s.list().and_then(parse_num_str).map(secs_to_ms);
                 let _upstream_status = s.list();
                 parts.request_id = s.word();
                 parts.upstream = Some(upstream_name).filter(|u| !u.is_empty()).or(upstream_addr);

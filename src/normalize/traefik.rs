@@ -20,8 +20,10 @@ use crate::event::Event;
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Record<'a> {
-    #[serde(borrow, rename = "StartUTC", alias = "StartLocal")]
-    start: Str<'a>,
+    #[serde(borrow, rename = "StartUTC")]
+    start_utc: Str<'a>,
+    #[serde(borrow, rename = "StartLocal")]
+    start_local: Str<'a>,
     #[serde(borrow)]
     time: Str<'a>,
     #[serde(borrow, rename = "ClientHost")]
@@ -68,7 +70,7 @@ struct Record<'a> {
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
-    let ts = match r.start.get().or_else(|| r.time.get()) {
+    let ts = match r.start_utc.get().or_else(|| r.start_local.get()).or_else(|| r.time.get()) {
         Some(t) => Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "StartUTC is not a timestamp"))?),
         None => None,
     };
