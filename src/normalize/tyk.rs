@@ -120,9 +120,8 @@ fn from_logfmt(line: &str) -> Access<'_> {
 
 /// `Jan 29 08:27:09` (logrus text time, no year): the year that puts it nearest `received`.
 fn yearless(t: &str, received: Millis) -> Option<Millis> {
-    use chrono::{Datelike, NaiveDate, NaiveTime};
+    use chrono::{Datelike, NaiveDate};
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let year = chrono::DateTime::from_timestamp_millis(received)?.year();
     let mut it = t.split_whitespace();
     let (mon, day, hms) = (it.next()?, it.next()?, it.next()?);
     if it.next().is_some() {
@@ -130,11 +129,29 @@ fn yearless(t: &str, received: Millis) -> Option<Millis> {
     }
     let month = MONTHS.iter().position(|m| *m == mon)? as u32 + 1;
     let day: u32 = day.parse().ok()?;
-    let tm = NaiveTime::parse_from_str(hms, "%H:%M:%S").ok()?;
+    let hms = hms.as_bytes();
+    let two = |i: usize| -> Option<i64> {
+        let (a, b) = (*hms.get(i)?, *hms.get(i + 1)?);
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| ((a - b'0') * 10 + (b - b'0')) as i64)
+    };
+    if hms.len() != 8 || hms[2] != b':' || hms[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (two(0)?, two(3)?, two(6)?);
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let year = chrono::DateTime::from_timestamp_millis(received)?.year();
     (year - 1..=year + 1)
         .filter_map(|y| NaiveDate::from_ymd_opt(y, month, day))
-        .map(|d| d.and_time(tm).and_utc().timestamp_millis())
+        .map(|d| (d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp() + h * 3600 + m * 60 + sec) * 1000)
         .min_by_key(|ms| (ms - received).abs())
+}
+
+/// Logrus text time without a year: `Jan 29 08:27:09`.
+fn is_yearless(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 15 && b[0].is_ascii_uppercase() && b[3] == b' ' && b[9] == b':'
 }
 
 fn usable_key(k: &str) -> Option<&str> {
@@ -150,7 +167,7 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
     };
     let ts = match a.timestamp.get().or_else(|| a.time.get()) {
         None => None,
-        Some(t) => match time::parse_any(t) {
+        Some(t) => match (!is_yearless(t)).then(|| time::parse_any(t)).flatten() {
             Some(ms) => Some(ms),
             None => match received {
                 Some(r) => Some(yearless(t, r).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "Tyk time is not a timestamp"))?),
