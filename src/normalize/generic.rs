@@ -1,17 +1,27 @@
-//! Generic JSON: the normalized field names themselves (plus common aliases),
-//! or any names mapped in `[input.generic.fields]`, nested paths with dots.
+//! Generic input: the normalized field names themselves (plus common aliases),
+//! or any names mapped in `[input.generic.fields]`, from a JSON object or a
+//! `key=value` (logfmt) line.
+//!
+//! - Nested JSON fields use dots (`ctx.identity.app`); a key that itself holds
+//!   dots (`"http.status"`, or any logfmt key) is matched first as written.
+//! - A unit after `|` converts the value: durations `s`, `ms`, `us`, `ns` → ms
+//!   (`latency_ms = "timing.total|s"`); for `ts`, an epoch number in `s`, `ms`,
+//!   `us` or `ns` (otherwise its size decides). `latency_unit` is the default
+//!   unit of both latency fields.
 //!
 //! ```toml
 //! [input.generic]
 //! latency_unit = "s"
 //! [input.generic.fields]
-//! ts = "time"
+//! ts = "time|s"
 //! client_id = "ctx.identity.app"
 //! source_ip = "net.peer"
+//! upstream_latency_ms = "upstream.duration_ns|ns"
 //! ```
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::text::{unescape, Logfmt};
 use super::{client_ip::parse_ip, fields::parse_num_str, time, Normalizer, Parts, Reject, RejectReason};
 use crate::config::GenericInputConfig;
 use crate::event::{Event, Fingerprint};
@@ -52,30 +62,108 @@ fn aliases(name: &str) -> &'static [&'static str] {
     }
 }
 
+/// A unit a mapped field's value is in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl Unit {
+    pub fn parse(s: &str) -> Option<Unit> {
+        Some(match s.trim() {
+            "s" | "sec" | "seconds" => Unit::Seconds,
+            "ms" | "millis" | "milliseconds" => Unit::Millis,
+            "us" | "µs" | "micros" | "microseconds" => Unit::Micros,
+            "ns" | "nanos" | "nanoseconds" => Unit::Nanos,
+            _ => return None,
+        })
+    }
+
+    /// Multiplier to milliseconds.
+    pub fn to_ms(self) -> f64 {
+        match self {
+            Unit::Seconds => 1000.0,
+            Unit::Millis => 1.0,
+            Unit::Micros => 0.001,
+            Unit::Nanos => 0.000_001,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Mapped {
+    name: String,
+    /// The path as written (tried first as one literal key).
+    full: String,
+    segments: Vec<String>,
+    unit: Option<Unit>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct GenericMap {
-    /// normalized name → path segments
-    map: Vec<(String, Vec<String>)>,
-    latency_scale: f64,
+    map: Vec<Mapped>,
+    latency_unit: Option<Unit>,
+}
+
+/// `path|unit` → (path, unit). An unknown unit keeps the whole text as the path
+/// (it will not be found, and [`validate`] reports it).
+fn split_unit(v: &str) -> (&str, Option<Unit>) {
+    match v.rsplit_once('|') {
+        Some((p, u)) => match Unit::parse(u) {
+            Some(unit) => (p.trim(), Some(unit)),
+            None => (v, None),
+        },
+        None => (v, None),
+    }
+}
+
+/// Problems in a generic field map, as `(field, message)`, for the config checker.
+pub fn validate(c: &GenericInputConfig) -> Vec<(String, String)> {
+    let mut errs = Vec::new();
+    for (k, v) in &c.fields {
+        if let Some((_, u)) = v.rsplit_once('|') {
+            if Unit::parse(u).is_none() {
+                errs.push((format!("input.generic.fields.{k}"), format!("unknown unit `{u}` (one of: s, ms, us, ns)")));
+            }
+        }
+    }
+    if let Some(u) = c.latency_unit.as_deref() {
+        if Unit::parse(u).is_none() {
+            errs.push(("input.generic.latency_unit".into(), format!("unknown unit `{u}` (one of: s, ms, us, ns)")));
+        }
+    }
+    errs
 }
 
 impl GenericMap {
     pub fn from_config(c: &GenericInputConfig) -> Self {
         GenericMap {
-            map: c.fields.iter().map(|(k, v)| (k.clone(), v.split('.').map(str::to_string).collect())).collect(),
-            latency_scale: match c.latency_unit.as_deref() {
-                Some("s") => 1000.0,
-                Some("us") => 0.001,
-                Some("ns") => 0.000_001,
-                _ => 1.0,
-            },
+            map: c
+                .fields
+                .iter()
+                .map(|(k, v)| {
+                    let (path, unit) = split_unit(v);
+                    Mapped { name: k.clone(), full: path.to_string(), segments: path.split('.').map(str::to_string).collect(), unit }
+                })
+                .collect(),
+            latency_unit: c.latency_unit.as_deref().and_then(Unit::parse),
         }
     }
 
+    fn mapped(&self, name: &str) -> Option<&Mapped> {
+        self.map.iter().find(|m| m.name == name)
+    }
+
     fn lookup<'v>(&self, root: &'v Value, name: &str) -> Option<&'v Value> {
-        if let Some((_, path)) = self.map.iter().find(|(k, _)| k == name) {
+        if let Some(m) = self.mapped(name) {
+            if let Some(v) = root.get(&m.full) {
+                return Some(v).filter(|v| !v.is_null());
+            }
             let mut v = root;
-            for seg in path {
+            for seg in &m.segments {
                 v = v.get(seg)?;
             }
             return Some(v).filter(|v| !v.is_null());
@@ -94,22 +182,58 @@ impl GenericMap {
             _ => None,
         }
     }
+
+    /// A duration field in ms: the field's own unit, else `latency_unit`, else ms.
+    fn millis(&self, root: &Value, name: &str) -> Option<f64> {
+        let unit = self.mapped(name).and_then(|m| m.unit).or(self.latency_unit).unwrap_or(Unit::Millis);
+        self.num(root, name).map(|v| v * unit.to_ms())
+    }
+}
+
+/// A logfmt line as a flat JSON object of strings (keys kept as written, dots included).
+fn logfmt_object(rec: &[u8]) -> Result<Value, Reject> {
+    let line = std::str::from_utf8(rec).map_err(|_| Reject::new(RejectReason::Malformed, "key=value line: not UTF-8"))?;
+    let mut m = Map::new();
+    for p in Logfmt::new(line) {
+        if p.key.is_empty() {
+            continue;
+        }
+        let v = if p.escaped { unescape(p.value) } else { p.value.to_string() };
+        m.insert(p.key.to_string(), Value::String(v));
+    }
+    if m.is_empty() {
+        return Err(Reject::new(RejectReason::Malformed, "not a JSON object nor key=value pairs"));
+    }
+    Ok(Value::Object(m))
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let root: Value = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let root: Value = if rec.first() == Some(&b'{') {
+        serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?
+    } else {
+        logfmt_object(rec)?
+    };
     if !root.is_object() {
         return Err(Reject::new(RejectReason::NotAnObject, "record is not a JSON object"));
     }
     let g = &n.generic;
+    let ts_unit = g.mapped("ts").and_then(|m| m.unit);
+    let epoch = |v: f64| match ts_unit {
+        Some(u) => Some((v * u.to_ms()).round() as crate::event::Millis).filter(|ms| *ms > 0),
+        None => time::from_epoch(v),
+    };
     let ts = match g.lookup(&root, "ts") {
         None => None,
-        Some(Value::Number(x)) => Some(
-            x.as_f64().and_then(time::from_epoch).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "ts out of range"))?,
-        ),
-        Some(Value::String(s)) => {
-            Some(time::parse_any(s).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "ts is not a timestamp"))?)
+        Some(Value::Number(x)) => {
+            Some(x.as_f64().and_then(epoch).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "ts out of range"))?)
         }
+        Some(Value::String(s)) => Some(
+            match (ts_unit, s.trim().parse::<f64>()) {
+                (Some(_), Ok(v)) => epoch(v),
+                _ => time::parse_any(s),
+            }
+            .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "ts is not a timestamp"))?,
+        ),
         Some(_) => return Err(Reject::new(RejectReason::BadTimestamp, "ts is neither a string nor a number")),
     };
     let scopes_joined;
@@ -121,7 +245,6 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         }
         _ => None,
     };
-    let scale = g.latency_scale;
     let parts = Parts {
         ts,
         method: g.str(&root, "method"),
@@ -129,8 +252,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         uri: g.str(&root, "path"),
         query: g.str(&root, "query"),
         status: g.num(&root, "status"),
-        latency_ms: g.num(&root, "latency_ms").map(|v| v * scale),
-        upstream_latency_ms: g.num(&root, "upstream_latency_ms").map(|v| v * scale),
+        latency_ms: g.millis(&root, "latency_ms"),
+        upstream_latency_ms: g.millis(&root, "upstream_latency_ms"),
         bytes_sent: g.num(&root, "bytes_sent"),
         user_agent: g.str(&root, "user_agent"),
         request_id: g.str(&root, "request_id"),
@@ -147,6 +270,7 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         client_id: g.str(&root, "client_id"),
         subject: g.str(&root, "subject"),
         scopes,
+        route: None,
     };
     let mut ev = n.build("generic", parts)?;
     if ev.token_fingerprint.is_none() {

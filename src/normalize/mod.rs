@@ -4,15 +4,26 @@
 //! (see [`identity`]); the raw value never leaves this stage. A record that
 //! cannot be read is a [`Reject`] with a reason, counted and sent on, never a panic.
 
+pub mod apisix;
+pub mod aws;
+pub mod azure;
 pub mod client_ip;
 pub mod detect;
+pub mod envelope;
 pub mod envoy;
+pub mod envoy_text;
 pub mod fields;
 pub mod generic;
 pub mod identity;
 pub mod kong;
+pub mod missing;
+pub mod nginx;
+pub mod nginx_json;
 pub mod route;
+pub mod text;
 pub mod time;
+pub mod traefik;
+pub mod tyk;
 
 use std::net::IpAddr;
 
@@ -21,26 +32,84 @@ use crate::event::{Event, Millis};
 use crate::scrub::Fingerprinter;
 
 pub use client_ip::TrustedProxies;
+pub use missing::{missing_fields, Field, Missing, MissingCounts, Why};
 pub use route::RouteTemplater;
 
-/// Input formats. `Auto` picks per record.
+/// Input formats. `Auto` picks per record. Envelopes (CloudWatch Logs, Firehose,
+/// Event Hubs `records`, shipper `{"log": ...}` wrappers, batch arrays) are not
+/// formats: they are unwrapped before any format reads the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     Auto,
+    /// Kong log plugins (`kong.log.serialize`).
     Kong,
+    /// Envoy / Istio JSON access logs.
     Envoy,
+    /// Envoy default and Istio default TEXT access logs.
+    EnvoyText,
+    /// NGINX `combined`, distro `main`, ingress-nginx `upstreaminfo` (and Traefik CLF).
+    Nginx,
+    /// NGINX `log_format ... escape=json` setups.
+    NginxJson,
+    /// AWS API Gateway access logs (REST and HTTP APIs).
+    Aws,
+    /// Traefik JSON access logs.
+    Traefik,
+    /// Apache APISIX kafka-logger / http-logger (default, custom `log_format`, `origin`).
+    Apisix,
+    /// Tyk gateway access log (logfmt or JSON) and the Tyk pump's Kafka JSON.
+    Tyk,
+    /// Azure API Management GatewayLogs (as streamed to Event Hubs).
+    Azure,
+    /// The normalized names themselves, or a configured field map; JSON or key=value.
     Generic,
 }
 
 impl Format {
-    pub const NAMES: &'static [&'static str] = &["auto", "kong", "envoy", "generic"];
+    pub const NAMES: &'static [&'static str] = &[
+        "auto",
+        "kong",
+        "envoy",
+        "envoy-text",
+        "nginx",
+        "nginx-json",
+        "aws",
+        "traefik",
+        "apisix",
+        "tyk",
+        "azure-apim",
+        "generic",
+    ];
+
+    /// Every concrete format (not `Auto`), e.g. for metric label sets.
+    pub const ALL: &'static [Format] = &[
+        Format::Kong,
+        Format::Envoy,
+        Format::EnvoyText,
+        Format::Nginx,
+        Format::NginxJson,
+        Format::Aws,
+        Format::Traefik,
+        Format::Apisix,
+        Format::Tyk,
+        Format::Azure,
+        Format::Generic,
+    ];
 
     pub fn parse(s: &str) -> Option<Format> {
         Some(match s {
             "auto" => Format::Auto,
             "kong" => Format::Kong,
-            "envoy" | "istio" => Format::Envoy,
-            "generic" | "json" => Format::Generic,
+            "envoy" | "istio" | "envoy-json" | "envoy_json" => Format::Envoy,
+            "envoy-text" | "envoy_text" | "istio-text" | "istio_text" => Format::EnvoyText,
+            "nginx" | "ingress-nginx" | "nginx-ingress" | "combined" | "clf" => Format::Nginx,
+            "nginx-json" | "nginx_json" => Format::NginxJson,
+            "aws" | "aws-apigateway" | "apigateway" => Format::Aws,
+            "traefik" => Format::Traefik,
+            "apisix" => Format::Apisix,
+            "tyk" | "tyk-pump" => Format::Tyk,
+            "azure-apim" | "azure" | "apim" => Format::Azure,
+            "generic" | "json" | "logfmt" | "kv" => Format::Generic,
             _ => return None,
         })
     }
@@ -50,6 +119,14 @@ impl Format {
             Format::Auto => "auto",
             Format::Kong => "kong",
             Format::Envoy => "envoy",
+            Format::EnvoyText => "envoy-text",
+            Format::Nginx => "nginx",
+            Format::NginxJson => "nginx-json",
+            Format::Aws => "aws",
+            Format::Traefik => "traefik",
+            Format::Apisix => "apisix",
+            Format::Tyk => "tyk",
+            Format::Azure => "azure-apim",
             Format::Generic => "generic",
         }
     }
@@ -64,9 +141,31 @@ pub enum RejectReason {
     UnknownFormat,
     MissingTimestamp,
     BadTimestamp,
+    /// A text line that does not have the columns of its format.
+    Malformed,
+    /// An envelope (CloudWatch, Firehose, Event Hubs, shipper wrapper) that cannot be opened.
+    BadEnvelope,
+    /// Compressed data gatewatch does not inflate (gzip CloudWatch/Firehose payloads).
+    Compressed,
+    /// An envelope or batch that holds no log records (CloudWatch control message, `[]`).
+    NoRecords,
 }
 
 impl RejectReason {
+    /// Every reason: the closed label set for rejection metrics.
+    pub const ALL: &'static [RejectReason] = &[
+        RejectReason::Empty,
+        RejectReason::NotJson,
+        RejectReason::NotAnObject,
+        RejectReason::UnknownFormat,
+        RejectReason::MissingTimestamp,
+        RejectReason::BadTimestamp,
+        RejectReason::Malformed,
+        RejectReason::BadEnvelope,
+        RejectReason::Compressed,
+        RejectReason::NoRecords,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Empty => "empty",
@@ -75,6 +174,10 @@ impl RejectReason {
             RejectReason::UnknownFormat => "unknown_format",
             RejectReason::MissingTimestamp => "missing_timestamp",
             RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::Malformed => "malformed",
+            RejectReason::BadEnvelope => "bad_envelope",
+            RejectReason::Compressed => "compressed",
+            RejectReason::NoRecords => "no_records",
         }
     }
 }
@@ -124,6 +227,9 @@ pub struct Parts<'a> {
     pub client_id: Option<&'a str>,
     pub subject: Option<&'a str>,
     pub scopes: Option<&'a str>,
+    /// The gateway's own route template (`/pets/{petId}`, `GET /pets/{petId}`),
+    /// used as the route instead of templating the path.
+    pub route: Option<&'a str>,
 }
 
 /// The per-run normalization context: fingerprint key, routes, proxies, field maps.
@@ -157,47 +263,85 @@ impl Normalizer {
     }
 
     /// Reads one message (a line, or a Kafka message value), which may hold one
-    /// record or a batch array of records. Calls `out` once per record.
+    /// record, a batch array of records, or an envelope around them. Calls `out`
+    /// once per record.
     pub fn normalize_message(&self, msg: &[u8], out: &mut dyn FnMut(Result<Event, Reject>)) {
+        self.normalize_message_at(msg, None, out)
+    }
+
+    /// As [`Self::normalize_message`], with the time the message was received
+    /// (the Kafka message timestamp): the event time of records whose format
+    /// carries none or only part of one (Tyk's text log has no year, APISIX
+    /// `origin` has no time at all). Never used when the record has its own time.
+    pub fn normalize_message_at(&self, msg: &[u8], received: Option<Millis>, out: &mut dyn FnMut(Result<Event, Reject>)) {
+        self.message(msg, received, 0, out)
+    }
+
+    pub(crate) fn message(&self, msg: &[u8], received: Option<Millis>, depth: u8, out: &mut dyn FnMut(Result<Event, Reject>)) {
         let trimmed = trim_ascii(msg);
         if trimmed.is_empty() {
             out(Err(Reject::new(RejectReason::Empty, "empty record")));
             return;
         }
-        if trimmed[0] == b'[' {
+        if depth > envelope::MAX_DEPTH {
+            out(Err(Reject::new(RejectReason::BadEnvelope, "envelopes nested too deep")));
+            return;
+        }
+        if is_batch(trimmed) {
             match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(trimmed) {
                 Ok(items) => {
                     if items.is_empty() {
-                        out(Err(Reject::new(RejectReason::Empty, "empty batch array")));
+                        out(Err(Reject::new(RejectReason::NoRecords, "empty batch array")));
                     }
                     for item in items {
-                        out(self.normalize_record(item.get().as_bytes()));
+                        self.message(item.get().as_bytes(), received, depth + 1, out);
                     }
                 }
                 Err(e) => out(Err(Reject::json(&e))),
             }
             return;
         }
-        out(self.normalize_record(trimmed));
+        if self.format != Format::Generic && trimmed[0] == b'{' && envelope::unwrap(self, trimmed, received, depth, out) {
+            return;
+        }
+        out(self.normalize_record_at(trimmed, received));
     }
 
     /// Reads one record in the configured (or detected) format.
     pub fn normalize_record(&self, rec: &[u8]) -> Result<Event, Reject> {
+        self.normalize_record_at(rec, None)
+    }
+
+    /// The format this normalizer reads `rec` with: the configured one, or the detected one.
+    pub fn format_of(&self, rec: &[u8]) -> Option<Format> {
+        match self.format {
+            Format::Auto => detect::detect(trim_ascii(rec)),
+            f => Some(f),
+        }
+    }
+
+    /// Reads one record, with the message's receive time for formats that need it.
+    pub fn normalize_record_at(&self, rec: &[u8], received: Option<Millis>) -> Result<Event, Reject> {
         let rec = trim_ascii(rec);
         if rec.is_empty() {
             return Err(Reject::new(RejectReason::Empty, "empty record"));
         }
-        let format = match self.format {
-            Format::Auto => detect::detect(rec).ok_or_else(|| {
-                Reject::new(RejectReason::UnknownFormat, "no known gateway format matches this record")
-            })?,
-            f => f,
-        };
+        let format = self
+            .format_of(rec)
+            .ok_or_else(|| Reject::new(RejectReason::UnknownFormat, "no known gateway format matches this record"))?;
         match format {
             Format::Kong => kong::parse(self, rec),
             Format::Envoy => envoy::parse(self, rec),
+            Format::EnvoyText => envoy_text::parse(self, rec),
+            Format::Nginx => nginx::parse(self, rec),
+            Format::NginxJson => nginx_json::parse(self, rec),
+            Format::Aws => aws::parse(self, rec),
+            Format::Traefik => traefik::parse(self, rec),
+            Format::Apisix => apisix::parse(self, rec, received),
+            Format::Tyk => tyk::parse(self, rec, received),
+            Format::Azure => azure::parse(self, rec),
             Format::Generic => generic::parse(self, rec),
-            Format::Auto => unreachable!("detect never returns Auto"),
+            Format::Auto => unreachable!("format_of never returns Auto"),
         }
     }
 
@@ -217,7 +361,15 @@ impl Normalizer {
         creds.query = creds.query.or(p.query).or(query_in_uri);
         let id = identity::resolve(&self.fingerprinter, &creds);
         let method = p.method.filter(|m| !m.is_empty() && *m != "-");
-        let route = path.map(|pa| self.routes.route(method, pa));
+        let route = match p.route.filter(|r| !r.is_empty() && *r != "-") {
+            // `GET /pets/{petId}`: already carries the method.
+            Some(r) if r.contains(' ') => Some(r.to_string()),
+            Some(r) => Some(match method {
+                Some(m) => format!("{m} {r}"),
+                None => r.to_string(),
+            }),
+            None => path.map(|pa| self.routes.route(method, pa)),
+        };
         let mut scopes = id.scopes;
         if let Some(s) = p.scopes {
             scopes = s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_string).collect();
@@ -260,6 +412,18 @@ fn strip_scheme_host(p: &str) -> &str {
     } else {
         p
     }
+}
+
+/// Seconds (NGINX `$request_time`, `$upstream_response_time`) to ms, rounded to
+/// the microsecond so that `0.100 + 0.004` s reads 104 ms, not 104.00000000000001.
+pub fn secs_to_ms(s: f64) -> f64 {
+    (s * 1e6).round() / 1e3
+}
+
+/// A JSON array of records (`[{...}, ...]` or `[]`), not a text line that starts
+/// with `[` (Envoy's `[START_TIME]`).
+fn is_batch(b: &[u8]) -> bool {
+    b.first() == Some(&b'[') && matches!(trim_ascii(&b[1..]).first(), Some(b'{') | Some(b']') | Some(b'"') | None)
 }
 
 pub fn trim_ascii(b: &[u8]) -> &[u8] {

@@ -1,0 +1,231 @@
+//! Which normalized fields a record did not give, and why — for the
+//! `normalize_missing_fields_total{gateway, field, why}` counter. All three
+//! labels are closed sets ([`GATEWAYS`], [`Field::ALL`], [`Why::ALL`]), so the
+//! counter's cardinality is fixed whatever the input.
+//!
+//! `why` tells the operator what to do about it:
+//! - `not_in_format`: the gateway's default log layout has no such field (NGINX
+//!   `combined` has no latency; Traefik drops request headers unless told to
+//!   keep them; AWS's example template has no latency). A log-format change adds it.
+//! - `not_in_record`: the format carries it, this record had none: an anonymous
+//!   call (no identity), a request the gateway answered itself (no upstream
+//!   latency), a `-` or a value gatewatch could not read.
+
+use crate::event::Event;
+
+/// A normalized field a record may lack. `ts` is not here: without it a record
+/// is rejected, never an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    ClientId,
+    Subject,
+    /// Neither a token fingerprint nor a credential id.
+    Token,
+    SourceIp,
+    Method,
+    Host,
+    Path,
+    Status,
+    LatencyMs,
+    UpstreamLatencyMs,
+    BytesSent,
+    UserAgent,
+    RequestId,
+}
+
+impl Field {
+    pub const ALL: [Field; 13] = [
+        Field::ClientId,
+        Field::Subject,
+        Field::Token,
+        Field::SourceIp,
+        Field::Method,
+        Field::Host,
+        Field::Path,
+        Field::Status,
+        Field::LatencyMs,
+        Field::UpstreamLatencyMs,
+        Field::BytesSent,
+        Field::UserAgent,
+        Field::RequestId,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::ClientId => "client_id",
+            Field::Subject => "subject",
+            Field::Token => "token",
+            Field::SourceIp => "source_ip",
+            Field::Method => "method",
+            Field::Host => "host",
+            Field::Path => "path",
+            Field::Status => "status",
+            Field::LatencyMs => "latency_ms",
+            Field::UpstreamLatencyMs => "upstream_latency_ms",
+            Field::BytesSent => "bytes_sent",
+            Field::UserAgent => "user_agent",
+            Field::RequestId => "request_id",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+
+    fn present(self, ev: &Event) -> bool {
+        match self {
+            Field::ClientId => ev.client_id.is_some(),
+            Field::Subject => ev.subject.is_some(),
+            Field::Token => ev.token_fingerprint.is_some() || ev.credential_id.is_some(),
+            Field::SourceIp => ev.source_ip.is_some(),
+            Field::Method => ev.method.is_some(),
+            Field::Host => ev.host.is_some(),
+            Field::Path => ev.path.is_some(),
+            Field::Status => ev.status.is_some(),
+            Field::LatencyMs => ev.latency_ms.is_some(),
+            Field::UpstreamLatencyMs => ev.upstream_latency_ms.is_some(),
+            Field::BytesSent => ev.bytes_sent.is_some(),
+            Field::UserAgent => ev.user_agent.is_some(),
+            Field::RequestId => ev.request_id.is_some(),
+        }
+    }
+}
+
+/// Why a field is missing (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Why {
+    NotInFormat,
+    NotInRecord,
+}
+
+impl Why {
+    pub const ALL: [Why; 2] = [Why::NotInFormat, Why::NotInRecord];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::NotInFormat => "not_in_format",
+            Why::NotInRecord => "not_in_record",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Missing {
+    pub field: Field,
+    pub why: Why,
+}
+
+/// Every `Event::gateway` value the normalizers produce: the closed label set.
+pub const GATEWAYS: &[&str] =
+    &["kong", "envoy", "nginx", "ingress-nginx", "traefik", "aws", "apisix", "tyk", "azure-apim", "generic"];
+
+const fn bits(fields: &[Field]) -> u16 {
+    let mut b = 0u16;
+    let mut i = 0;
+    while i < fields.len() {
+        b |= 1 << fields[i] as u16;
+        i += 1;
+    }
+    b
+}
+
+use Field::*;
+
+/// Fields each gateway's *default* layout never carries.
+fn not_in_format(gateway: &str) -> u16 {
+    match gateway {
+        // Kong logs everything it knows; identity is absent only on anonymous routes.
+        "kong" => 0,
+        // Envoy/Istio defaults carry no identity (jwt_authn / ext_authz metadata must be added).
+        "envoy" => bits(&[ClientId, Subject, Token]),
+        // combined / main: no host, no timings, no request id (the query can still carry a token).
+        "nginx" => bits(&[Host, LatencyMs, UpstreamLatencyMs, RequestId]),
+        "ingress-nginx" => bits(&[Host]),
+        // request headers are dropped unless `fields.headers` keeps them.
+        "traefik" => bits(&[UserAgent, RequestId]),
+        // AWS's example templates: requestId, ip, caller, user, requestTime, httpMethod,
+        // resourcePath/routeKey, status, protocol, responseLength.
+        "aws" => bits(&[Token, Path, Host, LatencyMs, UpstreamLatencyMs, UserAgent]),
+        // request-id plugin off by default.
+        "apisix" => bits(&[RequestId]),
+        // access log: no principal, no response size.
+        "tyk" => bits(&[Subject, BytesSent]),
+        // request headers are opt-in.
+        "azure-apim" => bits(&[UserAgent]),
+        _ => 0,
+    }
+}
+
+/// The fields `ev` lacks, each with why.
+pub fn missing_fields(ev: &Event) -> impl Iterator<Item = Missing> + '_ {
+    let nif = not_in_format(ev.gateway);
+    Field::ALL.into_iter().filter(move |f| !f.present(ev)).map(move |field| Missing {
+        field,
+        why: if nif & field.bit() != 0 { Why::NotInFormat } else { Why::NotInRecord },
+    })
+}
+
+/// Counts of missing fields per (gateway, field, why), in fixed arrays: no
+/// allocation per event, no unbounded key. The pipeline exports it as a counter.
+#[derive(Clone, Debug)]
+pub struct MissingCounts {
+    counts: Vec<[[u64; 2]; Field::ALL.len()]>,
+}
+
+impl Default for MissingCounts {
+    fn default() -> Self {
+        MissingCounts { counts: vec![[[0; 2]; Field::ALL.len()]; GATEWAYS.len()] }
+    }
+}
+
+impl MissingCounts {
+    pub fn record(&mut self, ev: &Event) {
+        let Some(g) = GATEWAYS.iter().position(|x| *x == ev.gateway) else { return };
+        for m in missing_fields(ev) {
+            self.counts[g][m.field as usize][m.why as usize] += 1;
+        }
+    }
+
+    pub fn get(&self, gateway: &str, field: Field, why: Why) -> u64 {
+        GATEWAYS.iter().position(|x| *x == gateway).map_or(0, |g| self.counts[g][field as usize][why as usize])
+    }
+
+    /// Non-zero counts as `(gateway, field, why, count)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Field, Why, u64)> + '_ {
+        GATEWAYS.iter().enumerate().flat_map(move |(g, name)| {
+            Field::ALL.into_iter().flat_map(move |f| {
+                Why::ALL.into_iter().filter_map(move |w| {
+                    let c = self.counts[g][f as usize][w as usize];
+                    (c > 0).then_some((*name, f, w, c))
+                })
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_latency_is_not_in_format_identity_is_not_in_record() {
+        let ev = Event { gateway: "nginx", method: Some("GET".into()), status: Some(200), ..Default::default() };
+        let m: Vec<_> = missing_fields(&ev).collect();
+        assert!(m.contains(&Missing { field: LatencyMs, why: Why::NotInFormat }));
+        assert!(m.contains(&Missing { field: ClientId, why: Why::NotInRecord }));
+        assert!(!m.iter().any(|x| x.field == Method || x.field == Status));
+        let mut c = MissingCounts::default();
+        c.record(&ev);
+        c.record(&ev);
+        assert_eq!(c.get("nginx", LatencyMs, Why::NotInFormat), 2);
+        assert_eq!(c.get("nginx", Method, Why::NotInRecord), 0);
+        assert_eq!(c.iter().count(), m.len());
+    }
+
+    #[test]
+    fn unknown_gateway_is_not_counted() {
+        let mut c = MissingCounts::default();
+        c.record(&Event { gateway: "martian", ..Default::default() });
+        assert_eq!(c.iter().count(), 0);
+    }
+}
