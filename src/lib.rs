@@ -14,3 +14,4 @@ pub mod engine;
 pub mod state;
 pub mod app;
 pub mod simulate;
+pub mod actions;

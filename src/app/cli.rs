@@ -136,8 +136,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate { minutes, clients, seed, format, no_attacks, attack_rounds, labels, start, config } => {
             use crate::simulate::{render, simulate, SimConfig, DEFAULT_START};
             let format = match parse_format(&format)? {
-                Format::Auto => anyhow::bail!("simulate needs a concrete --format (kong, envoy, generic)"),
-                f => f,
+                f if f != Format::Auto && crate::simulate::render::can_render(f) => f,
+                _ => anyhow::bail!(
+                    "simulate writes {}",
+                    crate::simulate::render::SIM_FORMATS.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+                ),
             };
             let start = match start {
                 Some(s) => crate::normalize::time::parse_rfc3339(&s)

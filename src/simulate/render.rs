@@ -9,12 +9,21 @@ use super::SimRecord;
 use crate::event::format_ts;
 use crate::normalize::Format;
 
-/// Renders one record in `format` (`Auto` renders generic JSON).
+/// Formats the simulator can write.
+pub const SIM_FORMATS: &[Format] = &[Format::Kong, Format::Envoy, Format::Generic];
+
+/// Whether [`render`] has a renderer of its own for `format`.
+pub fn can_render(format: Format) -> bool {
+    SIM_FORMATS.contains(&format) || format == Format::Auto
+}
+
+/// Renders one record in `format` (`Auto` renders generic JSON). Formats without a
+/// renderer (see [`can_render`]; `gatewatch simulate` refuses them) get generic JSON.
 pub fn render(rec: &SimRecord, format: Format) -> String {
     match format {
         Format::Kong => render_kong(rec),
         Format::Envoy => render_envoy(rec),
-        Format::Generic | Format::Auto => render_generic(rec),
+        _ => render_generic(rec),
     }
 }
 

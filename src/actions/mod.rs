@@ -1,0 +1,44 @@
+//! Actions: where alerts go once a detector raised them (sinks, revocation).
+//!
+//! The source (Kafka or a file) hands every alert to an [`AlertHandoff`] and
+//! commits the input offset only once the handoff returned `Ok`: at-least-once.
+
+use crate::event::Alert;
+
+/// Why an alert could not be handed off.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    /// The bounded queue is full and the overflow output failed too.
+    #[error("alert queue full and overflow output failed: {0}")]
+    Overflow(String),
+    /// The dispatcher is shutting down.
+    #[error("alert dispatcher is shut down")]
+    Closed,
+}
+
+/// Takes alerts from the engine. `handoff` returns once the alert is queued
+/// (or written to the overflow/dead-letter output), so the caller may commit
+/// the input that caused it. It must never block detection for long: a slow
+/// sink is the dispatcher's business, not the source's.
+pub trait AlertHandoff: Send + Sync {
+    fn handoff(&self, alert: &Alert) -> Result<(), HandoffError>;
+}
+
+/// Writes alerts as JSON lines to a writer; used by replay and as the simplest handoff.
+pub struct JsonLinesHandoff<W: std::io::Write + Send> {
+    out: std::sync::Mutex<W>,
+}
+
+impl<W: std::io::Write + Send> JsonLinesHandoff<W> {
+    pub fn new(w: W) -> Self {
+        JsonLinesHandoff { out: std::sync::Mutex::new(w) }
+    }
+}
+
+impl<W: std::io::Write + Send> AlertHandoff for JsonLinesHandoff<W> {
+    fn handoff(&self, alert: &Alert) -> Result<(), HandoffError> {
+        let mut w = self.out.lock().map_err(|_| HandoffError::Closed)?;
+        serde_json::to_writer(&mut *w, alert).map_err(|e| HandoffError::Overflow(e.to_string()))?;
+        w.write_all(b"\n").and_then(|_| w.flush()).map_err(|e| HandoffError::Overflow(e.to_string()))
+    }
+}
