@@ -75,6 +75,10 @@ impl ContentRule {
             return false;
         }
         let v = &b[s..e];
+        // `XXXXXXXX`, `00000000`: a template, whatever the prefix says.
+        if super::entropy::has_mask_run(v) {
+            return false;
+        }
         match self.check {
             Check::None => true,
             Check::NotPlaceholder => !is_placeholder(v),
@@ -82,6 +86,7 @@ impl ContentRule {
             Check::Jwt => jwt_header_ok(v),
             Check::GithubCrc => github_crc_ok(v) || (!is_placeholder(v) && looks_random(&v[4..])),
             Check::Base64Pem => base64_pem_ok(v),
+            Check::Base64Prefix(p, want) => base64_prefix_ok(&v[p as usize..], want),
         }
     }
 }
@@ -93,10 +98,10 @@ pub fn left_ok(b: &[u8], s: usize) -> bool {
         return true;
     }
     let c = b[s - 1];
-    if !(c.is_ascii_alphanumeric() || c == b'_') {
+    if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.') {
         return true;
     }
-    escape_len_before(b, s) > 0
+    c != b'.' && escape_len_before(b, s) > 0
 }
 
 /// Length of a JSON or URL escape ending just before `s` (`\n` = 2, `\u003d` = 6, `%3D` = 3), else 0.
@@ -169,6 +174,14 @@ fn base64_pem_ok(v: &[u8]) -> bool {
     let cut = v.len().min(96) / 4 * 4;
     match base64::engine::general_purpose::STANDARD.decode(&v[..cut]) {
         Ok(d) => memchr::memmem::find(&d, b"PRIVATE KEY").is_some(),
+        Err(_) => false,
+    }
+}
+
+fn base64_prefix_ok(v: &[u8], want: &[u8]) -> bool {
+    let cut = v.len().min(64) / 4 * 4;
+    match base64::engine::general_purpose::STANDARD.decode(&v[..cut]) {
+        Ok(d) => d.starts_with(want) || want.starts_with(&d),
         Err(_) => false,
     }
 }
@@ -264,7 +277,7 @@ pub fn url_credentials(b: &[u8], hit: usize) -> Option<(usize, usize, &'static s
 
 /// `curl -u user:pass` / `--user user:pass`, for a hit on `-u` or `--user`.
 pub fn curl_user(b: &[u8], hit: usize, flag_len: usize) -> Option<(usize, usize)> {
-    if hit > 0 && !matches!(b[hit - 1], b' ' | b'\t') {
+    if hit > 0 && !matches!(b[hit - 1], b' ' | b'\t') && escape_len_before(b, hit) == 0 {
         return None;
     }
     let mut i = hit + flag_len;
@@ -272,23 +285,35 @@ pub fn curl_user(b: &[u8], hit: usize, flag_len: usize) -> Option<(usize, usize)
         i += 1;
     }
     let (vs, ve) = match b.get(i) {
+        Some(b'\\') if b.get(i + 1) == Some(&b'"') => {
+            let close = memchr::memmem::find(&b[i + 2..], b"\\\"")?;
+            (i + 2, i + 2 + close)
+        }
         Some(q @ (b'\'' | b'"')) => {
             let close = memchr::memchr(*q, &b[i + 1..])?;
             (i + 1, i + 1 + close)
         }
         Some(_) => {
-            let n = b[i..].iter().position(|c| c.is_ascii_whitespace() || *c == b'\\').unwrap_or(b.len() - i);
+            let n = b[i..].iter().position(|c| c.is_ascii_whitespace() || matches!(c, b'\\' | b'"' | b'\'' | b'`')).unwrap_or(b.len() - i);
             (i, i + n)
         }
         None => return None,
     };
     let v = &b[vs..ve];
+    if is_placeholder(v) {
+        return None;
+    }
     let c = memchr::memchr(b':', v)?;
     let (user, pass) = (&v[..c], &v[c + 1..]);
     if memchr::memmem::find(v, b"${").is_some() || v.starts_with(b"$") || pass.starts_with(b"$") {
         return None;
     }
     if user == pass && !looks_random(pass) {
+        return None;
+    }
+    // `xxx:yyy`, `a:b`: a template.
+    let trivial = |p: &[u8]| p.len() < 4 && p.windows(2).all(|w| w[0] == w[1]);
+    if trivial(user) && trivial(pass) {
         return None;
     }
     if !pass.is_empty() {

@@ -68,8 +68,26 @@ pub fn is_placeholder(v: &[u8]) -> bool {
     if maskish * 10 >= v.len() * 7 {
         return true;
     }
-    if has_long_run(v, 6) {
+    if has_mask_run(v) {
         return true;
+    }
+    false
+}
+
+/// `XXXXXX`, `******`, `000000` (6 of a masking character) or any byte 12 times in a row.
+/// Base64 of binary data has runs of `A` shorter than that.
+pub fn has_mask_run(v: &[u8]) -> bool {
+    let mut run = 1;
+    for w in v.windows(2) {
+        if w[0] == w[1] {
+            run += 1;
+            let maskish = matches!(w[0], b'x' | b'X' | b'*' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?');
+            if (maskish && run >= 6) || run >= 12 {
+                return true;
+            }
+        } else {
+            run = 1;
+        }
     }
     false
 }
@@ -135,13 +153,25 @@ pub fn looks_random(v: &[u8]) -> bool {
     if sequential(v) || wordy(v) {
         return false;
     }
-    true
+    // Generated secrets have a long unbroken alphanumeric run; code identifiers
+    // (`kVK_Return.u16`, `X25519.KeyPair`) are short pieces joined by punctuation.
+    let mut best = 0;
+    let mut run = 0;
+    for &c in v {
+        if c.is_ascii_alphanumeric() {
+            run += 1;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    best >= 12.min(n * 2 / 3)
 }
 
-/// `abcdef…`, `0123…`: more than a third of neighbours are consecutive.
+/// `abcdef…`, `0123…`: more than four fifths of neighbours are consecutive.
 fn sequential(v: &[u8]) -> bool {
     let steps = v.windows(2).filter(|w| w[1] == w[0].wrapping_add(1)).count();
-    steps * 3 > v.len()
+    steps * 5 > v.len() * 4
 }
 
 /// Mostly dictionary-like pieces (`jetbrains.mps.v8_elimination`, `SalesResults-1.2`):
@@ -176,9 +206,9 @@ pub fn wordy(v: &[u8]) -> bool {
             j += 1;
         }
         let piece = &v[start..j];
-        if piece.len() >= 4 {
+        if (4..=14).contains(&piece.len()) {
             let vowels = piece.iter().filter(|c| b"aeiouAEIOU".contains(c)).count();
-            if vowels * 5 >= piece.len() && vowels * 5 <= piece.len() * 4 {
+            if vowels >= 1 && vowels * 5 <= piece.len() * 4 {
                 covered += piece.len();
             }
         }
@@ -215,7 +245,7 @@ mod tests {
             assert!(looks_random(s.as_bytes()), "{s}");
         }
         for s in ["jetbrains.mps.v8_elimination", "SalesResults-1.2", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-                  "1700000000000", "APIOrganizationExist", "executed", "2024-05-01T10:10:00Z"] {
+                  "1700000000000", "X25519.KeyPair", "kVK_Return.u16", "struct_X509_pubkey_st", "DOC_Vector_5_32", "APIOrganizationExist", "executed", "2024-05-01T10:10:00Z"] {
             assert!(!looks_random(s.as_bytes()), "{s}");
         }
     }

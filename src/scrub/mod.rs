@@ -251,17 +251,18 @@ impl Scrubber {
 
     fn find(&self, b: &[u8], out: &mut Vec<Found>) {
         let classify = |v: &[u8]| self.classify_credential(v);
-        let mut skip = 0usize;
-        'hits: for m in self.ac.find_iter(b) {
+        // Leftmost-longest search, restarted one byte after a hit that found nothing,
+        // so a literal overlapping an earlier one (`SK` in `ACCESSKEY`) is never hidden.
+        let mut pos = 0usize;
+        'hits: while pos < b.len() {
+            let Some(m) = self.ac.find(aho_corasick::Input::new(b).span(pos..b.len())) else { break };
             let (s, e) = (m.start(), m.end());
-            if s < skip {
-                continue;
-            }
+            let mut next = s + 1;
             for act in &self.actions[m.pattern().as_usize()] {
                 let hit: Option<(usize, usize, &'static str, PlaceClass)> = match *act {
                     Action::Marker => {
                         if let Some(end) = marker::marker_end(b, s) {
-                            skip = end;
+                            pos = end;
                             continue 'hits;
                         }
                         None
@@ -278,22 +279,24 @@ impl Scrubber {
                     Action::Basic(n) => content::basic_credentials(b, s, n as usize).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
                     Action::Name => {
                         let before = out.len();
-                        let next = structural::at_name(&self.names, &classify, b, s, e, out);
-                        skip = skip.max(next);
+                        let ident_end = structural::at_name(&self.names, &classify, b, s, e, out);
                         if out.len() > before {
+                            pos = ident_end.max(e);
                             continue 'hits;
                         }
+                        next = next.max(ident_end.min(e));
                         None
                     }
                 };
                 if let Some((a, z, kind, place)) = hit {
                     if z > a {
                         out.push(Found { start: a, end: z, kind, place });
-                        skip = skip.max(z);
+                        pos = z.max(s + 1);
                         continue 'hits;
                     }
                 }
             }
+            pos = next;
         }
     }
 

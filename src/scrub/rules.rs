@@ -20,6 +20,8 @@ pub enum Check {
     GithubCrc,
     /// Base64 text whose decoding holds a PEM private-key header.
     Base64Pem,
+    /// From byte `.0` on, base64 whose decoding starts with `.1`.
+    Base64Prefix(u8, &'static [u8]),
 }
 
 /// One content rule, as data.
@@ -55,7 +57,8 @@ use Check::*;
 /// Every built-in content rule.
 pub const CONTENT_RULES: &[RuleSpec] = &[
     // JSON Web Tokens (and JWE): header.payload.signature, header must decode to JSON.
-    r("jwt", &["eyJ"], r"^eyJ[A-Za-z0-9_-]{8,}={0,2}\.[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_+/=-]*(?:\.[A-Za-z0-9_-]+){0,2}", 16384, Jwt),
+    // An unsigned token (two segments) counts when its payload is JSON too.
+    r("jwt", &["eyJ"], r"^eyJ[A-Za-z0-9_-]{8,}={0,2}\.(?:[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_+/=-]*(?:\.[A-Za-z0-9_-]+){0,2}|eyJ[A-Za-z0-9_-]{8,}={0,2})", 16384, Jwt),
     // GitHub: classic tokens carry a CRC32 in their last 6 base62 characters.
     r("github_token", &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"], r"^gh[pousr]_[A-Za-z0-9]{36,251}", 255, GithubCrc),
     r("github_token", &["github_pat_"], r"^github_pat_[A-Za-z0-9_]{50,244}", 255, Random),
@@ -67,7 +70,7 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
     r("gitlab_token", &["glimt-"], r"^glimt-[0-9A-Za-z_-]{25}", 31, NotPlaceholder),
     r("gitlab_token", &["glagent-"], r"^glagent-[0-9A-Za-z_-]{50}", 58, NotPlaceholder),
     r("gitlab_token", &["gloas-"], r"^gloas-[0-9A-Za-z_-]{64}", 70, NotPlaceholder),
-    r("gitlab_token", &["GR1348941"], r"^GR1348941[0-9A-Za-z_-]{20}", 29, NotPlaceholder),
+    r("gitlab_token", &["GR1348941"], r"^GR1348941[0-9A-Za-z_-]{20,}", 128, NotPlaceholder),
     // Slack tokens and webhooks.
     r("slack_token", &["xoxb-", "xoxp-", "xoxe-", "xoxa-", "xoxr-", "xoxo-", "xoxs-", "xoxc-", "xoxe."],
       r"^(?:xoxb-[0-9]{8,14}-[0-9A-Za-z-]{10,}|xox[pe](?:-[0-9]{10,13}){3}-[A-Za-z0-9-]{28,34}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{120,180}|xoxe-\d-[A-Za-z0-9]{120,180}|xox[ar]-(?:\d-)?[0-9A-Za-z]{8,48}|xox[os]-\d+-\d+-\d+-[a-fA-F\d]+|xoxc-[0-9]{8,14}-[0-9A-Za-z-]{10,})", 256, NotPlaceholder),
@@ -78,7 +81,7 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
     // AWS access key ids (long-lived AKIA, temporary ASIA, ...).
     r("aws_access_key", &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"], r"^(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", 20, None),
     r("aws_bedrock_key", &["ABSK"], r"^ABSK[A-Za-z0-9+/]{109,269}={0,2}", 280, Random),
-    r("aws_bedrock_key", &["bedrock-api-key-"], r"^bedrock-api-key-[A-Za-z0-9+/]{20,}={0,2}", 2048, None),
+    r("aws_bedrock_key", &["bedrock-api-key-"], r"^bedrock-api-key-[A-Za-z0-9+/]{20,}={0,2}", 2048, Base64Prefix(16, b"bedrock.amazonaws.com")),
     // Google.
     r("gcp_api_key", &["AIza"], r"^AIza[0-9A-Za-z_-]{35}", 39, None),
     r("gcp_oauth_secret", &["GOCSPX-"], r"^GOCSPX-[A-Za-z0-9_-]{28}", 35, None),
@@ -159,7 +162,9 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
     back("maxmind_key", &["_mmk"], r"[A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk", 36, 40, None),
     r("clickhouse_key", &["4b1d"], r"^4b1d[A-Za-z0-9]{38}", 42, Random),
     r("octopus_key", &["API-"], r"^API-[A-Z0-9]{26}", 30, Random),
-    back("telegram_bot_token", &[":AA"], r"[0-9]{8,10}:AA[A-Za-z0-9_-]{33}", 10, 46, None),
+    back("telegram_bot_token", &[":AA"], r"[0-9]{8,10}:AA[A-Za-z0-9_-]{32,35}", 10, 48, None),
+    r("aws_appsync_key", &["da2-"], r"^da2-[a-z0-9]{26}", 30, Random),
+    r("msteams_webhook", &["/webhook/", "/webhookb2/"], r"^/webhook(?:b2)?/[0-9a-f-]{36}@[0-9a-f-]{36}/IncomingWebhook/[0-9a-f]{32}/[0-9a-f-]{36}", 200, None),
     r("azure_devops_token", &["AZDO"], r"^AZDO[A-Za-z0-9]{48}", 52, Random),
 ];
 
@@ -217,8 +222,8 @@ pub const EXACT_NAMES: &[(&str, NameRule)] = &[
     ("secret_access_key", NameRule::Always("aws_secret_key")),
     ("aws_secret_key", NameRule::Always("aws_secret_key")),
     ("secretaccesskey", NameRule::Always("aws_secret_key")),
-    ("accountkey", NameRule::Always("azure_storage_key")),
-    ("sharedaccesskey", NameRule::Always("azure_storage_key")),
+    ("accountkey", NameRule::IfRandom("azure_storage_key")),
+    ("sharedaccesskey", NameRule::IfRandom("azure_storage_key")),
     ("private_key", NameRule::Always("private_key")),
     ("token", NameRule::IfRandom("token")),
     ("key", NameRule::IfRandom("api_key")),
@@ -255,7 +260,7 @@ pub const NON_SECRET_QUALIFIERS: &[&str] = &[
     "public", "pub", "primary", "foreign", "sort", "partition", "cache", "idempotency", "dedup", "dedupe", "bucket",
     "object", "sequence", "routing", "row", "lookup", "group", "shard", "composite", "unique", "natural", "next", "prev",
     "previous", "page", "forgot", "reset", "confirm_url", "hotkey", "keyboard", "keypress", "keycode", "monkey", "turkey",
-    "tokenizer", "author", "authority", "authored", "csrf_field",
+    "tokenizer", "author", "authority", "authored", "csrf_field", "pubkey", "publickey", "pressed", "keymeshing",
 ];
 
 /// Cookie names that carry analytics ids, never credentials.

@@ -234,6 +234,13 @@ pub fn at_name(
     }
 }
 
+fn next_non_space(b: &[u8], mut i: usize) -> Option<u8> {
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    b.get(i).copied()
+}
+
 struct Value {
     start: usize,
     end: usize,
@@ -251,6 +258,13 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass) -> Opt
         i = e + 2;
     } else if s >= 1 && matches!(b[s - 1], b'"' | b'\'') && b.get(e) == Some(&b[s - 1]) {
         key_quote = Some(Quote::Plain(b[s - 1]));
+        i = e + 1;
+    } else if b[e..].starts_with(b"\\\"") && next_non_space(b, e + 2) == Some(b':') {
+        // The end of a quoted key with spaces: `\"facebook access_token\":`.
+        key_quote = Some(Quote::Escaped);
+        i = e + 2;
+    } else if b.get(e) == Some(&b'"') && next_non_space(b, e + 1) == Some(b':') {
+        key_quote = Some(Quote::Plain(b'"'));
         i = e + 1;
     }
     let mut spaces = 0;
@@ -285,7 +299,7 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass) -> Opt
         _ => return None,
     }
     let mut k = 0;
-    while i < len && matches!(b[i], b' ' | b'\t') && k < 8 {
+    while i < len && matches!(b[i], b' ' | b'\t') && k < 32 {
         i += 1;
         k += 1;
     }
@@ -317,20 +331,27 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass) -> Opt
         }
     }
     let vs = i;
+    // `{3}`, `$VAR`, `<token>`, `(expr)`: a reference, not a literal (whole-line header values excepted).
+    if !whole_line && matches!(b.get(vs), Some(b'{' | b'[' | b'(' | b'<' | b'$' | b'%')) {
+        return None;
+    }
     let mut j = vs;
     while j < len {
         let c = b[j];
         let stop = if whole_line {
             matches!(c, b'"' | b'\'' | b'\n' | b'\r' | b'\\' | b'`')
         } else {
-            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'`' | b',' | b';' | b'&' | b')' | b']' | b'}' | b'<' | b'>' | b'\\' | b'|')
+            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'`' | b',' | b';' | b'&' | b'(' | b')' | b']' | b'}' | b'<' | b'>' | b'\\' | b'|')
         };
         if stop {
             break;
         }
         j += 1;
     }
-    // `AccountKey=abc==;` keeps its padding; a trailing `]` of a marker is not part of a value.
+    // A call (`Buffer.from(...)`) is code, not a value.
+    if b.get(j) == Some(&b'(') {
+        return None;
+    }
     (j > vs).then_some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some() })
 }
 
