@@ -6,7 +6,7 @@
 //!
 //! Adding a kind = one new file here + one line in [`REGISTRY`].
 
-
+pub mod credential_exposure;
 mod rule;
 
 pub use rule::{Allow, Rule};
@@ -44,6 +44,7 @@ pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<Co
 
 /// Every detector kind: name → constructor from its file.
 pub const REGISTRY: &[(&str, BuildFn)] = &[
+    ("credential_exposure", credential_exposure::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

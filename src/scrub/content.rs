@@ -48,9 +48,10 @@ impl ContentRule {
     }
 
     /// The secret this rule finds around a literal hit at `hit`, if any.
-    pub fn match_at(&self, b: &[u8], hit: usize) -> Option<(usize, usize)> {
+    /// `floor` is the end of a secret already found: a boundary, as its marker will be.
+    pub fn match_at(&self, b: &[u8], hit: usize, floor: usize) -> Option<(usize, usize)> {
         if self.back == 0 {
-            if self.left_boundary && !left_ok(b, hit) {
+            if self.left_boundary && hit != floor && !left_ok(b, hit) {
                 return None;
             }
             let end = (hit + self.max_len + 1).min(b.len());
@@ -58,11 +59,11 @@ impl ContentRule {
             let (s, e) = (hit, hit + m.end());
             self.accept(b, s, e).then_some((s, e))
         } else {
-            let ws = hit.saturating_sub(self.back);
+            let ws = hit.saturating_sub(self.back).max(floor);
             let we = (hit + self.max_len + 1).min(b.len());
             for m in self.re.find_iter(&b[ws..we]) {
                 let (s, e) = (ws + m.start(), ws + m.end());
-                if s <= hit && hit < e && (!self.left_boundary || left_ok(b, s)) && self.accept(b, s, e) {
+                if s <= hit && hit < e && (!self.left_boundary || s == floor || left_ok(b, s)) && self.accept(b, s, e) {
                     return Some((s, e));
                 }
             }
@@ -276,7 +277,7 @@ pub fn url_credentials(b: &[u8], hit: usize) -> Option<(usize, usize, &'static s
 }
 
 /// `curl -u user:pass` / `--user user:pass`, for a hit on `-u` or `--user`.
-pub fn curl_user(b: &[u8], hit: usize, flag_len: usize) -> Option<(usize, usize)> {
+pub fn curl_user(b: &[u8], hit: usize, flag_len: usize, json: bool) -> Option<(usize, usize)> {
     if hit > 0 && !matches!(b[hit - 1], b' ' | b'\t') && escape_len_before(b, hit) == 0 {
         return None;
     }
@@ -300,7 +301,11 @@ pub fn curl_user(b: &[u8], hit: usize, flag_len: usize) -> Option<(usize, usize)
         None => return None,
     };
     let v = &b[vs..ve];
-    if is_placeholder(v) {
+    if is_placeholder(v) || memchr::memmem::find(v, b"[REDACTED").is_some() {
+        return None;
+    }
+    // Inside a JSON string every `"` is escaped: a bare one means the quotes span JSON structure.
+    if json && v.iter().enumerate().any(|(k, c)| *c == b'"' && (k == 0 || v[k - 1] != b'\\')) {
         return None;
     }
     let c = memchr::memchr(b':', v)?;
@@ -431,11 +436,11 @@ mod tests {
         assert!(url_credentials(b"https://user:${PASSWORD}@host", 5).is_none());
         assert!(url_credentials(b"https://example.com/a@b", 5).is_none());
         let c = b"curl -u elastic:P@ssw0rd$1 https://x";
-        assert_eq!(curl_user(c, 5, 2).map(|(s, e)| &c[s..e]), Some(&b"P@ssw0rd$1"[..]));
+        assert_eq!(curl_user(c, 5, 2, false).map(|(s, e)| &c[s..e]), Some(&b"P@ssw0rd$1"[..]));
         for neg in [&b"curl -u 'test:test'"[..], b"curl -u \":\" x", b"curl --user user:pass x", b"curl -u \"${u}:${p}\""] {
             let at = memchr::memmem::find(neg, b"-u").or_else(|| memchr::memmem::find(neg, b"--user")).unwrap();
             let len = if neg[at..].starts_with(b"--user") { 6 } else { 2 };
-            assert!(curl_user(neg, at, len).is_none(), "{}", String::from_utf8_lossy(neg));
+            assert!(curl_user(neg, at, len, false).is_none(), "{}", String::from_utf8_lossy(neg));
         }
     }
 

@@ -207,7 +207,17 @@ impl Scrubber {
             return Cow::Borrowed(line);
         }
         stats.lines_changed += 1;
-        let out = self.replace(line, found, |f| stats.record(f.kind, f.place), |_, _| {});
+        let mut out = self.replace(line, found, |f| stats.record(f.kind, f.place), |_, _| {});
+        // A replacement can change what its neighbours look like (a boundary where a
+        // token ran on): scan again until nothing new is found, so scrubbing is idempotent.
+        for _ in 0..4 {
+            let mut more = Vec::new();
+            self.find(out.as_bytes(), &mut more);
+            if more.is_empty() {
+                break;
+            }
+            out = self.replace(&out, more, |f| stats.record(f.kind, f.place), |_, _| {});
+        }
         Cow::Owned(out)
     }
 
@@ -224,9 +234,19 @@ impl Scrubber {
         stats.lines_changed += 1;
         let class = PlaceClass::of_place(place);
         let mut exposures = Vec::new();
-        let out = self.replace(v, found, |f| stats.record(f.kind, class), |f, fp| {
+        let mut out = self.replace(v, found, |f| stats.record(f.kind, class), |f, fp| {
             exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp })
         });
+        for _ in 0..4 {
+            let mut more = Vec::new();
+            self.find(out.as_bytes(), &mut more);
+            if more.is_empty() {
+                break;
+            }
+            out = self.replace(&out, more, |f| stats.record(f.kind, class), |f, fp| {
+                exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp })
+            });
+        }
         (Cow::Owned(out), exposures)
     }
 
@@ -239,7 +259,7 @@ impl Scrubber {
         for a in &self.actions[m.pattern().as_usize()] {
             if let Action::Rule(i) = a {
                 let r = &self.rules[*i as usize];
-                if let Some((0, e)) = r.match_at(v, 0) {
+                if let Some((0, e)) = r.match_at(v, 0, 0) {
                     if e == v.len() {
                         return Some(r.kind);
                     }
@@ -254,6 +274,8 @@ impl Scrubber {
         // Leftmost-longest search, restarted one byte after a hit that found nothing,
         // so a literal overlapping an earlier one (`SK` in `ACCESSKEY`) is never hidden.
         let mut pos = 0usize;
+        let mut floor = 0usize;
+        let json = matches!(b.iter().find(|c| !c.is_ascii_whitespace()), Some(b'{' | b'['));
         'hits: while pos < b.len() {
             let Some(m) = self.ac.find(aho_corasick::Input::new(b).span(pos..b.len())) else { break };
             let (s, e) = (m.start(), m.end());
@@ -263,25 +285,27 @@ impl Scrubber {
                     Action::Marker => {
                         if let Some(end) = marker::marker_end(b, s) {
                             pos = end;
+                            floor = end;
                             continue 'hits;
                         }
                         None
                     }
                     Action::Rule(i) => {
                         let r = &self.rules[i as usize];
-                        r.match_at(b, s).map(|(a, z)| (a, z, r.kind, PlaceClass::Text))
+                        r.match_at(b, s, floor).map(|(a, z)| (a, z, r.kind, PlaceClass::Text))
                     }
                     Action::Pem => content::pem_at(b, s).map(|(a, z)| (a, z, "private_key", PlaceClass::Text)),
                     Action::Url => content::url_credentials(b, s).map(|(a, z, k)| (a, z, k, PlaceClass::Url)),
-                    Action::Curl(n) => content::curl_user(b, s, n as usize).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
+                    Action::Curl(n) => content::curl_user(b, s, n as usize, json).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
                     Action::Bearer(n) => content::bearer_token(b, s, n as usize)
                         .map(|(a, z)| (a, z, self.classify_credential(&b[a..z]).unwrap_or("bearer"), PlaceClass::Text)),
                     Action::Basic(n) => content::basic_credentials(b, s, n as usize).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
                     Action::Name => {
                         let before = out.len();
-                        let ident_end = structural::at_name(&self.names, &classify, b, s, e, out);
+                        let ident_end = structural::at_name(&self.names, &classify, b, floor, s, e, json, out);
                         if out.len() > before {
                             pos = ident_end.max(e);
+                            floor = out.last().map_or(floor, |f| f.end.max(floor));
                             continue 'hits;
                         }
                         next = next.max(ident_end.min(e));
@@ -292,6 +316,7 @@ impl Scrubber {
                     if z > a {
                         out.push(Found { start: a, end: z, kind, place });
                         pos = z.max(s + 1);
+                        floor = floor.max(z);
                         continue 'hits;
                     }
                 }

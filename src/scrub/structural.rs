@@ -158,17 +158,21 @@ enum Quote {
 
 /// Handles a name-word hit at `hit`. Pushes what it finds to `out` and returns
 /// the index scanning may skip to.
+#[allow(clippy::too_many_arguments)]
 pub fn at_name(
     table: &NameTable,
     classify_token: &dyn Fn(&[u8]) -> Option<&'static str>,
     b: &[u8],
+    floor: usize,
     hit: usize,
     hit_end: usize,
+    json: bool,
     out: &mut Vec<Found>,
 ) -> usize {
-    // 1. The whole identifier around the word.
+    // 1. The whole identifier around the word; never reaching back into a secret
+    //    already replaced (`floor`), so a second pass reads the same name.
     let mut s = hit;
-    while s > 0 && is_ident(b[s - 1]) && escape_len_before(b, s) == 0 {
+    while s > floor && is_ident(b[s - 1]) && escape_len_before(b, s) == 0 {
         s -= 1;
     }
     let mut e = hit_end;
@@ -190,7 +194,7 @@ pub fn at_name(
     let Some(class) = table.classify(name) else { return ident_end };
 
     // 2. Separator and value.
-    let Some(v) = value_after(b, s, e, cli, class) else { return ident_end };
+    let Some(v) = value_after(b, s, e, cli, class, json) else { return ident_end };
     let place = if s > 0 && matches!(b[s - 1], b'?' | b'&' | b';') && v.sep == b'=' {
         PlaceClass::Query
     } else if v.key_quoted {
@@ -205,6 +209,10 @@ pub fn at_name(
         PlaceClass::KeyValue
     };
     let before = out.len();
+    // Holds a secret replaced earlier: what is left around it is not a secret of its own.
+    if memchr::memmem::find(&b[v.start..v.end], b"[REDACTED").is_some() && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie)) {
+        return ident_end;
+    }
     match class {
         NameClass::Rule(NameRule::Authorization) => authorization(b, v.start, v.end, place, classify_token, out),
         NameClass::Rule(NameRule::Cookie) => cookies(table, b, v.start, v.end, out),
@@ -228,7 +236,7 @@ pub fn at_name(
         }
     }
     if out.len() > before {
-        v.end.max(ident_end)
+        out[out.len() - 1].end.max(ident_end)
     } else {
         ident_end
     }
@@ -248,7 +256,8 @@ struct Value {
     key_quoted: bool,
 }
 
-fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass) -> Option<Value> {
+/// `json`: the line is a JSON document, so a bare `"` can only be JSON structure.
+fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: bool) -> Option<Value> {
     let len = b.len();
     // Quoted key: "name", 'name' or \"name\".
     let mut key_quote = None;
@@ -310,6 +319,9 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass) -> Opt
     if b[i..].starts_with(b"\\\"") {
         let vs = i + 2;
         let ve = vs + memchr::memmem::find(&b[vs..], b"\\\"")?;
+        if json && b[vs..ve].iter().enumerate().any(|(k, c)| *c == b'"' && (k == 0 || b[vs + k - 1] != b'\\')) {
+            return None;
+        }
         return Some(Value { start: vs, end: ve, sep, key_quoted: key_quote.is_some() });
     }
     if let Some(&q) = b.get(i) {
@@ -322,6 +334,21 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass) -> Opt
                     continue;
                 }
                 if b[j] == q {
+                    // A quote right after `=` may be the end of the JSON string the name sits in
+                    // (`"uri":"/a?password=","h":…`): what it "encloses" is then JSON structure.
+                    let inner = &b[vs..j];
+                    let structural = inner.is_empty()
+                        || matches!(inner[0], b',' | b':' | b'}' | b']')
+                        || memchr::memmem::find(inner, b"\":").is_some()
+                        || memchr::memmem::find(inner, b"\",\"").is_some();
+                    if structural && q == b'"' {
+                        return None;
+                    }
+                    // Inside a JSON string every `"` is escaped: a bare one means the quote
+                    // pair spans JSON structure, not a value.
+                    if json && q != b'"' && inner.iter().enumerate().any(|(k, c)| *c == b'"' && (k == 0 || inner[k - 1] != b'\\')) {
+                        return None;
+                    }
                     return Some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some() });
                 }
                 j += 1;
@@ -460,7 +487,8 @@ mod tests {
                 [w.to_string(), w.to_uppercase(), cap]
             }).filter_map(|w| line[i..].find(&w).map(|p| (i + p, w.len()))).min();
             let Some((h, l)) = hit else { break };
-            i = at_name(&t, &none, b, h, h + l, &mut out).max(h + l);
+            let json = line.starts_with('{');
+            i = at_name(&t, &none, b, 0, h, h + l, json, &mut out).max(h + l);
         }
         out.iter().map(|f| (line[f.start..f.end].to_string(), f.kind, f.place)).collect()
     }
