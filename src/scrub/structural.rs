@@ -5,7 +5,7 @@
 //! `PASS`, `auth`, ...); from there this module reads the whole name, the
 //! separator and the value, without parsing the rest of the line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::content::escape_len_before;
 use super::entropy::{is_placeholder, looks_random};
@@ -17,6 +17,23 @@ use super::stats::PlaceClass;
 
 /// Words whose occurrence (lower, Capitalised, UPPER) sends the scanner here.
 pub const NAME_TRIGGERS: &[&str] = &["token", "key", "secret", "pass", "pwd", "auth", "cred", "sig", "sess", "cookie", "jwt", "login", "code", "dsn"];
+
+/// A small multiplicative hasher for short names (SipHash costs more than the lookup).
+#[derive(Default, Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7cc1_b727_220a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastBuild = std::hash::BuildHasherDefault<NameHasher>;
 
 /// What a name says about its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,25 +47,43 @@ pub enum NameClass {
 
 /// Exact names (built-in + configured) and the word lists.
 pub struct NameTable {
-    exact: HashMap<Vec<u8>, NameRule>,
+    exact: HashMap<Vec<u8>, NameRule, FastBuild>,
+    password_words: HashSet<&'static [u8], FastBuild>,
+    token_words: HashSet<&'static [u8], FastBuild>,
+    qualifiers: HashSet<&'static [u8], FastBuild>,
+    non_secret_last: HashSet<&'static [u8], FastBuild>,
 }
 
 impl NameTable {
     pub fn new(extra: &[(String, NameRule)]) -> Self {
-        let mut exact: HashMap<Vec<u8>, NameRule> = EXACT_NAMES.iter().map(|(n, r)| (n.as_bytes().to_vec(), *r)).collect();
+        let mut exact: HashMap<Vec<u8>, NameRule, FastBuild> = EXACT_NAMES.iter().map(|(n, r)| (n.as_bytes().to_vec(), *r)).collect();
         for (n, r) in extra {
             exact.insert(normalise(n.as_bytes()), *r);
         }
-        NameTable { exact }
+        let set = |l: &[&'static str]| l.iter().map(|w| w.as_bytes()).collect::<HashSet<&'static [u8], FastBuild>>();
+        NameTable {
+            exact,
+            password_words: set(PASSWORD_WORDS),
+            token_words: set(TOKEN_WORDS),
+            qualifiers: set(NON_SECRET_QUALIFIERS),
+            non_secret_last: set(NON_SECRET_LAST),
+        }
     }
 
-    /// Classifies a name (the last dotted part of an identifier).
+    /// Classifies a name (the last dotted part of an identifier). Allocation-free:
+    /// it runs on every name-word hit of every line.
     pub fn classify(&self, name: &[u8]) -> Option<NameClass> {
         if name.is_empty() || name.len() > 96 {
             return None;
         }
-        let norm = normalise(name);
-        if let Some(r) = self.exact.get(&norm) {
+        let mut norm = [0u8; 96];
+        let mut lower = [0u8; 96];
+        for (i, c) in name.iter().enumerate() {
+            lower[i] = c.to_ascii_lowercase();
+            norm[i] = if matches!(c, b'-' | b'.') { b'_' } else { lower[i] };
+        }
+        let (norm, lower) = (&norm[..name.len()], &lower[..name.len()]);
+        if let Some(r) = self.exact.get(norm) {
             return Some(NameClass::Rule(*r));
         }
         let mut comps: [(usize, usize); 16] = [(0, 0); 16];
@@ -56,39 +91,35 @@ impl NameTable {
         if n == 0 {
             return None;
         }
-        let lower: Vec<u8> = name.iter().map(u8::to_ascii_lowercase).collect();
         let comp = |i: usize| &lower[comps[i].0..comps[i].1];
-        if (0..n).any(|i| NON_SECRET_QUALIFIERS.iter().any(|q| q.as_bytes() == comp(i))) {
+        let ends = |c: &[u8], suffixes: &[&str]| suffixes.iter().any(|w| c.len() > w.len() && c.ends_with(w.as_bytes()));
+        let password = (0..n).any(|i| self.password_words.contains(comp(i)) || ends(comp(i), PASSWORD_SUFFIXES));
+        let token = !password && (0..n).any(|i| self.token_words.contains(comp(i)) || ends(comp(i), TOKEN_SUFFIXES));
+        if !password && !token {
             return None;
         }
-        if n > 1 && NON_SECRET_LAST.iter().any(|q| q.as_bytes() == comp(n - 1)) {
+        if (0..n).any(|i| self.qualifiers.contains(comp(i))) {
             return None;
         }
-        let has = |words: &[&str], suffixes: &[&str]| {
-            (0..n).any(|i| {
-                let c = comp(i);
-                words.iter().any(|w| w.as_bytes() == c) || suffixes.iter().any(|w| c.len() > w.len() && c.ends_with(w.as_bytes()))
-            })
-        };
-        let contains = |w: &[u8]| memchr::memmem::find(&lower, w).is_some();
-        if has(PASSWORD_WORDS, PASSWORD_SUFFIXES) {
+        if n > 1 && self.non_secret_last.contains(comp(n - 1)) {
+            return None;
+        }
+        let contains = |w: &[u8]| memchr::memmem::find(lower, w).is_some();
+        if password {
             return Some(NameClass::Password(if contains(b"secret") { "secret" } else { "password" }));
         }
-        if has(TOKEN_WORDS, TOKEN_SUFFIXES) {
-            let kind = if contains(b"key") {
-                "api_key"
-            } else if contains(b"sess") || contains(b"cookie") {
-                "session_token"
-            } else if contains(b"sig") {
-                "signature"
-            } else if contains(b"token") || contains(b"jwt") || contains(b"bearer") {
-                "token"
-            } else {
-                "secret"
-            };
-            return Some(NameClass::Token(kind));
-        }
-        None
+        let kind = if contains(b"key") {
+            "api_key"
+        } else if contains(b"sess") || contains(b"cookie") {
+            "session_token"
+        } else if contains(b"sig") {
+            "signature"
+        } else if contains(b"token") || contains(b"jwt") || contains(b"bearer") {
+            "token"
+        } else {
+            "secret"
+        };
+        Some(NameClass::Token(kind))
     }
 }
 
