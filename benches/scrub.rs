@@ -40,14 +40,14 @@ const GH: &str = "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";
 
 /// Puts one secret into a line, in a place that fits its format.
 fn with_secret(line: &str, i: usize) -> String {
-    if line.starts_with('{') {
+    if let Some(rest) = line.strip_prefix('{') {
         let field = match i % 4 {
             0 => format!(r#""authorization":"Bearer {JWT}","#),
             1 => format!(r#""uri":"/v1/orders?access_token={JWT}&page=2","#),
             2 => r#""x-api-key":"Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB","#.to_string(),
             _ => r#""cookie":"_ga=GA1.2.3.4; session=9f8e7d6c5b4a39281706f5e4d3c2b1a0","#.to_string(),
         };
-        format!("{{{field}{}", &line[1..])
+        format!("{{{field}{rest}")
     } else if let Some(p) = line.find(" HTTP/1.1") {
         let q = if i % 2 == 0 { format!("?access_token={JWT}") } else { format!("/{GH}") };
         format!("{}{q}{}", &line[..p], &line[p..])

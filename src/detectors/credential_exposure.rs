@@ -82,7 +82,7 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
 
 impl CredentialExposure {
     fn counts(&self, x: &Exposure) -> bool {
-        (self.params.kinds.is_empty() || self.params.kinds.iter().any(|k| *k == x.kind))
+        (self.params.kinds.is_empty() || self.params.kinds.contains(&x.kind))
             && (self.params.places.is_empty() || self.params.places.iter().any(|p| x.place.starts_with(p.as_str())))
     }
 

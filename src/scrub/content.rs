@@ -192,9 +192,7 @@ fn base64_prefix_ok(v: &[u8], want: &[u8]) -> bool {
 pub fn pem_at(b: &[u8], hit: usize) -> Option<(usize, usize)> {
     let after = hit + "-----BEGIN".len();
     let hdr_end = after + memchr::memmem::find(&b[after..(after + 80).min(b.len())], b"-----")?;
-    if memchr::memmem::find(&b[after..hdr_end], b"PRIVATE KEY").is_none() {
-        return None;
-    }
+    memchr::memmem::find(&b[after..hdr_end], b"PRIVATE KEY")?;
     let mut i = hdr_end + 5;
     let mut body = 0usize;
     let mut end = None;

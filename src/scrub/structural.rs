@@ -25,7 +25,7 @@ pub struct NameHasher(u64);
 impl std::hash::Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7cc1_b727_220a_95);
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
         }
     }
     fn finish(&self) -> u64 {
@@ -312,8 +312,7 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
         i += 1;
         spaces += 1;
     }
-    let sep;
-    match b.get(i) {
+    let sep = match b.get(i) {
         Some(b':') => {
             match b.get(i + 1) {
                 Some(b':') => return None,
@@ -321,7 +320,7 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
                 Some(b'/') if b.get(i + 2) == Some(&b'/') => return None,
                 _ => i += 1,
             }
-            sep = b':';
+            b':'
         }
         Some(b'=') => {
             match b.get(i + 1) {
@@ -329,15 +328,12 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
                 Some(b'>') => i += 2,
                 _ => i += 1,
             }
-            sep = b'=';
+            b'='
         }
-        Some(q @ (b'"' | b'\'')) if spaces > 0 && key_quote.is_none() && (cli || matches!(class, NameClass::Password(_) | NameClass::Rule(NameRule::Always(_)))) => {
-            let _ = q;
-            sep = b' ';
-        }
-        Some(c) if cli && spaces > 0 && !c.is_ascii_whitespace() && *c != b'-' => sep = b' ',
+        Some(b'"' | b'\'') if spaces > 0 && key_quote.is_none() && (cli || matches!(class, NameClass::Password(_) | NameClass::Rule(NameRule::Always(_)))) => b' ',
+        Some(c) if cli && spaces > 0 && !c.is_ascii_whitespace() && *c != b'-' => b' ',
         _ => return None,
-    }
+    };
     let mut k = 0;
     while i < len && matches!(b[i], b' ' | b'\t') && k < 32 {
         i += 1;
