@@ -94,3 +94,15 @@ fn replay_finds_a_brute_force_and_leaks_no_token() {
         assert!(!stdout.contains(secret) && !stderr.contains(secret), "raw token leaked");
     }
 }
+
+#[test]
+fn unknown_sections_and_bad_scrub_rules_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("detectors")).unwrap();
+    std::fs::write(dir.path().join("gatewatch.toml"), "[enigne]\nallowed_lateness = \"10s\"\n[scrub]\nno_such_option = 1\n").unwrap();
+    let out = gatewatch().arg("check").arg("--config").arg(dir.path().join("gatewatch.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("gatewatch.toml: enigne: unknown section"), "{stdout}");
+    assert!(stdout.contains("gatewatch.toml: scrub"), "{stdout}");
+}

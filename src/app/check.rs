@@ -103,21 +103,43 @@ pub fn case_events(f: &DetectorFile, case: &TestCase, normalizer: &Normalizer) -
             let mut obj = serde_json::Map::new();
             for (k, v) in &spec.event {
                 let v = match v {
-                    toml::Value::Array(a) if k != "scopes" && !a.is_empty() => a[n % a.len()].clone(),
+                    toml::Value::Array(a) if k != "scopes" && k != "exposures" && !a.is_empty() => a[n % a.len()].clone(),
                     other => other.clone(),
                 };
                 obj.insert(k.clone(), toml_to_json(v));
             }
             obj.insert("ts".into(), serde_json::json!(crate::event::format_ts(ts)));
+            // Exposures are what the scrubber records while normalizing; a test case may
+            // state them directly: `exposures = [{ kind, place, fingerprint }]`.
+            let exposures = match obj.remove("exposures") {
+                Some(v) => parse_exposures(&v).map_err(|e| format!("events[{i}].exposures: {e}"))?,
+                None => Vec::new(),
+            };
             let line = serde_json::Value::Object(obj).to_string();
-            let ev = normalizer
+            let mut ev = normalizer
                 .normalize_record(line.as_bytes())
                 .map_err(|e| format!("events[{i}] does not read as an event: {e}"))?;
+            ev.exposures.extend(exposures);
             events.push(ev);
         }
     }
     events.sort_by_key(|e| e.ts);
     Ok(events)
+}
+
+fn parse_exposures(v: &serde_json::Value) -> Result<Vec<crate::event::Exposure>, String> {
+    let arr = v.as_array().ok_or("must be an array of { kind, place, fingerprint }")?;
+    arr.iter()
+        .map(|x| {
+            let field = |k: &str| x.get(k).and_then(|v| v.as_str()).ok_or(format!("missing `{k}`"));
+            Ok(crate::event::Exposure {
+                kind: field("kind")?.to_string(),
+                place: field("place")?.to_string(),
+                fingerprint: crate::event::Fingerprint::from_hex(field("fingerprint")?)
+                    .ok_or("fingerprint must be 16 hex digits")?,
+            })
+        })
+        .collect()
 }
 
 fn toml_to_json(v: toml::Value) -> serde_json::Value {

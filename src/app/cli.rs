@@ -32,6 +32,15 @@ pub enum Command {
         #[arg(long, default_value = "-")]
         alerts: String,
     },
+    /// Scrub secrets from log lines: every input line out again, same count, each secret
+    /// replaced by `[REDACTED:<kind>:<fingerprint>]`; counts by kind and place on stderr.
+    Scrub {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Accepted for symmetry with `normalize`; the scrubber reads any line format.
+        #[arg(long, default_value = "auto")]
+        format: String,
+    },
     /// Validate the config and detector files and run their test cases.
     Check {
         #[arg(long)]
@@ -109,6 +118,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing();
     match cli.command {
         Command::Replay { config, input, format, alerts } => replay_cmd(config.as_deref(), &input, &format, &alerts),
+        Command::Scrub { config, format } => {
+            parse_format(&format)?;
+            let (cfg, key) = offline_config(config.as_deref())?;
+            let sc = crate::scrub::ScrubConfig::from_config(&cfg).map_err(crate::config::ConfigErrors)?;
+            let scrubber = crate::scrub::Scrubber::new(crate::scrub::Fingerprinter::new(key.as_bytes()), &sc)
+                .map_err(crate::config::ConfigErrors)?;
+            let mut stats = crate::scrub::ScrubStats::default();
+            let mut stream = scrubber.stream();
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let mut input = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                if input.read_until(b'\n', &mut buf)? == 0 {
+                    break;
+                }
+                let nl = buf.last() == Some(&b'\n');
+                let body = if nl { &buf[..buf.len() - 1] } else { &buf[..] };
+                // Bytes that are not UTF-8 are scrubbed as text after lossy decoding.
+                let text = String::from_utf8_lossy(body);
+                out.write_all(stream.scrub(&text, &mut stats).as_bytes())?;
+                if nl {
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
+            eprintln!(
+                "gatewatch scrub: {} lines, {} changed, {} secrets replaced",
+                stats.lines, stats.lines_changed, stats.total()
+            );
+            for (kind, n) in stats.by_kind() {
+                eprintln!("  kind {kind}: {n}");
+            }
+            for (place, n) in stats.by_place().filter(|(_, n)| *n > 0) {
+                eprintln!("  place {place}: {n}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             let report = crate::app::check::check(config.as_deref());
             print!("{}", report.render());

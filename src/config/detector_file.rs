@@ -113,7 +113,7 @@ pub struct TestEventSpec {
     /// Spacing between repeated events.
     #[serde(default)]
     pub every: Option<DurationStr>,
-    /// Normalized event fields. A field given as an array (other than `scopes`) is cycled
+    /// Normalized event fields. A field given as an array (other than `scopes` and `exposures`) is cycled
     /// through, one value per repetition.
     pub event: toml::Table,
 }

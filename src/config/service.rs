@@ -12,9 +12,13 @@ use super::{toml_error, ConfigError, DurationStr};
 /// output is reproducible. `gatewatch run` refuses to start with it.
 pub const DEV_FINGERPRINT_KEY: &str = "gatewatch-development-key-do-not-use-in-production";
 
-/// The whole service configuration. Every section is optional.
+/// Top-level sections other stages own and validate themselves.
+pub const OTHER_SECTIONS: &[&str] = &["scrub", "kafka", "admin", "actions", "revocation", "telemetry"];
+
+/// The whole service configuration. Every section is optional. Unknown
+/// top-level sections are reported by [`GatewatchConfig::validate`] (serde's
+/// `deny_unknown_fields` cannot be combined with the flattened `other`).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GatewatchConfig {
     /// Token fingerprinting.
     #[serde(default)]
@@ -173,6 +177,21 @@ impl GatewatchConfig {
     pub fn validate(&self) -> Vec<ConfigError> {
         let f = self.file();
         let mut errs = Vec::new();
+        for name in self.other.keys() {
+            if !OTHER_SECTIONS.contains(&name.as_str()) {
+                errs.push(ConfigError::new(
+                    &f,
+                    name.as_str(),
+                    format!(
+                        "unknown section (one of: fingerprint, input, normalize, engine, detectors, {})",
+                        OTHER_SECTIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Err(mut e) = crate::scrub::ScrubConfig::from_config(self) {
+            errs.append(&mut e);
+        }
         for (i, cidr) in self.normalize.trusted_proxies.iter().enumerate() {
             if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
                 errs.push(ConfigError::new(

@@ -6,7 +6,7 @@
 //!
 //! Adding a kind = one new file here + one line in [`REGISTRY`].
 
-
+pub mod credential_exposure;
 mod rule;
 #[doc(hidden)]
 pub mod testing;
@@ -55,6 +55,7 @@ pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("token_reuse", token_reuse::build),
     ("latency_anomaly", latency_anomaly::LatencyAnomaly::build),
     ("scope_misuse", scope_misuse::build),
+    ("credential_exposure", credential_exposure::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 
 use crate::config::GatewatchConfig;
 use crate::event::{Event, Millis};
-use crate::scrub::Fingerprinter;
+use crate::scrub::{Fingerprinter, ScrubConfig, ScrubStats, Scrubber};
 
 pub use client_ip::TrustedProxies;
 pub use missing::{missing_fields, Field, Missing, MissingCounts, Why};
@@ -239,6 +239,8 @@ pub struct Normalizer {
     pub routes: RouteTemplater,
     pub proxies: TrustedProxies,
     pub generic: generic::GenericMap,
+    /// Content rules run on path, user agent and host, so no secret in them reaches an event.
+    pub scrubber: Scrubber,
 }
 
 impl Normalizer {
@@ -249,6 +251,7 @@ impl Normalizer {
             routes: RouteTemplater::default(),
             proxies: TrustedProxies::default(),
             generic: generic::GenericMap::default(),
+            scrubber: Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)),
         }
     }
 
@@ -259,6 +262,12 @@ impl Normalizer {
             routes: RouteTemplater::new(&cfg.normalize.route_templates),
             proxies: TrustedProxies::new(&cfg.normalize.trusted_proxies),
             generic: generic::GenericMap::from_config(&cfg.input.generic),
+            scrubber: {
+                // `[scrub]` errors are reported by config validation; here the built-ins still run.
+                let sc = ScrubConfig::from_config(cfg).unwrap_or_default();
+                Scrubber::new(Fingerprinter::new(fingerprint_key), &sc)
+                    .unwrap_or_else(|_| Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)))
+            },
         }
     }
 
@@ -361,6 +370,24 @@ impl Normalizer {
         creds.query = creds.query.or(p.query).or(query_in_uri);
         let id = identity::resolve(&self.fingerprinter, &creds);
         let method = p.method.filter(|m| !m.is_empty() && *m != "-");
+        // A secret in the path, user agent or host never reaches the event: replaced by its
+        // marker, and recorded as an exposure. Clean values cost one literal scan.
+        let mut scrub_stats = ScrubStats::default();
+        let mut exposures: Vec<crate::event::Exposure> = id
+            .exposures
+            .into_iter()
+            .map(|(kind, place, fingerprint)| crate::event::Exposure { kind: kind.to_string(), place, fingerprint })
+            .collect();
+        let mut clean = |v: Option<&str>, place: &str| -> Option<String> {
+            let (out, mut ex) = self.scrubber.scrub_value(v?, place, &mut scrub_stats);
+            exposures.append(&mut ex);
+            Some(out.into_owned())
+        };
+        let path_clean = clean(path, "path");
+        let user_agent = clean(p.user_agent.filter(|u| !u.is_empty() && *u != "-"), "user_agent");
+        let host = clean(p.host.filter(|h| !h.is_empty() && *h != "-"), "host");
+        // A route the format logs (AWS `resourcePath`/`routeKey`) wins; otherwise the route is
+        // templated from the scrubbed path, so a token in a segment never becomes a route.
         let route = match p.route.filter(|r| !r.is_empty() && *r != "-") {
             // `GET /pets/{petId}`: already carries the method.
             Some(r) if r.contains(' ') => Some(r.to_string()),
@@ -368,7 +395,7 @@ impl Normalizer {
                 Some(m) => format!("{m} {r}"),
                 None => r.to_string(),
             }),
-            None => path.map(|pa| self.routes.route(method, pa)),
+            None => path_clean.as_deref().map(|pa| self.routes.route(method, pa)),
         };
         let mut scopes = id.scopes;
         if let Some(s) = p.scopes {
@@ -384,21 +411,17 @@ impl Normalizer {
             scopes,
             source_ip: self.proxies.client_ip(p.peer, p.xff),
             method: method.map(str::to_string),
-            host: p.host.filter(|h| !h.is_empty() && *h != "-").map(str::to_string),
-            path: path.map(str::to_string),
+            host,
+            path: path_clean,
             route,
             upstream: p.upstream.filter(|u| !u.is_empty() && *u != "-").map(str::to_string),
             status: p.status.filter(|s| (0.0..1000.0).contains(s)).map(|s| s as u16),
             latency_ms: p.latency_ms.filter(|l| *l >= 0.0),
             upstream_latency_ms: p.upstream_latency_ms.filter(|l| *l >= 0.0),
             bytes_sent: p.bytes_sent.filter(|b| *b >= 0.0).map(|b| b as u64),
-            user_agent: p.user_agent.filter(|u| !u.is_empty() && *u != "-").map(str::to_string),
+            user_agent,
             request_id: p.request_id.filter(|r| !r.is_empty() && *r != "-").map(str::to_string),
-            exposures: id
-                .exposures
-                .into_iter()
-                .map(|(kind, place, fingerprint)| crate::event::Exposure { kind: kind.to_string(), place, fingerprint })
-                .collect(),
+            exposures,
         })
     }
 }

@@ -1,7 +1,632 @@
 //! Secret scrubbing. Nothing downstream of this stage sees a raw secret.
 //!
-//! - [`fingerprint`]: the keyed fingerprint that replaces a token.
+//! A line is scanned once by one aho-corasick automaton holding every literal
+//! that can start the work: secret-like *names* (`token`, `Key`, `PASS`, ...),
+//! distinctive *prefixes* of secrets (`ghp_`, `eyJ`, `AKIA`, `-----BEGIN`, ...),
+//! URL credentials (`://`), `Bearer `/`Basic `, `curl -u`, and existing markers.
+//! Each hit runs only its own handler on a small window. A clean line costs one
+//! automaton pass and is returned borrowed.
+//!
+//! - [`structural`]: values found by their name (headers, query, JSON keys, cookies, `k=v`).
+//! - [`content`]: secrets found by their shape; [`rules`]: the rule data for both.
+//! - [`entropy`]: "looks generated" and placeholder tests for keyed values.
+//! - [`marker`]: `[REDACTED:<kind>:<fingerprint>]`; [`stats`]: counts by kind and place.
+//! - [`config`]: the `[scrub]` section; [`fingerprint`]: the keyed fingerprint.
 
+pub mod config;
+pub mod content;
+pub mod entropy;
 pub mod fingerprint;
+pub mod marker;
+pub mod rules;
+pub mod stats;
+pub mod structural;
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+pub use config::{ScrubConfig, UserRule};
 pub use fingerprint::Fingerprinter;
+pub use stats::{PlaceClass, ScrubStats};
+
+use crate::config::ConfigError;
+use crate::event::{Exposure, Fingerprint};
+use content::ContentRule;
+use structural::{Found, NameTable, NAME_TRIGGERS};
+
+/// What a literal hit asks the scanner to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// An existing marker: skip it.
+    Marker,
+    /// Content rule by index.
+    Rule(u16),
+    /// A PEM private-key block.
+    Pem,
+    /// `scheme://user:pass@host`.
+    Url,
+    /// `curl -u` / `--user` (flag length).
+    Curl(u8),
+    /// `Bearer <token>` in free text (literal length).
+    Bearer(u8),
+    /// `Basic <base64>` in free text (literal length).
+    Basic(u8),
+    /// A secret-like name word: read the name, separator and value.
+    Name,
+}
+
+/// A 64 Ki-bit set of hashed first-three-byte prefixes of every literal: a position
+/// whose next three bytes are not in it cannot start a literal. Fits in L1 (8 KiB)
+/// and skips >99 % of the positions of clean gateway lines before the automaton runs.
+struct Trigrams {
+    /// First two bytes of every literal, indexed by the little-endian u16 of the pair.
+    pairs2: Box<[u64; 1024]>,
+    bits: Box<[u64; 1024]>,
+    /// Two-byte literals (`SK`, `Q~`), checked at the last position of a line.
+    pairs: Vec<[u8; 2]>,
+}
+
+#[inline(always)]
+fn tri_hash(a: u8, b: u8, c: u8) -> usize {
+    ((a as usize).wrapping_mul(0x9E37) ^ (b as usize).wrapping_mul(0x85EB) ^ (c as usize).wrapping_mul(0xC2B2)) & 0xFFFF
+}
+
+impl Trigrams {
+    fn new(literals: &[String]) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        let mut pairs2 = Box::new([0u64; 1024]);
+        let mut pairs = Vec::new();
+        for l in literals {
+            let b = l.as_bytes();
+            if b.len() >= 2 {
+                let k = u16::from_le_bytes([b[0], b[1]]) as usize;
+                pairs2[k >> 6] |= 1 << (k & 63);
+            } else if b.len() == 1 {
+                for x in 0..=255u8 {
+                    let k = u16::from_le_bytes([b[0], x]) as usize;
+                    pairs2[k >> 6] |= 1 << (k & 63);
+                }
+            }
+        }
+        let mut set = |k: usize| bits[k >> 6] |= 1 << (k & 63);
+        for l in literals {
+            let b = l.as_bytes();
+            match b.len() {
+                0 => {}
+                1 => {
+                    for x in 0..=255u8 {
+                        for y in 0..=255u8 {
+                            set(tri_hash(b[0], x, y));
+                        }
+                    }
+                }
+                2 => {
+                    pairs.push([b[0], b[1]]);
+                    for x in 0..=255u8 {
+                        set(tri_hash(b[0], b[1], x));
+                    }
+                }
+                _ => set(tri_hash(b[0], b[1], b[2])),
+            }
+        }
+        Trigrams { pairs2, bits, pairs }
+    }
+
+    /// The first position ≥ `from` where a literal may start.
+    #[inline]
+    fn next(&self, b: &[u8], from: usize) -> Option<usize> {
+        if b.len() >= 3 && from + 2 < b.len() {
+            // Two cheap filters: the exact first pair (one table, >94 % of positions
+            // rejected), then the hashed first three bytes.
+            for (j, w) in b[from..].windows(3).enumerate() {
+                let k = u16::from_le_bytes([w[0], w[1]]) as usize;
+                if self.pairs2[k >> 6] >> (k & 63) & 1 == 0 {
+                    continue;
+                }
+                let k = tri_hash(w[0], w[1], w[2]);
+                if self.bits[k >> 6] >> (k & 63) & 1 == 1 {
+                    return Some(from + j);
+                }
+            }
+        }
+        let last = b.len().checked_sub(2)?;
+        (last >= from && self.pairs.iter().any(|p| p[0] == b[last] && p[1] == b[last + 1])).then_some(last)
+    }
+}
+
+/// Replaces secrets in log lines and values with `[REDACTED:<kind>:<fingerprint>]`.
+pub struct Scrubber {
+    fp: Fingerprinter,
+    trigrams: Trigrams,
+    ac: AhoCorasick,
+    actions: Vec<Vec<Action>>,
+    literals: Vec<String>,
+    rules: Vec<ContentRule>,
+    names: NameTable,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scrubber({} literals, {} content rules)", self.actions.len(), self.rules.len())
+    }
+}
+
+/// Kinds named in configs, kept for the life of the process so stats and
+/// markers can hold `&'static str` (a closed set: what the configs name).
+fn intern(kind: &str) -> &'static str {
+    static KINDS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = KINDS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = set.get(kind) {
+        return k;
+    }
+    let k: &'static str = Box::leak(kind.to_string().into_boxed_str());
+    set.insert(k);
+    k
+}
+
+impl Scrubber {
+    /// The built-in rules only.
+    pub fn with_defaults(fp: Fingerprinter) -> Scrubber {
+        Scrubber::new(fp, &ScrubConfig::default()).expect("built-in rules compile")
+    }
+
+    /// Built-in rules plus the configured names and rules, minus disabled kinds.
+    pub fn new(fp: Fingerprinter, cfg: &ScrubConfig) -> Result<Scrubber, Vec<ConfigError>> {
+        let file = std::path::Path::new("gatewatch.toml");
+        let mut errs = Vec::new();
+        let mut rules = Vec::new();
+        let mut pats: Vec<(String, Action)> = Vec::new();
+        for spec in rules::CONTENT_RULES {
+            if cfg.disabled_kinds.iter().any(|k| k == spec.kind) {
+                continue;
+            }
+            let idx = rules.len() as u16;
+            rules.push(ContentRule::from_spec(spec).map_err(|e| vec![ConfigError::new(file, "scrub", format!("built-in rule {}: {e}", spec.kind))])?);
+            for p in spec.prefixes {
+                pats.push((p.to_string(), Action::Rule(idx)));
+            }
+        }
+        for (i, r) in cfg.rules.iter().enumerate() {
+            if !config::valid_kind(&r.kind) {
+                errs.push(ConfigError::new(file, format!("scrub.rules[{i}].kind"), "must match [a-z][a-z0-9_]{0,31}"));
+                continue;
+            }
+            match ContentRule::user(intern(&r.kind), &r.regex) {
+                Ok(rule) => {
+                    let idx = rules.len() as u16;
+                    rules.push(rule);
+                    for p in &r.prefixes {
+                        pats.push((p.clone(), Action::Rule(idx)));
+                    }
+                }
+                Err(e) => errs.push(ConfigError::new(file, format!("scrub.rules[{i}].regex"), format!("does not compile: {e}"))),
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let mut words: Vec<String> = NAME_TRIGGERS.iter().map(|w| w.to_string()).collect();
+        words.extend(cfg.names.iter().cloned());
+        for w in words {
+            let lower = w.to_ascii_lowercase();
+            let upper = w.to_ascii_uppercase();
+            let cap = format!("{}{}", &upper[..1], &lower[1..]);
+            // `x-internal-auth` → `X-Internal-Auth` (header style).
+            let mut title = String::with_capacity(lower.len());
+            let mut up = true;
+            for c in lower.chars() {
+                title.push(if up { c.to_ascii_uppercase() } else { c });
+                up = matches!(c, '-' | '_' | '.');
+            }
+            for v in [w, lower, upper, cap, title] {
+                pats.push((v, Action::Name));
+            }
+        }
+        pats.push((marker::MARKER_OPEN.to_string(), Action::Marker));
+        pats.push(("[REDACTED]".to_string(), Action::Marker));
+        pats.push(("-----BEGIN".to_string(), Action::Pem));
+        pats.push(("://".to_string(), Action::Url));
+        for p in ["-u ", "-u'", "-u\""] {
+            pats.push((p.to_string(), Action::Curl(2)));
+        }
+        pats.push(("--user".to_string(), Action::Curl(6)));
+        for p in ["Bearer ", "bearer ", "BEARER "] {
+            pats.push((p.to_string(), Action::Bearer(7)));
+        }
+        for p in ["Basic ", "basic ", "BASIC "] {
+            pats.push((p.to_string(), Action::Basic(6)));
+        }
+        // One entry per distinct literal; a literal also carries the actions of every
+        // shorter literal it starts with (leftmost-longest reports only the longest).
+        let mut literals: Vec<String> = Vec::new();
+        let mut own: Vec<Vec<Action>> = Vec::new();
+        for (p, a) in pats {
+            match literals.iter().position(|l| *l == p) {
+                Some(i) => {
+                    if !own[i].contains(&a) {
+                        own[i].push(a)
+                    }
+                }
+                None => {
+                    literals.push(p);
+                    own.push(vec![a]);
+                }
+            }
+        }
+        let mut actions = own.clone();
+        for (i, p) in literals.iter().enumerate() {
+            for (j, q) in literals.iter().enumerate() {
+                if i != j && p.starts_with(q.as_str()) {
+                    for a in &own[j] {
+                        if !actions[i].contains(a) {
+                            actions[i].push(*a);
+                        }
+                    }
+                }
+            }
+            // Content rules first, the name reading last.
+            actions[i].sort_by_key(|a| matches!(a, Action::Name));
+        }
+        // A full DFA: one table lookup per byte. A few hundred literals make a DFA of a few
+        // thousand states (well under a few MB), and it is what makes clean lines cheap.
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .start_kind(aho_corasick::StartKind::Both)
+            .prefilter(false)
+            .build(&literals)
+            .map_err(|e| vec![ConfigError::new(file, "scrub", format!("cannot build the literal automaton: {e}"))])?;
+        let trigrams = Trigrams::new(&literals);
+        Ok(Scrubber { fp, trigrams, ac, actions, literals, rules, names: NameTable::new(&cfg.name_rules()) })
+    }
+
+    /// Scrubs one line of any format. Every secret becomes `[REDACTED:<kind>:<fingerprint>]`;
+    /// all other bytes are unchanged. Borrowed when nothing was found.
+    pub fn scrub_line<'a>(&self, line: &'a str, stats: &mut ScrubStats) -> Cow<'a, str> {
+        stats.lines += 1;
+        stats.bytes += line.len() as u64;
+        let mut found = Vec::new();
+        self.find(line.as_bytes(), &mut found);
+        if found.is_empty() {
+            return Cow::Borrowed(line);
+        }
+        stats.lines_changed += 1;
+        let mut out = self.replace(line, found, |f| stats.record(f.kind, f.place), |_, _| {});
+        // A replacement can change what its neighbours look like (a boundary where a
+        // token ran on): scan again until nothing new is found, so scrubbing is idempotent.
+        for _ in 0..4 {
+            let mut more = Vec::new();
+            self.find(out.as_bytes(), &mut more);
+            if more.is_empty() {
+                break;
+            }
+            out = self.replace(&out, more, |f| stats.record(f.kind, f.place), |_, _| {});
+        }
+        Cow::Owned(out)
+    }
+
+    /// Scrubs one field value (path, user agent, host, ...) and reports what it
+    /// replaced as exposures at `place`.
+    pub fn scrub_value<'a>(&self, v: &'a str, place: &str, stats: &mut ScrubStats) -> (Cow<'a, str>, Vec<Exposure>) {
+        stats.lines += 1;
+        stats.bytes += v.len() as u64;
+        let mut found = Vec::new();
+        self.find(v.as_bytes(), &mut found);
+        if found.is_empty() {
+            return (Cow::Borrowed(v), Vec::new());
+        }
+        stats.lines_changed += 1;
+        let class = PlaceClass::of_place(place);
+        let mut exposures = Vec::new();
+        let mut out = self.replace(v, found, |f| stats.record(f.kind, class), |f, fp| {
+            exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp })
+        });
+        for _ in 0..4 {
+            let mut more = Vec::new();
+            self.find(out.as_bytes(), &mut more);
+            if more.is_empty() {
+                break;
+            }
+            out = self.replace(&out, more, |f| stats.record(f.kind, class), |f, fp| {
+                exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp })
+            });
+        }
+        (Cow::Owned(out), exposures)
+    }
+
+    /// The kind of a whole credential (`jwt`, `github_token`, ...) if a content rule covers it.
+    pub fn classify_credential(&self, v: &[u8]) -> Option<&'static str> {
+        let m = self.ac.find(v)?;
+        if m.start() != 0 {
+            return None;
+        }
+        for a in &self.actions[m.pattern().as_usize()] {
+            if let Action::Rule(i) = a {
+                let r = &self.rules[*i as usize];
+                if let Some((0, e)) = r.match_at(v, 0, 0) {
+                    if e == v.len() {
+                        return Some(r.kind);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn find(&self, b: &[u8], out: &mut Vec<Found>) {
+        let classify = |v: &[u8]| self.classify_credential(v);
+        // Candidate positions from the trigram set, then an anchored leftmost-longest
+        // match there: the same hits as an unanchored search, and a hit that found nothing
+        // moves on by one byte, so a literal overlapping an earlier one (`SK` in
+        // `ACCESSKEY`) is never hidden.
+        let mut pos = 0usize;
+        let mut floor = 0usize;
+        let json = matches!(b.iter().find(|c| !c.is_ascii_whitespace()), Some(b'{' | b'['));
+        'hits: while pos < b.len() {
+            let Some(cand) = self.trigrams.next(b, pos) else { break };
+            let input = aho_corasick::Input::new(b).span(cand..b.len()).anchored(aho_corasick::Anchored::Yes);
+            let Some(m) = self.ac.find(input) else {
+                pos = cand + 1;
+                continue;
+            };
+            let (s, e) = (m.start(), m.end());
+            let mut next = s + 1;
+            for act in &self.actions[m.pattern().as_usize()] {
+                let hit: Option<(usize, usize, &'static str, PlaceClass)> = match *act {
+                    Action::Marker => {
+                        if let Some(end) = marker::marker_end(b, s) {
+                            pos = end;
+                            floor = end;
+                            continue 'hits;
+                        }
+                        None
+                    }
+                    Action::Rule(i) => {
+                        let r = &self.rules[i as usize];
+                        r.match_at(b, s, floor).map(|(a, z)| (a, z, r.kind, PlaceClass::Text))
+                    }
+                    Action::Pem => content::pem_at(b, s).map(|(a, z)| (a, z, "private_key", PlaceClass::Text)),
+                    Action::Url => content::url_credentials(b, s).map(|(a, z, k)| (a, z, k, PlaceClass::Url)),
+                    Action::Curl(n) => content::curl_user(b, s, n as usize, json).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
+                    Action::Bearer(n) => content::bearer_token(b, s, n as usize)
+                        .map(|(a, z)| (a, z, self.classify_credential(&b[a..z]).unwrap_or("bearer"), PlaceClass::Text)),
+                    Action::Basic(n) => content::basic_credentials(b, s, n as usize).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
+                    Action::Name => {
+                        let before = out.len();
+                        let ident_end = structural::at_name(&self.names, &classify, b, floor, s, e, json, out);
+                        if out.len() > before {
+                            pos = ident_end.max(e);
+                            floor = out.last().map_or(floor, |f| f.end.max(floor));
+                            continue 'hits;
+                        }
+                        next = next.max(ident_end.min(e));
+                        None
+                    }
+                };
+                if let Some((a, z, kind, place)) = hit {
+                    if z > a {
+                        out.push(Found { start: a, end: z, kind, place });
+                        pos = z.max(s + 1);
+                        floor = floor.max(z);
+                        continue 'hits;
+                    }
+                }
+            }
+            pos = next;
+        }
+    }
+
+    /// Builds the scrubbed text: overlapping finds merge (the longer one names the kind).
+    fn replace(&self, line: &str, mut found: Vec<Found>, mut count: impl FnMut(&Found), mut each: impl FnMut(&Found, Fingerprint)) -> String {
+        found.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+        let mut merged: Vec<Found> = Vec::with_capacity(found.len());
+        for f in found {
+            match merged.last_mut() {
+                Some(last) if f.start < last.end => {
+                    if f.end - f.start > last.end - last.start {
+                        last.kind = f.kind;
+                        last.place = f.place;
+                    }
+                    last.end = last.end.max(f.end);
+                }
+                _ => merged.push(f),
+            }
+        }
+        let b = line.as_bytes();
+        let mut out = String::with_capacity(line.len() + merged.len() * marker::MAX_MARKER_LEN);
+        let mut last = 0;
+        for f in &merged {
+            // Spans end on ASCII delimiters, so these are char boundaries; be safe anyway.
+            let (Some(head), true) = (line.get(last..f.start), line.is_char_boundary(f.end)) else { continue };
+            out.push_str(head);
+            let fp = self.fingerprint_raw(&b[f.start..f.end]);
+            marker::write_marker(&mut out, f.kind, fp);
+            count(f);
+            each(f, fp);
+            last = f.end;
+        }
+        out.push_str(&line[last..]);
+        out
+    }
+
+    /// Fingerprint of a secret as logged; JSON escapes (`\/`, `\"`, `\\`) are undone first
+    /// so the fingerprint matches the one normalization computes from the decoded value.
+    fn fingerprint_raw(&self, raw: &[u8]) -> Fingerprint {
+        if memchr::memchr(b'\\', raw).is_none() {
+            return self.fp.fingerprint(raw);
+        }
+        let mut v = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] == b'\\' && i + 1 < raw.len() && matches!(raw[i + 1], b'/' | b'"' | b'\\') {
+                v.push(raw[i + 1]);
+                i += 2;
+            } else {
+                v.push(raw[i]);
+                i += 1;
+            }
+        }
+        self.fp.fingerprint(&v)
+    }
+
+    /// The literal set (for tuning experiments).
+    pub fn debug_literals(&self) -> Vec<String> {
+        self.literals.clone()
+    }
+
+    /// Size of the literal automaton (for tuning; no secrets inside).
+    pub fn debug_automaton(&self) -> String {
+        format!("{} literals, {} bytes, kind {:?}", self.actions.len(), self.ac.memory_usage(), self.ac.kind())
+    }
+
+    /// A stream of lines where a PEM key may span several of them (`gatewatch scrub` on raw text).
+    pub fn stream(&self) -> LineStream<'_> {
+        LineStream { sc: self, in_pem: false }
+    }
+}
+
+/// Scrubs consecutive lines, remembering an open PEM private-key block so its
+/// body lines are replaced too.
+pub struct LineStream<'s> {
+    sc: &'s Scrubber,
+    in_pem: bool,
+}
+
+impl LineStream<'_> {
+    pub fn scrub<'a>(&mut self, line: &'a str, stats: &mut ScrubStats) -> Cow<'a, str> {
+        if self.in_pem {
+            if memchr::memmem::find(line.as_bytes(), b"-----END").is_some() || !content::is_pem_body_line(line.as_bytes()) {
+                self.in_pem = false;
+            } else {
+                stats.lines += 1;
+                stats.bytes += line.len() as u64;
+                stats.lines_changed += 1;
+                let t = line.trim();
+                let start = line.find(t).unwrap_or(0);
+                let f = Found { start, end: start + t.len(), kind: "private_key", place: PlaceClass::Text };
+                return Cow::Owned(self.sc.replace(line, vec![f], |f| stats.record(f.kind, f.place), |_, _| {}));
+            }
+        }
+        let out = self.sc.scrub_line(line, stats);
+        let b = out.as_bytes();
+        if let Some(p) = memchr::memmem::find(b, b"-----BEGIN") {
+            let rest = &b[p..];
+            if memchr::memmem::find(rest, b"PRIVATE KEY").is_some() && memchr::memmem::find(rest, b"-----END").is_none() {
+                self.in_pem = true;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sc() -> Scrubber {
+        Scrubber::with_defaults(Fingerprinter::new(b"test-key-0123456789"))
+    }
+
+    fn scrub(s: &str) -> String {
+        sc().scrub_line(s, &mut ScrubStats::default()).into_owned()
+    }
+
+    #[test]
+    fn clean_lines_are_borrowed() {
+        let s = sc();
+        let mut st = ScrubStats::default();
+        for l in [
+            r#"{"request":{"headers":{"accept":"*/*","user-agent":"HTTPie/3.2.3","host":"localhost:8000"},"uri":"/example-route","method":"GET"},"status":200}"#,
+            r#"85.181.35.98 - - [07/Dec/2016:11:05:07 +0100] "GET /ocelot HTTP/1.1" 200 571 "-" "Mozilla/5.0""#,
+            "traceparent: 00-512f26ada3c3d634ac3c6b12b7b33cb5-ec18eac8d758b1eb-01",
+        ] {
+            assert!(matches!(s.scrub_line(l, &mut st), Cow::Borrowed(_)), "{l}");
+        }
+        assert_eq!(st.total(), 0);
+        assert_eq!(st.lines, 3);
+    }
+
+    #[test]
+    fn bearer_keeps_scheme_and_fingerprint_matches_events() {
+        let key = b"test-key-0123456789";
+        let s = Scrubber::with_defaults(Fingerprinter::new(key));
+        let tok = "abcDEF123456ghiJKL789";
+        let line = format!(r#"{{"headers":{{"authorization":"Bearer {tok}"}}}}"#);
+        let out = s.scrub_line(&line, &mut ScrubStats::default());
+        let fp = Fingerprinter::new(key).fingerprint(tok.as_bytes()).to_hex();
+        assert_eq!(out, format!(r#"{{"headers":{{"authorization":"Bearer [REDACTED:bearer:{fp}]"}}}}"#));
+        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
+    }
+
+    #[test]
+    fn content_rules_in_text_and_json() {
+        let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let out = scrub(&format!("GET /cb?x=1#id_token={jwt} HTTP/1.1"));
+        assert!(out.contains("[REDACTED:jwt:"), "{out}");
+        assert!(!out.contains(jwt));
+        let out = scrub(r#"{"msg":"key is AKIAIOSFODNN7EXAMPLE ok"}"#);
+        assert!(out.contains("[REDACTED:aws_access_key:"), "{out}");
+        let out = scrub("x 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 y");
+        assert!(out.starts_with("x [REDACTED:github_token:") && out.ends_with(" y"), "{out}");
+    }
+
+    #[test]
+    fn idempotent_and_json_stays_json() {
+        let line = r#"{"uri":"/a?access_token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln&api_key=k-12345678","headers":{"cookie":"PHPSESSID=0123456789abcdef; _ga=GA1.2.3.4","authorization":"Basic YWxpY2U6aHVudGVyMg=="},"body":"postgres://app:Sup3rS3cret@db:5432/x"}"#;
+        let s = sc();
+        let once = s.scrub_line(line, &mut ScrubStats::default()).into_owned();
+        let twice = s.scrub_line(&once, &mut ScrubStats::default()).into_owned();
+        assert_eq!(once, twice);
+        assert!(serde_json::from_str::<serde_json::Value>(&once).is_ok());
+        for secret in ["eyJhbGciOiJIUzI1NiJ9", "k-12345678", "0123456789abcdef", "YWxpY2U6aHVudGVyMg", "Sup3rS3cret"] {
+            assert!(!once.contains(secret), "leaked {secret}: {once}");
+        }
+        assert!(once.contains("_ga=GA1.2.3.4"));
+        assert!(once.contains("postgres://app:[REDACTED:url_password:"));
+    }
+
+    #[test]
+    fn scrub_value_reports_exposures() {
+        let s = sc();
+        let mut st = ScrubStats::default();
+        let (v, ex) = s.scrub_value("/v1/hooks/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/run", "path", &mut st);
+        assert!(v.starts_with("/v1/hooks/[REDACTED:github_token:"));
+        assert_eq!(ex.len(), 1);
+        assert_eq!(ex[0].kind, "github_token");
+        assert_eq!(ex[0].place, "path");
+        assert_eq!(st.place_count(PlaceClass::Path), 1);
+        let (v, ex) = s.scrub_value("/v1/orders/6c40a97a-d345-44d3-a73b-46b8b130a936", "path", &mut st);
+        assert!(matches!(v, Cow::Borrowed(_)));
+        assert!(ex.is_empty());
+    }
+
+    #[test]
+    fn user_rules_and_names_and_disable() {
+        let cfg = ScrubConfig {
+            names: vec!["x-internal".into()],
+            rules: vec![UserRule { kind: "acme_key".into(), prefixes: vec!["acme_".into()], regex: "acme_[A-Za-z0-9]{16}".into() }],
+            disabled_kinds: vec!["aws_access_key".into()],
+        };
+        let s = Scrubber::new(Fingerprinter::new(b"k"), &cfg).unwrap();
+        let out = s.scrub_line("X-Internal: hello-world id=acme_0123456789abcdef AKIAIOSFODNN7EXAMPLE", &mut ScrubStats::default());
+        assert!(out.starts_with("X-Internal: [REDACTED:secret:"), "{out}");
+        assert!(out.contains("id=[REDACTED:acme_key:"), "{out}");
+        assert!(out.ends_with("AKIAIOSFODNN7EXAMPLE"), "{out}");
+    }
+
+    #[test]
+    fn pem_across_lines() {
+        let s = sc();
+        let mut st = ScrubStats::default();
+        let mut stream = s.stream();
+        let lines = ["-----BEGIN RSA PRIVATE KEY-----", "MIIEpQIBAAKCAQEAn6/O8li+SX4m98LLYt/PKSzEmQ++ZBD7Loh9P13f4yQ92EF3", "-----END RSA PRIVATE KEY-----", "next line"];
+        let out: Vec<String> = lines.iter().map(|l| stream.scrub(l, &mut st).into_owned()).collect();
+        assert_eq!(out[0], lines[0]);
+        assert!(out[1].starts_with("[REDACTED:private_key:"));
+        assert_eq!(out[2], lines[2]);
+        assert_eq!(out[3], "next line");
+    }
+}
