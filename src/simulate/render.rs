@@ -4,13 +4,27 @@
 
 use std::fmt::Write;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 use super::traffic::ROUTES;
 use super::SimRecord;
 use crate::event::format_ts;
 use crate::normalize::Format;
 
 /// Formats the simulator can write.
-pub const SIM_FORMATS: &[Format] = &[Format::Kong, Format::Envoy, Format::Generic];
+pub const SIM_FORMATS: &[Format] = &[
+    Format::Kong,
+    Format::Envoy,
+    Format::EnvoyText,
+    Format::Nginx,
+    Format::NginxJson,
+    Format::Aws,
+    Format::Traefik,
+    Format::Apisix,
+    Format::Tyk,
+    Format::Generic,
+];
 
 /// Whether [`render`] has a renderer of its own for `format`.
 pub fn can_render(format: Format) -> bool {
@@ -23,6 +37,13 @@ pub fn render(rec: &SimRecord, format: Format) -> String {
     match format {
         Format::Kong => render_kong(rec),
         Format::Envoy => render_envoy(rec),
+        Format::EnvoyText => render_envoy_text(rec),
+        Format::Nginx => render_nginx_combined(rec),
+        Format::NginxJson => render_nginx_json(rec),
+        Format::Aws => render_aws(rec),
+        Format::Traefik => render_traefik(rec),
+        Format::Apisix => render_apisix(rec),
+        Format::Tyk => render_tyk(rec),
         _ => render_generic(rec),
     }
 }
@@ -316,6 +337,484 @@ pub fn render_generic(rec: &SimRecord) -> String {
     o.finish()
 }
 
+/// The `X-Forwarded-For` header the client itself sent (what a gateway at the edge
+/// receives), without the client address the simulator's record appends.
+fn inbound_xff(rec: &SimRecord) -> Option<&str> {
+    rec.xff.as_deref().and_then(|x| x.rsplit_once(", ")).map(|(left, _)| left)
+}
+
+/// The route's template path, as a gateway that names its routes writes it (`/v1/orders/{id}`).
+fn route_path(rec: &SimRecord) -> &'static str {
+    rec.route.split_once(' ').map_or(rec.route, |(_, p)| p)
+}
+
+fn protocol(rec: &SimRecord) -> &'static str {
+    if rec.user_agent.starts_with("Mozilla") {
+        "HTTP/2"
+    } else {
+        "HTTP/1.1"
+    }
+}
+
+/// When the gateway wrote the record: after the response (NGINX `$time_local`,
+/// `$msec`, Tyk's analytics timestamp are taken then, not at the request's start).
+fn end_ts(rec: &SimRecord) -> i64 {
+    rec.ts + rec.latency_ms as i64
+}
+
+/// `21/Nov/2026:10:00:01 +0000`: CLF time, whole seconds (NGINX, AWS `requestTime`).
+fn clf_time(ts: i64) -> String {
+    match chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ts) {
+        Some(d) => d.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+        None => "-".into(),
+    }
+}
+
+/// Go's `time.RFC3339Nano` of a UTC instant: trailing zeros of the fraction dropped.
+fn rfc3339_nano(ts: i64) -> String {
+    let s = rfc3339_ms(ts);
+    match s.split_once('.') {
+        Some((secs, frac)) => {
+            let digits = frac.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() {
+                format!("{secs}Z")
+            } else {
+                format!("{secs}.{digits}Z")
+            }
+        }
+        None => s,
+    }
+}
+
+/// Milliseconds as NGINX writes a time in seconds (`$request_time`: `0.046`).
+fn secs3(ms: u32) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// NGINX text-log escaping (`escape=default`): `"`, `\` and non-printable bytes as `\xXX`.
+fn nginx_escape(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            let _ = write!(out, "\\x{b:02X}");
+        } else {
+            out.push(b as char);
+        }
+    }
+}
+
+/// NGINX's `$request_id`: 32 hex digits (the record's id without its dashes).
+fn hex_request_id(rec: &SimRecord) -> String {
+    rec.request_id.replace('-', "")
+}
+
+/// The predefined NGINX `combined` format:
+/// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`.
+///
+/// NGINX is the edge here (`$remote_addr` is the client), validating bearer tokens
+/// with `auth_request`, so `$remote_user` stays `-`. This layout carries no token
+/// (the simulated clients never put one in the query string), no identity, no
+/// host, no latency and no request id; `$time_local` is when the line was written
+/// (after the response), to the second.
+pub fn render_nginx_combined(rec: &SimRecord) -> String {
+    let mut o = String::with_capacity(320);
+    combined_part(&mut o, rec);
+    o
+}
+
+fn combined_part(o: &mut String, rec: &SimRecord) {
+    let _ = write!(o, "{} - - [{}] \"{} ", rec.source_ip, clf_time(end_ts(rec)), rec.method);
+    nginx_escape(o, &rec.uri());
+    let proto = if protocol(rec) == "HTTP/2" { "HTTP/2.0" } else { "HTTP/1.1" };
+    let _ = write!(o, " {proto}\" {} {} \"-\" \"", rec.status, rec.bytes_sent);
+    nginx_escape(o, &rec.user_agent);
+    o.push('"');
+}
+
+/// ingress-nginx's default `upstreaminfo` format: `combined` plus
+/// `$request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name]
+/// $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id`.
+/// Latencies in seconds; `-` in the upstream columns when NGINX answered itself
+/// (external auth refused the token, rate limit). Still no token and no host.
+pub fn render_nginx_ingress(rec: &SimRecord) -> String {
+    let mut o = String::with_capacity(420);
+    combined_part(&mut o, rec);
+    let upstream_name = format!("prod-{}-8080", rec.upstream);
+    let _ = write!(o, " {} {} [{upstream_name}] [] ", rec.bytes_received, secs3(rec.latency_ms));
+    match rec.upstream_latency_ms {
+        Some(u) if !rec.answered_by_gateway => {
+            let _ = write!(
+                o,
+                "{}:8080 {} {} {}",
+                dotted(upstream_pod(rec)),
+                rec.bytes_sent,
+                secs3(u),
+                rec.status
+            );
+        }
+        _ => o.push_str("- - - -"),
+    }
+    let _ = write!(o, " {}", hex_request_id(rec));
+    o
+}
+
+/// NGINX JSON `log_format` in the widely copied shape (variable names as keys,
+/// `escape=json`, every value quoted), with `$http_authorization` logged, as many
+/// setups do to debug their auth:
+///
+/// ```nginx
+/// log_format json_api escape=json '{"time_local":"$time_local","remote_addr":"$remote_addr",'
+///   '"remote_user":"$remote_user","request":"$request","status":"$status",'
+///   '"body_bytes_sent":"$body_bytes_sent","request_time":"$request_time",'
+///   '"http_referer":"$http_referer","http_user_agent":"$http_user_agent",'
+///   '"http_x_forwarded_for":"$http_x_forwarded_for","host":"$host","request_id":"$request_id",'
+///   '"upstream_addr":"$upstream_addr","upstream_response_time":"$upstream_response_time",'
+///   '"http_authorization":"$http_authorization"}';
+/// ```
+///
+/// Empty variables are written as empty strings; `$time_local` is the write time, to the second.
+pub fn render_nginx_json(rec: &SimRecord) -> String {
+    let mut o = Json::with_capacity(1400);
+    o.begin();
+    o.str("time_local", &clf_time(end_ts(rec)));
+    o.str("remote_addr", &rec.source_ip.to_string());
+    o.str("remote_user", "");
+    let proto = if protocol(rec) == "HTTP/2" { "HTTP/2.0" } else { "HTTP/1.1" };
+    o.str("request", &format!("{} {} {proto}", rec.method, rec.uri()));
+    o.str("status", &rec.status.to_string());
+    o.str("body_bytes_sent", &rec.bytes_sent.to_string());
+    o.str("request_time", &secs3(rec.latency_ms));
+    o.str("http_referer", "");
+    o.str("http_user_agent", &rec.user_agent);
+    o.str("http_x_forwarded_for", inbound_xff(rec).unwrap_or(""));
+    o.str("host", rec.host);
+    o.str("request_id", &hex_request_id(rec));
+    match rec.upstream_latency_ms {
+        Some(u) if !rec.answered_by_gateway => {
+            o.str("upstream_addr", &format!("{}:8080", dotted(upstream_pod(rec))));
+            o.str("upstream_response_time", &secs3(u));
+        }
+        _ => {
+            o.str("upstream_addr", "");
+            o.str("upstream_response_time", "");
+        }
+    }
+    match &rec.token {
+        Some(t) => o.str_prefixed("http_authorization", "Bearer ", &t.raw),
+        None => o.str("http_authorization", ""),
+    }
+    o.end();
+    o.finish()
+}
+
+/// Envoy's default TEXT access-log format (no `log_format` configured):
+///
+/// ```text
+/// [%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS%
+/// %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%"
+/// "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"
+/// ```
+///
+/// An edge Envoy with `use_remote_address: true` appends the peer to
+/// `X-Forwarded-For`, so the header always ends with the client's address: the
+/// only place this format names the client. No identity, no token.
+pub fn render_envoy_text(rec: &SimRecord) -> String {
+    let flags = match rec.status {
+        429 => "RL",
+        503 => "UH",
+        504 => "UT",
+        502 => "UC",
+        _ => "-",
+    };
+    let called = !rec.answered_by_gateway && rec.status != 503;
+    let upstream_host = if called { format!("{}:8080", dotted(upstream_pod(rec))) } else { "-".into() };
+    let xff = rec.xff.clone().unwrap_or_else(|| rec.source_ip.to_string());
+    let mut o = String::with_capacity(360);
+    let _ = write!(
+        o,
+        "[{}] \"{} {} {}\" {} {flags} {} {} {} {} \"{xff}\" \"{}\" \"{}\" \"{}\" \"{upstream_host}\"",
+        rfc3339_ms(rec.ts),
+        rec.method,
+        rec.uri(),
+        protocol(rec),
+        rec.status,
+        rec.bytes_received,
+        rec.bytes_sent,
+        rec.latency_ms,
+        rec.upstream_latency_ms.map_or("-".to_string(), |u| u.to_string()),
+        rec.user_agent,
+        rec.request_id,
+        rec.host,
+    );
+    o
+}
+
+/// API id of the simulated REST API (ten lower-case alphanumerics, as AWS names them).
+const AWS_API_ID: &str = "k3x9q2w7vb";
+
+/// AWS API Gateway REST API access log, JSON, a Cognito (JWT) authorizer in front
+/// of every method. The template: AWS's documented JSON example (`requestId`,
+/// `ip`, `caller`, `user`, `requestTime`, `httpMethod`, `resourcePath`, `status`,
+/// `protocol`, `responseLength`) plus `requestTimeEpoch`, `path`, `domainName`,
+/// `stage`, `apiId`, `responseLatency`, `integrationLatency`, `userAgent` and the
+/// authorizer's `claims.client_id` / `sub` / `scope`. Every value is a quoted
+/// string, `-` when empty. The bearer token itself is never available to an
+/// access-log template; the claims are, once the authorizer accepted the token
+/// (a 401 has none; a 403 is a policy refusal of an accepted token).
+pub fn render_aws(rec: &SimRecord) -> String {
+    let mut o = Json::with_capacity(900);
+    o.begin();
+    o.str("requestId", &rec.request_id);
+    o.str("ip", &rec.source_ip.to_string());
+    o.str("caller", "-");
+    o.str("user", "-");
+    o.str("requestTime", &clf_time(rec.ts));
+    o.str("requestTimeEpoch", &rec.ts.to_string());
+    o.str("httpMethod", rec.method);
+    o.str("resourcePath", route_path(rec));
+    o.str("path", &rec.path);
+    o.str("status", &rec.status.to_string());
+    o.str("protocol", protocol(rec));
+    o.str("responseLength", &rec.bytes_sent.to_string());
+    o.str("responseLatency", &rec.latency_ms.to_string());
+    o.str(
+        "integrationLatency",
+        &match rec.upstream_latency_ms {
+            Some(u) if !rec.answered_by_gateway => u.to_string(),
+            _ => "-".into(),
+        },
+    );
+    o.str("domainName", rec.host);
+    o.str("stage", "prod");
+    o.str("apiId", AWS_API_ID);
+    o.str("userAgent", &rec.user_agent);
+    let claims = rec.token.as_ref().filter(|_| rec.status != 401);
+    o.str("authorizer.claims.client_id", claims.map_or("-", |t| &t.client_id));
+    o.str("authorizer.claims.sub", claims.map_or("-", |t| &t.subject));
+    let scope = claims.map_or_else(|| "-".to_string(), |t| t.scopes.join(" "));
+    o.str("authorizer.claims.scope", if scope.is_empty() { "-" } else { &scope });
+    o.end();
+    o.finish()
+}
+
+/// Traefik JSON access log (`accessLog.format: json`), the request headers
+/// `Authorization`, `User-Agent` and `X-Forwarded-For` kept
+/// (`fields.headers.names.<name>: keep`; the default mode drops the rest).
+/// Durations in nanoseconds; `OriginStatus` 0 and no service fields when Traefik
+/// (ForwardAuth, rate limit) answered itself. `StartUTC` is RFC 3339 with Go's
+/// nano precision; `time` is when the line was written. Traefik makes no request id.
+pub fn render_traefik(rec: &SimRecord) -> String {
+    let mut o = Json::with_capacity(1500);
+    let routed = !rec.answered_by_gateway;
+    let origin = rec.upstream_latency_ms.filter(|_| routed);
+    o.begin();
+    o.str("ClientAddr", &format!("{}:{}", rec.source_ip, rec.source_port));
+    o.str("ClientHost", &rec.source_ip.to_string());
+    o.str("ClientPort", &rec.source_port.to_string());
+    o.str("ClientUsername", "-");
+    o.num("DownstreamContentSize", rec.bytes_sent);
+    o.num("DownstreamStatus", rec.status);
+    o.num("Duration", rec.latency_ms as u64 * 1_000_000);
+    o.num("OriginContentSize", if origin.is_some() { rec.bytes_sent } else { 0 });
+    o.num("OriginDuration", origin.map_or(0, |u| u as u64 * 1_000_000));
+    o.num("OriginStatus", if origin.is_some() { rec.status } else { 0 });
+    o.num("Overhead", (rec.latency_ms - origin.unwrap_or(0).min(rec.latency_ms)) as u64 * 1_000_000);
+    o.str("RequestAddr", rec.host);
+    o.num("RequestContentSize", rec.bytes_received.saturating_sub(280));
+    o.str("RequestHost", rec.host);
+    o.str("RequestMethod", rec.method);
+    o.str("RequestPath", &rec.uri());
+    o.str("RequestPort", "-");
+    o.str("RequestProtocol", if protocol(rec) == "HTTP/2" { "HTTP/2.0" } else { "HTTP/1.1" });
+    o.str("RequestScheme", "https");
+    o.num("RetryAttempts", 0);
+    let rs = route_strings(rec.route_idx);
+    o.str("RouterName", &format!("prod-{}@kubernetescrd", rs.name));
+    if routed {
+        o.str("ServiceAddr", &format!("{}:8080", dotted(upstream_pod(rec))));
+        o.str("ServiceName", &format!("prod-{}-8080@kubernetescrd", rec.upstream));
+        o.str("ServiceURL", &format!("http://{}:8080", dotted(upstream_pod(rec))));
+    }
+    o.str("StartLocal", &rfc3339_nano(rec.ts));
+    o.str("StartUTC", &rfc3339_nano(rec.ts));
+    o.str("TLSCipher", "TLS_AES_128_GCM_SHA256");
+    o.str("TLSVersion", "1.3");
+    o.str("entryPointName", "websecure");
+    o.str("level", "info");
+    o.str("msg", "");
+    if let Some(t) = &rec.token {
+        o.str_prefixed("request_Authorization", "Bearer ", &t.raw);
+    }
+    o.str("request_User-Agent", &rec.user_agent);
+    if let Some(x) = inbound_xff(rec) {
+        o.str("request_X-Forwarded-For", x);
+    }
+    o.str("time", &format_ts(end_ts(rec) / 1000 * 1000));
+    o.end();
+    o.finish()
+}
+
+/// Apache APISIX kafka-logger (or http-logger) default record (`log-util.lua`
+/// `get_full_log`): request headers as received, `authorization` included (APISIX
+/// redacts nothing by default), the `request-id` plugin's `x-request-id`, tokens
+/// checked by `openid-connect` (`bearer_only`, so no APISIX consumer), latencies in
+/// ms. No `upstream` nor `upstream_latency` when APISIX answered itself. The
+/// plugin batches: a Kafka message is a JSON array of these.
+pub fn render_apisix(rec: &SimRecord) -> String {
+    let mut o = Json::with_capacity(1800);
+    let routed = !rec.answered_by_gateway;
+    let uri = rec.uri();
+    o.begin();
+    if routed {
+        o.str("upstream", &format!("{}:8080", dotted(upstream_pod(rec))));
+    }
+    o.num("start_time", rec.ts);
+    o.str("client_ip", &rec.source_ip.to_string());
+    o.str("service_id", "");
+    let rs = route_strings(rec.route_idx);
+    o.str("route_id", &rs.name);
+    o.obj("request");
+    o.obj("querystring");
+    if let Some(q) = &rec.query {
+        for (k, v) in q.split('&').filter_map(|p| p.split_once('=')) {
+            o.str(k, &v.replace('+', " "));
+        }
+    }
+    o.end();
+    o.num("size", rec.bytes_received);
+    o.str("uri", &uri);
+    o.str_prefixed("url", &format!("https://{}:9443", rec.host), &uri);
+    o.obj("headers");
+    o.str("host", rec.host);
+    o.str("user-agent", &rec.user_agent);
+    o.str("accept", "application/json");
+    if let Some(t) = &rec.token {
+        o.str_prefixed("authorization", "Bearer ", &t.raw);
+    }
+    if rec.method != "GET" && rec.method != "DELETE" {
+        o.str("content-type", "application/json");
+    }
+    if let Some(x) = inbound_xff(rec) {
+        o.str("x-forwarded-for", x);
+    }
+    o.str("x-request-id", &rec.request_id);
+    o.end();
+    o.str("method", rec.method);
+    o.end();
+    o.obj("response");
+    o.obj("headers");
+    o.str("content-type", "application/json");
+    o.str("content-length", &rec.bytes_sent.saturating_sub(200).to_string());
+    o.str("server", "APISIX/3.9.1");
+    o.str("x-request-id", &rec.request_id);
+    o.end();
+    o.num("size", rec.bytes_sent);
+    o.num("status", rec.status);
+    o.end();
+    o.obj("server");
+    o.str("hostname", &format!("apisix-{}", rec.gateway_node));
+    o.str("version", "3.9.1");
+    o.end();
+    o.num("latency", rec.latency_ms);
+    if let Some(u) = rec.upstream_latency_ms.filter(|_| routed) {
+        o.num("upstream_latency", u);
+    }
+    o.num("apisix_latency", rec.gateway_latency_ms);
+    o.end();
+    o.finish()
+}
+
+/// Tyk's organisation id (24 hex digits, a Mongo object id).
+const TYK_ORG: &str = "5e9d9544a1dcd60001d0ed20";
+
+/// Tyk pump's Kafka message (`pumps/kafka.go`) with detailed recording on, so
+/// `raw_request` holds the request as received (base64), `Authorization` header
+/// included. The API uses Tyk's JWT auth, which keys its session on the token's
+/// `sub` (`api_key`: that session's hashed key; no `oauth_id`, no `alias`).
+/// `timestamp` is taken when the analytics record is made, after the response;
+/// `ip_address` is Tyk's `request.RealIP`: the left-most `X-Forwarded-For` entry
+/// the client sent (the default `xff_depth` 0), else the peer. No upstream
+/// latency, no response size, no request id.
+pub fn render_tyk(rec: &SimRecord) -> String {
+    let uri = rec.uri();
+    let mut raw = String::with_capacity(1200);
+    let _ = write!(raw, "{} {uri} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\n", rec.method, rec.host, rec.user_agent);
+    if let Some(t) = &rec.token {
+        let _ = write!(raw, "Authorization: Bearer {}\r\n", t.raw);
+    }
+    if let Some(x) = inbound_xff(rec) {
+        let _ = write!(raw, "X-Forwarded-For: {x}\r\n");
+    }
+    if rec.method != "GET" && rec.method != "DELETE" {
+        let _ = write!(raw, "Content-Type: application/json\r\nContent-Length: {}\r\n", rec.bytes_received.saturating_sub(280));
+    }
+    raw.push_str("\r\n");
+    let response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        rec.status,
+        reason(rec.status),
+        rec.bytes_sent.saturating_sub(120)
+    );
+    let session = rec.token.as_ref().filter(|_| rec.status != 401).map(|t| {
+        let id = object_id("tyk-session", &t.subject);
+        id.replace('-', "")
+    });
+    let api_id = object_id("tyk-api", rec.upstream).replace('-', "");
+    let real_ip = inbound_xff(rec)
+        .and_then(|x| x.split(',').next())
+        .map(str::trim)
+        .filter(|x| x.parse::<std::net::IpAddr>().is_ok())
+        .map_or_else(|| rec.source_ip.to_string(), str::to_string);
+    let mut o = Json::with_capacity(2400);
+    o.begin();
+    o.str("timestamp", &rfc3339_nano(end_ts(rec)));
+    o.str("method", rec.method);
+    o.str("path", &rec.path);
+    o.str("raw_path", &rec.path);
+    o.num("response_code", rec.status);
+    o.str("alias", "");
+    o.str("api_key", session.as_deref().unwrap_or(""));
+    o.str("api_version", "Default");
+    o.str("api_name", rec.upstream);
+    o.str("api_id", &api_id[..32]);
+    o.str("org_id", TYK_ORG);
+    o.str("oauth_id", "");
+    o.str("raw_request", &BASE64.encode(raw));
+    o.num("request_time_ms", rec.latency_ms);
+    o.str("raw_response", &BASE64.encode(response));
+    o.str("ip_address", &real_ip);
+    o.str("host", rec.host);
+    o.num("content_length", rec.bytes_received.saturating_sub(280));
+    o.str("user_agent", &rec.user_agent);
+    o.arr("tags");
+    if let Some(s) = &session {
+        o.item_str(&format!("key-{s}"));
+    }
+    o.item_str(&format!("api-{}", &api_id[..32]));
+    o.arr_end();
+    o.end();
+    o.finish()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
 fn route_name(route: &str) -> String {
     let mut s = String::with_capacity(route.len());
     for c in route.chars() {
@@ -509,5 +1008,19 @@ mod tests {
         assert_eq!(object_id("route", "x").len(), 36);
         assert_eq!(rfc3339_ms(1_795_255_200_000), "2026-11-21T10:00:00.000Z");
         assert_eq!(rfc3339_ms(1_795_255_200_007), "2026-11-21T10:00:00.007Z");
+    }
+
+    #[test]
+    fn gateway_time_and_number_spellings() {
+        // Go's RFC3339Nano drops trailing zeros, and the whole fraction when it is zero
+        assert_eq!(rfc3339_nano(1_795_255_200_000), "2026-11-21T10:00:00Z");
+        assert_eq!(rfc3339_nano(1_795_255_200_120), "2026-11-21T10:00:00.12Z");
+        assert_eq!(rfc3339_nano(1_795_255_200_007), "2026-11-21T10:00:00.007Z");
+        assert_eq!(clf_time(1_795_255_201_999), "21/Nov/2026:10:00:01 +0000");
+        assert_eq!(secs3(46), "0.046");
+        assert_eq!(secs3(30_001), "30.001");
+        let mut s = String::new();
+        nginx_escape(&mut s, "a\"b\\c\u{7f}");
+        assert_eq!(s, "a\\x22b\\x5Cc\\x7F");
     }
 }
