@@ -477,9 +477,18 @@ impl SinkWorker {
                 }
                 self.set_circuit(breaker.state(Instant::now()));
                 attempt += 1;
-                let res = match tokio::time::timeout(d.timeout, self.sink.send(&n)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(SinkError::retryable(format!("timed out after {:?}", d.timeout))),
+                let mut stop = self.stop.clone();
+                let res = tokio::select! {
+                    r = tokio::time::timeout(d.timeout, self.sink.send(&n)) => match r {
+                        Ok(r) => r,
+                        Err(_) => Err(SinkError::retryable(format!("timed out after {:?}", d.timeout))),
+                    },
+                    _ = stopped(&mut stop) => {
+                        // It may have arrived: at-least-once, and the idempotency key lets
+                        // the receiver drop a replay.
+                        self.dead_letter(&n, "shutdown during delivery (may have been delivered)");
+                        break;
+                    }
                 };
                 match res {
                     Ok(()) => {
@@ -540,6 +549,18 @@ impl SinkWorker {
                 self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => tracing::error!(sink = %self.name, alert = %n.alert.id, error = %e, "dead-letter write failed"),
+        }
+    }
+}
+
+/// Completes once the hard stop is signalled (never, if the sender is gone without it).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
