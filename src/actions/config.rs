@@ -994,7 +994,7 @@ mod tests {
         assert!(text.contains("actions.webhook.a.url"), "{text}");
         assert!(text.contains("MISSING_VAR"), "{text}");
         assert!(!text.contains("s3cr3t"), "{text}");
-        assert!(errs.iter().all(|e| e.file == PathBuf::from("/etc/gatewatch/gatewatch.toml")));
+        assert!(errs.iter().all(|e| e.file == Path::new("/etc/gatewatch/gatewatch.toml")));
     }
 
     #[test]
