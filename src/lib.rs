@@ -15,3 +15,4 @@ pub mod state;
 pub mod app;
 pub mod simulate;
 pub mod actions;
+pub mod admin;

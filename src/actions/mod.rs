@@ -2,6 +2,25 @@
 //!
 //! The source (Kafka or a file) hands every alert to an [`AlertHandoff`] and
 //! commits the input offset only once the handoff returned `Ok`: at-least-once.
+//! [`Dispatcher`] is the live handoff: de-duplication, grouping, per-sink queues,
+//! retries, circuit breakers, a dead-letter file, and revocation through
+//! [`revocation::Revoker`].
+
+pub mod alertmanager;
+pub mod config;
+pub mod deadletter;
+pub mod dispatcher;
+pub mod email;
+pub mod lifecycle;
+pub mod revocation;
+pub mod secret;
+pub mod sink;
+pub mod webhook;
+
+pub use config::ActionsSettings;
+pub use dispatcher::{Dispatcher, DispatcherStats, SinkEntry, SinkStats};
+pub use lifecycle::{CircuitState, Notification, Status};
+pub use sink::{Sink, SinkError};
 
 use crate::event::Alert;
 

@@ -1,0 +1,1012 @@
+//! `[actions]`, `[revocation]` and `[admin]` in `gatewatch.toml`, parsed into runtime values.
+//!
+//! Each section arrives as raw TOML (`GatewatchConfig.other`). Every sink and target is
+//! parsed on its own so one bad sink does not hide the errors of the others; every error
+//! names the file and the dotted field. Secrets are references to environment variables
+//! (`secret_env = "VAR"`) and are resolved here: an unset variable is a config error that
+//! names the variable, never a value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::secret::{resolve, EnvLookup, Secret};
+use crate::config::{ConfigError, DurationStr, GatewatchConfig};
+use crate::event::Severity;
+
+/// Everything the actions layer needs, parsed.
+#[derive(Clone, Debug, Default)]
+pub struct ActionsSettings {
+    /// `None` when the config has no `[actions]` section.
+    pub actions: Option<ActionsConfig>,
+    pub revocation: Option<RevocationConfig>,
+    pub admin: AdminConfig,
+}
+
+impl ActionsSettings {
+    /// Parses the three sections from the service config, reading secrets from the
+    /// process environment. Every problem is returned.
+    pub fn from_config(cfg: &GatewatchConfig) -> Result<Self, Vec<ConfigError>> {
+        Self::from_config_with_env(cfg, &super::secret::process_env)
+    }
+
+    pub fn from_config_with_env(cfg: &GatewatchConfig, env: EnvLookup<'_>) -> Result<Self, Vec<ConfigError>> {
+        let file = cfg.path.clone().unwrap_or_else(|| PathBuf::from("gatewatch.toml"));
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut p = Parser { file, base, env, errs: Vec::new() };
+        let actions = cfg.other.get("actions").map(|v| p.actions(v));
+        let revocation = cfg.other.get("revocation").map(|v| p.revocation(v));
+        let admin = p.admin(cfg.other.get("admin"));
+        if !p.errs.is_empty() {
+            return Err(p.errs);
+        }
+        Ok(ActionsSettings { actions: actions.flatten(), revocation: revocation.flatten(), admin })
+    }
+}
+
+/// `[actions]`: the alert dispatcher and its sinks.
+#[derive(Clone, Debug)]
+pub struct ActionsConfig {
+    /// Dead-letter JSON-lines file: overflow, undeliverable and shutdown leftovers, with the reason.
+    pub dead_letter: PathBuf,
+    /// Alert ids remembered for de-duplication.
+    pub dedup_capacity: usize,
+    /// Alerts for the same (entity, detector) within this event time after a notification are
+    /// folded into one follow-up notification with a count.
+    pub group_window: Duration,
+    /// Send a "resolved" notification when an (entity, detector) has been quiet this long
+    /// (wall clock). `None`: no resolved notifications.
+    pub resolve_after: Option<Duration>,
+    /// Runbook link per rule id or detector kind, shown in notifications.
+    pub runbooks: BTreeMap<String, String>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl ActionsConfig {
+    /// A config with no sinks, for tests and embedding.
+    pub fn new(dead_letter: impl Into<PathBuf>) -> Self {
+        ActionsConfig {
+            dead_letter: dead_letter.into(),
+            dedup_capacity: default_dedup(),
+            group_window: Duration::from_secs(600),
+            resolve_after: None,
+            runbooks: BTreeMap::new(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+/// One configured sink.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    /// `webhook:secops`, `email:oncall`, `alertmanager:main`: what detector `actions` name.
+    pub name: String,
+    pub delivery: DeliveryConfig,
+    pub kind: SinkKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum SinkKind {
+    Webhook(WebhookConfig),
+    Email(EmailConfig),
+    Alertmanager(AlertmanagerConfig),
+}
+
+impl SinkKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SinkKind::Webhook(_) => "webhook",
+            SinkKind::Email(_) => "email",
+            SinkKind::Alertmanager(_) => "alertmanager",
+        }
+    }
+}
+
+/// How a sink is fed: queue, rate, retries, circuit breaker. Same fields in every sink table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryConfig {
+    /// Alerts of at least this severity go to the sink even if their `actions` do not name it.
+    pub min_severity: Option<Severity>,
+    /// Notifications waiting for this sink; beyond it they go to the dead-letter file.
+    pub queue: usize,
+    /// Sustained notifications per minute; `None`: unlimited.
+    pub rate_per_minute: Option<u32>,
+    /// Notifications that may go out at once before the rate applies.
+    pub burst: u32,
+    /// Attempts per notification, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Consecutive failures that open the circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before one trial call.
+    pub breaker_open_for: Duration,
+    /// Per call.
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            min_severity: None,
+            queue: 1000,
+            rate_per_minute: None,
+            burst: 10,
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Body format of a webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The alert object of the contract, unchanged.
+    Json,
+    /// `{"text": "..."}`: Slack incoming webhooks, Mattermost, Rocket.Chat.
+    Slack,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub format: WebhookFormat,
+    /// HMAC key for `X-Gatewatch-Signature`.
+    pub secret: Option<Secret>,
+    /// Extra headers (non-secret).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required). Port 587.
+    Starttls,
+    /// TLS from the first byte (SMTPS). Port 465.
+    Tls,
+    /// No TLS at all: only for a local relay or tests.
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AlertmanagerConfig {
+    /// Base URL; alerts go to `{url}/api/v2/alerts`.
+    pub url: String,
+    /// Static labels added to every alert (`team = "secops"`).
+    pub labels: BTreeMap<String, String>,
+    /// Optional bearer token for an Alertmanager behind an authenticating proxy.
+    pub bearer: Option<Secret>,
+}
+
+/// `[revocation]`: what gatewatch may revoke, how fast, and where.
+#[derive(Clone, Debug)]
+pub struct RevocationConfig {
+    /// `true` (default): decide and audit, revoke nothing.
+    pub dry_run: bool,
+    /// Append-only JSON-lines audit log of every decision.
+    pub audit_log: PathBuf,
+    /// Clients never revoked, whatever an alert says.
+    pub never_revoke_clients: Vec<String>,
+    /// Token fingerprints never revoked.
+    pub never_revoke_tokens: Vec<String>,
+    /// Revocations (all clients) per sliding hour; beyond it every revocation is refused.
+    pub max_per_hour: u32,
+    /// Revocations per client per sliding hour.
+    pub max_per_client_per_hour: u32,
+    /// How long a quarantine lasts (deny-list entry expiry).
+    pub quarantine: Duration,
+    /// Alerts at or above this severity revoke permanently; `None`: always quarantine.
+    pub permanent_at: Option<Severity>,
+    pub oauth: Option<OAuthTargetConfig>,
+    pub http: Option<HttpTargetConfig>,
+    /// Attempts per target call, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub timeout: Duration,
+    /// Alertmanager receiver: label holding the token fingerprint.
+    pub alertmanager_fingerprint_label: String,
+    /// Alertmanager receiver: label holding the client id.
+    pub alertmanager_client_label: String,
+    /// Alertmanager receiver: label holding a credential id (JWT `jti`, key id).
+    pub alertmanager_credential_label: String,
+}
+
+impl RevocationConfig {
+    /// Dry-run, no targets, caps of 20/h and 3/h per client, 1h quarantine.
+    pub fn new(audit_log: impl Into<PathBuf>) -> Self {
+        RevocationConfig {
+            dry_run: true,
+            audit_log: audit_log.into(),
+            never_revoke_clients: Vec::new(),
+            never_revoke_tokens: Vec::new(),
+            max_per_hour: 20,
+            max_per_client_per_hour: 3,
+            quarantine: Duration::from_secs(3600),
+            permanent_at: None,
+            oauth: None,
+            http: None,
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(10),
+            alertmanager_fingerprint_label: "token_fingerprint".into(),
+            alertmanager_client_label: "client_id".into(),
+            alertmanager_credential_label: "credential_id".into(),
+        }
+    }
+}
+
+/// How the client authenticates at the RFC 7009 endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic with client id and secret (RFC 6749 §2.3.1), the default.
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+/// RFC 7009 revocation endpoint. Sends `token=<credential id>`: gatewatch never holds the
+/// raw token, so this works only where the IdP accepts the logged credential id (a
+/// reference-token handle, a `jti`). Alerts without a credential id are audited as skipped.
+#[derive(Clone, Debug)]
+pub struct OAuthTargetConfig {
+    pub endpoint: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub auth: ClientAuth,
+    /// `token_type_hint` to send (`access_token`, `refresh_token`), if any.
+    pub token_type_hint: Option<String>,
+}
+
+/// An HTTP call per revocation: an IdP admin API or a bridge. `url` may hold `{client_id}`,
+/// `{fingerprint}`, `{credential_id}` (URL-encoded on substitution); the body is the
+/// deny-list entry as JSON.
+#[derive(Clone, Debug)]
+pub struct HttpTargetConfig {
+    pub url: String,
+    /// `POST` (default), `PUT` or `DELETE`.
+    pub method: String,
+    pub bearer: Option<Secret>,
+    /// HMAC key for `X-Gatewatch-Signature` on the body.
+    pub secret: Option<Secret>,
+}
+
+/// `[admin]`: the admin HTTP API.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for everything under `/api/`; `None`: `/api/` refuses every request.
+    pub token: Option<Secret>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: "127.0.0.1:9977".parse().expect("valid"), token: None }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw TOML shapes.
+
+fn default_dedup() -> usize {
+    100_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActions {
+    /// Default `gatewatch-dead-letter.jsonl` beside the config file.
+    dead_letter: Option<PathBuf>,
+    #[serde(default = "default_dedup")]
+    dedup_capacity: usize,
+    group_window: Option<DurationStr>,
+    resolve_after: Option<DurationStr>,
+    #[serde(default)]
+    runbooks: BTreeMap<String, String>,
+    #[serde(default)]
+    webhook: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    email: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    alertmanager: BTreeMap<String, toml::Value>,
+}
+
+/// Delivery fields, accepted in every sink table.
+const DELIVERY_KEYS: &[&str] = &[
+    "min_severity",
+    "queue",
+    "rate_per_minute",
+    "burst",
+    "max_attempts",
+    "initial_backoff",
+    "max_backoff",
+    "breaker_failures",
+    "breaker_open_for",
+    "timeout",
+];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    min_severity: Option<Severity>,
+    queue: Option<usize>,
+    rate_per_minute: Option<u32>,
+    burst: Option<u32>,
+    max_attempts: Option<u32>,
+    initial_backoff: Option<DurationStr>,
+    max_backoff: Option<DurationStr>,
+    breaker_failures: Option<u32>,
+    breaker_open_for: Option<DurationStr>,
+    timeout: Option<DurationStr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    #[serde(default)]
+    format: Option<String>,
+    secret_env: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    host: String,
+    port: Option<u16>,
+    /// `starttls` (default), `tls`, `none`.
+    tls: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    from: String,
+    to: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    url: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    bearer_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    /// `dry-run` (default) or `enforce`.
+    mode: Option<String>,
+    audit_log: Option<PathBuf>,
+    #[serde(default)]
+    never_revoke_clients: Vec<String>,
+    #[serde(default)]
+    never_revoke_tokens: Vec<String>,
+    max_per_hour: Option<u32>,
+    max_per_client_per_hour: Option<u32>,
+    quarantine: Option<DurationStr>,
+    permanent_at: Option<Severity>,
+    max_attempts: Option<u32>,
+    initial_backoff: Option<DurationStr>,
+    timeout: Option<DurationStr>,
+    oauth: Option<toml::Value>,
+    http: Option<toml::Value>,
+    alertmanager: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    endpoint: String,
+    client_id: String,
+    client_secret_env: String,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    auth: Option<String>,
+    token_type_hint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpTarget {
+    url: String,
+    method: Option<String>,
+    bearer_env: Option<String>,
+    secret_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmReceiver {
+    fingerprint_label: Option<String>,
+    client_label: Option<String>,
+    credential_label: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token_env: Option<String>,
+}
+
+struct Parser<'a> {
+    file: PathBuf,
+    base: PathBuf,
+    env: EnvLookup<'a>,
+    errs: Vec<ConfigError>,
+}
+
+impl Parser<'_> {
+    fn err(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+        self.errs.push(ConfigError::new(&self.file, field, msg));
+    }
+
+    fn de<T: for<'de> Deserialize<'de>>(&mut self, field: &str, v: &toml::Value) -> Option<T> {
+        match v.clone().try_into::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.err(field, e.message().trim().to_string());
+                None
+            }
+        }
+    }
+
+    fn secret(&mut self, field: &str, var: &Option<String>) -> Option<Secret> {
+        let var = var.as_ref()?;
+        match resolve(self.env, var) {
+            Ok(s) => Some(s),
+            Err(m) => {
+                self.err(field, m);
+                None
+            }
+        }
+    }
+
+    fn path(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() || self.base.as_os_str().is_empty() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn url(&mut self, field: &str, url: &str) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(url).is_err() {
+            // The URL itself may carry a secret (Slack webhook paths do): never echo it.
+            self.err(field, "must be an http:// or https:// URL");
+        }
+    }
+
+    fn actions(&mut self, v: &toml::Value) -> Option<ActionsConfig> {
+        let raw: RawActions = self.de("actions", v)?;
+        let before = self.errs.len();
+        let group_window = raw.group_window.map(|d| d.0).unwrap_or(600_000);
+        if group_window < 0 {
+            self.err("actions.group_window", "must not be negative");
+        }
+        if let Some(r) = raw.resolve_after {
+            if r.0 <= 0 {
+                self.err("actions.resolve_after", "must be positive");
+            }
+        }
+        if raw.dedup_capacity == 0 {
+            self.err("actions.dedup_capacity", "must be at least 1");
+        }
+        let mut sinks = Vec::new();
+        for (name, v) in &raw.webhook {
+            let field = format!("actions.webhook.{name}");
+            if let Some((delivery, rest)) = self.delivery(&field, v) {
+                if let Some(w) = self.webhook(&field, &rest) {
+                    sinks.push(SinkConfig { name: format!("webhook:{name}"), delivery, kind: SinkKind::Webhook(w) });
+                }
+            }
+        }
+        for (name, v) in &raw.email {
+            let field = format!("actions.email.{name}");
+            if let Some((delivery, rest)) = self.delivery(&field, v) {
+                if let Some(e) = self.email(&field, &rest) {
+                    sinks.push(SinkConfig { name: format!("email:{name}"), delivery, kind: SinkKind::Email(e) });
+                }
+            }
+        }
+        for (name, v) in &raw.alertmanager {
+            let field = format!("actions.alertmanager.{name}");
+            if let Some((delivery, rest)) = self.delivery(&field, v) {
+                if let Some(a) = self.alertmanager(&field, &rest) {
+                    sinks.push(SinkConfig {
+                        name: format!("alertmanager:{name}"),
+                        delivery,
+                        kind: SinkKind::Alertmanager(a),
+                    });
+                }
+            }
+        }
+        if self.errs.len() > before {
+            return None;
+        }
+        Some(ActionsConfig {
+            dead_letter: self.path(raw.dead_letter.unwrap_or_else(|| PathBuf::from("gatewatch-dead-letter.jsonl"))),
+            dedup_capacity: raw.dedup_capacity,
+            group_window: Duration::from_millis(group_window.max(0) as u64),
+            resolve_after: raw.resolve_after.map(|d| Duration::from_millis(d.0.max(0) as u64)),
+            runbooks: raw.runbooks,
+            sinks,
+        })
+    }
+
+    /// Splits a sink table into its delivery fields and the rest.
+    fn delivery(&mut self, field: &str, v: &toml::Value) -> Option<(DeliveryConfig, toml::Value)> {
+        let Some(table) = v.as_table() else {
+            self.err(field, "must be a table");
+            return None;
+        };
+        let mut d = toml::Table::new();
+        let mut rest = toml::Table::new();
+        for (k, v) in table {
+            if DELIVERY_KEYS.contains(&k.as_str()) {
+                d.insert(k.clone(), v.clone());
+            } else {
+                rest.insert(k.clone(), v.clone());
+            }
+        }
+        let raw: RawDelivery = self.de(field, &toml::Value::Table(d))?;
+        let def = DeliveryConfig::default();
+        let ms = |d: Option<DurationStr>, def: Duration| d.map(|d| Duration::from_millis(d.0.max(0) as u64)).unwrap_or(def);
+        let out = DeliveryConfig {
+            min_severity: raw.min_severity,
+            queue: raw.queue.unwrap_or(def.queue),
+            rate_per_minute: raw.rate_per_minute,
+            burst: raw.burst.unwrap_or(def.burst),
+            max_attempts: raw.max_attempts.unwrap_or(def.max_attempts),
+            initial_backoff: ms(raw.initial_backoff, def.initial_backoff),
+            max_backoff: ms(raw.max_backoff, def.max_backoff),
+            breaker_failures: raw.breaker_failures.unwrap_or(def.breaker_failures),
+            breaker_open_for: ms(raw.breaker_open_for, def.breaker_open_for),
+            timeout: ms(raw.timeout, def.timeout),
+        };
+        let mut ok = true;
+        if out.queue == 0 {
+            self.err(format!("{field}.queue"), "must be at least 1");
+            ok = false;
+        }
+        if out.rate_per_minute == Some(0) {
+            self.err(format!("{field}.rate_per_minute"), "must be at least 1 (omit it for no limit)");
+            ok = false;
+        }
+        if out.burst == 0 {
+            self.err(format!("{field}.burst"), "must be at least 1");
+            ok = false;
+        }
+        if out.max_attempts == 0 {
+            self.err(format!("{field}.max_attempts"), "must be at least 1");
+            ok = false;
+        }
+        if out.max_backoff < out.initial_backoff {
+            self.err(format!("{field}.max_backoff"), "must not be shorter than initial_backoff");
+            ok = false;
+        }
+        if out.breaker_failures == 0 {
+            self.err(format!("{field}.breaker_failures"), "must be at least 1");
+            ok = false;
+        }
+        if out.timeout.is_zero() {
+            self.err(format!("{field}.timeout"), "must be positive");
+            ok = false;
+        }
+        ok.then_some((out, toml::Value::Table(rest)))
+    }
+
+    fn webhook(&mut self, field: &str, v: &toml::Value) -> Option<WebhookConfig> {
+        let raw: RawWebhook = self.de(field, v)?;
+        let before = self.errs.len();
+        self.url(&format!("{field}.url"), &raw.url);
+        let format = match raw.format.as_deref() {
+            None | Some("json") => WebhookFormat::Json,
+            Some("slack") => WebhookFormat::Slack,
+            Some(other) => {
+                self.err(format!("{field}.format"), format!("`{other}`: one of json, slack"));
+                WebhookFormat::Json
+            }
+        };
+        let secret = self.secret(&format!("{field}.secret_env"), &raw.secret_env);
+        for k in raw.headers.keys() {
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                self.err(format!("{field}.headers.{k}"), "not a valid header name");
+            }
+        }
+        (self.errs.len() == before).then_some(WebhookConfig { url: raw.url, format, secret, headers: raw.headers })
+    }
+
+    fn email(&mut self, field: &str, v: &toml::Value) -> Option<EmailConfig> {
+        let raw: RawEmail = self.de(field, v)?;
+        let before = self.errs.len();
+        let tls = match raw.tls.as_deref() {
+            None | Some("starttls") => SmtpTls::Starttls,
+            Some("tls") => SmtpTls::Tls,
+            Some("none") => SmtpTls::None,
+            Some(other) => {
+                self.err(format!("{field}.tls"), format!("`{other}`: one of starttls, tls, none"));
+                SmtpTls::Starttls
+            }
+        };
+        let port = raw.port.unwrap_or(match tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        });
+        if raw.host.is_empty() {
+            self.err(format!("{field}.host"), "must not be empty");
+        }
+        if raw.from.parse::<lettre::message::Mailbox>().is_err() {
+            self.err(format!("{field}.from"), format!("`{}` is not an email address", raw.from));
+        }
+        if raw.to.is_empty() {
+            self.err(format!("{field}.to"), "needs at least one address");
+        }
+        for (i, t) in raw.to.iter().enumerate() {
+            if t.parse::<lettre::message::Mailbox>().is_err() {
+                self.err(format!("{field}.to[{i}]"), format!("`{t}` is not an email address"));
+            }
+        }
+        let password = self.secret(&format!("{field}.password_env"), &raw.password_env);
+        if password.is_some() && raw.username.is_none() {
+            self.err(format!("{field}.username"), "required when password_env is set");
+        }
+        if raw.username.is_some() && raw.password_env.is_none() {
+            self.err(format!("{field}.password_env"), "required when username is set");
+        }
+        (self.errs.len() == before).then_some(EmailConfig {
+            host: raw.host,
+            port,
+            tls,
+            username: raw.username,
+            password,
+            from: raw.from,
+            to: raw.to,
+        })
+    }
+
+    fn alertmanager(&mut self, field: &str, v: &toml::Value) -> Option<AlertmanagerConfig> {
+        let raw: RawAlertmanager = self.de(field, v)?;
+        let before = self.errs.len();
+        self.url(&format!("{field}.url"), &raw.url);
+        for k in raw.labels.keys() {
+            let valid = !k.is_empty()
+                && k.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if !valid {
+                self.err(format!("{field}.labels.{k}"), "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+            }
+        }
+        let bearer = self.secret(&format!("{field}.bearer_env"), &raw.bearer_env);
+        (self.errs.len() == before).then_some(AlertmanagerConfig {
+            url: raw.url.trim_end_matches('/').to_string(),
+            labels: raw.labels,
+            bearer,
+        })
+    }
+
+    fn revocation(&mut self, v: &toml::Value) -> Option<RevocationConfig> {
+        let raw: RawRevocation = self.de("revocation", v)?;
+        let before = self.errs.len();
+        let mut c = RevocationConfig::new(
+            self.path(raw.audit_log.unwrap_or_else(|| PathBuf::from("gatewatch-revocations.audit.jsonl"))),
+        );
+        c.dry_run = match raw.mode.as_deref() {
+            None | Some("dry-run") => true,
+            Some("enforce") => false,
+            Some(other) => {
+                self.err("revocation.mode", format!("`{other}`: one of dry-run, enforce"));
+                true
+            }
+        };
+        c.never_revoke_clients = raw.never_revoke_clients;
+        for (i, t) in raw.never_revoke_tokens.iter().enumerate() {
+            if crate::event::Fingerprint::from_hex(t).is_none() {
+                self.err(format!("revocation.never_revoke_tokens[{i}]"), "must be a token fingerprint (16 hex digits)");
+            }
+        }
+        c.never_revoke_tokens = raw.never_revoke_tokens.iter().map(|t| t.to_ascii_lowercase()).collect();
+        if let Some(m) = raw.max_per_hour {
+            c.max_per_hour = m;
+        }
+        if let Some(m) = raw.max_per_client_per_hour {
+            c.max_per_client_per_hour = m;
+        }
+        if c.max_per_client_per_hour > c.max_per_hour {
+            self.err("revocation.max_per_client_per_hour", "must not exceed max_per_hour");
+        }
+        if let Some(q) = raw.quarantine {
+            if q.0 <= 0 {
+                self.err("revocation.quarantine", "must be positive");
+            }
+            c.quarantine = Duration::from_millis(q.0.max(0) as u64);
+        }
+        c.permanent_at = raw.permanent_at;
+        if let Some(a) = raw.max_attempts {
+            if a == 0 {
+                self.err("revocation.max_attempts", "must be at least 1");
+            }
+            c.max_attempts = a.max(1);
+        }
+        if let Some(b) = raw.initial_backoff {
+            c.initial_backoff = Duration::from_millis(b.0.max(0) as u64);
+        }
+        if let Some(t) = raw.timeout {
+            if t.0 <= 0 {
+                self.err("revocation.timeout", "must be positive");
+            }
+            c.timeout = Duration::from_millis(t.0.max(1) as u64);
+        }
+        if let Some(v) = &raw.oauth {
+            if let Some(o) = self.de::<RawOAuth>("revocation.oauth", v) {
+                self.url("revocation.oauth.endpoint", &o.endpoint);
+                let auth = match o.auth.as_deref() {
+                    None | Some("client_secret_basic") => ClientAuth::Basic,
+                    Some("client_secret_post") => ClientAuth::Post,
+                    Some(other) => {
+                        self.err(
+                            "revocation.oauth.auth",
+                            format!("`{other}`: one of client_secret_basic, client_secret_post"),
+                        );
+                        ClientAuth::Basic
+                    }
+                };
+                if let Some(secret) = self.secret("revocation.oauth.client_secret_env", &Some(o.client_secret_env)) {
+                    c.oauth = Some(OAuthTargetConfig {
+                        endpoint: o.endpoint,
+                        client_id: o.client_id,
+                        client_secret: secret,
+                        auth,
+                        token_type_hint: o.token_type_hint,
+                    });
+                }
+            }
+        }
+        if let Some(v) = &raw.http {
+            if let Some(h) = self.de::<RawHttpTarget>("revocation.http", v) {
+                // Placeholders are not valid URL syntax everywhere; check with them filled in.
+                let probe = h.url.replace("{client_id}", "c").replace("{fingerprint}", "f").replace("{credential_id}", "i");
+                self.url("revocation.http.url", &probe);
+                let method = h.method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+                if !["POST", "PUT", "DELETE"].contains(&method.as_str()) {
+                    self.err("revocation.http.method", format!("`{method}`: one of POST, PUT, DELETE"));
+                }
+                let bearer = self.secret("revocation.http.bearer_env", &h.bearer_env);
+                let secret = self.secret("revocation.http.secret_env", &h.secret_env);
+                c.http = Some(HttpTargetConfig { url: h.url, method, bearer, secret });
+            }
+        }
+        if let Some(v) = &raw.alertmanager {
+            if let Some(a) = self.de::<RawAmReceiver>("revocation.alertmanager", v) {
+                if let Some(l) = a.fingerprint_label {
+                    c.alertmanager_fingerprint_label = l;
+                }
+                if let Some(l) = a.client_label {
+                    c.alertmanager_client_label = l;
+                }
+                if let Some(l) = a.credential_label {
+                    c.alertmanager_credential_label = l;
+                }
+            }
+        }
+        (self.errs.len() == before).then_some(c)
+    }
+
+    fn admin(&mut self, v: Option<&toml::Value>) -> AdminConfig {
+        let mut out = AdminConfig::default();
+        let Some(v) = v else { return out };
+        let Some(raw) = self.de::<RawAdmin>("admin", v) else { return out };
+        if let Some(l) = raw.listen {
+            match l.parse::<SocketAddr>() {
+                Ok(a) => out.listen = a,
+                Err(_) => self.err("admin.listen", format!("`{l}` is not an address:port")),
+            }
+        }
+        out.token = self.secret("admin.token_env", &raw.token_env);
+        if let Some(t) = &out.token {
+            if t.expose().len() < 16 {
+                self.err("admin.token_env", "the token must be at least 16 characters");
+            }
+        }
+        out
+    }
+}
+
+/// Checks that every `actions` entry of the detector files names something configured:
+/// `log`, `revoke`, `revoke:dry-run`, a sink name (`webhook:secops`) or a sink kind
+/// (`email`: every email sink). Returns one error per unknown reference.
+pub fn check_action_refs(
+    settings: &ActionsSettings,
+    files: &[(PathBuf, Vec<String>)],
+) -> Vec<ConfigError> {
+    let sinks: Vec<&SinkConfig> = settings.actions.iter().flat_map(|a| a.sinks.iter()).collect();
+    let mut errs = Vec::new();
+    for (file, actions) in files {
+        for (i, a) in actions.iter().enumerate() {
+            let ok = match a.as_str() {
+                "log" => true,
+                "revoke" | "revoke:dry-run" => settings.revocation.is_some(),
+                name => sinks.iter().any(|s| s.name == name || s.kind.as_str() == name),
+            };
+            if !ok {
+                let hint = if a.starts_with("revoke") { "no [revocation] section" } else { "no such sink in [actions]" };
+                errs.push(ConfigError::new(file, format!("actions[{i}]"), format!("`{a}`: {hint}")));
+            }
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sections as `GatewatchConfig.other` holds them.
+    fn cfg(text: &str) -> GatewatchConfig {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        GatewatchConfig {
+            other: table.into_iter().collect(),
+            path: Some(PathBuf::from("/etc/gatewatch/gatewatch.toml")),
+            ..GatewatchConfig::default()
+        }
+    }
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "HOOK_SECRET" => Some("s3cr3t-hook".into()),
+            "SMTP_PASSWORD" => Some("s3cr3t-smtp".into()),
+            "IDP_SECRET" => Some("s3cr3t-idp".into()),
+            "ADMIN_TOKEN" => Some("0123456789abcdef-admin".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = cfg(r#"
+            [actions]
+            dead_letter = "dl.jsonl"
+            group_window = "5m"
+            [actions.runbooks]
+            token_reuse = "https://wiki/token-reuse"
+            [actions.webhook.secops]
+            url = "https://hooks.example.com/x"
+            format = "slack"
+            secret_env = "HOOK_SECRET"
+            queue = 50
+            max_attempts = 3
+            [actions.email.oncall]
+            host = "smtp.example.com"
+            username = "gw"
+            password_env = "SMTP_PASSWORD"
+            from = "gatewatch <gw@example.com>"
+            to = ["oncall@example.com"]
+            min_severity = "high"
+            [actions.alertmanager.main]
+            url = "http://am:9093/"
+            labels = { team = "secops" }
+            [revocation]
+            mode = "enforce"
+            never_revoke_clients = ["healthcheck"]
+            max_per_hour = 10
+            max_per_client_per_hour = 2
+            quarantine = "2h"
+            permanent_at = "critical"
+            [revocation.oauth]
+            endpoint = "https://idp.example.com/oauth2/revoke"
+            client_id = "gatewatch"
+            client_secret_env = "IDP_SECRET"
+            [admin]
+            listen = "127.0.0.1:9000"
+            token_env = "ADMIN_TOKEN"
+        "#);
+        let s = ActionsSettings::from_config_with_env(&c, &env).unwrap();
+        let a = s.actions.unwrap();
+        assert_eq!(a.dead_letter, PathBuf::from("/etc/gatewatch/dl.jsonl"));
+        assert_eq!(a.group_window, Duration::from_secs(300));
+        assert_eq!(a.sinks.len(), 3);
+        let names: Vec<&str> = a.sinks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["webhook:secops", "email:oncall", "alertmanager:main"]);
+        assert_eq!(a.sinks[0].delivery.queue, 50);
+        assert_eq!(a.sinks[1].delivery.min_severity, Some(Severity::High));
+        match &a.sinks[1].kind {
+            SinkKind::Email(e) => {
+                assert_eq!(e.port, 587);
+                assert_eq!(e.tls, SmtpTls::Starttls);
+            }
+            _ => panic!(),
+        }
+        let r = s.revocation.unwrap();
+        assert!(!r.dry_run);
+        assert_eq!(r.quarantine, Duration::from_secs(7200));
+        assert_eq!(r.oauth.unwrap().auth, ClientAuth::Basic);
+        assert_eq!(s.admin.listen.port(), 9000);
+        // Debug output of the whole thing holds no secret.
+        let dbg = format!("{:?}", ActionsSettings::from_config_with_env(&c, &env).unwrap());
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+    }
+
+    #[test]
+    fn revocation_defaults_to_dry_run() {
+        let c = cfg("[revocation]\n");
+        let s = ActionsSettings::from_config_with_env(&c, &env).unwrap();
+        assert!(s.revocation.unwrap().dry_run);
+    }
+
+    #[test]
+    fn every_error_is_listed_with_its_field_and_no_secret() {
+        let c = cfg(r#"
+            [actions.webhook.a]
+            url = "ftp://nope/s3cr3t-path"
+            secret_env = "MISSING_VAR"
+            queue = 0
+            [actions.webhook.b]
+            url = "https://ok"
+            colour = "red"
+            [actions.email.x]
+            host = "smtp"
+            from = "not an address"
+            to = []
+            tls = "ssl"
+            [revocation]
+            mode = "yes"
+            max_per_hour = 1
+            max_per_client_per_hour = 5
+            [admin]
+            listen = "nowhere"
+        "#);
+        let errs = ActionsSettings::from_config_with_env(&c, &env).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        for f in [
+            "actions.webhook.a.queue",
+            "actions.webhook.b",
+            "actions.email.x.tls",
+            "actions.email.x.from",
+            "actions.email.x.to",
+            "revocation.mode",
+            "revocation.max_per_client_per_hour",
+            "admin.listen",
+        ] {
+            assert!(fields.contains(&f), "missing {f} in {fields:?}");
+        }
+        // queue=0 stops the sink before its url is checked; a second run checks the url alone.
+        let c2 = cfg("[actions.webhook.a]\nurl = \"ftp://nope/s3cr3t-path\"\nsecret_env = \"MISSING_VAR\"\n");
+        let errs2 = ActionsSettings::from_config_with_env(&c2, &env).unwrap_err();
+        let text: String = errs2.iter().map(|e| format!("{e}\n")).collect();
+        assert!(text.contains("actions.webhook.a.url"), "{text}");
+        assert!(text.contains("MISSING_VAR"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(errs.iter().all(|e| e.file == Path::new("/etc/gatewatch/gatewatch.toml")));
+    }
+
+    #[test]
+    fn action_refs_must_name_configured_sinks() {
+        let c = cfg("[actions.webhook.secops]\nurl = \"https://x\"\n");
+        let s = ActionsSettings::from_config_with_env(&c, &env).unwrap();
+        let files = vec![(
+            PathBuf::from("detectors/a.toml"),
+            vec!["webhook:secops".into(), "webhook".into(), "log".into(), "email:oncall".into(), "revoke".into()],
+        )];
+        let errs = check_action_refs(&s, &files);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["actions[3]", "actions[4]"]);
+    }
+}

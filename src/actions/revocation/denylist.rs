@@ -1,0 +1,125 @@
+//! The deny-list a gateway plugin polls: `GET /api/v1/revocations` with an ETag, so a poll
+//! that finds nothing new costs a 304. Entries are enforced revocations only (dry-run ones
+//! are in the audit log) and leave the list when their quarantine expires.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use serde::Serialize;
+
+use crate::event::{format_ts, Millis};
+
+/// One revoked credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DenyEntry {
+    /// Token fingerprint (16 hex digits), when known.
+    pub fingerprint: Option<String>,
+    /// Credential handle (`jti`, key id), when known.
+    pub credential_id: Option<String>,
+    pub client_id: Option<String>,
+    pub reason: String,
+    pub alert_id: String,
+    #[serde(serialize_with = "ser_ts")]
+    pub revoked_at: Millis,
+    /// `null`: permanent.
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub expires_at: Option<Millis>,
+}
+
+fn ser_ts<S: serde::Serializer>(t: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(*t))
+}
+
+fn ser_opt_ts<S: serde::Serializer>(t: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_ts(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+impl DenyEntry {
+    pub fn key(&self) -> String {
+        match (&self.fingerprint, &self.credential_id) {
+            (Some(f), _) => f.clone(),
+            (None, Some(c)) => format!("cred:{c}"),
+            (None, None) => format!("alert:{}", self.alert_id),
+        }
+    }
+}
+
+/// A rendered deny-list: body and its strong ETag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DenySnapshot {
+    pub body: Vec<u8>,
+    /// Quoted, as sent in the `ETag` header.
+    pub etag: String,
+    pub len: usize,
+}
+
+#[derive(Default)]
+pub struct DenyList {
+    entries: RwLock<BTreeMap<String, DenyEntry>>,
+}
+
+impl DenyList {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, e: DenyEntry) {
+        if let Ok(mut m) = self.entries.write() {
+            m.insert(e.key(), e);
+        }
+    }
+
+    /// Active entries at `now`, as JSON `{"revocations": [...]}` sorted by key, with an ETag
+    /// that is a hash of exactly that body (so it changes when an entry expires too).
+    pub fn snapshot(&self, now: Millis) -> DenySnapshot {
+        let active: Vec<DenyEntry> = match self.entries.write() {
+            Ok(mut m) => {
+                m.retain(|_, e| e.expires_at.map_or(true, |x| x > now));
+                m.values().cloned().collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let body = serde_json::to_vec(&serde_json::json!({ "revocations": active })).expect("json");
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(&body);
+        DenySnapshot { etag: format!("\"{}\"", crate::actions::secret::hex(&d[..16])), body, len: active.len() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fp: &str, exp: Option<Millis>) -> DenyEntry {
+        DenyEntry {
+            fingerprint: Some(fp.into()),
+            credential_id: None,
+            client_id: Some("c".into()),
+            reason: "r".into(),
+            alert_id: "a".into(),
+            revoked_at: 1000,
+            expires_at: exp,
+        }
+    }
+
+    #[test]
+    fn etag_follows_content_and_expiry() {
+        let d = DenyList::new();
+        let empty = d.snapshot(0);
+        d.insert(entry("00000000000000a1", Some(5000)));
+        d.insert(entry("00000000000000a2", None));
+        let s1 = d.snapshot(2000);
+        assert_ne!(s1.etag, empty.etag);
+        assert_eq!(s1.len, 2);
+        assert_eq!(d.snapshot(3000).etag, s1.etag);
+        let s2 = d.snapshot(5000);
+        assert_eq!(s2.len, 1);
+        assert_ne!(s2.etag, s1.etag);
+        let v: serde_json::Value = serde_json::from_slice(&s2.body).unwrap();
+        assert_eq!(v["revocations"][0]["fingerprint"], "00000000000000a2");
+        assert!(v["revocations"][0]["expires_at"].is_null());
+    }
+}

@@ -1,0 +1,241 @@
+//! Automatic token revocation, safe to turn on.
+//!
+//! The decision ([`policy`]) is pure: allow-lists, caps, dry-run, quarantine or permanent.
+//! This module is the shell around it: it audits every decision before acting
+//! ([`audit`]), publishes enforced revocations on the deny-list ([`denylist`]) and calls
+//! the configured targets ([`targets`]) with retries. If the audit record cannot be
+//! written, nothing is revoked.
+
+pub mod audit;
+pub mod denylist;
+pub mod policy;
+pub mod targets;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+pub use audit::AuditLog;
+pub use denylist::{DenyEntry, DenyList, DenySnapshot};
+pub use policy::{Decision, Policy, RevocationRequest, Verdict};
+pub use targets::{HttpTarget, OAuthTarget, RevocationTarget, TargetOutcome};
+
+use crate::actions::config::RevocationConfig;
+use crate::actions::lifecycle::backoff;
+use crate::actions::sink::SinkError;
+use crate::event::{format_ts, Alert, Millis};
+
+/// What handling one request did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandleOutcome {
+    pub decision: Decision,
+    /// Targets that failed after their retries.
+    pub target_failures: u32,
+    /// `false` when the audit record could not be written (and so nothing was done).
+    pub audited: bool,
+}
+
+pub struct Revoker {
+    cfg: RevocationConfig,
+    policy: Mutex<Policy>,
+    audit: AuditLog,
+    deny: Arc<DenyList>,
+    targets: Vec<Arc<dyn RevocationTarget>>,
+    verdicts: Mutex<BTreeMap<Verdict, u64>>,
+}
+
+impl Revoker {
+    /// Opens the audit log, replays it (caps, active revocations, the deny-list survive a
+    /// restart) and builds the configured targets. `now` is wall time in milliseconds.
+    pub fn open(cfg: &RevocationConfig, now: Millis) -> Result<Self, String> {
+        let client = crate::actions::dispatcher::http_client()?;
+        let mut targets: Vec<Arc<dyn RevocationTarget>> = Vec::new();
+        if let Some(o) = &cfg.oauth {
+            targets.push(Arc::new(OAuthTarget::new(o.clone(), client.clone())));
+        }
+        if let Some(h) = &cfg.http {
+            targets.push(Arc::new(HttpTarget::new(h.clone(), client)));
+        }
+        Self::with_targets(cfg, targets, now)
+    }
+
+    /// Like [`Revoker::open`] with the targets given.
+    pub fn with_targets(cfg: &RevocationConfig, targets: Vec<Arc<dyn RevocationTarget>>, now: Millis) -> Result<Self, String> {
+        let (records, bad) = AuditLog::read_all(&cfg.audit_log)
+            .map_err(|e| format!("cannot read audit log {}: {e}", cfg.audit_log.display()))?;
+        if bad > 0 {
+            tracing::warn!(path = %cfg.audit_log.display(), lines = bad, "unreadable lines in the revocation audit log");
+        }
+        let audit = AuditLog::open(&cfg.audit_log)
+            .map_err(|e| format!("cannot open audit log {}: {e}", cfg.audit_log.display()))?;
+        let mut policy = Policy::new(cfg);
+        let deny = Arc::new(DenyList::new());
+        for r in &records {
+            restore_one(r, &mut policy, &deny, now);
+        }
+        Ok(Revoker {
+            cfg: cfg.clone(),
+            policy: Mutex::new(policy),
+            audit,
+            deny,
+            targets,
+            verdicts: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn deny_list(&self) -> Arc<DenyList> {
+        self.deny.clone()
+    }
+
+    pub fn config(&self) -> &RevocationConfig {
+        &self.cfg
+    }
+
+    /// Decisions so far, by verdict (a bounded set: safe as a metric label).
+    pub fn stats(&self) -> BTreeMap<Verdict, u64> {
+        self.verdicts.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub async fn handle_alert(&self, alert: &Alert, force_dry_run: bool, now: Millis) -> HandleOutcome {
+        self.handle(RevocationRequest::from_alert(alert, force_dry_run), now).await
+    }
+
+    /// Decides, audits, and (when enforcing) publishes and calls the targets.
+    pub async fn handle(&self, req: RevocationRequest, now: Millis) -> HandleOutcome {
+        let decision = match self.policy.lock() {
+            Ok(mut p) => p.decide(&req, now),
+            Err(_) => {
+                return HandleOutcome {
+                    decision: Decision {
+                        verdict: Verdict::GlobalCap,
+                        dry_run: true,
+                        key: req.key(),
+                        expires_at: None,
+                        permanent: false,
+                        detail: "policy unavailable".into(),
+                    },
+                    target_failures: 0,
+                    audited: false,
+                }
+            }
+        };
+        if let Ok(mut v) = self.verdicts.lock() {
+            *v.entry(decision.verdict).or_insert(0) += 1;
+        }
+        let rec = json!({
+            "ts": format_ts(now),
+            "at": now,
+            "event": "decision",
+            "verdict": decision.verdict.as_str(),
+            "mode": if decision.dry_run { "dry-run" } else { "enforce" },
+            "source": req.source,
+            "alert_id": req.alert_id,
+            "key": decision.key,
+            "fingerprint": req.fingerprint.map(|f| f.to_hex()),
+            "credential_id": req.credential_id,
+            "client_id": req.client_id,
+            "severity": req.severity.as_str(),
+            "reason": req.reason,
+            "permanent": decision.permanent,
+            "expires_at": decision.expires_at,
+            "detail": decision.detail,
+        });
+        if let Err(e) = self.audit.append(&rec) {
+            tracing::error!(alert = %req.alert_id, error = %e, "revocation audit log write failed; not revoking");
+            return HandleOutcome { decision, target_failures: 0, audited: false };
+        }
+        tracing::info!(
+            alert = %req.alert_id,
+            verdict = decision.verdict.as_str(),
+            client = req.client_id.as_deref().unwrap_or("-"),
+            "revocation decision"
+        );
+        if decision.verdict != Verdict::Revoke {
+            return HandleOutcome { decision, target_failures: 0, audited: true };
+        }
+        let entry = DenyEntry {
+            fingerprint: req.fingerprint.map(|f| f.to_hex()),
+            credential_id: req.credential_id.clone(),
+            client_id: req.client_id.clone(),
+            reason: req.reason.clone(),
+            alert_id: req.alert_id.clone(),
+            revoked_at: now,
+            expires_at: decision.expires_at,
+        };
+        self.deny.insert(entry.clone());
+        let mut failures = 0;
+        for t in &self.targets {
+            let (result, attempts) = self.call_target(t.as_ref(), &entry).await;
+            let (res, detail) = match &result {
+                Ok(TargetOutcome::Done) => ("ok", String::new()),
+                Ok(TargetOutcome::Skipped(why)) => ("skipped", why.clone()),
+                Err(e) => {
+                    failures += 1;
+                    ("failed", e.message.clone())
+                }
+            };
+            let rec = json!({
+                "ts": format_ts(chrono::Utc::now().timestamp_millis()),
+                "event": "target",
+                "target": t.name(),
+                "alert_id": req.alert_id,
+                "key": decision.key,
+                "result": res,
+                "attempts": attempts,
+                "detail": detail,
+            });
+            if let Err(e) = self.audit.append(&rec) {
+                tracing::error!(alert = %req.alert_id, error = %e, "revocation audit log write failed");
+            }
+            if res == "failed" {
+                tracing::warn!(alert = %req.alert_id, target = t.name(), %detail, "revocation target failed");
+            }
+        }
+        HandleOutcome { decision, target_failures: failures, audited: true }
+    }
+
+    async fn call_target(&self, t: &dyn RevocationTarget, e: &DenyEntry) -> (Result<TargetOutcome, SinkError>, u32) {
+        let mut rng = rand::rngs::SmallRng::from_entropy();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = match tokio::time::timeout(self.cfg.timeout, t.revoke(e)).await {
+                Ok(r) => r,
+                Err(_) => Err(SinkError::retryable(format!("timed out after {:?}", self.cfg.timeout))),
+            };
+            match r {
+                Err(err) if err.retryable && attempt < self.cfg.max_attempts => {
+                    let max = std::time::Duration::from_secs(30);
+                    let w = backoff(self.cfg.initial_backoff, max, attempt, rng.gen::<f64>())
+                        .max(err.retry_after.unwrap_or_default().min(max));
+                    tokio::time::sleep(w).await;
+                }
+                other => return (other, attempt),
+            }
+        }
+    }
+}
+
+fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now: Millis) {
+    if r["event"] != "decision" {
+        return;
+    }
+    let Some(verdict) = r["verdict"].as_str().and_then(Verdict::parse) else { return };
+    let (Some(key), Some(at)) = (r["key"].as_str(), r["at"].as_i64()) else { return };
+    let expires_at = r["expires_at"].as_i64();
+    let client = r["client_id"].as_str().map(str::to_string);
+    policy.restore(verdict, key.to_string(), client.clone(), at, expires_at, now);
+    if verdict == Verdict::Revoke && expires_at.map_or(true, |e| e > now) {
+        deny.insert(DenyEntry {
+            fingerprint: r["fingerprint"].as_str().map(str::to_string),
+            credential_id: r["credential_id"].as_str().map(str::to_string),
+            client_id: client,
+            reason: r["reason"].as_str().unwrap_or_default().to_string(),
+            alert_id: r["alert_id"].as_str().unwrap_or_default().to_string(),
+            revoked_at: at,
+            expires_at,
+        });
+    }
+}

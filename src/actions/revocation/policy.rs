@@ -1,0 +1,353 @@
+//! The revocation decision: pure and deterministic. Time comes in as `now` (milliseconds);
+//! nothing here reads a clock, opens a socket or writes a file.
+//!
+//! Order of checks: a credential to act on; the allow-lists; already revoked; the global
+//! cap per sliding hour (a breaker against a detector gone wrong); the per-client cap;
+//! then dry-run or revoke, for a quarantine (expiring) or permanently.
+//! Dry-run decisions run against their own ledger, so a week of dry-run shows what the caps
+//! would have let through, without using up the real budget.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::actions::config::RevocationConfig;
+use crate::event::{Alert, EntityKind, Fingerprint, Millis, Severity};
+
+const HOUR: Millis = 3_600_000;
+
+/// What is asked to be revoked, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevocationRequest {
+    pub fingerprint: Option<Fingerprint>,
+    /// A non-secret handle of the credential (JWT `jti`, reference-token handle, key id).
+    pub credential_id: Option<String>,
+    pub client_id: Option<String>,
+    pub alert_id: String,
+    pub reason: String,
+    pub severity: Severity,
+    /// `alert` (a detector) or `alertmanager` (the receiver).
+    pub source: &'static str,
+    /// The alert asked for `revoke:dry-run`.
+    pub force_dry_run: bool,
+}
+
+impl RevocationRequest {
+    pub fn from_alert(a: &Alert, force_dry_run: bool) -> Self {
+        let token_entity = (a.entity.kind == EntityKind::Token).then_some(a.entity.id.as_str());
+        let fingerprint = a.token_fingerprint.or_else(|| token_entity.and_then(Fingerprint::from_hex));
+        let credential_id = token_entity.and_then(|id| id.strip_prefix("cred:")).map(str::to_string);
+        RevocationRequest {
+            fingerprint,
+            credential_id,
+            client_id: a.client_id.clone(),
+            alert_id: a.id.clone(),
+            reason: format!("{} ({}): {}", a.detector, a.rule, a.summary),
+            severity: a.severity,
+            source: "alert",
+            force_dry_run,
+        }
+    }
+
+    /// The credential's identity: its fingerprint, else `cred:<id>`.
+    pub fn key(&self) -> Option<String> {
+        match (&self.fingerprint, &self.credential_id) {
+            (Some(fp), _) => Some(fp.to_hex()),
+            (None, Some(c)) => Some(format!("cred:{c}")),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Revoked (enforce mode).
+    Revoke,
+    /// Would have been revoked; dry-run.
+    DryRun,
+    /// The client or token is on an allow-list.
+    AllowListed,
+    /// An active revocation already covers this credential.
+    AlreadyRevoked,
+    /// The global cap per hour was reached.
+    GlobalCap,
+    /// The client's cap per hour was reached.
+    ClientCap,
+    /// The alert names no token fingerprint or credential id.
+    NoCredential,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Revoke => "revoke",
+            Verdict::DryRun => "dry_run",
+            Verdict::AllowListed => "allow_listed",
+            Verdict::AlreadyRevoked => "already_revoked",
+            Verdict::GlobalCap => "global_cap",
+            Verdict::ClientCap => "client_cap",
+            Verdict::NoCredential => "no_credential",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "revoke" => Verdict::Revoke,
+            "dry_run" => Verdict::DryRun,
+            "allow_listed" => Verdict::AllowListed,
+            "already_revoked" => Verdict::AlreadyRevoked,
+            "global_cap" => Verdict::GlobalCap,
+            "client_cap" => Verdict::ClientCap,
+            "no_credential" => Verdict::NoCredential,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// `true` when decided in dry-run (global mode or the alert's `revoke:dry-run`).
+    pub dry_run: bool,
+    pub key: Option<String>,
+    /// For `Revoke`/`DryRun`: when the quarantine ends; `None` for a permanent revocation.
+    pub expires_at: Option<Millis>,
+    pub permanent: bool,
+    /// A sentence for the audit log.
+    pub detail: String,
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// (time, client) of each revocation in the last hour.
+    recent: VecDeque<(Millis, Option<String>)>,
+    /// Active revocations: key → expiry (`None`: permanent).
+    active: HashMap<String, Option<Millis>>,
+}
+
+impl Ledger {
+    fn prune(&mut self, now: Millis) {
+        while self.recent.front().is_some_and(|(t, _)| *t <= now - HOUR) {
+            self.recent.pop_front();
+        }
+        self.active.retain(|_, exp| exp.map_or(true, |e| e > now));
+    }
+
+    fn record(&mut self, at: Millis, client: Option<String>, key: String, expires_at: Option<Millis>) {
+        // Keep `recent` ordered by time even when restoring.
+        let pos = self.recent.iter().position(|(t, _)| *t > at).unwrap_or(self.recent.len());
+        self.recent.insert(pos, (at, client));
+        self.active.insert(key, expires_at);
+    }
+}
+
+/// The revocation policy with its ledgers.
+pub struct Policy {
+    dry_run: bool,
+    allow_clients: HashSet<String>,
+    allow_tokens: HashSet<String>,
+    max_per_hour: u32,
+    max_per_client: u32,
+    quarantine: Millis,
+    permanent_at: Option<Severity>,
+    enforced: Ledger,
+    simulated: Ledger,
+}
+
+impl Policy {
+    pub fn new(cfg: &RevocationConfig) -> Self {
+        Policy {
+            dry_run: cfg.dry_run,
+            allow_clients: cfg.never_revoke_clients.iter().cloned().collect(),
+            allow_tokens: cfg.never_revoke_tokens.iter().map(|t| t.to_ascii_lowercase()).collect(),
+            max_per_hour: cfg.max_per_hour,
+            max_per_client: cfg.max_per_client_per_hour,
+            quarantine: cfg.quarantine.as_millis() as Millis,
+            permanent_at: cfg.permanent_at,
+            enforced: Ledger::default(),
+            simulated: Ledger::default(),
+        }
+    }
+
+    /// Decides, and records a revoke (or would-be revoke) in the matching ledger.
+    pub fn decide(&mut self, req: &RevocationRequest, now: Millis) -> Decision {
+        let dry_run = self.dry_run || req.force_dry_run;
+        let mk = |verdict, key: Option<String>, detail: String| Decision {
+            verdict,
+            dry_run,
+            key,
+            expires_at: None,
+            permanent: false,
+            detail,
+        };
+        let Some(key) = req.key() else {
+            return mk(Verdict::NoCredential, None, "the alert names no token fingerprint or credential id".into());
+        };
+        if let Some(c) = req.client_id.as_ref().filter(|c| self.allow_clients.contains(*c)) {
+            return mk(Verdict::AllowListed, Some(key), format!("client `{c}` is in never_revoke_clients"));
+        }
+        if req.fingerprint.is_some_and(|fp| self.allow_tokens.contains(&fp.to_hex())) {
+            return mk(Verdict::AllowListed, Some(key), "token is in never_revoke_tokens".into());
+        }
+        let ledger = if dry_run { &mut self.simulated } else { &mut self.enforced };
+        ledger.prune(now);
+        if let Some(exp) = ledger.active.get(&key) {
+            let until = match exp {
+                Some(e) => format!("until {}", crate::event::format_ts(*e)),
+                None => "permanently".into(),
+            };
+            return mk(Verdict::AlreadyRevoked, Some(key), format!("already revoked {until}"));
+        }
+        if ledger.recent.len() >= self.max_per_hour as usize {
+            return mk(
+                Verdict::GlobalCap,
+                Some(key),
+                format!("global cap reached: {} revocations in the last hour (max_per_hour {})", ledger.recent.len(), self.max_per_hour),
+            );
+        }
+        let client_count = ledger.recent.iter().filter(|(_, c)| *c == req.client_id).count();
+        if client_count >= self.max_per_client as usize {
+            return mk(
+                Verdict::ClientCap,
+                Some(key),
+                format!("client cap reached: {client_count} revocations for this client in the last hour (max_per_client_per_hour {})", self.max_per_client),
+            );
+        }
+        let permanent = self.permanent_at.is_some_and(|p| req.severity >= p);
+        let expires_at = (!permanent).then(|| now.saturating_add(self.quarantine));
+        ledger.record(now, req.client_id.clone(), key.clone(), expires_at);
+        let what = if permanent { "permanently".to_string() } else { format!("quarantine until {}", crate::event::format_ts(now + self.quarantine)) };
+        Decision {
+            verdict: if dry_run { Verdict::DryRun } else { Verdict::Revoke },
+            dry_run,
+            key: Some(key),
+            expires_at,
+            permanent,
+            detail: if dry_run { format!("dry-run: would revoke {what}") } else { format!("revoked {what}") },
+        }
+    }
+
+    /// Replays a past decision from the audit log (after a restart), so caps and active
+    /// revocations survive it.
+    pub fn restore(&mut self, verdict: Verdict, key: String, client: Option<String>, at: Millis, expires_at: Option<Millis>, now: Millis) {
+        let ledger = match verdict {
+            Verdict::Revoke => &mut self.enforced,
+            Verdict::DryRun => &mut self.simulated,
+            _ => return,
+        };
+        if expires_at.is_some_and(|e| e <= now) && at <= now - HOUR {
+            return;
+        }
+        ledger.record(at, client, key, expires_at);
+        ledger.prune(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const T0: Millis = 1_800_000_000_000;
+
+    fn cfg() -> RevocationConfig {
+        let mut c = RevocationConfig::new("/dev/null");
+        c.dry_run = false;
+        c.never_revoke_clients = vec!["healthcheck".into()];
+        c.never_revoke_tokens = vec!["00000000000000aa".into()];
+        c.max_per_hour = 3;
+        c.max_per_client_per_hour = 2;
+        c.quarantine = Duration::from_secs(600);
+        c.permanent_at = Some(Severity::Critical);
+        c
+    }
+
+    fn req(fp: u8, client: &str) -> RevocationRequest {
+        RevocationRequest {
+            fingerprint: Some(Fingerprint([0, 0, 0, 0, 0, 0, 0, fp])),
+            credential_id: None,
+            client_id: Some(client.into()),
+            alert_id: format!("a{fp}"),
+            reason: "r".into(),
+            severity: Severity::High,
+            source: "alert",
+            force_dry_run: false,
+        }
+    }
+
+    #[test]
+    fn dry_run_is_the_default() {
+        let mut p = Policy::new(&RevocationConfig::new("/dev/null"));
+        let d = p.decide(&req(1, "c"), T0);
+        assert_eq!((d.verdict, d.dry_run), (Verdict::DryRun, true));
+    }
+
+    #[test]
+    fn allow_lists_win() {
+        let mut p = Policy::new(&cfg());
+        assert_eq!(p.decide(&req(1, "healthcheck"), T0).verdict, Verdict::AllowListed);
+        assert_eq!(p.decide(&req(0xaa, "c"), T0).verdict, Verdict::AllowListed);
+    }
+
+    #[test]
+    fn caps_per_client_and_global_over_a_sliding_hour() {
+        let mut p = Policy::new(&cfg());
+        assert_eq!(p.decide(&req(1, "a"), T0).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(2, "a"), T0 + 1).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(3, "a"), T0 + 2).verdict, Verdict::ClientCap);
+        assert_eq!(p.decide(&req(4, "b"), T0 + 3).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(5, "c"), T0 + 4).verdict, Verdict::GlobalCap);
+        // An hour after the first, one slot frees up.
+        assert_eq!(p.decide(&req(5, "c"), T0 + HOUR).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(6, "d"), T0 + HOUR).verdict, Verdict::GlobalCap);
+    }
+
+    #[test]
+    fn quarantine_expires_and_critical_is_permanent() {
+        let mut p = Policy::new(&cfg());
+        let d = p.decide(&req(1, "a"), T0);
+        assert_eq!(d.expires_at, Some(T0 + 600_000));
+        assert_eq!(p.decide(&req(1, "a"), T0 + 1000).verdict, Verdict::AlreadyRevoked);
+        // After the quarantine the same token can be revoked again.
+        assert_eq!(p.decide(&req(1, "a"), T0 + 600_001).verdict, Verdict::Revoke);
+        let mut r = req(9, "z");
+        r.severity = Severity::Critical;
+        let d = p.decide(&r, T0 + 700_000);
+        assert!(d.permanent && d.expires_at.is_none());
+        assert_eq!(p.decide(&r, T0 + 100 * HOUR).verdict, Verdict::AlreadyRevoked);
+    }
+
+    #[test]
+    fn forced_dry_run_uses_its_own_ledger() {
+        let mut p = Policy::new(&cfg());
+        for i in 0..5 {
+            let mut r = req(i, &format!("c{i}"));
+            r.force_dry_run = true;
+            let d = p.decide(&r, T0);
+            assert_eq!(d.verdict, if i < 3 { Verdict::DryRun } else { Verdict::GlobalCap });
+        }
+        // The enforced budget is untouched.
+        assert_eq!(p.decide(&req(7, "x"), T0).verdict, Verdict::Revoke);
+    }
+
+    #[test]
+    fn no_credential_is_refused() {
+        let mut p = Policy::new(&cfg());
+        let mut r = req(1, "a");
+        r.fingerprint = None;
+        assert_eq!(p.decide(&r, T0).verdict, Verdict::NoCredential);
+        r.credential_id = Some("jti-1".into());
+        let d = p.decide(&r, T0);
+        assert_eq!((d.verdict, d.key.as_deref()), (Verdict::Revoke, Some("cred:jti-1")));
+    }
+
+    #[test]
+    fn restore_keeps_caps_and_active_revocations() {
+        let mut p = Policy::new(&cfg());
+        p.restore(Verdict::Revoke, "0000000000000001".into(), Some("a".into()), T0 - 1000, Some(T0 + 10_000), T0);
+        p.restore(Verdict::Revoke, "0000000000000002".into(), Some("a".into()), T0 - 2000, Some(T0 + 10_000), T0);
+        assert_eq!(p.decide(&req(1, "b"), T0).verdict, Verdict::AlreadyRevoked);
+        assert_eq!(p.decide(&req(3, "a"), T0).verdict, Verdict::ClientCap);
+    }
+}

@@ -1,0 +1,233 @@
+//! Where an enforced revocation is carried out, besides the deny-list.
+//!
+//! gatewatch never holds a raw token (invariant 1), so it can only send what it has:
+//! - [`OAuthTarget`]: RFC 7009 `POST token=<credential id>` with client authentication.
+//!   Works where the IdP accepts the handle the gateway logged (a reference-token handle, a
+//!   `jti` the IdP indexes). Without a credential id the call is skipped and audited.
+//! - [`HttpTarget`]: an HTTP call to an IdP admin API or a bridge, with the client id,
+//!   fingerprint and credential id in the URL and the entry as a JSON body: revoke by
+//!   client or session, or feed a gateway that keeps its own deny-list.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use base64::Engine;
+
+use super::denylist::DenyEntry;
+use crate::actions::config::{ClientAuth, HttpTargetConfig, OAuthTargetConfig};
+use crate::actions::secret::sign_body;
+use crate::actions::sink::{retry_after, SinkError};
+
+/// What a target did with one revocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetOutcome {
+    Done,
+    /// Nothing the target could act on; the reason goes in the audit log.
+    Skipped(String),
+}
+
+pub type TargetFuture<'a> = Pin<Box<dyn Future<Output = Result<TargetOutcome, SinkError>> + Send + 'a>>;
+
+pub trait RevocationTarget: Send + Sync + 'static {
+    /// `oauth`, `http`: used in the audit log.
+    fn name(&self) -> &'static str;
+    fn revoke<'a>(&'a self, e: &'a DenyEntry) -> TargetFuture<'a>;
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (RFC 6749 appendix B).
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Percent-encoding for a URL path segment.
+fn path_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub struct OAuthTarget {
+    cfg: OAuthTargetConfig,
+    client: reqwest::Client,
+}
+
+impl OAuthTarget {
+    pub fn new(cfg: OAuthTargetConfig, client: reqwest::Client) -> Self {
+        OAuthTarget { cfg, client }
+    }
+
+    /// The form body and, for `client_secret_basic`, the Authorization header value.
+    pub fn request_parts(&self, credential_id: &str) -> (String, Option<String>) {
+        let mut form = format!("token={}", form_encode(credential_id));
+        if let Some(h) = &self.cfg.token_type_hint {
+            form += &format!("&token_type_hint={}", form_encode(h));
+        }
+        match self.cfg.auth {
+            ClientAuth::Basic => {
+                let raw = format!("{}:{}", form_encode(&self.cfg.client_id), form_encode(self.cfg.client_secret.expose()));
+                (form, Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))))
+            }
+            ClientAuth::Post => {
+                form += &format!(
+                    "&client_id={}&client_secret={}",
+                    form_encode(&self.cfg.client_id),
+                    form_encode(self.cfg.client_secret.expose())
+                );
+                (form, None)
+            }
+        }
+    }
+}
+
+impl RevocationTarget for OAuthTarget {
+    fn name(&self) -> &'static str {
+        "oauth"
+    }
+
+    fn revoke<'a>(&'a self, e: &'a DenyEntry) -> TargetFuture<'a> {
+        Box::pin(async move {
+            let Some(cred) = &e.credential_id else {
+                return Ok(TargetOutcome::Skipped(
+                    "no credential id: RFC 7009 needs the token or a handle the IdP accepts, and gatewatch never stores the raw token".into(),
+                ));
+            };
+            let (form, auth) = self.request_parts(cred);
+            let mut req = self
+                .client
+                .post(&self.cfg.endpoint)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form);
+            if let Some(a) = auth {
+                req = req.header(reqwest::header::AUTHORIZATION, a);
+            }
+            let resp = req.send().await.map_err(SinkError::from_reqwest)?;
+            let status = resp.status();
+            // RFC 7009 §2.2: 200 also for a token that was already invalid.
+            if status.is_success() {
+                Ok(TargetOutcome::Done)
+            } else {
+                Err(SinkError::from_status(status, retry_after(resp.headers())))
+            }
+        })
+    }
+}
+
+pub struct HttpTarget {
+    cfg: HttpTargetConfig,
+    client: reqwest::Client,
+}
+
+impl HttpTarget {
+    pub fn new(cfg: HttpTargetConfig, client: reqwest::Client) -> Self {
+        HttpTarget { cfg, client }
+    }
+
+    /// The URL with `{client_id}`, `{fingerprint}`, `{credential_id}` filled in; `None` when
+    /// the URL needs a value the entry lacks.
+    pub fn url_for(&self, e: &DenyEntry) -> Option<String> {
+        let mut url = self.cfg.url.clone();
+        for (ph, v) in [
+            ("{client_id}", &e.client_id),
+            ("{fingerprint}", &e.fingerprint),
+            ("{credential_id}", &e.credential_id),
+        ] {
+            if url.contains(ph) {
+                url = url.replace(ph, &path_encode(v.as_deref()?));
+            }
+        }
+        Some(url)
+    }
+}
+
+impl RevocationTarget for HttpTarget {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn revoke<'a>(&'a self, e: &'a DenyEntry) -> TargetFuture<'a> {
+        Box::pin(async move {
+            let Some(url) = self.url_for(e) else {
+                return Ok(TargetOutcome::Skipped("the URL needs a value this revocation lacks".into()));
+            };
+            let body = serde_json::to_vec(e).expect("json");
+            let method = reqwest::Method::from_bytes(self.cfg.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+            let mut req = self
+                .client
+                .request(method, url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header("Idempotency-Key", format!("{}:{}", e.alert_id, e.key()));
+            if let Some(b) = &self.cfg.bearer {
+                req = req.bearer_auth(b.expose());
+            }
+            if let Some(s) = &self.cfg.secret {
+                req = req.header("X-Gatewatch-Signature", sign_body(s, &body));
+            }
+            let resp = req.body(body).send().await.map_err(SinkError::from_reqwest)?;
+            let status = resp.status();
+            if status.is_success() {
+                Ok(TargetOutcome::Done)
+            } else {
+                Err(SinkError::from_status(status, retry_after(resp.headers())))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::secret::Secret;
+
+    #[test]
+    fn basic_auth_form_encodes_then_base64() {
+        let t = OAuthTarget::new(
+            OAuthTargetConfig {
+                endpoint: "https://idp/revoke".into(),
+                client_id: "gate watch".into(),
+                client_secret: Secret::new("p:w"),
+                auth: ClientAuth::Basic,
+                token_type_hint: Some("access_token".into()),
+            },
+            reqwest::Client::new(),
+        );
+        let (form, auth) = t.request_parts("jti/1");
+        assert_eq!(form, "token=jti%2F1&token_type_hint=access_token");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.unwrap().strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "gate+watch:p%3Aw");
+    }
+
+    #[test]
+    fn http_url_placeholders_are_encoded_or_skip() {
+        let t = HttpTarget::new(
+            HttpTargetConfig { url: "https://idp/clients/{client_id}/revoke".into(), method: "POST".into(), bearer: None, secret: None },
+            reqwest::Client::new(),
+        );
+        let mut e = DenyEntry {
+            fingerprint: Some("00".into()),
+            credential_id: None,
+            client_id: Some("a b/c".into()),
+            reason: "r".into(),
+            alert_id: "a".into(),
+            revoked_at: 0,
+            expires_at: None,
+        };
+        assert_eq!(t.url_for(&e).unwrap(), "https://idp/clients/a%20b%2Fc/revoke");
+        e.client_id = None;
+        assert_eq!(t.url_for(&e), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! The admin HTTP API (axum). This module holds the revocation endpoints and the bearer
+//! auth of everything under `/api/`; `/metrics`, `/healthz` and `/readyz` are mounted
+//! beside [`router`] by the telemetry side (`Router::merge`) and stay open to the scraper.
+//!
+//! - `GET /api/v1/revocations`: the deny-list, with `ETag` / `If-None-Match`.
+//! - `POST /api/v1/alertmanager`: an Alertmanager webhook receiver; a firing alert whose
+//!   labels name a token fingerprint (or credential id) and client asks for a revocation,
+//!   through the same safety checks as a detector's `revoke`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::actions::revocation::{RevocationRequest, Revoker};
+use crate::actions::secret::{constant_time_eq, Secret};
+use crate::event::{Fingerprint, Millis, Severity};
+
+/// Wall clock in milliseconds; injectable for tests.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AdminState {
+    /// Bearer token for `/api/`; `None`: every `/api/` request is refused.
+    pub token: Option<Secret>,
+    /// `None` when `[revocation]` is not configured: the endpoints answer 503.
+    pub revoker: Option<Arc<Revoker>>,
+    pub clock: Clock,
+}
+
+impl AdminState {
+    pub fn new(token: Option<Secret>, revoker: Option<Arc<Revoker>>) -> Self {
+        AdminState { token, revoker, clock: Arc::new(|| chrono::Utc::now().timestamp_millis()) }
+    }
+}
+
+/// The `/api/` routes, all behind the bearer token.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/api/v1/revocations", get(get_revocations))
+        .route("/api/v1/alertmanager", post(post_alertmanager))
+        // Unknown API paths need the token too before they learn they do not exist.
+        .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
+        .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
+        .with_state(state)
+}
+
+/// Serves a router until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn require_bearer(State(st): State<AdminState>, req: Request, next: Next) -> Response {
+    let Some(token) = &st.token else {
+        return unauthorized("the admin API has no token configured ([admin] token_env)");
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    match presented {
+        Some(p) if constant_time_eq(p.trim().as_bytes(), token.expose().as_bytes()) => next.run(req).await,
+        _ => unauthorized("a valid bearer token is required"),
+    }
+}
+
+fn unauthorized(msg: &str) -> Response {
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Json(json!({ "error": msg }))).into_response()
+}
+
+fn not_configured() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "revocation is not configured ([revocation])" })))
+        .into_response()
+}
+
+async fn get_revocations(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let Some(rev) = &st.revoker else { return not_configured() };
+    let snap = rev.deny_list().snapshot((st.clock)());
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == snap.etag || t.trim() == "*"));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = Response::new(Body::from(snap.body));
+        r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        r
+    };
+    if let Ok(v) = header::HeaderValue::from_str(&snap.etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Alertmanager's webhook payload (version 4), the parts we read.
+#[derive(Deserialize)]
+struct AmWebhook {
+    alerts: Vec<AmAlert>,
+}
+
+#[derive(Deserialize)]
+struct AmAlert {
+    status: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let Some(rev) = &st.revoker else { return not_configured() };
+    let payload: AmWebhook = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("not an Alertmanager webhook payload: {e}") })))
+                .into_response()
+        }
+    };
+    let cfg = rev.config();
+    let now = (st.clock)();
+    let mut results = Vec::new();
+    for a in payload.alerts {
+        let alertname = a.labels.get("alertname").cloned().unwrap_or_default();
+        if a.status != "firing" {
+            results.push(json!({ "alertname": alertname, "verdict": "ignored", "detail": format!("status {}", a.status) }));
+            continue;
+        }
+        let fp_label = a.labels.get(&cfg.alertmanager_fingerprint_label);
+        let fingerprint = fp_label.and_then(|f| Fingerprint::from_hex(&f.to_ascii_lowercase()));
+        if fp_label.is_some() && fingerprint.is_none() {
+            results.push(json!({
+                "alertname": alertname, "verdict": "invalid",
+                "detail": format!("label `{}` is not a token fingerprint (16 hex digits)", cfg.alertmanager_fingerprint_label),
+            }));
+            continue;
+        }
+        let severity = a
+            .labels
+            .get("severity")
+            .and_then(|s| serde_json::from_value::<Severity>(json!(s.to_ascii_lowercase())).ok())
+            .unwrap_or(Severity::High);
+        let alert_id = if a.fingerprint.is_empty() {
+            let mut h = Vec::new();
+            for (k, v) in &a.labels {
+                h.extend_from_slice(k.as_bytes());
+                h.push(0);
+                h.extend_from_slice(v.as_bytes());
+                h.push(0);
+            }
+            use sha2::{Digest, Sha256};
+            format!("am:{}", crate::actions::secret::hex(&Sha256::digest(&h)[..8]))
+        } else {
+            format!("am:{}", a.fingerprint)
+        };
+        let summary = a.annotations.get("summary").or_else(|| a.annotations.get("description")).cloned().unwrap_or_default();
+        let req = RevocationRequest {
+            fingerprint,
+            credential_id: a.labels.get(&cfg.alertmanager_credential_label).cloned(),
+            client_id: a.labels.get(&cfg.alertmanager_client_label).cloned(),
+            alert_id: alert_id.clone(),
+            reason: format!("alertmanager {alertname}: {summary}"),
+            severity,
+            source: "alertmanager",
+            force_dry_run: false,
+        };
+        let out = rev.handle(req, now).await;
+        results.push(json!({
+            "alertname": alertname,
+            "alert_id": alert_id,
+            "verdict": out.decision.verdict.as_str(),
+            "dry_run": out.decision.dry_run,
+            "detail": out.decision.detail,
+            "target_failures": out.target_failures,
+        }));
+    }
+    (StatusCode::OK, Json(json!({ "results": results }))).into_response()
+}
