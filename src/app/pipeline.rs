@@ -19,6 +19,8 @@ pub struct PipelineStats {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Alerts raised, by detector kind.
     pub alerts: BTreeMap<String, u64>,
+    /// Normalized fields the records did not carry, per (gateway, field, why).
+    pub missing: crate::normalize::missing::MissingCounts,
 }
 
 impl PipelineStats {
@@ -82,6 +84,7 @@ impl Pipeline {
         normalizer.normalize_message(msg, &mut |r| match r {
             Ok(ev) => {
                 stats.events += 1;
+                stats.missing.record(&ev);
                 engine.push(ev, out);
             }
             Err(rej) => {

@@ -49,6 +49,16 @@ impl ReplaySummary {
             s.alerts_total(),
             if al.is_empty() { String::new() } else { format!(" ({})", al.join(", ")) }
         );
+        let mut missing: Vec<String> = s
+            .missing
+            .iter()
+            .map(|(g, f, w, c)| format!("{g} {} {} ({:.0}%)", f.as_str(), w.as_str(), 100.0 * c as f64 / s.events.max(1) as f64))
+            .collect();
+        if !missing.is_empty() {
+            let n = missing.len();
+            missing.truncate(8);
+            out += &format!("  fields missing: {}{}\n", missing.join(", "), if n > 8 { format!(", and {} more", n - 8) } else { String::new() });
+        }
         out += &format!("  state: {} keys held, {} evicted\n", self.state_keys, self.evicted);
         out
     }
