@@ -15,3 +15,5 @@ pub mod state;
 pub mod app;
 pub mod simulate;
 pub mod actions;
+pub mod source;
+pub mod telemetry;

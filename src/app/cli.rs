@@ -18,6 +18,11 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// The service: Kafka in, alerts and metrics out (needs [kafka] and a fingerprint key).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Backtest: the live engine over a file of access logs; alerts as JSON lines, summary on stderr.
     Replay {
         #[arg(long)]
@@ -108,6 +113,12 @@ pub fn parse_format(s: &str) -> anyhow::Result<Format> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing();
     match cli.command {
+        Command::Run { config } => {
+            let cfg = GatewatchConfig::load_default(config.as_deref()).map_err(crate::config::ConfigErrors)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(crate::app::run::run(cfg, crate::app::run::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay { config, input, format, alerts } => replay_cmd(config.as_deref(), &input, &format, &alerts),
         Command::Check { config } => {
             let report = crate::app::check::check(config.as_deref());

@@ -4,5 +4,6 @@ pub mod check;
 pub mod cli;
 pub mod pipeline;
 pub mod replay;
+pub mod run;
 
 pub use pipeline::Pipeline;
