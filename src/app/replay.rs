@@ -63,28 +63,49 @@ pub fn replay(
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<ReplaySummary> {
     let start = Instant::now();
-    let mut line = Vec::with_capacity(4096);
+    // Lines are cut inside the reader's buffer; only a line that straddles two
+    // buffer fills is copied (into `carry`).
+    let mut carry: Vec<u8> = Vec::new();
     let mut alerts = Vec::new();
     let mut bytes = 0u64;
     let mut n = 0u64;
+    let mut one = |line: &[u8], pipeline: &mut Pipeline, alerts: &mut Vec<Alert>| -> std::io::Result<()> {
+        if !super::super::normalize::trim_ascii(line).is_empty() {
+            pipeline.process(line, alerts);
+            for a in alerts.drain(..) {
+                on_alert(&a)?;
+            }
+        }
+        Ok(())
+    };
     loop {
-        line.clear();
-        let read = input.read_until(b'\n', &mut line)?;
-        if read == 0 {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
             break;
         }
-        bytes += read as u64;
-        if super::super::normalize::trim_ascii(&line).is_empty() {
-            continue;
+        let len = buf.len();
+        let mut pos = 0;
+        while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
+            let end = pos + i;
+            if carry.is_empty() {
+                one(&buf[pos..end], pipeline, &mut alerts)?;
+            } else {
+                carry.extend_from_slice(&buf[pos..end]);
+                one(&carry, pipeline, &mut alerts)?;
+                carry.clear();
+            }
+            pos = end + 1;
+            n += 1;
+            if n % 65_536 == 0 {
+                progress(bytes + pos as u64);
+            }
         }
-        pipeline.process(&line, &mut alerts);
-        for a in alerts.drain(..) {
-            on_alert(&a)?;
-        }
-        n += 1;
-        if n % 65_536 == 0 {
-            progress(bytes);
-        }
+        carry.extend_from_slice(&buf[pos..]);
+        bytes += len as u64;
+        input.consume(len);
+    }
+    if !carry.is_empty() {
+        one(&carry, pipeline, &mut alerts)?;
     }
     pipeline.finish(&mut alerts);
     for a in alerts.drain(..) {

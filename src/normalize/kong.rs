@@ -97,6 +97,8 @@ struct Consumer<'a> {
 struct AuthEntity<'a> {
     #[serde(borrow, default)]
     id: Str<'a>,
+    #[serde(borrow, default)]
+    consumer_id: Str<'a>,
     /// Kong 0.x: the raw API key. Fingerprinted, never kept.
     #[serde(borrow, default)]
     key: Str<'a>,
@@ -139,7 +141,9 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         xff: None, // client_ip is already Kong's real-ip result
         upstream: r.service.as_ref().and_then(|s| s.name.get().or_else(|| s.host.get())),
         creds: super::identity::RawCredentials {
-            consumer_id: consumer.and_then(|c| c.id.get().or_else(|| c.custom_id.get())),
+            consumer_id: consumer
+                .and_then(|c| c.id.get().or_else(|| c.custom_id.get()))
+                .or_else(|| r.authenticated_entity.as_ref().and_then(|a| a.consumer_id.get())),
             consumer_name: consumer.and_then(|c| c.username.get().or_else(|| c.custom_id.get())),
             credential_id: r.authenticated_entity.as_ref().and_then(|a| a.id.get()),
             authorization: headers.and_then(|h| h.authorization.get()),

@@ -1,0 +1,75 @@
+//! Normalize + engine + every shipped detector, single thread, on simulated
+//! traffic (realistic records: 300 clients, token rotation, attacks), per format.
+//! Also the engine and detectors alone, on already-normalized events, so the
+//! parse cost and the detection cost can be told apart.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gatewatch::app::pipeline::load_rules;
+use gatewatch::app::Pipeline;
+use gatewatch::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
+use gatewatch::engine::Engine;
+use gatewatch::normalize::{Format, Normalizer};
+use gatewatch::simulate::{render::render, simulate, SimConfig};
+
+fn config() -> GatewatchConfig {
+    let mut cfg = GatewatchConfig::default();
+    cfg.detectors.dir = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/detectors").into());
+    cfg
+}
+
+fn bench(c: &mut Criterion) {
+    let sim = simulate(&SimConfig { duration_ms: 20 * 60_000, ..SimConfig::default() });
+    let cfg = config();
+    let mut g = c.benchmark_group("pipeline");
+    g.sample_size(10);
+    for format in [Format::Kong, Format::Envoy, Format::Generic] {
+        let lines: Vec<String> = sim.records.iter().map(|r| render(r, format)).collect();
+        let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        for (unit, tp) in [("records", Throughput::Elements(lines.len() as u64)), ("bytes", Throughput::Bytes(bytes))] {
+            g.throughput(tp);
+            g.bench_with_input(BenchmarkId::new(format.name(), unit), &lines, |b, lines| {
+                b.iter(|| {
+                    let mut p = Pipeline::from_config(&cfg, format, DEV_FINGERPRINT_KEY.as_bytes()).unwrap();
+                    let mut alerts = Vec::new();
+                    for l in lines {
+                        p.process(l.as_bytes(), &mut alerts);
+                    }
+                    p.finish(&mut alerts);
+                    assert!(!alerts.is_empty());
+                    alerts.len()
+                })
+            });
+        }
+    }
+    g.finish();
+
+    // Detection alone: events already normalized.
+    let n = Normalizer::from_config(&cfg, Format::Kong, DEV_FINGERPRINT_KEY.as_bytes());
+    let events: Vec<_> = sim
+        .records
+        .iter()
+        .map(|r| n.normalize_record(render(r, Format::Kong).as_bytes()).expect("reads"))
+        .collect();
+    let mut g = c.benchmark_group("engine+detectors");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("events", |b| {
+        b.iter_batched(
+            || events.clone(),
+            |events| {
+                let mut e = Engine::new(load_rules(&cfg).unwrap(), 30_000, 2_000_000);
+                let mut alerts = Vec::new();
+                for ev in events {
+                    e.push(ev, &mut alerts);
+                }
+                e.flush(&mut alerts);
+                alerts.len()
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
