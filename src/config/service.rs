@@ -12,9 +12,13 @@ use super::{toml_error, ConfigError, DurationStr};
 /// output is reproducible. `gatewatch run` refuses to start with it.
 pub const DEV_FINGERPRINT_KEY: &str = "gatewatch-development-key-do-not-use-in-production";
 
-/// The whole service configuration. Every section is optional.
+/// Top-level sections other stages own and validate themselves.
+pub const OTHER_SECTIONS: &[&str] = &["scrub", "kafka", "admin", "actions", "revocation", "telemetry"];
+
+/// The whole service configuration. Every section is optional. Unknown
+/// top-level sections are reported by [`GatewatchConfig::validate`] (serde's
+/// `deny_unknown_fields` cannot be combined with the flattened `other`).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GatewatchConfig {
     /// Token fingerprinting.
     #[serde(default)]
