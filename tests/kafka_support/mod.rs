@@ -223,3 +223,20 @@ pub fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
         .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value() + m.get_gauge().get_value()))
         .sum()
 }
+
+/// High watermarks of every partition of a topic.
+pub fn topic_ends(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    (0..partitions).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(_, h)| h).unwrap_or(-1)).collect()
+}
+
+/// Reads a whole topic up to its current end.
+pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>)> {
+    let total: i64 = topic_ends(bootstrap, topic, partitions).iter().sum();
+    read_topic(bootstrap, topic, partitions, Duration::from_secs(30), |m| m.len() as i64 >= total)
+}
+
+/// Per-partition record counts as a vector (the end offsets once produced to an empty topic).
+pub fn ends_of(recs: &[Rec], partitions: i32) -> Vec<i64> {
+    (0..partitions).map(|p| recs.iter().filter(|r| r.partition == p).count() as i64).collect()
+}

@@ -198,6 +198,9 @@ pub struct SourceContext {
 }
 
 pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    // The producers share the consumer's [kafka.librdkafka] table; consumer-only
+    // properties there are expected, not worth a warning per producer.
+    let level = if fac == "CONFWARN" && client != "consumer" { RDKafkaLogLevel::Debug } else { level };
     match level {
         RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
             tracing::error!(client, facility = fac, "librdkafka: {msg}")
