@@ -1,6 +1,7 @@
 //! Wiring: builds every stage from the configuration and runs the commands.
 
 pub mod check;
+pub mod demo;
 pub mod cli;
 pub mod pipeline;
 pub mod replay;

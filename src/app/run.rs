@@ -44,8 +44,18 @@ impl AlertHandoff for Fanout {
 
 /// Builds the per-partition pipeline factory, checking the detector files once, up front.
 pub fn pipeline_factory(cfg: &GatewatchConfig, key: &[u8]) -> Result<NewPipeline, Vec<ConfigError>> {
+    let (files, errs) = DetectorFile::load_dir(&cfg.detectors_dir());
+    pipeline_factory_from(cfg, files, errs, key)
+}
+
+/// As [`pipeline_factory`], with detector files already read (the demo embeds its own).
+pub fn pipeline_factory_from(
+    cfg: &GatewatchConfig,
+    files: Vec<DetectorFile>,
+    mut errs: Vec<ConfigError>,
+    key: &[u8],
+) -> Result<NewPipeline, Vec<ConfigError>> {
     let format = Format::parse(&cfg.input.format).unwrap_or(Format::Auto);
-    let (files, mut errs) = DetectorFile::load_dir(&cfg.detectors_dir());
     let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
     let files: Vec<DetectorFile> = files.into_iter().filter(|f| f.enabled).collect();
     for f in &files {
