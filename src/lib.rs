@@ -16,3 +16,5 @@ pub mod app;
 pub mod simulate;
 pub mod actions;
 pub mod admin;
+pub mod source;
+pub mod telemetry;

@@ -18,6 +18,28 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// The whole pipeline on an embedded Kafka broker with simulated traffic and attacks; alerts printed live.
+    Demo {
+        /// How long to run (wall-clock minutes).
+        #[arg(long, default_value_t = 3)]
+        minutes: u32,
+        /// Event-time compression: simulated minutes per wall-clock minute.
+        #[arg(long, default_value_t = 10)]
+        speed: u32,
+        /// Number of simulated API clients.
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Where /metrics listens (a free port is used if this one is taken).
+        #[arg(long, default_value = "127.0.0.1:9977")]
+        listen: std::net::SocketAddr,
+    },
+    /// The service: Kafka in, alerts and metrics out (needs [kafka] and a fingerprint key).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Backtest: the live engine over a file of access logs; alerts as JSON lines, summary on stderr.
     Replay {
         #[arg(long)]
@@ -117,6 +139,18 @@ pub fn parse_format(s: &str) -> anyhow::Result<Format> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing();
     match cli.command {
+        Command::Demo { minutes, speed, clients, seed, listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let opts = crate::app::demo::DemoOptions { minutes, speed, clients, seed, listen };
+            rt.block_on(crate::app::demo::demo(opts, crate::app::run::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let cfg = GatewatchConfig::load_default(config.as_deref()).map_err(crate::config::ConfigErrors)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(crate::app::run::run(cfg, crate::app::run::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay { config, input, format, alerts } => replay_cmd(config.as_deref(), &input, &format, &alerts),
         Command::Scrub { config, format } => {
             parse_format(&format)?;

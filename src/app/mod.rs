@@ -1,8 +1,10 @@
 //! Wiring: builds every stage from the configuration and runs the commands.
 
 pub mod check;
+pub mod demo;
 pub mod cli;
 pub mod pipeline;
 pub mod replay;
+pub mod run;
 
 pub use pipeline::Pipeline;

@@ -1,0 +1,273 @@
+//! `gatewatch demo`: the whole pipeline with nothing installed. An embedded
+//! Kafka broker (librdkafka's in-process `MockCluster`, listening on
+//! 127.0.0.1), simulated gateway traffic with injected attacks produced into it
+//! in compressed event time, the live Kafka source consuming it, alerts printed
+//! as readable lines, and `/metrics` up. Stops by itself after `--minutes`, or
+//! on Ctrl-C.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::actions::{AlertHandoff, HandoffError};
+use crate::app::run::{pipeline_factory_from, Service, ServiceParts};
+use crate::config::{DetectorFile, GatewatchConfig};
+use crate::event::{format_ts, Alert};
+use crate::normalize::Format;
+use crate::simulate::{render, simulate, Label, SimConfig, DEFAULT_START};
+use crate::source::kafka::{KafkaSettings, StartFrom};
+
+/// The detector files that ship, built in so the demo runs from any directory.
+const EMBEDDED_DETECTORS: &[(&str, &str)] = &[
+    ("auth-failure-spike.toml", include_str!("../../detectors/auth-failure-spike.toml")),
+    ("token-reuse.toml", include_str!("../../detectors/token-reuse.toml")),
+    ("scope-misuse.toml", include_str!("../../detectors/scope-misuse.toml")),
+    ("latency-anomaly.toml", include_str!("../../detectors/latency-anomaly.toml")),
+];
+
+const TOPIC: &str = "gateway-logs";
+
+/// What the demo does.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Wall-clock minutes to run.
+    pub minutes: u32,
+    /// Event-time compression: simulated minutes per wall minute.
+    pub speed: u32,
+    /// API clients in the simulation.
+    pub clients: usize,
+    pub seed: u64,
+    /// Where `/metrics` listens (another free port if this one is taken).
+    pub listen: SocketAddr,
+}
+
+/// Prints alerts as one readable line each.
+pub struct ReadableLines<W: Write + Send> {
+    out: Mutex<W>,
+    started: Instant,
+    seen: Mutex<Vec<Alert>>,
+}
+
+impl<W: Write + Send> ReadableLines<W> {
+    pub fn new(out: W) -> Self {
+        ReadableLines { out: Mutex::new(out), started: Instant::now(), seen: Mutex::new(Vec::new()) }
+    }
+
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// One alert as a line: wall time since start, event time, severity, detector, entity, summary.
+pub fn readable_line(a: &Alert, elapsed: Duration) -> String {
+    let t = format_ts(a.window_end);
+    let clock = t.get(11..19).unwrap_or(&t);
+    let mut who = format!("{} {}", a.entity.kind.as_str(), a.entity.id);
+    if let Some(c) = a.client_id.as_deref().filter(|c| *c != a.entity.id) {
+        who.push_str(&format!(" (client {c})"));
+    }
+    format!(
+        "[+{:>2}:{:02}] {clock}  {:<6}  {:<18}  {:<44}  {}",
+        elapsed.as_secs() / 60,
+        elapsed.as_secs() % 60,
+        format!("{:?}", a.severity).to_uppercase(),
+        a.detector,
+        who,
+        a.summary
+    )
+}
+
+impl<W: Write + Send> AlertHandoff for ReadableLines<W> {
+    fn handoff(&self, a: &Alert) -> Result<(), HandoffError> {
+        let line = readable_line(a, self.started.elapsed());
+        let mut out = self.out.lock().map_err(|_| HandoffError::Closed)?;
+        writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| HandoffError::Overflow(e.to_string()))?;
+        self.seen.lock().map_err(|_| HandoffError::Closed)?.push(a.clone());
+        Ok(())
+    }
+}
+
+/// The detector files: `./detectors` (or `[detectors] dir`) when present, else the built-in defaults.
+fn detector_files(cfg: &GatewatchConfig) -> (Vec<DetectorFile>, Vec<crate::config::ConfigError>) {
+    let dir = cfg.detectors_dir();
+    if dir.is_dir() {
+        let (files, errs) = DetectorFile::load_dir(&dir);
+        if !files.is_empty() || !errs.is_empty() {
+            return (files, errs);
+        }
+    }
+    let mut files = Vec::new();
+    let mut errs = Vec::new();
+    for (name, text) in EMBEDDED_DETECTORS {
+        match DetectorFile::parse(text, Path::new(name)) {
+            Ok(f) => files.push(f),
+            Err(mut e) => errs.append(&mut e),
+        }
+    }
+    (files, errs)
+}
+
+/// Did an alert name the attack (its entity or a related one)?
+fn detected(l: &Label, alerts: &[Alert]) -> bool {
+    alerts.iter().any(|a| {
+        (a.entity.kind == l.entity_kind && a.entity.id == l.entity_id)
+            || l.related.iter().any(|r| a.entity.kind == r.entity_kind && a.entity.id == r.entity_id)
+    })
+}
+
+/// Runs the demo until `--minutes` have passed or `shutdown` completes.
+pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (mut cfg, key) = crate::app::cli::offline_config(None)?;
+    cfg.input.format = "kong".into();
+    let (files, errs) = detector_files(&cfg);
+    let new_pipeline = pipeline_factory_from(&cfg, files, errs, key.as_bytes()).map_err(crate::config::ConfigErrors)?;
+
+    let cluster = MockCluster::new(1).context("starting the embedded Kafka broker")?;
+    // One partition: route-wide detectors (credential stuffing, latency) need a route's
+    // traffic in one place; see docs/kafka.md on keys and partitions.
+    cluster.create_topic(TOPIC, 1, 1)?;
+    let bootstrap = cluster.bootstrap_servers();
+
+    let sim_minutes = (opts.minutes.max(1) * opts.speed.max(1)).clamp(10, 24 * 60);
+    let sim_cfg = SimConfig {
+        seed: opts.seed,
+        start: DEFAULT_START,
+        duration_ms: sim_minutes as i64 * 60_000,
+        clients: opts.clients.max(20),
+        fingerprint_key: key.as_bytes().to_vec(),
+        attacks: true,
+        attack_rounds: (sim_minutes as usize / 10).clamp(1, 20),
+    };
+    sim_cfg.validate()?;
+    let sim = simulate(&sim_cfg);
+    let labels = sim.labels;
+    let records = sim.records;
+
+    let mut settings = KafkaSettings::new(bootstrap.clone(), vec![TOPIC.into()], "gatewatch-demo");
+    settings.start_from = StartFrom::Earliest;
+    settings.shutdown_grace = Duration::from_secs(5);
+    let printer = Arc::new(ReadableLines::new(std::io::stdout()));
+    let registry = Arc::new(prometheus::Registry::new());
+    let parts = |listen| ServiceParts {
+        settings: settings.clone(),
+        listen,
+        new_pipeline: new_pipeline.clone(),
+        handoff: printer.clone(),
+        registry: registry.clone(),
+    };
+    let service = match Service::start(parts(opts.listen)).await {
+        Ok(s) => s,
+        Err(_) => {
+            // The port is taken (another gatewatch?): any free one will do for a demo.
+            let registry_fresh = Arc::new(prometheus::Registry::new());
+            Service::start(ServiceParts { registry: registry_fresh, ..parts(SocketAddr::from(([127, 0, 0, 1], 0))) }).await?
+        }
+    };
+
+    println!("gatewatch demo: embedded Kafka at {bootstrap}, topic `{TOPIC}`");
+    println!(
+        "  simulating {sim_minutes} minutes of Kong gateway traffic from {} API clients ({} records, {} injected attacks) at {}x speed",
+        sim_cfg.clients,
+        records.len(),
+        labels.len(),
+        opts.speed
+    );
+    println!("  metrics: http://{}/metrics   readiness: http://{}/readyz", service.addr, service.addr);
+    println!("  stops after {} minute(s), or press Ctrl-C", opts.minutes);
+    println!();
+    println!("[  wall] event    severity detector            entity                                        summary");
+
+    // The producer: records in arrival order, paced so event time runs `speed` times faster than the clock.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer_thread = {
+        let stop = stop.clone();
+        let bootstrap = bootstrap.clone();
+        let speed = opts.speed.max(1) as f64;
+        std::thread::spawn(move || -> anyhow::Result<(usize, i64)> {
+            let p: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("batch.num.messages", "200")
+                .set("linger.ms", "5")
+                .create()?;
+            let began = Instant::now();
+            let first = records.first().map(|r| r.arrival).unwrap_or(0);
+            let mut sent = 0;
+            let mut last_ts = i64::MIN;
+            for r in &records {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let due = Duration::from_secs_f64(((r.arrival - first).max(0) as f64 / 1000.0) / speed);
+                if let Some(wait) = due.checked_sub(began.elapsed()) {
+                    p.poll(wait.min(Duration::from_millis(200)));
+                    if wait > Duration::from_millis(200) {
+                        std::thread::sleep(wait - Duration::from_millis(200));
+                    }
+                }
+                let payload = render(r, Format::Kong);
+                let key = r.client_id.as_deref().map(str::to_string).unwrap_or_else(|| r.source_ip.to_string());
+                let mut rec = BaseRecord::to(TOPIC).payload(&payload).key(&key);
+                loop {
+                    match p.send(rec) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            rec = back;
+                            p.poll(Duration::from_millis(10));
+                        }
+                    }
+                }
+                sent += 1;
+                last_ts = last_ts.max(r.ts);
+            }
+            p.flush(Duration::from_secs(10))?;
+            Ok((sent, last_ts))
+        })
+    };
+
+    let deadline = tokio::time::sleep(Duration::from_secs(opts.minutes.max(1) as u64 * 60));
+    tokio::pin!(deadline);
+    tokio::pin!(shutdown);
+    let mut ended_early = false;
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = &mut shutdown => { ended_early = true; break }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if producer_thread.is_finished() && service.metrics.lag_messages.get() == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let metrics = service.metrics.clone();
+    service.stop().await?;
+    let (produced, last_ts) = producer_thread.join().map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    drop(cluster);
+
+    let alerts = printer.alerts();
+    // Attacks whose traffic was all produced before the end (later ones were not seen yet).
+    let injected: Vec<&Label> = labels.iter().filter(|l| l.end <= last_ts).collect();
+    let found = injected.iter().filter(|l| detected(l, &alerts)).count();
+    println!();
+    println!(
+        "{}: {} records produced, {} events read, {} alerts; {} of {} attacks injected so far were alerted",
+        if ended_early { "stopped" } else { "done" },
+        produced,
+        metrics.events.get(),
+        alerts.len(),
+        found,
+        injected.len()
+    );
+    Ok(())
+}
+

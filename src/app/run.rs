@@ -1,0 +1,260 @@
+//! `gatewatch run`: the service. Kafka in; alerts to stdout (JSON lines) and the
+//! alerts topic; `/metrics`, `/healthz`, `/readyz` on `[admin] listen`.
+//!
+//! Shutdown is a parameter: when the `shutdown` future completes, the source
+//! stops fetching, finishes the message in hand, flushes dead letters, stores
+//! and commits what was handed off, and leaves the group, within
+//! `[kafka] shutdown_grace`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::Registry;
+
+use crate::actions::{AlertHandoff, HandoffError, JsonLinesHandoff};
+use crate::app::Pipeline;
+use crate::config::{ConfigError, ConfigErrors, DetectorFile, GatewatchConfig, DEV_FINGERPRINT_KEY};
+use crate::detectors::{build_rule, Limits};
+use crate::event::Alert;
+use crate::normalize::{Format, Normalizer};
+use crate::source::kafka::alerts::KafkaAlertHandoff;
+use crate::source::kafka::config::admin_listen;
+use crate::source::kafka::{base_client_config, Health, KafkaSettings, KafkaSource, NewPipeline};
+use crate::telemetry::{render, Metrics};
+
+/// Hands every alert to each output in turn; fails if any fails (the source then
+/// retries all of them: outputs see an alert at least once, with the same id).
+pub struct Fanout(pub Vec<Arc<dyn AlertHandoff>>);
+
+impl AlertHandoff for Fanout {
+    fn handoff(&self, alert: &Alert) -> Result<(), HandoffError> {
+        for h in &self.0 {
+            h.handoff(alert)?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the per-partition pipeline factory, checking the detector files once, up front.
+pub fn pipeline_factory(cfg: &GatewatchConfig, key: &[u8]) -> Result<NewPipeline, Vec<ConfigError>> {
+    let (files, errs) = DetectorFile::load_dir(&cfg.detectors_dir());
+    pipeline_factory_from(cfg, files, errs, key)
+}
+
+/// As [`pipeline_factory`], with detector files already read (the demo embeds its own).
+pub fn pipeline_factory_from(
+    cfg: &GatewatchConfig,
+    files: Vec<DetectorFile>,
+    mut errs: Vec<ConfigError>,
+    key: &[u8],
+) -> Result<NewPipeline, Vec<ConfigError>> {
+    let format = Format::parse(&cfg.input.format).unwrap_or(Format::Auto);
+    let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
+    let files: Vec<DetectorFile> = files.into_iter().filter(|f| f.enabled).collect();
+    for f in &files {
+        if let Err(mut e) = build_rule(f, limits) {
+            errs.append(&mut e);
+        }
+    }
+    if files.is_empty() && errs.is_empty() {
+        errs.push(ConfigError::new(
+            cfg.detectors_dir(),
+            "",
+            "no enabled detector files (run from a checkout, or set [detectors] dir)",
+        ));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let cfg = cfg.clone();
+    let key = key.to_vec();
+    Ok(Arc::new(move || {
+        let rules = files.iter().map(|f| build_rule(f, limits).expect("detector files were checked at start")).collect();
+        Pipeline::new(Normalizer::from_config(&cfg, format, &key), rules, &cfg)
+    }))
+}
+
+/// What the HTTP endpoints read.
+#[derive(Clone)]
+pub struct HttpState {
+    pub registry: Arc<Registry>,
+    pub health: Arc<Health>,
+}
+
+/// `/metrics`, `/healthz`, `/readyz`: open to the scraper. A plain `Router` so
+/// the admin API's router can be merged into it.
+pub fn health_router(state: HttpState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(s): State<HttpState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render(&s.registry))
+}
+
+async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.health.live() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "consumer is not running\n".to_string())
+    }
+}
+
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    match s.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
+}
+
+/// The parts a service runs with; `run` builds them from the config, tests and the demo build their own.
+pub struct ServiceParts {
+    pub settings: KafkaSettings,
+    pub listen: SocketAddr,
+    pub new_pipeline: NewPipeline,
+    pub handoff: Arc<dyn AlertHandoff>,
+    pub registry: Arc<Registry>,
+}
+
+/// A running service: the Kafka source and its HTTP endpoints.
+pub struct Service {
+    /// Where `/metrics`, `/healthz`, `/readyz` listen (the real port when `listen` said `:0`).
+    pub addr: SocketAddr,
+    pub metrics: Metrics,
+    source: KafkaSource,
+    http_stop: tokio::sync::oneshot::Sender<()>,
+    http: tokio::task::JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Service {
+    /// Binds the HTTP listener and starts consuming. Must run inside a Tokio runtime.
+    pub async fn start(parts: ServiceParts) -> anyhow::Result<Service> {
+        let metrics = Metrics::register(&parts.registry).context("registering metrics")?;
+        let listener = tokio::net::TcpListener::bind(parts.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} ([admin] listen)", parts.listen))?;
+        let addr = listener.local_addr()?;
+        let grace = parts.settings.shutdown_grace;
+        let source = KafkaSource::start(parts.settings, parts.new_pipeline, parts.handoff, metrics.clone())
+            .context("starting the Kafka consumer")?;
+        let router = health_router(HttpState { registry: parts.registry, health: source.health() });
+        let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            let r = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "HTTP endpoint failed");
+            }
+        });
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        Ok(Service { addr, metrics, source, http_stop, http, grace })
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.source.health()
+    }
+
+    /// Resolves when the consumer thread ended on its own (a fatal error).
+    pub async fn source_ended(&self) {
+        while !self.source.is_finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Graceful stop: final commit within the grace period, then the HTTP endpoints close.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Service { source, http_stop, http, grace, .. } = self;
+        let r = tokio::task::spawn_blocking(move || source.shutdown(grace)).await;
+        let _ = http_stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+        match r {
+            Ok(r) => r.map_err(Into::into),
+            Err(e) => Err(anyhow::anyhow!("shutdown task failed: {e}")),
+        }
+    }
+}
+
+/// Runs a service until `shutdown` completes (or the consumer fails), then stops it gracefully.
+pub async fn serve(parts: ServiceParts, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let service = Service::start(parts).await?;
+    let failed = tokio::select! {
+        _ = shutdown => false,
+        _ = service.source_ended() => true,
+    };
+    let r = service.stop().await;
+    if failed {
+        anyhow::bail!("the Kafka consumer stopped unexpectedly (see the log above)");
+    }
+    r
+}
+
+/// `gatewatch run`: the service, built from the configuration.
+pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let key = match cfg.fingerprint_key() {
+        Some(k) if k != DEV_FINGERPRINT_KEY => k,
+        Some(_) => anyhow::bail!(
+            "the published development fingerprint key cannot be used by `gatewatch run`: set GATEWATCH_FINGERPRINT_KEY or [fingerprint] key to a secret of your own"
+        ),
+        None => anyhow::bail!(
+            "no fingerprint key: set GATEWATCH_FINGERPRINT_KEY or [fingerprint] key (at least 16 characters) before starting the service"
+        ),
+    };
+    let mut errs = Vec::new();
+    let settings = KafkaSettings::from_config(&cfg).map_err(|mut e| errs.append(&mut e)).ok();
+    let listen = admin_listen(&cfg).map_err(|mut e| errs.append(&mut e)).ok();
+    let new_pipeline = pipeline_factory(&cfg, key.as_bytes()).map_err(|mut e| errs.append(&mut e)).ok();
+    let (Some(settings), Some(listen), Some(new_pipeline)) = (settings, listen, new_pipeline) else {
+        return Err(ConfigErrors(errs).into());
+    };
+    let mut outputs: Vec<Arc<dyn AlertHandoff>> = vec![Arc::new(JsonLinesHandoff::new(std::io::stdout()))];
+    if let Some(topic) = &settings.alerts_topic {
+        let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)
+            .context("creating the alerts-topic producer")?;
+        outputs.push(Arc::new(h));
+    }
+    let parts = ServiceParts {
+        settings,
+        listen,
+        new_pipeline,
+        handoff: Arc::new(Fanout(outputs)),
+        registry: Arc::new(Registry::new()),
+    };
+    serve(parts, shutdown).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,696 @@
+//! The Kafka source: a consumer-group member that runs one [`Pipeline`] per
+//! assigned partition and stores an offset only once everything the message
+//! caused is handed off (at-least-once).
+//!
+//! How it fits together:
+//! - One thread owns a `BaseConsumer` and does all the work: poll, normalize,
+//!   detect, hand off, store offsets. Processing is synchronous, so a slow
+//!   handoff slows polling and librdkafka's bounded prefetch queue fills: that
+//!   is the backpressure, nothing else buffers.
+//! - [`SourceContext::rebalance`] runs inside `poll` on that same thread. On
+//!   assignment it reads the committed offset `c` and the Kafka time `T` stored
+//!   with it, seeks each partition back to the first offset at `T - horizon`
+//!   (`offsets_for_times`; by count when the broker cannot look up by time),
+//!   and marks offsets below `c` as *rebuild*: processed to rebuild detector
+//!   state, alerts muted (they were handed off before `c` was committed). On
+//!   revocation it stores and commits what was handed off, then drops the state.
+//! - Offsets are stored with `enable.auto.offset.store=false` and committed by
+//!   librdkafka's auto-commit, plus a synchronous commit after an alert, on
+//!   revocation and at shutdown. The stored metadata `gatewatch:ts=<ms>` is the
+//!   Kafka timestamp of the last handled message: the next owner's `T`.
+//!
+//! Guarantees and limits are spelled out in `docs/kafka.md`.
+
+pub mod alerts;
+pub mod config;
+pub mod dead_letter;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+
+use crate::actions::AlertHandoff;
+use crate::app::Pipeline;
+use crate::event::Alert;
+use crate::telemetry::Metrics;
+
+pub use config::{KafkaSettings, StartFrom};
+pub use dead_letter::DeadLetter;
+
+/// Builds a fresh pipeline (normalizer, engine, rules) for a newly assigned partition.
+pub type NewPipeline = Arc<dyn Fn() -> Pipeline + Send + Sync>;
+
+/// Why the source could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("could not start the consumer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("consumer thread panicked")]
+    Panicked,
+    #[error("shutdown grace period ({0:?}) exceeded; exiting without a final commit (uncommitted messages will be re-read)")]
+    GraceExceeded(Duration),
+}
+
+/// Prefix of the commit metadata gatewatch writes.
+const META_PREFIX: &str = "gatewatch:ts=";
+/// Alert ids remembered per partition from the rebuild, to skip re-raising them just after it.
+const MUTED_IDS_CAP: usize = 10_000;
+
+/// Readiness as the HTTP endpoints see it.
+pub struct Health {
+    assigned: AtomicI64,
+    rebuilding: AtomicI64,
+    /// Largest lag over assigned partitions; -1 while some partition's lag is unknown.
+    lag_max: AtomicI64,
+    running: AtomicBool,
+    ready_max_lag: i64,
+}
+
+impl Health {
+    pub fn new(ready_max_lag: i64) -> Self {
+        Health {
+            assigned: AtomicI64::new(0),
+            rebuilding: AtomicI64::new(0),
+            lag_max: AtomicI64::new(-1),
+            running: AtomicBool::new(false),
+            ready_max_lag,
+        }
+    }
+
+    /// The consumer thread is alive.
+    pub fn live(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// `Ok` when partitions are assigned and every one is within the configured lag.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.live() {
+            return Err("consumer is not running".into());
+        }
+        let assigned = self.assigned.load(Ordering::Relaxed);
+        if assigned == 0 {
+            return Err("no partitions assigned".into());
+        }
+        match self.lag_max.load(Ordering::Relaxed) {
+            lag if lag < 0 => Err("lag not known yet".into()),
+            lag if lag > self.ready_max_lag => Err(format!("lag {lag} > ready_max_lag {}", self.ready_max_lag)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn assigned(&self) -> i64 {
+        self.assigned.load(Ordering::Relaxed)
+    }
+}
+
+/// One assigned partition's pipeline and position.
+struct PartitionState {
+    pipeline: Pipeline,
+    /// Offsets below this were handled by an earlier owner: alerts are muted.
+    mute_below: i64,
+    /// While rebuilding, messages older than this (Kafka time) are skipped unread.
+    skip_before_ts: i64,
+    /// Offset after the last message handled; -1 before the first.
+    next_offset: i64,
+    /// Last offset stored for commit.
+    stored: i64,
+    /// Kafka timestamp of the last message handled.
+    last_ts: i64,
+    /// From librdkafka statistics: the partition's high watermark and fetch position.
+    high: i64,
+    fetch_pos: i64,
+    muted_ids: HashSet<String>,
+    muted_order: VecDeque<String>,
+    was_rebuilding: bool,
+    seen_late: u64,
+    seen_evicted: u64,
+}
+
+impl PartitionState {
+    fn new(pipeline: Pipeline, mute_below: i64, skip_before_ts: i64) -> Self {
+        PartitionState {
+            pipeline,
+            mute_below,
+            skip_before_ts,
+            next_offset: -1,
+            stored: -1,
+            last_ts: 0,
+            high: -1,
+            fetch_pos: -1,
+            muted_ids: HashSet::new(),
+            muted_order: VecDeque::new(),
+            was_rebuilding: mute_below >= 0,
+            seen_late: 0,
+            seen_evicted: 0,
+        }
+    }
+
+    fn remember_muted(&mut self, id: &str) {
+        if self.muted_ids.insert(id.to_string()) {
+            self.muted_order.push_back(id.to_string());
+            if self.muted_order.len() > MUTED_IDS_CAP {
+                if let Some(old) = self.muted_order.pop_front() {
+                    self.muted_ids.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn lag(&self) -> Option<i64> {
+        if self.high < 0 {
+            return None;
+        }
+        let pos = if self.next_offset >= 0 { self.next_offset } else { self.fetch_pos };
+        (pos >= 0).then(|| (self.high - pos).max(0))
+    }
+}
+
+type PartitionKey = (String, i32);
+
+/// Everything the consumer thread and the rebalance callback share.
+struct Shared {
+    parts: Mutex<HashMap<PartitionKey, PartitionState>>,
+    new_pipeline: NewPipeline,
+    settings: KafkaSettings,
+    metrics: Metrics,
+    handoff: Arc<dyn AlertHandoff>,
+    dead_letter: Option<Arc<DeadLetter>>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The consumer's context: rebalances, statistics and logs.
+pub struct SourceContext {
+    shared: Arc<Shared>,
+}
+
+pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    // The producers share the consumer's [kafka.librdkafka] table; consumer-only
+    // properties there are expected, not worth a warning per producer.
+    let level = if fac == "CONFWARN" && client != "consumer" { RDKafkaLogLevel::Debug } else { level };
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(client, facility = fac, "librdkafka: {msg}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(client, facility = fac, "librdkafka: {msg}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(client, facility = fac, "librdkafka: {msg}"),
+        RDKafkaLogLevel::Debug => tracing::debug!(client, facility = fac, "librdkafka: {msg}"),
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_librdkafka("consumer", level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, "kafka consumer: {reason}");
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let mut parts = self.shared.parts.lock().expect("partition lock");
+        for (topic, t) in &stats.topics {
+            for (p, s) in &t.partitions {
+                if let Some(st) = parts.get_mut(&(topic.clone(), *p)) {
+                    st.high = s.hi_offset;
+                    st.fetch_pos = s.next_offset;
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.shared.metrics.rebalances.with_label_values(&["assign"]).inc();
+                self.shared.on_assign(consumer, tpl);
+                let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "could not apply the partition assignment");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                self.shared.metrics.rebalances.with_label_values(&[if lost { "lost" } else { "revoke" }]).inc();
+                self.shared.on_revoke(consumer, tpl, lost);
+                let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "could not release revoked partitions");
+                }
+            }
+            other => {
+                self.shared.metrics.rebalances.with_label_values(&["error"]).inc();
+                let code: RDKafkaErrorCode = other.into();
+                tracing::error!(error = %code, "rebalance error");
+                let _ = consumer.unassign();
+                self.shared.parts.lock().expect("partition lock").clear();
+            }
+        }
+        self.shared.update_gauges();
+    }
+}
+
+fn now_ms() -> i64 {
+    // Wall clock: only to pick where to start reading when no commit says so. Detection never sees it.
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn parse_meta(meta: &str) -> Option<i64> {
+    meta.strip_prefix(META_PREFIX)?.parse().ok()
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Shared {
+    /// Plans where each newly assigned partition starts, and creates its state.
+    fn on_assign(&self, consumer: &BaseConsumer<SourceContext>, tpl: &mut TopicPartitionList) {
+        let committed = match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => {
+                // No way to know what was handed off: start at librdkafka's default position
+                // without muting. Nothing is lost; alerts may repeat (same ids).
+                tracing::warn!(error = %e, "could not read committed offsets; not rebuilding state");
+                TopicPartitionList::new()
+            }
+        };
+        // (topic, partition, committed, target time)
+        let mut plans: Vec<(String, i32, i64, i64)> = Vec::new();
+        let mut times = TopicPartitionList::new();
+        let mut parts = self.parts.lock().expect("partition lock");
+        for el in tpl.elements() {
+            let key = (el.topic().to_string(), el.partition());
+            let committed_el = committed.find_partition(el.topic(), el.partition());
+            match committed_el.as_ref().map(|c| (c.offset(), parse_meta(c.metadata()))) {
+                Some((Offset::Offset(c), t)) if c >= 0 => {
+                    let target = t.unwrap_or_else(now_ms).saturating_sub(self.settings.rebuild_horizon_ms);
+                    if self.settings.rebuild_horizon_ms > 0 {
+                        let _ = times.add_partition_offset(el.topic(), el.partition(), Offset::Offset(target));
+                    }
+                    plans.push((key.0.clone(), key.1, c, target));
+                    parts.insert(key, PartitionState::new((self.new_pipeline)(), c, target));
+                }
+                _ => {
+                    parts.insert(key, PartitionState::new((self.new_pipeline)(), -1, i64::MIN));
+                }
+            }
+        }
+        drop(parts);
+        let found = if times.count() > 0 {
+            consumer.offsets_for_times(times, CALL_TIMEOUT).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "offsets_for_times failed; rebuilding by message count");
+                TopicPartitionList::new()
+            })
+        } else {
+            TopicPartitionList::new()
+        };
+        for (topic, p, c, target) in plans {
+            let start = if self.settings.rebuild_horizon_ms == 0 {
+                c
+            } else {
+                match found.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) if o >= 0 => o.min(c),
+                    // The broker found nothing at or after the target time, or cannot look up
+                    // by time (some Kafka-compatible brokers): go back by count, skipping
+                    // messages older than the target as they come.
+                    _ => {
+                        let low = consumer.fetch_watermarks(&topic, p, CALL_TIMEOUT).map(|(l, _)| l).unwrap_or(0);
+                        low.max(c - self.settings.max_rebuild_messages).min(c)
+                    }
+                }
+            };
+            tracing::info!(topic, partition = p, committed = c, start, rebuild_from_ms = target, "partition assigned");
+            if let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(start)) {
+                tracing::warn!(error = %e, topic, partition = p, "could not set the start offset");
+            }
+        }
+    }
+
+    /// Stores and commits what was handed off on the revoked partitions, then drops their state.
+    fn on_revoke(&self, consumer: &BaseConsumer<SourceContext>, tpl: &TopicPartitionList, lost: bool) {
+        if !lost {
+            self.checkpoint(consumer, Some(CommitMode::Sync));
+        } else {
+            tracing::warn!("partitions lost (session timed out): not committing; the new owner re-reads them");
+        }
+        let mut parts = self.parts.lock().expect("partition lock");
+        for el in tpl.elements() {
+            parts.remove(&(el.topic().to_string(), el.partition()));
+            tracing::info!(topic = el.topic(), partition = el.partition(), "partition revoked");
+        }
+    }
+
+    /// Flushes dead letters, stores every handled offset, and commits if asked.
+    /// Returns false if dead letters could not be flushed (nothing stored then).
+    fn checkpoint(&self, consumer: &BaseConsumer<SourceContext>, commit: Option<CommitMode>) -> bool {
+        if let Some(dl) = &self.dead_letter {
+            if dl.has_pending() && !dl.flush(Duration::from_secs(5)) {
+                return false;
+            }
+        }
+        let mut parts = self.parts.lock().expect("partition lock");
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, p), st) in parts.iter() {
+            // Only live progress: never store an offset below what an earlier owner committed.
+            if st.next_offset > st.stored && st.next_offset > st.mute_below {
+                let mut el = tpl.add_partition(topic, *p);
+                if el.set_offset(Offset::Offset(st.next_offset)).is_ok() {
+                    el.set_metadata(format!("{META_PREFIX}{}", st.last_ts));
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            match consumer.store_offsets(&tpl) {
+                Ok(()) => {
+                    for el in tpl.elements() {
+                        if let (Some(st), Offset::Offset(o)) = (parts.get_mut(&(el.topic().to_string(), el.partition())), el.offset()) {
+                            st.stored = o;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not store offsets"),
+            }
+        }
+        drop(parts);
+        if let Some(mode) = commit {
+            match consumer.commit_consumer_state(mode) {
+                Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+                // Nothing stored since the last commit.
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    self.metrics.commits.with_label_values(&["error"]).inc();
+                    tracing::warn!(error = %e, "offset commit failed");
+                }
+            }
+        }
+        true
+    }
+
+    fn update_gauges(&self) {
+        let mut parts = self.parts.lock().expect("partition lock");
+        let (mut lag_sum, mut lag_max, mut unknown) = (0i64, 0i64, false);
+        let (mut keys, mut buffered, mut rebuilding) = (0usize, 0usize, 0i64);
+        for st in parts.values_mut() {
+            match st.lag() {
+                Some(l) => {
+                    lag_sum += l;
+                    lag_max = lag_max.max(l);
+                }
+                None => unknown = true,
+            }
+            if st.next_offset < st.mute_below {
+                rebuilding += 1;
+            }
+            let es = st.pipeline.engine_stats();
+            buffered += es.buffered;
+            if es.late > st.seen_late {
+                self.metrics.late_events.inc_by(es.late - st.seen_late);
+                st.seen_late = es.late;
+            }
+            let mut evicted = 0;
+            for r in st.pipeline.engine.rules() {
+                let s = r.stats();
+                keys += s.keys;
+                evicted += s.evicted_cap + s.evicted_idle;
+            }
+            if evicted > st.seen_evicted {
+                self.metrics.state_evictions.inc_by(evicted - st.seen_evicted);
+                st.seen_evicted = evicted;
+            }
+        }
+        let n = parts.len() as i64;
+        self.metrics.assigned_partitions.set(n);
+        self.metrics.rebuilding_partitions.set(rebuilding);
+        self.metrics.lag_messages.set(lag_sum);
+        self.metrics.lag_max_messages.set(lag_max);
+        self.metrics.state_keys.set(keys as i64);
+        self.metrics.buffered_events.set(buffered as i64);
+        self.health.assigned.store(n, Ordering::Relaxed);
+        self.health.rebuilding.store(rebuilding, Ordering::Relaxed);
+        self.health.lag_max.store(if unknown { -1 } else { lag_max }, Ordering::Relaxed);
+    }
+
+    /// Handles one message. Returns false if an alert could not be handed off
+    /// before shutdown: the message is then left unstored, to be read again.
+    fn handle(&self, consumer: &BaseConsumer<SourceContext>, m: &BorrowedMessage<'_>) -> bool {
+        let key = (m.topic().to_string(), m.partition());
+        let mut parts = self.parts.lock().expect("partition lock");
+        let Some(st) = parts.get_mut(&key) else {
+            // A message fetched before its partition was revoked: its new owner reads it.
+            return true;
+        };
+        let offset = m.offset();
+        let ts = m.timestamp().to_millis();
+        let rebuilding = offset < st.mute_below;
+        if rebuilding {
+            self.metrics.rebuild_messages.inc();
+            if ts.is_some_and(|t| t < st.skip_before_ts) {
+                st.next_offset = offset + 1;
+                return true;
+            }
+        } else {
+            self.metrics.messages.inc();
+            if st.was_rebuilding {
+                st.was_rebuilding = false;
+                tracing::info!(topic = %key.0, partition = key.1, offset, "state rebuilt; alerts live from here");
+            }
+        }
+        let payload = m.payload().unwrap_or_default();
+        let mut alerts: Vec<Alert> = Vec::new();
+        let mut rejects = Vec::new();
+        let mut events = 0u64;
+        {
+            let Pipeline { normalizer, engine, stats, .. } = &mut st.pipeline;
+            stats.messages += 1;
+            normalizer.normalize_message_at(payload, ts, &mut |r| match r {
+                Ok(ev) => {
+                    events += 1;
+                    engine.push(ev, &mut alerts);
+                }
+                Err(rej) => {
+                    *stats.rejected.entry(rej.reason.as_str()).or_insert(0) += 1;
+                    rejects.push(rej);
+                }
+            });
+            stats.events += events;
+            for a in &alerts {
+                *stats.alerts.entry(a.detector.clone()).or_insert(0) += 1;
+            }
+        }
+        if !rebuilding {
+            self.metrics.events.inc_by(events);
+            for rej in &rejects {
+                self.metrics.rejected.with_label_values(&[rej.reason.as_str()]).inc();
+                if let Some(dl) = &self.dead_letter {
+                    dl.send(rej, m.topic(), m.partition(), offset, ts);
+                }
+            }
+        }
+        let mut handed_off = false;
+        for a in &alerts {
+            if rebuilding {
+                st.remember_muted(&a.id);
+                self.metrics.alerts_muted.inc();
+                continue;
+            }
+            if st.muted_ids.contains(&a.id) {
+                self.metrics.alerts_muted.inc();
+                continue;
+            }
+            if !self.handoff_with_retry(a) {
+                return false;
+            }
+            handed_off = true;
+            self.metrics.alerts.with_label_values(&[a.detector.as_str()]).inc();
+            if let Some(t) = ts {
+                self.metrics.alert_latency.observe((now_ms() - t).max(0) as f64 / 1000.0);
+            }
+        }
+        st.next_offset = offset + 1;
+        if let Some(t) = ts {
+            st.last_ts = t;
+        }
+        drop(parts);
+        if handed_off {
+            // Narrow the window in which a crash would repeat this alert.
+            self.checkpoint(consumer, Some(CommitMode::Async));
+        }
+        true
+    }
+
+    /// Retries a failing handoff with backoff until it succeeds or shutdown is requested.
+    fn handoff_with_retry(&self, a: &Alert) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.handoff.handoff(a) {
+                Ok(()) => return true,
+                Err(e) => {
+                    self.metrics.handoff_failures.inc();
+                    tracing::warn!(error = %e, alert = %a.id, "alert handoff failed; retrying in {backoff:?}");
+                    if self.stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// The librdkafka configuration shared by the consumer and the producers.
+pub fn base_client_config(s: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.brokers);
+    c.set("client.id", "gatewatch");
+    for (k, v) in &s.librdkafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A running Kafka source.
+pub struct KafkaSource {
+    thread: Option<JoinHandle<Result<(), SourceError>>>,
+    stop: Arc<AtomicBool>,
+    health: Arc<Health>,
+}
+
+impl KafkaSource {
+    /// Subscribes and starts consuming on a thread of its own.
+    pub fn start(
+        settings: KafkaSettings,
+        new_pipeline: NewPipeline,
+        handoff: Arc<dyn AlertHandoff>,
+        metrics: Metrics,
+    ) -> Result<KafkaSource, SourceError> {
+        let base = base_client_config(&settings);
+        let dead_letter = match &settings.dead_letter_topic {
+            Some(t) => Some(DeadLetter::new(&base, t, metrics.clone())?),
+            None => None,
+        };
+        let mut cc = base.clone();
+        cc.set("group.id", &settings.group_id)
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", settings.commit_interval.as_millis().to_string())
+            .set("auto.offset.reset", settings.start_from.as_librdkafka())
+            .set("enable.partition.eof", "false");
+        if !settings.librdkafka.contains_key("statistics.interval.ms") {
+            cc.set("statistics.interval.ms", "1000");
+        }
+        if !settings.librdkafka.contains_key("queued.max.messages.kbytes") {
+            // Bounded prefetch per partition: the backpressure when processing falls behind.
+            cc.set("queued.max.messages.kbytes", "16384");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::new(settings.ready_max_lag));
+        let shared = Arc::new(Shared {
+            parts: Mutex::new(HashMap::new()),
+            new_pipeline,
+            settings: settings.clone(),
+            metrics,
+            handoff,
+            dead_letter,
+            health: health.clone(),
+            stop: stop.clone(),
+        });
+        let consumer: BaseConsumer<SourceContext> = cc.create_with_context(SourceContext { shared: shared.clone() })?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        health.running.store(true, Ordering::Relaxed);
+        let thread = std::thread::Builder::new()
+            .name("gatewatch-kafka".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    let r = consume(&consumer, &shared, &stop);
+                    shared.health.running.store(false, Ordering::Relaxed);
+                    // Dropping the consumer leaves the group (revocation commits what was stored).
+                    drop(consumer);
+                    r
+                }
+            })
+            .map_err(SourceError::Thread)?;
+        Ok(KafkaSource { thread: Some(thread), stop, health })
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// The consumer thread ended (on its own: an error, or after `stop`).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Asks the consumer to stop fetching; it finishes the message in hand,
+    /// flushes dead letters, stores and commits, and leaves the group.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops and waits up to `grace` for the final commit.
+    pub fn shutdown(mut self, grace: Duration) -> Result<(), SourceError> {
+        self.request_stop();
+        let deadline = Instant::now() + grace;
+        let Some(t) = self.thread.take() else { return Ok(()) };
+        while !t.is_finished() {
+            if Instant::now() >= deadline {
+                return Err(SourceError::GraceExceeded(grace));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t.join().map_err(|_| SourceError::Panicked)?
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &AtomicBool) -> Result<(), SourceError> {
+    let store_every = (shared.settings.commit_interval / 2).max(Duration::from_millis(50));
+    let mut last_store = Instant::now();
+    let mut last_gauges = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                if !shared.handle(consumer, &m) {
+                    break;
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
+            None => {}
+        }
+        if last_store.elapsed() >= store_every {
+            shared.checkpoint(consumer, None);
+            last_store = Instant::now();
+        }
+        if last_gauges.elapsed() >= Duration::from_secs(1) {
+            shared.update_gauges();
+            last_gauges = Instant::now();
+        }
+    }
+    // Graceful end: what was handed off is stored and committed before leaving the group.
+    shared.checkpoint(consumer, Some(CommitMode::Sync));
+    consumer.unsubscribe();
+    Ok(())
+}

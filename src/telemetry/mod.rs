@@ -1,0 +1,161 @@
+//! Metric definitions. The Prometheus registry is passed in (never global), every
+//! handle is registered once at start-up, and no label takes an unbounded value:
+//! labels are reject reasons (a closed set), detector kinds (bounded by the
+//! detector files) and fixed words.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+use crate::normalize::RejectReason;
+
+/// Every metric the live pipeline exports.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Kafka messages read (live, not rebuild).
+    pub messages: IntCounter,
+    /// Records normalized into events (live).
+    pub events: IntCounter,
+    /// Records rejected, by reason.
+    pub rejected: IntCounterVec,
+    /// Alerts handed off, by detector kind.
+    pub alerts: IntCounterVec,
+    /// Alerts raised while rebuilding state below the committed offset (already sent before).
+    pub alerts_muted: IntCounter,
+    /// Handoff attempts that failed (retried with backoff).
+    pub handoff_failures: IntCounter,
+    /// Records sent to the dead-letter topic.
+    pub dead_letters: IntCounter,
+    /// Dead-letter records the broker did not accept.
+    pub dead_letter_failures: IntCounter,
+    /// Messages re-read to rebuild state after an assignment.
+    pub rebuild_messages: IntCounter,
+    /// Events dropped for arriving later than the allowed lateness.
+    pub late_events: IntCounter,
+    /// Events waiting in reorder buffers.
+    pub buffered_events: IntGauge,
+    /// Keys held in detector state across assigned partitions.
+    pub state_keys: IntGauge,
+    /// Keys evicted from detector state (cap or idle).
+    pub state_evictions: IntCounter,
+    /// Sum and maximum of (high watermark − next offset) over assigned partitions.
+    pub lag_messages: IntGauge,
+    pub lag_max_messages: IntGauge,
+    /// Partitions this instance holds, and how many of them are still rebuilding.
+    pub assigned_partitions: IntGauge,
+    pub rebuilding_partitions: IntGauge,
+    /// Rebalance events, by kind (assign, revoke, lost, error).
+    pub rebalances: IntCounterVec,
+    /// Offset commits, by result (ok, error).
+    pub commits: IntCounterVec,
+    /// Wall time from the Kafka timestamp of the message that completed a detection to the alert handoff.
+    pub alert_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        }
+        fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        }
+        fn counter_vec(r: &Registry, name: &str, help: &str, label: &str) -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        }
+        let r = registry;
+        let m = Metrics {
+            messages: counter(r, "gatewatch_kafka_messages_total", "Kafka messages read (excluding state rebuild)")?,
+            events: counter(r, "gatewatch_events_total", "Access-log records normalized into events")?,
+            rejected: counter_vec(r, "gatewatch_records_rejected_total", "Records that could not be read, by reason", "reason")?,
+            alerts: counter_vec(r, "gatewatch_alerts_total", "Alerts handed off, by detector kind", "detector")?,
+            alerts_muted: counter(
+                r,
+                "gatewatch_alerts_muted_total",
+                "Alerts raised while rebuilding state below the committed offset (already handed off before)",
+            )?,
+            handoff_failures: counter(r, "gatewatch_alert_handoff_failures_total", "Alert handoffs that failed and were retried")?,
+            dead_letters: counter(r, "gatewatch_dead_letter_records_total", "Rejected records sent to the dead-letter topic")?,
+            dead_letter_failures: counter(
+                r,
+                "gatewatch_dead_letter_failures_total",
+                "Dead-letter records the broker did not accept after retries",
+            )?,
+            rebuild_messages: counter(r, "gatewatch_kafka_rebuild_messages_total", "Messages re-read to rebuild state after an assignment")?,
+            late_events: counter(r, "gatewatch_late_events_total", "Events dropped for arriving behind the watermark")?,
+            buffered_events: gauge(r, "gatewatch_buffered_events", "Events waiting in the event-time reorder buffers")?,
+            state_keys: gauge(r, "gatewatch_state_keys", "Keys held in detector state")?,
+            state_evictions: counter(r, "gatewatch_state_evictions_total", "Keys evicted from detector state (cap or idle)")?,
+            lag_messages: gauge(r, "gatewatch_kafka_lag_messages", "Messages behind the high watermark, summed over assigned partitions")?,
+            lag_max_messages: gauge(r, "gatewatch_kafka_lag_max_messages", "Messages behind the high watermark on the furthest-behind partition")?,
+            assigned_partitions: gauge(r, "gatewatch_kafka_assigned_partitions", "Partitions assigned to this instance")?,
+            rebuilding_partitions: gauge(
+                r,
+                "gatewatch_kafka_rebuilding_partitions",
+                "Assigned partitions still re-reading below their committed offset",
+            )?,
+            rebalances: counter_vec(r, "gatewatch_kafka_rebalances_total", "Consumer-group rebalance events, by kind", "kind")?,
+            commits: counter_vec(r, "gatewatch_kafka_commits_total", "Offset commits, by result", "result")?,
+            alert_latency: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "gatewatch_alert_latency_seconds",
+                        "Wall time from the Kafka timestamp of the message that completed a detection to its handoff",
+                    )
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+                )?;
+                r.register(Box::new(h.clone()))?;
+                h
+            },
+        };
+        // Pre-create the closed label sets so dashboards see zeros, not gaps.
+        for reason in RejectReason::ALL {
+            m.rejected.with_label_values(&[reason.as_str()]);
+        }
+        for kind in crate::detectors::kinds() {
+            m.alerts.with_label_values(&[kind]);
+        }
+        for kind in ["assign", "revoke", "lost", "error"] {
+            m.rebalances.with_label_values(&[kind]);
+        }
+        for result in ["ok", "error"] {
+            m.commits.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let enc = prometheus::TextEncoder::new();
+    if enc.encode(&registry.gather(), &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_once_and_renders_closed_label_sets() {
+        let r = Registry::new();
+        let m = Metrics::register(&r).unwrap();
+        m.events.inc_by(3);
+        let text = render(&r);
+        assert!(text.contains("gatewatch_events_total 3"), "{text}");
+        assert!(text.contains("gatewatch_records_rejected_total{reason=\"not_json\"} 0"));
+        assert!(text.contains("gatewatch_alerts_total{detector=\"token_reuse\"} 0"));
+        // A second registration in the same registry is refused, not duplicated.
+        assert!(Metrics::register(&r).is_err());
+    }
+}

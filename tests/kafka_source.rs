@@ -1,0 +1,118 @@
+//! The live service against an in-process Kafka (`MockCluster`, real sockets):
+//! an attack produced to the topic comes out as an alert; a malformed record
+//! goes to the dead-letter topic and the records after it are still processed;
+//! `/metrics` and `/readyz` answer over HTTP; shutdown commits everything.
+
+mod kafka_support;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatewatch::app::run::{Service, ServiceParts};
+use gatewatch::source::kafka::{KafkaSettings, StartFrom};
+use kafka_support::*;
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cond()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
+    const P: i32 = 2;
+    let mc = cluster(&[("logs", P), ("dlq", 1)]);
+    let bootstrap = mc.bootstrap_servers();
+
+    let attacker = "203.0.113.7";
+    let mut recs = merge(vec![
+        benign(T0, T0 + 6 * 60_000, 5, 10_000, P),
+        brute_force(attacker, T0 + 60_000, 30, 5_000, P),
+    ]);
+    // A malformed record in the attacker's partition, in the middle of the attack.
+    let bad_partition = partition_of(attacker, P);
+    let pos = recs.iter().position(|r| r.partition == bad_partition && r.ts >= T0 + 90_000).unwrap();
+    let bad_offset = recs[..pos].iter().filter(|r| r.partition == bad_partition).count() as i64;
+    recs.insert(
+        pos,
+        Rec { partition: bad_partition, key: attacker.into(), payload: "this is not json, Bearer abc.def.ghi".into(), ts: T0 + 90_000 },
+    );
+    produce(&bootstrap, "logs", &recs);
+    let good = (recs.len() - 1) as f64;
+
+    let mut settings = KafkaSettings::new(bootstrap.clone(), vec!["logs".into()], "g-attack");
+    settings.start_from = StartFrom::Earliest;
+    settings.dead_letter_topic = Some("dlq".into());
+    settings.commit_interval = Duration::from_millis(200);
+    let handoff = Arc::new(Collect::default());
+    let registry = Arc::new(prometheus::Registry::new());
+    let service = Service::start(ServiceParts {
+        settings,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        new_pipeline: pipelines(),
+        handoff: handoff.clone(),
+        registry: registry.clone(),
+    })
+    .await
+    .expect("service starts");
+
+    assert!(eventually(Duration::from_secs(90), || handoff.has_ip(attacker)).await, "no alert for the brute force");
+    assert!(
+        eventually(Duration::from_secs(60), || metric(&registry, "gatewatch_events_total") >= good).await,
+        "records after the malformed one were not all processed: {} of {good}",
+        metric(&registry, "gatewatch_events_total")
+    );
+    let alert = handoff.0.lock().unwrap().iter().find(|a| a.entity.id == attacker).cloned().unwrap();
+    assert_eq!(alert.detector, "auth_failure_spike");
+
+    // The dead letter: reason and position, never the raw record.
+    let dl = read_topic(&bootstrap, "dlq", 1, Duration::from_secs(30), |m| !m.is_empty());
+    assert_eq!(dl.len(), 1, "one dead letter expected");
+    let v: serde_json::Value = serde_json::from_slice(&dl[0].2).unwrap();
+    let mut expected = String::new();
+    gatewatch::normalize::Normalizer::new(gatewatch::normalize::Format::Generic, KEY.as_bytes())
+        .normalize_message(b"this is not json, Bearer abc.def.ghi", &mut |r| expected = r.unwrap_err().reason.as_str().to_string());
+    assert_eq!(v["reason"], expected.as_str());
+    assert_eq!(v["source"]["partition"], bad_partition);
+    assert_eq!(v["source"]["offset"], bad_offset);
+    assert!(v["record"].is_null());
+    assert!(!String::from_utf8_lossy(&dl[0].2).contains("abc.def.ghi"), "raw record leaked to the dead-letter topic");
+
+    // Over HTTP: metrics and readiness.
+    let (code, body) = http_get(service.addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains(&format!("gatewatch_records_rejected_total{{reason=\"{expected}\"}} 1")), "{body}");
+    assert!(body.contains("gatewatch_alerts_total{detector=\"auth_failure_spike\"}"), "{body}");
+    assert!(body.contains("gatewatch_kafka_assigned_partitions 2"), "{body}");
+    assert_eq!(http_get(service.addr, "/healthz").0, 200);
+    assert!(
+        eventually(Duration::from_secs(30), || http_get(service.addr, "/readyz").0 == 200).await,
+        "not ready: {}",
+        http_get(service.addr, "/readyz").1
+    );
+
+    // Graceful stop commits everything that was handled.
+    let addr = service.addr;
+    service.stop().await.expect("graceful stop");
+    let ends: Vec<i64> = (0..P).map(|p| recs.iter().filter(|r| r.partition == p).count() as i64).collect();
+    assert_eq!(committed(&bootstrap, "g-attack", "logs", P), ends);
+    assert!(std::net::TcpStream::connect(addr).is_err(), "HTTP endpoint still up after stop");
+}
