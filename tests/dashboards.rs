@@ -1,0 +1,98 @@
+//! Dashboards, alert rules and docker-compose stay honest: promtool checks and
+//! unit-tests the rules, every metric the dashboard or the rules query is one
+//! gatewatch defines, and every file docker-compose mounts exists.
+
+use std::path::Path;
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(Path::new(ROOT).join("dashboards"))
+        .output()
+        .expect("promtool is needed (Debian package `prometheus`; .ci/run installs it)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let check = promtool(&["check", "rules", "gatewatch-rules.yml"]);
+    assert!(check.contains("SUCCESS"), "{check}");
+    let test = promtool(&["test", "rules", "gatewatch-rules.test.yml"]);
+    assert!(test.contains("SUCCESS"), "{test}");
+}
+
+/// Metric names (`gatewatch_…`) in a text, histogram suffixes stripped.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("gatewatch_") {
+        let tail = &rest[i..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let mut name = tail[..end].to_string();
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = name.strip_suffix(suffix) {
+                name = base.to_string();
+            }
+        }
+        out.push(name);
+        rest = &tail[end..];
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn source_text() -> String {
+    fn walk(dir: &Path, out: &mut String) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut s = String::new();
+    walk(&Path::new(ROOT).join("src"), &mut s);
+    s
+}
+
+#[test]
+fn every_queried_metric_is_defined_by_gatewatch() {
+    let src = source_text();
+    let dash = std::fs::read_to_string(Path::new(ROOT).join("dashboards/gatewatch.json")).unwrap();
+    let dash_json: serde_json::Value = serde_json::from_str(&dash).expect("dashboard is JSON");
+    assert!(dash_json["panels"].as_array().is_some_and(|p| !p.is_empty()));
+    let rules = std::fs::read_to_string(Path::new(ROOT).join("dashboards/gatewatch-rules.yml")).unwrap();
+    let mut missing = Vec::new();
+    for name in metric_names(&dash).into_iter().chain(metric_names(&rules)) {
+        if !src.contains(&format!("\"{name}\"")) {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "queried but not defined in src/: {missing:?}");
+}
+
+#[test]
+fn every_file_docker_compose_mounts_exists() {
+    let compose = std::fs::read_to_string(Path::new(ROOT).join("docker-compose.yml")).unwrap();
+    let mut n = 0;
+    for line in compose.lines() {
+        let l = line.trim().trim_start_matches("- ");
+        if let Some(rest) = l.strip_prefix("./") {
+            let host = rest.split(':').next().unwrap();
+            assert!(Path::new(ROOT).join(host).exists(), "docker-compose.yml mounts ./{host}, which does not exist");
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "expected the config, detectors, rules, provisioning and dashboards mounts");
+    for service in ["kafka:", "gatewatch:", "prometheus:", "grafana:", "mailcatcher:"] {
+        assert!(compose.contains(&format!("  {service}")), "docker-compose.yml lacks the {service} service");
+    }
+}
