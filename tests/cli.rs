@@ -108,3 +108,16 @@ fn unknown_sections_and_bad_scrub_rules_are_reported() {
     assert!(stdout.contains("gatewatch.toml: enigne: unknown section"), "{stdout}");
     assert!(stdout.contains("gatewatch.toml: scrub"), "{stdout}");
 }
+
+#[test]
+fn check_reports_actions_that_name_no_configured_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let det = dir.path().join("detectors");
+    std::fs::create_dir(&det).unwrap();
+    std::fs::write(dir.path().join("gatewatch.toml"), "").unwrap();
+    std::fs::write(det.join("a.toml"), "id = \"a\"\nkind = \"token_reuse\"\nactions = [\"webhook:secops\"]\n").unwrap();
+    let out = gatewatch().arg("check").arg("--config").arg(dir.path().join("gatewatch.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("a.toml: actions[0]"), "{stdout}");
+}

@@ -70,6 +70,11 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
         new_pipeline: pipelines(),
         handoff: handoff.clone(),
         registry: registry.clone(),
+        admin: Some(gatewatch::admin::router(gatewatch::admin::AdminState::new(
+            Some(gatewatch::actions::secret::Secret::new("admin-token-for-this-test")),
+            None,
+        ))),
+        dispatcher: None,
     })
     .await
     .expect("service starts");
@@ -103,6 +108,8 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     assert!(body.contains("gatewatch_alerts_total{detector=\"auth_failure_spike\"}"), "{body}");
     assert!(body.contains("gatewatch_kafka_assigned_partitions 2"), "{body}");
     assert_eq!(http_get(service.addr, "/healthz").0, 200);
+    // The admin API shares the listener; everything under /api/ needs the bearer token.
+    assert_eq!(http_get(service.addr, "/api/v1/revocations").0, 401, "the admin API must refuse an anonymous caller");
     assert!(
         eventually(Duration::from_secs(30), || http_get(service.addr, "/readyz").0 == 200).await,
         "not ready: {}",

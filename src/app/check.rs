@@ -73,6 +73,14 @@ pub fn check(config: Option<&Path>) -> CheckReport {
     };
     let (files, mut errs) = DetectorFile::load_dir(&cfg.detectors_dir());
     report.errors.append(&mut errs);
+    // Sinks, revocation and admin sections, and every detector's `actions` naming something configured.
+    match crate::actions::ActionsSettings::from_config(&cfg) {
+        Ok(settings) => {
+            let refs: Vec<_> = files.iter().map(|f| (f.path.clone(), f.actions.clone())).collect();
+            report.errors.extend(crate::actions::config::check_action_refs(&settings, &refs));
+        }
+        Err(mut e) => report.errors.append(&mut e),
+    }
     let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
     let normalizer = Normalizer::from_config(&cfg, Format::Generic, b"gatewatch-check-key");
     for f in &files {

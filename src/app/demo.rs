@@ -163,6 +163,8 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         new_pipeline: new_pipeline.clone(),
         handoff: printer.clone(),
         registry: registry.clone(),
+        admin: None,
+        dispatcher: None,
     };
     let service = match Service::start(parts(opts.listen)).await {
         Ok(s) => s,

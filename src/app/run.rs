@@ -124,6 +124,10 @@ pub struct ServiceParts {
     pub new_pipeline: NewPipeline,
     pub handoff: Arc<dyn AlertHandoff>,
     pub registry: Arc<Registry>,
+    /// The authenticated admin API (`/api/...`), served beside `/metrics`.
+    pub admin: Option<axum::Router>,
+    /// The alert dispatcher, drained after the source stopped.
+    pub dispatcher: Option<Arc<crate::actions::Dispatcher>>,
 }
 
 /// A running service: the Kafka source and its HTTP endpoints.
@@ -135,6 +139,7 @@ pub struct Service {
     http_stop: tokio::sync::oneshot::Sender<()>,
     http: tokio::task::JoinHandle<()>,
     grace: Duration,
+    dispatcher: Option<Arc<crate::actions::Dispatcher>>,
 }
 
 impl Service {
@@ -148,7 +153,10 @@ impl Service {
         let grace = parts.settings.shutdown_grace;
         let source = KafkaSource::start(parts.settings, parts.new_pipeline, parts.handoff, metrics.clone())
             .context("starting the Kafka consumer")?;
-        let router = health_router(HttpState { registry: parts.registry, health: source.health() });
+        let mut router = health_router(HttpState { registry: parts.registry, health: source.health() });
+        if let Some(admin) = parts.admin {
+            router = router.merge(admin);
+        }
         let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let http = tokio::spawn(async move {
             let r = axum::serve(listener, router)
@@ -161,7 +169,7 @@ impl Service {
             }
         });
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-        Ok(Service { addr, metrics, source, http_stop, http, grace })
+        Ok(Service { addr, metrics, source, http_stop, http, grace, dispatcher: parts.dispatcher })
     }
 
     pub fn health(&self) -> Arc<Health> {
@@ -177,8 +185,12 @@ impl Service {
 
     /// Graceful stop: final commit within the grace period, then the HTTP endpoints close.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let Service { source, http_stop, http, grace, .. } = self;
+        let Service { source, http_stop, http, grace, dispatcher, .. } = self;
         let r = tokio::task::spawn_blocking(move || source.shutdown(grace)).await;
+        // The source handed its last alerts off; let the sinks deliver them (or dead-letter them).
+        if let Some(d) = dispatcher {
+            d.shutdown(grace).await;
+        }
         let _ = http_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
         match r {
@@ -217,10 +229,30 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
     let settings = KafkaSettings::from_config(&cfg).map_err(|mut e| errs.append(&mut e)).ok();
     let listen = admin_listen(&cfg).map_err(|mut e| errs.append(&mut e)).ok();
     let new_pipeline = pipeline_factory(&cfg, key.as_bytes()).map_err(|mut e| errs.append(&mut e)).ok();
-    let (Some(settings), Some(listen), Some(new_pipeline)) = (settings, listen, new_pipeline) else {
+    let actions = crate::actions::ActionsSettings::from_config(&cfg).map_err(|mut e| errs.append(&mut e)).ok();
+    let (Some(settings), Some(listen), Some(new_pipeline), Some(actions)) = (settings, listen, new_pipeline, actions) else {
         return Err(ConfigErrors(errs).into());
     };
     let mut outputs: Vec<Arc<dyn AlertHandoff>> = vec![Arc::new(JsonLinesHandoff::new(std::io::stdout()))];
+    let now = chrono::Utc::now().timestamp_millis();
+    let revoker = match &actions.revocation {
+        Some(r) => Some(Arc::new(
+            crate::actions::revocation::Revoker::open(r, now).map_err(|e| anyhow::anyhow!("revocation: {e}"))?,
+        )),
+        None => None,
+    };
+    let dispatcher = match &actions.actions {
+        Some(a) => {
+            let d = Arc::new(
+                crate::actions::Dispatcher::start(a, Vec::new(), revoker.clone())
+                    .map_err(|e| anyhow::anyhow!("actions: {e}"))?,
+            );
+            outputs.push(d.clone());
+            Some(d)
+        }
+        None => None,
+    };
+    let admin = crate::admin::router(crate::admin::AdminState::new(actions.admin.token.clone(), revoker));
     if let Some(topic) = &settings.alerts_topic {
         let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)
             .context("creating the alerts-topic producer")?;
@@ -232,6 +264,8 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
         new_pipeline,
         handoff: Arc::new(Fanout(outputs)),
         registry: Arc::new(Registry::new()),
+        admin: Some(admin),
+        dispatcher,
     };
     serve(parts, shutdown).await
 }
