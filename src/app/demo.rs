@@ -133,7 +133,7 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
 
     let cluster = MockCluster::new(1).context("starting the embedded Kafka broker")?;
     // One partition: route-wide detectors (credential stuffing, latency) need a route's
-    // traffic in one place; see docs/kafka.md on keys and partitions.
+    // traffic in one place; see the README (Running on Kafka) on keys and partitions.
     cluster.create_topic(TOPIC, 1, 1)?;
     let bootstrap = cluster.bootstrap_servers();
 

@@ -19,7 +19,7 @@
 //!   revocation and at shutdown. The stored metadata `gatewatch:ts=<ms>` is the
 //!   Kafka timestamp of the last handled message: the next owner's `T`.
 //!
-//! Guarantees and limits are spelled out in `docs/kafka.md`.
+//! Guarantees and limits are spelled out in the README, *Running on Kafka*.
 
 pub mod alerts;
 pub mod config;
