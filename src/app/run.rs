@@ -233,12 +233,34 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
     let (Some(settings), Some(listen), Some(new_pipeline), Some(actions)) = (settings, listen, new_pipeline, actions) else {
         return Err(ConfigErrors(errs).into());
     };
+    if settings.revocations_topic.is_some() && actions.revocation.is_none() {
+        let file = cfg.path.clone().unwrap_or_else(|| "gatewatch.toml".into());
+        return Err(ConfigErrors(vec![ConfigError::new(
+            file,
+            "kafka.revocations_topic",
+            "set, but there is no [revocation] section to decide what is revoked",
+        )])
+        .into());
+    }
     let mut outputs: Vec<Arc<dyn AlertHandoff>> = vec![Arc::new(JsonLinesHandoff::new(std::io::stdout()))];
     let now = chrono::Utc::now().timestamp_millis();
     let revoker = match &actions.revocation {
-        Some(r) => Some(Arc::new(
-            crate::actions::revocation::Revoker::open(r, now).map_err(|e| anyhow::anyhow!("revocation: {e}"))?,
-        )),
+        Some(r) => {
+            let mut extra: Vec<Arc<dyn crate::actions::revocation::targets::RevocationTarget>> = Vec::new();
+            if let Some(topic) = &settings.revocations_topic {
+                let t = crate::source::kafka::revocations::KafkaRevocationsTopic::new(
+                    &base_client_config(&settings),
+                    topic,
+                    settings.alert_delivery_timeout,
+                )
+                .context("creating the revocations-topic producer")?;
+                extra.push(Arc::new(t));
+            }
+            Some(Arc::new(
+                crate::actions::revocation::Revoker::open_with(r, extra, now)
+                    .map_err(|e| anyhow::anyhow!("revocation: {e}"))?,
+            ))
+        }
         None => None,
     };
     let dispatcher = match &actions.actions {

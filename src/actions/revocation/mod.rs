@@ -50,8 +50,13 @@ impl Revoker {
     /// Opens the audit log, replays it (caps, active revocations, the deny-list survive a
     /// restart) and builds the configured targets. `now` is wall time in milliseconds.
     pub fn open(cfg: &RevocationConfig, now: Millis) -> Result<Self, String> {
+        Self::open_with(cfg, Vec::new(), now)
+    }
+
+    /// Like [`Revoker::open`], plus targets built elsewhere (the Kafka revocations topic).
+    pub fn open_with(cfg: &RevocationConfig, extra: Vec<Arc<dyn RevocationTarget>>, now: Millis) -> Result<Self, String> {
         let client = crate::actions::dispatcher::http_client()?;
-        let mut targets: Vec<Arc<dyn RevocationTarget>> = Vec::new();
+        let mut targets: Vec<Arc<dyn RevocationTarget>> = extra;
         if let Some(o) = &cfg.oauth {
             targets.push(Arc::new(OAuthTarget::new(o.clone(), client.clone())));
         }

@@ -9,6 +9,7 @@
 //! group_id = "gatewatch"                    # consumer group; instances in one group share partitions
 //! dead_letter_topic = "gatewatch-dead-letter"   # optional: rejected records (reason + position)
 //! alerts_topic = "gatewatch-alerts"             # optional: every alert as JSON, keyed by entity
+//! revocations_topic = "gatewatch-revocations"   # optional: every enforced revocation (deny-list entry)
 //! start_from = "latest"                     # where a new group starts: latest or earliest
 //! rebuild_horizon = "30m"                   # how far back state is rebuilt on assignment
 //! max_rebuild_messages = 1000000            # cap on the rebuild when the broker cannot look up by time
@@ -64,6 +65,8 @@ pub struct KafkaSettings {
     pub group_id: String,
     pub dead_letter_topic: Option<String>,
     pub alerts_topic: Option<String>,
+    /// Every enforced revocation, as a deny-list entry keyed by fingerprint/credential.
+    pub revocations_topic: Option<String>,
     pub start_from: StartFrom,
     /// State is rebuilt from this far (in Kafka message time) before the committed position.
     pub rebuild_horizon_ms: i64,
@@ -88,6 +91,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("group_id", &self.group_id)
             .field("dead_letter_topic", &self.dead_letter_topic)
             .field("alerts_topic", &self.alerts_topic)
+            .field("revocations_topic", &self.revocations_topic)
             .field("librdkafka", &self.librdkafka.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -102,6 +106,7 @@ impl KafkaSettings {
             group_id: group_id.into(),
             dead_letter_topic: None,
             alerts_topic: None,
+            revocations_topic: None,
             start_from: StartFrom::Latest,
             rebuild_horizon_ms: 30 * 60_000,
             max_rebuild_messages: 1_000_000,
@@ -150,14 +155,12 @@ impl KafkaSettings {
                     Some(g) if !g.is_empty() => s.group_id = g.to_string(),
                     _ => err(k, "must be a non-empty string".into()),
                 },
-                "dead_letter_topic" | "alerts_topic" => match v.as_str() {
-                    Some(t) if valid_topic(t) => {
-                        if k == "dead_letter_topic" {
-                            s.dead_letter_topic = Some(t.to_string())
-                        } else {
-                            s.alerts_topic = Some(t.to_string())
-                        }
-                    }
+                "dead_letter_topic" | "alerts_topic" | "revocations_topic" => match v.as_str() {
+                    Some(t) if valid_topic(t) => match k.as_str() {
+                        "dead_letter_topic" => s.dead_letter_topic = Some(t.to_string()),
+                        "alerts_topic" => s.alerts_topic = Some(t.to_string()),
+                        _ => s.revocations_topic = Some(t.to_string()),
+                    },
                     _ => err(k, "must be a topic name ([A-Za-z0-9._-], at most 249 characters)".into()),
                 },
                 "start_from" => match v.as_str() {
@@ -216,7 +219,7 @@ impl KafkaSettings {
                 },
                 other => err(
                     other,
-                    "unknown field (brokers, topics, group_id, dead_letter_topic, alerts_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka)".into(),
+                    "unknown field (brokers, topics, group_id, dead_letter_topic, alerts_topic, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka)".into(),
                 ),
             }
         }
@@ -226,7 +229,7 @@ impl KafkaSettings {
         if !table.contains_key("topics") {
             err("topics", "missing: the topic(s) the gateways write access logs to".into());
         }
-        for t in [&s.dead_letter_topic, &s.alerts_topic].into_iter().flatten() {
+        for t in [&s.dead_letter_topic, &s.alerts_topic, &s.revocations_topic].into_iter().flatten() {
             if s.topics.contains(t) {
                 err("topics", format!("`{t}` is also an output topic: gatewatch would read its own output"));
             }

@@ -24,6 +24,7 @@
 pub mod alerts;
 pub mod config;
 pub mod dead_letter;
+pub mod revocations;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
