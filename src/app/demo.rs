@@ -32,6 +32,7 @@ const EMBEDDED_DETECTORS: &[(&str, &str)] = &[
     ("token-reuse.toml", include_str!("../../detectors/token-reuse.toml")),
     ("scope-misuse.toml", include_str!("../../detectors/scope-misuse.toml")),
     ("latency-anomaly.toml", include_str!("../../detectors/latency-anomaly.toml")),
+    ("credential-exposure.toml", include_str!("../../detectors/credential-exposure.toml")),
 ];
 
 const TOPIC: &str = "gateway-logs";
@@ -79,7 +80,7 @@ pub fn readable_line(a: &Alert, elapsed: Duration) -> String {
         "[+{:>2}:{:02}] {clock}  {:<6}  {:<18}  {:<44}  {}",
         elapsed.as_secs() / 60,
         elapsed.as_secs() % 60,
-        format!("{:?}", a.severity).to_uppercase(),
+        a.severity.as_str().to_uppercase(),
         a.detector,
         who,
         a.summary
@@ -273,3 +274,41 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Entity, EntityKind, Severity};
+
+    #[test]
+    fn readable_line_names_time_severity_detector_entity_and_summary() {
+        let a = Alert {
+            id: "x".into(),
+            detector: "auth_failure_spike".into(),
+            rule: "r".into(),
+            severity: Severity::High,
+            entity: Entity::new(EntityKind::SourceIp, "91.92.189.89"),
+            client_id: Some("app-1".into()),
+            token_fingerprint: None,
+            window_start: DEFAULT_START,
+            window_end: DEFAULT_START + 125_000,
+            summary: "20 failed authentications".into(),
+            evidence: Default::default(),
+            actions: vec![],
+        };
+        let line = readable_line(&a, Duration::from_secs(75));
+        assert!(line.starts_with("[+ 1:15] 10:02:05  HIGH"), "{line}");
+        assert!(line.contains("auth_failure_spike"));
+        assert!(line.contains("source_ip 91.92.189.89 (client app-1)"));
+        assert!(line.ends_with("20 failed authentications"));
+    }
+
+    #[test]
+    fn embedded_detector_files_parse() {
+        let mut cfg = GatewatchConfig::default();
+        cfg.detectors.dir = Some("/nonexistent-gatewatch-detectors".into());
+        let (files, errs) = detector_files(&cfg);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(files.len(), EMBEDDED_DETECTORS.len());
+    }
+}

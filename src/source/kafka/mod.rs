@@ -695,3 +695,29 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
     consumer.unsubscribe();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_running_assigned_and_within_lag() {
+        let h = Health::new(100);
+        assert!(h.readiness().is_err(), "not running");
+        h.running.store(true, Ordering::Relaxed);
+        assert_eq!(h.readiness().unwrap_err(), "no partitions assigned");
+        h.assigned.store(2, Ordering::Relaxed);
+        assert_eq!(h.readiness().unwrap_err(), "lag not known yet");
+        h.lag_max.store(101, Ordering::Relaxed);
+        assert!(h.readiness().unwrap_err().contains("lag 101"));
+        h.lag_max.store(100, Ordering::Relaxed);
+        assert!(h.readiness().is_ok());
+    }
+
+    #[test]
+    fn commit_metadata_round_trips() {
+        assert_eq!(parse_meta(&format!("{META_PREFIX}1795255200000")), Some(1_795_255_200_000));
+        assert_eq!(parse_meta("something else"), None);
+        assert_eq!(parse_meta(""), None);
+    }
+}

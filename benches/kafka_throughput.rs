@@ -1,0 +1,197 @@
+//! Kafka source throughput and detection latency over librdkafka's in-process
+//! MockCluster (loopback sockets).
+//!
+//! 1. Throughput: simulated Kong traffic is produced first, then one instance
+//!    consumes it from the beginning (one consumer thread; the topic has as
+//!    many partitions as the mock broker's 5 MB-per-partition log needs): events/s (wall) and
+//!    events per CPU-second. The CPU time is the whole process's, which includes
+//!    the mock broker serving the fetches, so it overstates gatewatch's share.
+//! 2. Latency: traffic is produced live (Kafka timestamp = append time) with
+//!    event time compressed 10x, and `gatewatch_alert_latency_seconds` measures
+//!    append of the message that completed a detection → alert handed off.
+//!    (The allowed lateness, 30 s of event time, comes on top in real time.)
+//!
+//! `cargo bench --bench kafka_throughput` (GATEWATCH_BENCH_MINUTES=simulated minutes, default 20).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatewatch::actions::{AlertHandoff, HandoffError};
+use gatewatch::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
+use gatewatch::event::Alert;
+use gatewatch::normalize::Format;
+use gatewatch::simulate::{render, simulate, SimConfig};
+use gatewatch::source::kafka::{KafkaSettings, KafkaSource, StartFrom};
+use gatewatch::telemetry::Metrics;
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+#[derive(Default)]
+struct Count(AtomicUsize);
+impl AlertHandoff for Count {
+    fn handoff(&self, _: &Alert) -> Result<(), HandoffError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc (Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("batch.num.messages", "100")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+fn send(p: &BaseProducer, topic: &str, partition: Option<i32>, payload: &str, key: &str) {
+    let mut rec = BaseRecord::to(topic).payload(payload).key(key);
+    if let Some(part) = partition {
+        rec = rec.partition(part);
+    }
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                rec = back;
+                p.poll(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+fn source(bootstrap: &str, topic: &str, group: &str) -> (KafkaSource, Metrics, Arc<Count>) {
+    let mut cfg = GatewatchConfig::default();
+    cfg.detectors.dir = Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("detectors"));
+    cfg.input.format = "kong".into();
+    let pipelines = gatewatch::app::run::pipeline_factory(&cfg, DEV_FINGERPRINT_KEY.as_bytes()).expect("detectors");
+    let mut s = KafkaSettings::new(bootstrap, vec![topic.into()], group);
+    s.start_from = StartFrom::Earliest;
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry).unwrap();
+    let count = Arc::new(Count::default());
+    let src = KafkaSource::start(s, pipelines, count.clone(), metrics.clone()).expect("source");
+    (src, metrics, count)
+}
+
+fn quantile_upper_bound(h: &prometheus::Histogram, q: f64) -> Option<f64> {
+    use prometheus::core::Collector;
+    let mf = h.collect();
+    let m = mf.first()?.get_metric().first()?;
+    let hist = m.get_histogram();
+    let total = hist.get_sample_count() as f64;
+    if total == 0.0 {
+        return None;
+    }
+    hist.get_bucket().iter().find(|b| b.get_cumulative_count() as f64 >= q * total).map(|b| b.get_upper_bound())
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` does not: run only when benched.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let minutes: i64 = std::env::var("GATEWATCH_BENCH_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(20);
+    let sim = simulate(&SimConfig {
+        duration_ms: minutes * 60_000,
+        clients: 200,
+        attack_rounds: (minutes as usize / 10).clamp(1, 20),
+        ..SimConfig::default()
+    });
+    let payloads: Vec<(String, String)> = sim
+        .records
+        .iter()
+        .map(|r| (render(r, Format::Kong), r.client_id.as_deref().unwrap_or("anon").to_string()))
+        .collect();
+    let bytes: usize = payloads.iter().map(|(p, _)| p.len()).sum();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    // The mock broker keeps at most 5 MB per partition: spread the bulk load so none is truncated.
+    let bulk_partitions = (bytes / 3_000_000 + 1) as i32;
+    cluster.create_topic("bulk", bulk_partitions, 1).unwrap();
+    cluster.create_topic("live", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+
+    // 1. Throughput.
+    let p = producer(&bootstrap);
+    let t = Instant::now();
+    // Round-robin: keyed placement would overfill the heavy clients' partitions.
+    for (i, (payload, key)) in payloads.iter().enumerate() {
+        send(&p, "bulk", Some(i as i32 % bulk_partitions), payload, key);
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+    println!(
+        "produced {} Kong records ({:.1} MB) over {bulk_partitions} partitions in {:.1}s",
+        payloads.len(),
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let (src, metrics, alerts) = source(&bootstrap, "bulk", "bench-bulk");
+    let n = payloads.len() as u64;
+    // Start the clock at the first message: the group join is not throughput.
+    let joined = Instant::now();
+    while metrics.messages.get() == 0 && joined.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let first_batch = metrics.messages.get();
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let mut shown = Instant::now();
+    while metrics.messages.get() < n && t.elapsed() < Duration::from_secs(600) {
+        std::thread::sleep(Duration::from_millis(20));
+        if shown.elapsed() > Duration::from_secs(10) {
+            eprintln!("  … {} of {n} messages", metrics.messages.get());
+            shown = Instant::now();
+        }
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    src.shutdown(Duration::from_secs(10)).unwrap();
+    println!(
+        "throughput: {} events in {wall:.2}s after the group join = {:.0} events/s wall ({:.1} MB/s); {cpu:.2} CPU-s = {:.0} events per CPU-second (incl. mock broker); {} alerts",
+        n - first_batch,
+        (n - first_batch) as f64 / wall,
+        bytes as f64 / 1e6 / wall,
+        (n - first_batch) as f64 / cpu.max(1e-9),
+        alerts.0.load(Ordering::Relaxed)
+    );
+
+    // 2. Latency: live production at 10x event-time speed.
+    let (src, metrics, _) = source(&bootstrap, "live", "bench-live");
+    std::thread::sleep(Duration::from_secs(3));
+    let first = sim.records.first().map(|r| r.arrival).unwrap_or(0);
+    let t = Instant::now();
+    for (r, (payload, key)) in sim.records.iter().zip(&payloads) {
+        let due = Duration::from_secs_f64((r.arrival - first).max(0) as f64 / 1000.0 / 10.0);
+        if let Some(w) = due.checked_sub(t.elapsed()) {
+            p.poll(w);
+        }
+        send(&p, "live", None, payload, key);
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    while metrics.messages.get() < n && t.elapsed() < Duration::from_secs(900) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    src.shutdown(Duration::from_secs(10)).unwrap();
+    let h = &metrics.alert_latency;
+    println!(
+        "latency (append -> alert handed off, {} alerts, live at {:.0} msg/s): mean {:.3}s, p50 <= {:?}s, p99 <= {:?}s (histogram bucket bounds)",
+        h.get_sample_count(),
+        n as f64 / t.elapsed().as_secs_f64(),
+        h.get_sample_sum() / h.get_sample_count().max(1) as f64,
+        quantile_upper_bound(h, 0.5),
+        quantile_upper_bound(h, 0.99)
+    );
+}
