@@ -47,7 +47,8 @@ fn bench(c: &mut Criterion) {
         for r in &recs {
             n.normalize_message_at(r, Some(RECEIVED), &mut |x| assert!(x.is_ok(), "{label}: {:?}", x.err()));
         }
-        for (unit, tp) in [("records", Throughput::Elements(BATCH as u64)), ("bytes", Throughput::Bytes(bytes as u64))] {
+        for (unit, tp) in [("records", Throughput::Elements(BATCH as u64)), ("bytes", Throughput::Bytes(bytes as u64))]
+        {
             g.throughput(tp);
             g.bench_with_input(BenchmarkId::new(*label, unit), &recs, |b, recs| {
                 b.iter(|| {

@@ -45,11 +45,8 @@ fn bench(c: &mut Criterion) {
 
     // Detection alone: events already normalized.
     let n = Normalizer::from_config(&cfg, Format::Kong, DEV_FINGERPRINT_KEY.as_bytes());
-    let events: Vec<_> = sim
-        .records
-        .iter()
-        .map(|r| n.normalize_record(render(r, Format::Kong).as_bytes()).expect("reads"))
-        .collect();
+    let events: Vec<_> =
+        sim.records.iter().map(|r| n.normalize_record(render(r, Format::Kong).as_bytes()).expect("reads")).collect();
     let mut g = c.benchmark_group("engine+detectors");
     g.sample_size(10);
     g.throughput(Throughput::Elements(events.len() as u64));

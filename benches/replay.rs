@@ -32,7 +32,16 @@ fn bench(c: &mut Criterion) {
             let mut p = Pipeline::from_config(&cfg, Format::Auto, DEV_FINGERPRINT_KEY.as_bytes()).unwrap();
             let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path).unwrap());
             let mut n = 0;
-            let s = replay(&mut p, input, &mut |_| { n += 1; Ok(()) }, &mut |_| {}).unwrap();
+            let s = replay(
+                &mut p,
+                input,
+                &mut |_| {
+                    n += 1;
+                    Ok(())
+                },
+                &mut |_| {},
+            )
+            .unwrap();
             assert_eq!(s.stats.events as usize, sim.records.len());
             n
         })

@@ -22,7 +22,10 @@ fn sample_lines() -> Vec<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/gateways/samples");
     let mut lines = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
-        let mut paths: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "log")).collect();
+        let mut paths: Vec<_> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "log"))
+            .collect();
         paths.sort();
         for p in paths {
             let text = std::fs::read_to_string(&p).unwrap_or_default();
@@ -75,7 +78,9 @@ fn bench(c: &mut Criterion) {
     let sc = Scrubber::with_defaults(Fingerprinter::new(b"bench-key-0123456789"));
     for (name, every) in [("clean", None), ("few", Some(100)), ("dirty", Some(1))] {
         let (lines, bytes) = corpus(4000, every);
-        for (unit, tp) in [("bytes", Throughput::Bytes(bytes as u64)), ("lines", Throughput::Elements(lines.len() as u64))] {
+        for (unit, tp) in
+            [("bytes", Throughput::Bytes(bytes as u64)), ("lines", Throughput::Elements(lines.len() as u64))]
+        {
             let mut g = c.benchmark_group(format!("scrub_{unit}"));
             g.throughput(tp);
             g.bench_function(name, |b| {

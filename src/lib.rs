@@ -5,16 +5,16 @@
 //! [`engine`] (event-time ordering, watermarks), [`detectors`] (pure logic),
 //! and the runtime wiring in [`app`].
 
+pub mod actions;
+pub mod admin;
+pub mod app;
 pub mod config;
+pub mod detectors;
+pub mod engine;
 pub mod event;
 pub mod normalize;
 pub mod scrub;
-pub mod detectors;
-pub mod engine;
-pub mod state;
-pub mod app;
 pub mod simulate;
-pub mod actions;
-pub mod admin;
 pub mod source;
+pub mod state;
 pub mod telemetry;

@@ -99,7 +99,8 @@ async fn alertmanager_and_slack_receive_their_formats_and_severity_routing_appli
     assert_eq!(first[0]["labels"]["token_fingerprint"], "9b1e44c07f2a1d3e");
     assert_eq!(first[0]["annotations"]["runbook_url"], "https://runbooks.example.com/token-reuse");
     assert_eq!(first[0]["startsAt"], "2026-11-21T10:30:00Z");
-    let slack: Vec<&(String, HeaderMap, serde_json::Value)> = got.iter().filter(|(p, _, _)| p.starts_with("/slack")).collect();
+    let slack: Vec<&(String, HeaderMap, serde_json::Value)> =
+        got.iter().filter(|(p, _, _)| p.starts_with("/slack")).collect();
     assert_eq!(slack.len(), 1);
     let text = slack[0].2["text"].as_str().unwrap();
     assert!(text.contains("[gatewatch CRITICAL] token_reuse: token used from 7 networks"), "{text}");

@@ -70,7 +70,11 @@ fn python() -> String {
         return p;
     }
     // Debian's package installs for the system interpreter, which a pyenv shim may hide.
-    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3".into() } else { "python3".into() }
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3".into()
+    } else {
+        "python3".into()
+    }
 }
 
 fn start_smtp(dir: &Path, user: &str, password: &str) -> Smtp {
@@ -92,7 +96,11 @@ fn start_smtp(dir: &Path, user: &str, password: &str) -> Smtp {
         .expect("python3 runs");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "SMTP test server did not start: is python3-aiosmtpd installed (apt-get install python3-aiosmtpd)?");
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "SMTP test server did not start: is python3-aiosmtpd installed (apt-get install python3-aiosmtpd)?"
+    );
     Smtp { child, port, out }
 }
 

@@ -193,7 +193,9 @@ async fn dead_webhook_blocks_nothing_and_loses_nothing() {
         assert_eq!(rec["alert"], serde_json::to_value(a).unwrap());
         let reason = rec["reason"].as_str().unwrap();
         assert!(
-            reason.starts_with("queue full") || reason.starts_with("gave up after 3 attempts") || reason.contains("circuit"),
+            reason.starts_with("queue full")
+                || reason.starts_with("gave up after 3 attempts")
+                || reason.contains("circuit"),
             "reason: {reason}"
         );
     }

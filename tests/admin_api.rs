@@ -32,12 +32,15 @@ async fn api_refuses_requests_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let base = start(AdminState::new(Some(Secret::new(TOKEN)), Some(revoker(dir.path())))).await;
     let c = reqwest::Client::new();
-    for (method, path) in [("GET", "/api/v1/revocations"), ("POST", "/api/v1/alertmanager"), ("GET", "/api/v1/nothing-here")] {
+    for (method, path) in
+        [("GET", "/api/v1/revocations"), ("POST", "/api/v1/alertmanager"), ("GET", "/api/v1/nothing-here")]
+    {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let none = c.request(m.clone(), format!("{base}{path}")).send().await.unwrap();
         assert_eq!(none.status(), 401, "{method} {path} without a token");
         assert_eq!(none.headers()["www-authenticate"], "Bearer");
-        let wrong = c.request(m.clone(), format!("{base}{path}")).bearer_auth("admin-token-0123456780").send().await.unwrap();
+        let wrong =
+            c.request(m.clone(), format!("{base}{path}")).bearer_auth("admin-token-0123456780").send().await.unwrap();
         assert_eq!(wrong.status(), 401, "{method} {path} with a wrong token");
         let basic = c.request(m, format!("{base}{path}")).basic_auth("admin", Some(TOKEN)).send().await.unwrap();
         assert_eq!(basic.status(), 401, "{method} {path} with basic auth");
@@ -94,7 +97,8 @@ async fn alertmanager_alert_revokes_through_the_safety_checks_and_the_etag_chang
     let r = c.post(format!("{base}/api/v1/alertmanager")).bearer_auth(TOKEN).json(&payload).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
-    let verdicts: Vec<&str> = body["results"].as_array().unwrap().iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    let verdicts: Vec<&str> =
+        body["results"].as_array().unwrap().iter().map(|r| r["verdict"].as_str().unwrap()).collect();
     assert_eq!(verdicts, ["revoke", "allow_listed", "ignored", "invalid", "no_credential"]);
 
     let after = c

@@ -14,7 +14,11 @@ fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -30,10 +34,22 @@ fn check_lists_every_error_with_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let det = dir.path().join("detectors");
     std::fs::create_dir(&det).unwrap();
-    std::fs::write(dir.path().join("gatewatch.toml"), "[engine]\nallowed_lateness = \"2h\"\n[normalize]\ntrusted_proxies = [\"not-an-ip\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("gatewatch.toml"),
+        "[engine]\nallowed_lateness = \"2h\"\n[normalize]\ntrusted_proxies = [\"not-an-ip\"]\n",
+    )
+    .unwrap();
     std::fs::write(det.join("a.toml"), "id = \"a\"\nkind = \"no_such_kind\"\n").unwrap();
-    std::fs::write(det.join("b.toml"), "id = \"b\"\nkind = \"token_reuse\"\n[params]\nmax_regions = 0\nwindow = \"soon\"\n").unwrap();
-    std::fs::write(det.join("c.toml"), "id = \"c\"\nkind = \"auth_failure_spike\"\n[params]\nmin_failure_ratio = 3.0\n").unwrap();
+    std::fs::write(
+        det.join("b.toml"),
+        "id = \"b\"\nkind = \"token_reuse\"\n[params]\nmax_regions = 0\nwindow = \"soon\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        det.join("c.toml"),
+        "id = \"c\"\nkind = \"auth_failure_spike\"\n[params]\nmin_failure_ratio = 3.0\n",
+    )
+    .unwrap();
     let out = gatewatch().arg("check").arg("--config").arg(dir.path().join("gatewatch.toml")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
@@ -52,11 +68,14 @@ fn check_lists_every_error_with_file_and_field() {
 fn normalize_prints_one_line_per_record_and_rejections() {
     let kong = r#"{"started_at":1700000000000,"client_ip":"203.0.113.9","request":{"method":"GET","uri":"/v1/orders/42?apikey=s3cr3tK3yValue9","headers":{"authorization":"REDACTED"}},"response":{"status":200,"size":"12"},"latencies":{"request":"15","proxy":12},"consumer":{"id":"c-1","username":"shop"}}"#;
     let input = format!("{kong}\nnot json at all\n[{kong},{kong}]\n");
-    let (code, stdout, _) = run_with_stdin({
-        let mut c = gatewatch();
-        c.arg("normalize");
-        c
-    }, &input);
+    let (code, stdout, _) = run_with_stdin(
+        {
+            let mut c = gatewatch();
+            c.arg("normalize");
+            c
+        },
+        &input,
+    );
     assert_eq!(code, 0);
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 4);
@@ -81,14 +100,20 @@ fn replay_finds_a_brute_force_and_leaks_no_token() {
         );
         input.push('\n');
     }
-    let (code, stdout, stderr) = run_with_stdin({
-        let mut c = gatewatch();
-        c.args(["replay", "--input", "-"]);
-        c
-    }, &input);
+    let (code, stdout, stderr) = run_with_stdin(
+        {
+            let mut c = gatewatch();
+            c.args(["replay", "--input", "-"]);
+            c
+        },
+        &input,
+    );
     assert_eq!(code, 0, "{stderr}");
     let alerts: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(alerts.iter().any(|a| a["detector"] == "auth_failure_spike" && a["entity"]["id"] == "203.0.113.7"), "{stdout}");
+    assert!(
+        alerts.iter().any(|a| a["detector"] == "auth_failure_spike" && a["entity"]["id"] == "203.0.113.7"),
+        "{stdout}"
+    );
     assert!(stderr.contains("40 records"), "{stderr}");
     // Envoy's JSON here has no user agent or request id: the summary says so, per reason
     assert!(stderr.contains("envoy user_agent not_in_record (100%)"), "{stderr}");
@@ -101,7 +126,11 @@ fn replay_finds_a_brute_force_and_leaks_no_token() {
 fn unknown_sections_and_bad_scrub_rules_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("detectors")).unwrap();
-    std::fs::write(dir.path().join("gatewatch.toml"), "[enigne]\nallowed_lateness = \"10s\"\n[scrub]\nno_such_option = 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("gatewatch.toml"),
+        "[enigne]\nallowed_lateness = \"10s\"\n[scrub]\nno_such_option = 1\n",
+    )
+    .unwrap();
     let out = gatewatch().arg("check").arg("--config").arg(dir.path().join("gatewatch.toml")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());

@@ -46,10 +46,26 @@ fn traffic(seed: u64) -> Vec<Event> {
         out.push(ev(100_000 + i * 3_000).ip("203.0.113.66").post("/login").status(401).build());
     }
     for (i, net) in [11u8, 45, 91, 150, 185, 201].iter().enumerate() {
-        out.push(ev(200_000 + i as i64 * 10_000).ip(&format!("{net}.20.30.40")).client("app-7").token(7).scopes(&["orders:read"]).get("/v1/orders/1").build());
+        out.push(
+            ev(200_000 + i as i64 * 10_000)
+                .ip(&format!("{net}.20.30.40"))
+                .client("app-7")
+                .token(7)
+                .scopes(&["orders:read"])
+                .get("/v1/orders/1")
+                .build(),
+        );
     }
     for i in 0..15i64 {
-        out.push(ev(300_000 + i * 2_000).client("app-9").token(9).scopes(&["orders:read"]).get("/admin/keys").status(403).build());
+        out.push(
+            ev(300_000 + i * 2_000)
+                .client("app-9")
+                .token(9)
+                .scopes(&["orders:read"])
+                .get("/admin/keys")
+                .status(403)
+                .build(),
+        );
     }
     out.sort_by_key(|e| e.ts);
     out

@@ -93,11 +93,16 @@ shutdown_grace = "10s"
     first.wait().unwrap();
     let log1 = std::fs::read_to_string(dir.path().join("first.log")).unwrap_or_default();
     assert!(sent_a, "attack A not alerted before the crash; log:\n{log1}");
-    assert!(committed1, "first process did not commit phase 1: {:?} vs {ends1:?}; log:\n{log1}", committed(&bootstrap, GROUP, "logs", P));
+    assert!(
+        committed1,
+        "first process did not commit phase 1: {:?} vs {ends1:?}; log:\n{log1}",
+        committed(&bootstrap, GROUP, "logs", P)
+    );
     assert!(!alerts_by_entity(&bootstrap).0.contains_key(b), "half of attack B must not be enough to alert");
 
     // Phase 2: the other half of attack B (15 more failures) and traffic after it.
-    let phase2 = merge(vec![benign(T0 + 300_000, T0 + 480_000, 5, 10_000, P), brute_force(b, T0 + 275_000, 15, 5_000, P)]);
+    let phase2 =
+        merge(vec![benign(T0 + 300_000, T0 + 480_000, 5, 10_000, P), brute_force(b, T0 + 275_000, 15, 5_000, P)]);
     produce(&bootstrap, "logs", &phase2);
     let ends2: Vec<i64> = ends1.iter().zip(ends_of(&phase2, P)).map(|(x, y)| x + y).collect();
 
@@ -108,8 +113,16 @@ shutdown_grace = "10s"
 
     // Every alert handed off before its offset was committed: the topic is complete now.
     let (by_entity, ids) = alerts_by_entity(&bootstrap);
-    assert_eq!(by_entity.get(b), Some(&1), "attack B straddling the crash must be alerted exactly once: {by_entity:?}\n{log2}");
-    assert_eq!(by_entity.get(a), Some(&1), "attack A was sent before the crash and must not be sent again: {by_entity:?}");
+    assert_eq!(
+        by_entity.get(b),
+        Some(&1),
+        "attack B straddling the crash must be alerted exactly once: {by_entity:?}\n{log2}"
+    );
+    assert_eq!(
+        by_entity.get(a),
+        Some(&1),
+        "attack A was sent before the crash and must not be sent again: {by_entity:?}"
+    );
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();

@@ -71,7 +71,8 @@ async fn enforced_revocations_reach_the_topic_and_nothing_else_does() {
     .await
     .unwrap();
     // Give a straggler the chance to show up before asserting there is none.
-    let entries: Vec<serde_json::Value> = got.iter().map(|(_, _, v)| serde_json::from_slice(v).expect("JSON entry")).collect();
+    let entries: Vec<serde_json::Value> =
+        got.iter().map(|(_, _, v)| serde_json::from_slice(v).expect("JSON entry")).collect();
     let fps: Vec<&str> = entries.iter().map(|e| e["fingerprint"].as_str().unwrap()).collect();
     assert_eq!(fps, vec!["ab00000000000002", "ab00000000000004"], "{entries:#?}");
     assert_eq!(entries[0]["client_id"], "app-2");

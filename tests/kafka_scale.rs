@@ -53,7 +53,8 @@ fn two_instances_in_one_group_alert_like_one() {
     );
     let (b, alerts_b, _reg_b) = instance(&bootstrap, "two");
     assert!(
-        wait_until(Duration::from_secs(60), || a.health().assigned() > 0 && b.health().assigned() > 0
+        wait_until(Duration::from_secs(60), || a.health().assigned() > 0
+            && b.health().assigned() > 0
             && a.health().assigned() + b.health().assigned() == P as i64),
         "the group did not split the partitions: {} + {}",
         a.health().assigned(),
@@ -71,7 +72,10 @@ fn two_instances_in_one_group_alert_like_one() {
 
     // One instance over the same topic.
     let (one, alerts_one, _) = instance(&bootstrap, "one");
-    assert!(wait_until(Duration::from_secs(120), || committed(&bootstrap, "one", "logs", P) == ends), "single instance did not finish");
+    assert!(
+        wait_until(Duration::from_secs(120), || committed(&bootstrap, "one", "logs", P) == ends),
+        "single instance did not finish"
+    );
     one.shutdown(Duration::from_secs(20)).unwrap();
     let one = sorted(alerts_one.ids());
 

@@ -43,17 +43,20 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     let bootstrap = mc.bootstrap_servers();
 
     let attacker = "203.0.113.7";
-    let mut recs = merge(vec![
-        benign(T0, T0 + 6 * 60_000, 5, 10_000, P),
-        brute_force(attacker, T0 + 60_000, 30, 5_000, P),
-    ]);
+    let mut recs =
+        merge(vec![benign(T0, T0 + 6 * 60_000, 5, 10_000, P), brute_force(attacker, T0 + 60_000, 30, 5_000, P)]);
     // A malformed record in the attacker's partition, in the middle of the attack.
     let bad_partition = partition_of(attacker, P);
     let pos = recs.iter().position(|r| r.partition == bad_partition && r.ts >= T0 + 90_000).unwrap();
     let bad_offset = recs[..pos].iter().filter(|r| r.partition == bad_partition).count() as i64;
     recs.insert(
         pos,
-        Rec { partition: bad_partition, key: attacker.into(), payload: "this is not json, Bearer abc.def.ghi".into(), ts: T0 + 90_000 },
+        Rec {
+            partition: bad_partition,
+            key: attacker.into(),
+            payload: "this is not json, Bearer abc.def.ghi".into(),
+            ts: T0 + 90_000,
+        },
     );
     produce(&bootstrap, "logs", &recs);
     let good = (recs.len() - 1) as f64;
@@ -94,7 +97,9 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     let v: serde_json::Value = serde_json::from_slice(&dl[0].2).unwrap();
     let mut expected = String::new();
     gatewatch::normalize::Normalizer::new(gatewatch::normalize::Format::Generic, KEY.as_bytes())
-        .normalize_message(b"this is not json, Bearer abc.def.ghi", &mut |r| expected = r.unwrap_err().reason.as_str().to_string());
+        .normalize_message(b"this is not json, Bearer abc.def.ghi", &mut |r| {
+            expected = r.unwrap_err().reason.as_str().to_string()
+        });
     assert_eq!(v["reason"], expected.as_str());
     assert_eq!(v["source"]["partition"], bad_partition);
     assert_eq!(v["source"]["offset"], bad_offset);

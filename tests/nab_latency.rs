@@ -96,14 +96,30 @@ fn load_windows() -> BTreeMap<String, Vec<(Millis, Millis)>> {
 
 /// Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
 fn inv_norm(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] =
+        [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
     const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
     let q = p.min(1.0 - p);
     let x = if q < 0.02425 {
         let r = (-2.0 * q.ln()).sqrt();
-        (((((C[0] * r + C[1]) * r + C[2]) * r + C[3]) * r + C[4]) * r + C[5]) / ((((D[0] * r + D[1]) * r + D[2]) * r + D[3]) * r + 1.0)
+        (((((C[0] * r + C[1]) * r + C[2]) * r + C[3]) * r + C[4]) * r + C[5])
+            / ((((D[0] * r + D[1]) * r + D[2]) * r + D[3]) * r + 1.0)
     } else {
         let r = q - 0.5;
         let s = r * r;
@@ -125,9 +141,8 @@ fn traffic(series: &[(Millis, f64)], route: &str) -> Vec<Event> {
     head.sort_by(f64::total_cmp);
     let median = head[head.len() / 2];
     let scale = if median > 0.0 { TARGET_MEDIAN_MS / median } else { 1.0 };
-    let shape: Vec<f64> = (0..EVENTS_PER_ROW)
-        .map(|j| (SIGMA * inv_norm((j as f64 + 0.5) / EVENTS_PER_ROW as f64)).exp())
-        .collect();
+    let shape: Vec<f64> =
+        (0..EVENTS_PER_ROW).map(|j| (SIGMA * inv_norm((j as f64 + 0.5) / EVENTS_PER_ROW as f64)).exp()).collect();
     let mut out = Vec::with_capacity(series.len() * EVENTS_PER_ROW);
     for (i, &(ts, value)) in series.iter().enumerate() {
         let next = series.get(i + 1).map(|r| r.0).unwrap_or(ts + ROW);
@@ -214,11 +229,7 @@ fn evaluate(name: &str, toml: &str) -> (BTreeMap<&'static str, Score>, Vec<Strin
         for a in &alerts {
             assert_eq!(a.entity.id, route);
             assert_eq!(a.detector, "latency_anomaly");
-            lines.push(format!(
-                "  [{name}] {series} {} {}",
-                gatewatch::event::format_ts(a.window_end),
-                a.summary
-            ));
+            lines.push(format!("  [{name}] {series} {} {}", gatewatch::event::format_ts(a.window_end), a.summary));
         }
         table.insert(*series, score(&alerts, &windows[*series]));
     }
@@ -250,9 +261,7 @@ fn nab_windows_caught_and_false_alerts() {
         println!("{l}");
     }
 
-    let sum = |t: &BTreeMap<&str, Score>| {
-        t.values().fold((0, 0), |(c, o), x| (c + x.caught, o + x.outside))
-    };
+    let sum = |t: &BTreeMap<&str, Score>| t.values().fold((0, 0), |(c, o), x| (c + x.caught, o + x.outside));
     let (shipped_caught, shipped_outside) = sum(&shipped_t);
     let (sens_caught, sens_outside) = sum(&sens_t);
     // Floors and ceilings from what the detector does today (printed above); a change that

@@ -102,7 +102,8 @@ fn check(file: &str, got: &[String]) {
     assert_eq!(got.len(), want.len(), "{file}: {} results, expected {}", got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let gv: serde_json::Value = serde_json::from_str(g).unwrap();
-        let wv: serde_json::Value = serde_json::from_str(w).unwrap_or_else(|e| panic!("{file}.expected line {}: {e}", i + 1));
+        let wv: serde_json::Value =
+            serde_json::from_str(w).unwrap_or_else(|e| panic!("{file}.expected line {}: {e}", i + 1));
         assert_eq!(gv, wv, "{file} record {}:\n got  {g}\n want {w}", i + 1);
     }
 }
@@ -187,7 +188,9 @@ const SECRETS: &[&str] = &["2b64e2f0193851d4135a2e885cd08a65"];
 #[test]
 fn no_raw_secret_reaches_an_event() {
     let n = Normalizer::new(Format::Auto, KEY);
-    for f in SAMPLES.iter().map(|f| (f.file, f.whole, f.received)).chain(CONSTRUCTED.iter().map(|(f, r)| (*f, false, *r))) {
+    for f in
+        SAMPLES.iter().map(|f| (f.file, f.whole, f.received)).chain(CONSTRUCTED.iter().map(|(f, r)| (*f, false, *r)))
+    {
         for out in run(&n, &read(f.0), f.1, f.2) {
             for s in SECRETS {
                 assert!(!out.contains(s), "{}: raw secret in {out}", f.0);
@@ -199,7 +202,9 @@ fn no_raw_secret_reaches_an_event() {
 /// Built once: a normalizer carries the scrubber's automaton, too costly to build per proptest case.
 fn all_normalizers() -> &'static [Normalizer] {
     static ALL: std::sync::OnceLock<Vec<Normalizer>> = std::sync::OnceLock::new();
-    ALL.get_or_init(|| std::iter::once(Format::Auto).chain(Format::ALL.iter().copied()).map(|f| Normalizer::new(f, KEY)).collect())
+    ALL.get_or_init(|| {
+        std::iter::once(Format::Auto).chain(Format::ALL.iter().copied()).map(|f| Normalizer::new(f, KEY)).collect()
+    })
 }
 
 fn sample_lines() -> Vec<String> {

@@ -63,11 +63,7 @@ fn alert(n: usize, client: &str, jti: &str) -> Alert {
 }
 
 fn audit(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -130,7 +126,8 @@ async fn rfc7009_endpoint_gets_exactly_the_allowed_revocations() {
     let audit_path = rev_cfg.audit_log.clone();
     let decisions = |p: &Path| audit(p).into_iter().filter(|r| r["event"] == "decision").collect::<Vec<_>>();
     let targets = |p: &Path| audit(p).into_iter().filter(|r| r["event"] == "target").count();
-    eventually("8 decisions and 3 target calls", || decisions(&audit_path).len() >= 8 && targets(&audit_path) >= 3).await;
+    eventually("8 decisions and 3 target calls", || decisions(&audit_path).len() >= 8 && targets(&audit_path) >= 3)
+        .await;
     d.shutdown(Duration::from_secs(10)).await;
 
     let verdicts: Vec<(String, String)> = decisions(&audit_path)

@@ -50,7 +50,11 @@ fn leaked(out: &str, secret: &str) -> bool {
     }
     // Multi-line secrets (PEM): every long line must be gone.
     if secret.contains('\n') {
-        return secret.lines().map(str::trim).filter(|l| l.len() >= 24 && !l.starts_with("-----")).any(|l| out.contains(l));
+        return secret
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.len() >= 24 && !l.starts_with("-----"))
+            .any(|l| out.contains(l));
     }
     let b = secret.as_bytes();
     b.len() >= 24 && b.windows(20).any(|w| std::str::from_utf8(w).is_ok_and(|w| out.contains(w)))
@@ -62,7 +66,8 @@ fn body_line(text: &str) -> String {
 }
 
 fn ua_line(text: &str) -> String {
-    json!({"time": "2026-03-08T14:32:15Z", "method": "GET", "path": "/v1/items", "user_agent": text, "status": 200}).to_string()
+    json!({"time": "2026-03-08T14:32:15Z", "method": "GET", "path": "/v1/items", "user_agent": text, "status": 200})
+        .to_string()
 }
 
 fn header_line(secret: &str) -> String {
@@ -70,8 +75,19 @@ fn header_line(secret: &str) -> String {
 }
 
 fn query_line(secret: &str) -> String {
-    let enc: String = secret.bytes().map(|c| if c.is_ascii_alphanumeric() || b"-._~".contains(&c) { (c as char).to_string() } else { format!("%{c:02X}") }).collect();
-    format!(r#"10.0.0.1 - - [08/Mar/2026:14:32:15 +0000] "GET /v1/items?page=2&access_token={enc} HTTP/1.1" 200 59 "-" "curl/8.5.0""#)
+    let enc: String = secret
+        .bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect();
+    format!(
+        r#"10.0.0.1 - - [08/Mar/2026:14:32:15 +0000] "GET /v1/items?page=2&access_token={enc} HTTP/1.1" 200 59 "-" "curl/8.5.0""#
+    )
 }
 
 fn cookie_line(secret: &str) -> String {
@@ -108,7 +124,11 @@ struct Tally {
 }
 
 fn pct(a: usize, n: usize) -> f64 {
-    if n == 0 { 1.0 } else { a as f64 / n as f64 }
+    if n == 0 {
+        1.0
+    } else {
+        a as f64 / n as f64
+    }
 }
 
 #[test]
@@ -151,25 +171,72 @@ fn recall_per_family() {
 
     // Minimum recall of a snippet in a body field and as raw text, per family.
     let content_min: BTreeMap<&str, f64> = [
-        ("anthropic", 1.0), ("aws", 0.9), ("azure", 0.55), ("basic_auth_or_url_credentials", 0.8), ("bearer_or_auth_header", 1.0),
-        ("gcp_google", 0.9), ("generic_api_key", 0.45), ("github", 1.0), ("gitlab", 0.9), ("hashicorp_vault", 0.8), ("huggingface", 1.0),
-        ("jwt", 0.95), ("mailchimp", 1.0), ("mailgun", 1.0), ("npm", 1.0), ("openai", 1.0), ("other_vendor_token", 0.78),
-        ("password_or_keyword", 0.5), ("private_key", 0.8), ("pypi", 0.8), ("sendgrid", 1.0), ("slack", 0.9), ("square", 1.0),
-        ("stripe", 1.0), ("twilio", 1.0),
-    ].into_iter().collect();
+        ("anthropic", 1.0),
+        ("aws", 0.9),
+        ("azure", 0.55),
+        ("basic_auth_or_url_credentials", 0.8),
+        ("bearer_or_auth_header", 1.0),
+        ("gcp_google", 0.9),
+        ("generic_api_key", 0.45),
+        ("github", 1.0),
+        ("gitlab", 0.9),
+        ("hashicorp_vault", 0.8),
+        ("huggingface", 1.0),
+        ("jwt", 0.95),
+        ("mailchimp", 1.0),
+        ("mailgun", 1.0),
+        ("npm", 1.0),
+        ("openai", 1.0),
+        ("other_vendor_token", 0.78),
+        ("password_or_keyword", 0.5),
+        ("private_key", 0.8),
+        ("pypi", 0.8),
+        ("sendgrid", 1.0),
+        ("slack", 0.9),
+        ("square", 1.0),
+        ("stripe", 1.0),
+        ("twilio", 1.0),
+    ]
+    .into_iter()
+    .collect();
     // Bare secrets with no name around them (a user agent): only distinctive formats are expected.
     let ua_min: BTreeMap<&str, f64> = [
-        ("anthropic", 1.0), ("github", 0.9), ("jwt", 0.65), ("private_key", 0.7), ("pypi", 1.0), ("sendgrid", 1.0), ("slack", 0.85), ("stripe", 1.0),
-        ("huggingface", 1.0), ("square", 1.0), ("twilio", 1.0), ("mailchimp", 1.0), ("gitlab", 0.9), ("openai", 0.85),
-    ].into_iter().collect();
+        ("anthropic", 1.0),
+        ("github", 0.9),
+        ("jwt", 0.65),
+        ("private_key", 0.7),
+        ("pypi", 1.0),
+        ("sendgrid", 1.0),
+        ("slack", 0.85),
+        ("stripe", 1.0),
+        ("huggingface", 1.0),
+        ("square", 1.0),
+        ("twilio", 1.0),
+        ("mailchimp", 1.0),
+        ("gitlab", 0.9),
+        ("openai", 0.85),
+    ]
+    .into_iter()
+    .collect();
 
-    println!("\n{:<32} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}", "family", "n", "body", "text", "ua", "header", "query", "cookie", "jsonkey");
+    println!(
+        "\n{:<32} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        "family", "n", "body", "text", "ua", "header", "query", "cookie", "jsonkey"
+    );
     let mut failures = Vec::new();
     let mut all = Tally::default();
     for (fam, t) in &by_family {
         println!(
             "{:<32} {:>4} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2}",
-            fam, t.n, pct(t.body, t.n), pct(t.text, t.n), pct(t.ua, t.n), pct(t.header, t.n), pct(t.query, t.n), pct(t.cookie, t.n), pct(t.json_key, t.n)
+            fam,
+            t.n,
+            pct(t.body, t.n),
+            pct(t.text, t.n),
+            pct(t.ua, t.n),
+            pct(t.header, t.n),
+            pct(t.query, t.n),
+            pct(t.cookie, t.n),
+            pct(t.json_key, t.n)
         );
         all.n += t.n;
         all.body += t.body;
@@ -193,7 +260,14 @@ fn recall_per_family() {
             }
         }
     }
-    println!("{:<32} {:>4} {:>6.2} {:>6.2} {:>6.2}", "ALL", all.n, pct(all.body, all.n), pct(all.text, all.n), pct(all.ua, all.n));
+    println!(
+        "{:<32} {:>4} {:>6.2} {:>6.2} {:>6.2}",
+        "ALL",
+        all.n,
+        pct(all.body, all.n),
+        pct(all.text, all.n),
+        pct(all.ua, all.n)
+    );
     for (fam, t) in &by_family {
         if !t.missed.is_empty() {
             println!("missed {fam}: {:?}", t.missed);
@@ -218,7 +292,8 @@ fn look_alikes_untouched() {
             touched |= sc.scrub_line(&line, &mut st) != line;
         }
         touched |= scrub_text(&sc, &r.text) != r.text;
-        let class = if r.kind.starts_with("lookalike:") { r.kind.clone() } else { r.neg_class.clone().unwrap_or_default() };
+        let class =
+            if r.kind.starts_with("lookalike:") { r.kind.clone() } else { r.neg_class.clone().unwrap_or_default() };
         let e = by_class.entry(format!("{}{}", if r.strict { "" } else { "(soft) " }, class)).or_default();
         e.0 += 1;
         if touched {
@@ -231,12 +306,19 @@ fn look_alikes_untouched() {
     }
     println!("\n{:<44} {:>4} {:>4} {:>6}", "negative class", "n", "fp", "fpr");
     for (c, (n, fp, ids)) in &by_class {
-        println!("{c:<44} {n:>4} {fp:>4} {:>6.2} {}", pct(*fp, *n), if ids.is_empty() { String::new() } else { format!("{ids:?}") });
+        println!(
+            "{c:<44} {n:>4} {fp:>4} {:>6.2} {}",
+            pct(*fp, *n),
+            if ids.is_empty() { String::new() } else { format!("{ids:?}") }
+        );
     }
     let strict_n: usize = corpus().iter().filter(|r| r.secret.is_none() && r.strict).count();
     println!("strict look-alikes touched: {}/{strict_n}", strict_fp.len());
     // Constructed gateway look-alikes (UUIDs, trace ids, SHAs, digests...) must never be touched.
-    let constructed: Vec<&String> = strict_fp.iter().filter(|id| by_class.iter().any(|(c, (_, _, ids))| c.starts_with("lookalike:") && ids.contains(id))).collect();
+    let constructed: Vec<&String> = strict_fp
+        .iter()
+        .filter(|id| by_class.iter().any(|(c, (_, _, ids))| c.starts_with("lookalike:") && ids.contains(id)))
+        .collect();
     assert!(constructed.is_empty(), "constructed look-alikes touched: {constructed:?}");
     // Upstream strict negatives: at most 2 % touched.
     assert!(strict_fp.len() * 50 <= strict_n, "strict look-alikes touched: {strict_fp:?}");

@@ -91,7 +91,10 @@ fn scrub_command_keeps_line_count_and_format() {
     let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/gateways/samples");
     let mut input = String::new();
     if let Ok(dir) = std::fs::read_dir(samples) {
-        let mut paths: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "log")).collect();
+        let mut paths: Vec<_> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "log"))
+            .collect();
         paths.sort();
         for p in paths {
             input.push_str(&std::fs::read_to_string(p).unwrap());

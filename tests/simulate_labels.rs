@@ -58,7 +58,8 @@ fn every_label_names_an_entity_its_records_carry() {
         let recs = attack_records(s, i);
         if l.attack == "latency_regression" {
             assert!(recs.is_empty(), "a regression is a change in benign traffic");
-            let on_route = s.records.iter().filter(|r| r.route == l.entity_id && r.ts >= l.start && r.ts <= l.end).count();
+            let on_route =
+                s.records.iter().filter(|r| r.route == l.entity_id && r.ts >= l.start && r.ts <= l.end).count();
             assert!(on_route > 100, "{on_route} requests on {} during the regression", l.entity_id);
             continue;
         }
@@ -95,14 +96,23 @@ fn every_label_names_an_entity_its_records_carry() {
 #[test]
 fn token_labels_use_the_configured_fingerprint_key() {
     let a = simulate(&SimConfig { duration_ms: 12 * 60_000, clients: 40, ..SimConfig::default() });
-    let b = simulate(&SimConfig { duration_ms: 12 * 60_000, clients: 40, fingerprint_key: b"other".to_vec(), ..SimConfig::default() });
+    let b = simulate(&SimConfig {
+        duration_ms: 12 * 60_000,
+        clients: 40,
+        fingerprint_key: b"other".to_vec(),
+        ..SimConfig::default()
+    });
     let fp = gatewatch::scrub::Fingerprinter::new(gatewatch::config::DEV_FINGERPRINT_KEY.as_bytes());
     let mut tokens = 0;
     for (la, lb) in a.labels.iter().zip(&b.labels) {
         if la.entity_kind == EntityKind::Token {
             tokens += 1;
             assert_ne!(la.entity_id, lb.entity_id, "{}", la.attack);
-            let rec = a.records.iter().find(|r| r.token_fingerprint().map(|f| f.to_hex()) == Some(la.entity_id.clone())).unwrap();
+            let rec = a
+                .records
+                .iter()
+                .find(|r| r.token_fingerprint().map(|f| f.to_hex()) == Some(la.entity_id.clone()))
+                .unwrap();
             assert_eq!(fp.fingerprint(rec.token.as_ref().unwrap().raw.as_bytes()).to_hex(), la.entity_id);
         }
     }
@@ -168,7 +178,9 @@ fn stolen_token_is_used_from_far_networks_while_its_owner_carries_on() {
     let owner: Vec<_> = s
         .records
         .iter()
-        .filter(|r| r.attack.is_none() && r.token_fingerprint() == Some(tok.fingerprint) && r.ts >= l.start && r.ts <= l.end)
+        .filter(|r| {
+            r.attack.is_none() && r.token_fingerprint() == Some(tok.fingerprint) && r.ts >= l.start && r.ts <= l.end
+        })
         .collect();
     assert!(owner.len() >= 5, "owner made {} calls during the theft", owner.len());
     let owner_nets: HashSet<_> = owner.iter().map(|r| net16(r)).collect();
@@ -211,7 +223,8 @@ fn scope_escalation_deletes_users_without_admin() {
     }
     // from the culprit's own addresses: an insider, not a thief
     let tok = recs[0].token_fingerprint();
-    let own: HashSet<_> = s.records.iter().filter(|r| r.attack.is_none() && r.token_fingerprint() == tok).map(|r| r.source_ip).collect();
+    let own: HashSet<_> =
+        s.records.iter().filter(|r| r.attack.is_none() && r.token_fingerprint() == tok).map(|r| r.source_ip).collect();
     assert!(recs.iter().all(|r| own.contains(&r.source_ip)));
 }
 
@@ -231,7 +244,8 @@ fn scope_probing_is_a_burst_of_403s_outside_the_tokens_scopes() {
 fn attack_rounds_repeat_every_kind_with_distinct_entities() {
     let s = simulate(&SimConfig { attack_rounds: 2, clients: 120, ..SimConfig::default() });
     assert_eq!(s.labels.len(), 14);
-    let ids: HashSet<_> = s.labels.iter().filter(|l| l.entity_kind != EntityKind::Route).map(|l| &l.entity_id).collect();
+    let ids: HashSet<_> =
+        s.labels.iter().filter(|l| l.entity_kind != EntityKind::Route).map(|l| &l.entity_id).collect();
     assert_eq!(ids.len(), s.labels.iter().filter(|l| l.entity_kind != EntityKind::Route).count());
     let none = simulate(&SimConfig { attacks: false, clients: 120, ..SimConfig::default() });
     assert!(none.labels.is_empty());

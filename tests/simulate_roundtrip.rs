@@ -23,7 +23,13 @@ fn sim() -> gatewatch::simulate::Simulation {
 /// What gatewatch must read from `rec` rendered as `format`. Kong names the
 /// application by its consumer when it authenticated the request (the contract's
 /// precedence: gateway consumer, then JWT claims).
-fn check(rec: &SimRecord, format: Format, ev: &Event, fp: &Fingerprinter, templater: &RouteTemplater) -> Result<(), String> {
+fn check(
+    rec: &SimRecord,
+    format: Format,
+    ev: &Event,
+    fp: &Fingerprinter,
+    templater: &RouteTemplater,
+) -> Result<(), String> {
     let mut errs = Vec::new();
     macro_rules! eq {
         ($name:literal, $got:expr, $want:expr) => {
@@ -118,7 +124,9 @@ fn every_record_reads_back_as_its_ground_truth_in_every_format() {
     for f in &failures {
         let head = f.lines().next().unwrap_or("");
         let (fmt, rest) = head.split_once(" record ").unwrap_or((head, ""));
-        for field in rest.split(": ").nth(1).into_iter().chain(rest.split("; ").skip(1).filter_map(|x| x.split(':').next())) {
+        for field in
+            rest.split(": ").nth(1).into_iter().chain(rest.split("; ").skip(1).filter_map(|x| x.split(':').next()))
+        {
             *kinds.entry(format!("{fmt} {field}")).or_insert(0) += 1;
         }
     }

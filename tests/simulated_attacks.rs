@@ -29,18 +29,25 @@ fn run(sim: &Simulation, format: Format) -> (Vec<Alert>, ReplaySummary, String) 
         input.push_str(&render(r, format));
         input.push('\n');
     }
-    let mut pipeline = Pipeline::from_config(&config(), format, DEV_FINGERPRINT_KEY.as_bytes()).expect("shipped config");
+    let mut pipeline =
+        Pipeline::from_config(&config(), format, DEV_FINGERPRINT_KEY.as_bytes()).expect("shipped config");
     let mut alerts = Vec::new();
-    let summary = replay(&mut pipeline, input.as_bytes(), &mut |a| {
-        alerts.push(a.clone());
-        Ok(())
-    }, &mut |_| {})
+    let summary = replay(
+        &mut pipeline,
+        input.as_bytes(),
+        &mut |a| {
+            alerts.push(a.clone());
+            Ok(())
+        },
+        &mut |_| {},
+    )
     .expect("replay");
     (alerts, summary, input)
 }
 
 fn names(alert: &Alert, label: &Label) -> bool {
-    let same = |d: &str, k: &str, id: &str| alert.detector == d && alert.entity.kind.as_str() == k && alert.entity.id == id;
+    let same =
+        |d: &str, k: &str, id: &str| alert.detector == d && alert.entity.kind.as_str() == k && alert.entity.id == id;
     same(label.detector, label.entity_kind.as_str(), &label.entity_id)
         || label.related.iter().any(|r| same(r.detector, r.entity_kind.as_str(), &r.entity_id))
 }
@@ -53,16 +60,15 @@ fn explains(alert: &Alert, label: &Label) -> bool {
 fn assert_all_found_nothing_else(sim: &Simulation, alerts: &[Alert], what: &str) {
     let mut report = String::new();
     for l in &sim.labels {
-        let main = alerts.iter().any(|a| {
-            explains(a, l) && a.detector == l.detector
-        });
+        let main = alerts.iter().any(|a| explains(a, l) && a.detector == l.detector);
         if !main {
             report += &format!("MISSED {} ({} on {} {})\n", l.attack, l.detector, l.entity_kind.as_str(), l.entity_id);
         }
     }
     for a in alerts {
         if !sim.labels.iter().any(|l| explains(a, l)) {
-            report += &format!("UNEXPECTED {} on {} {}: {}\n", a.detector, a.entity.kind.as_str(), a.entity.id, a.summary);
+            report +=
+                &format!("UNEXPECTED {} on {} {}: {}\n", a.detector, a.entity.kind.as_str(), a.entity.id, a.summary);
         }
     }
     assert!(report.is_empty(), "{what}:\n{report}");
@@ -91,7 +97,10 @@ fn every_attack_is_found_and_nothing_else_fires_in_each_format() {
         assert_eq!(summary.engine.late, 0, "{format:?}: disorder stays within the allowed lateness");
         assert_all_found_nothing_else(&sim, &alerts, format.name());
         let alert_text: String = alerts.iter().map(|a| a.to_json() + "\n").collect();
-        assert!(input.contains(&sim.records.iter().find_map(|r| r.token.as_ref()).unwrap().raw), "input has raw tokens");
+        assert!(
+            input.contains(&sim.records.iter().find_map(|r| r.token.as_ref()).unwrap().raw),
+            "input has raw tokens"
+        );
         assert_no_raw_token(&sim, &[&alert_text, &summary.render()]);
         let set: HashSet<(String, String)> = alerts.iter().map(|a| (a.detector.clone(), a.entity.id.clone())).collect();
         match &kong_alerts {
@@ -99,7 +108,8 @@ fn every_attack_is_found_and_nothing_else_fires_in_each_format() {
             Some(k) => {
                 // the attacks found are the same whatever the format; entity ids that depend
                 // on the format's identity fields (Kong consumer UUIDs) may differ
-                let main: HashSet<_> = sim.labels.iter().map(|l| (l.detector.to_string(), l.entity_id.clone())).collect();
+                let main: HashSet<_> =
+                    sim.labels.iter().map(|l| (l.detector.to_string(), l.entity_id.clone())).collect();
                 assert_eq!(
                     k.intersection(&main).collect::<HashSet<_>>(),
                     set.intersection(&main).collect::<HashSet<_>>(),

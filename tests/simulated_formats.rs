@@ -162,8 +162,10 @@ enum Expect {
 use Expect::{ByAddress, Found, Missing};
 
 const NO_TOKEN_REUSE: Expect = Missing("no token: token_reuse has nothing to key on");
-const NO_SCOPES: Expect = Missing("no token, no claims, no scopes: scope_misuse has nothing to compare, and the calls succeed");
-const REPLAY_BY_ADDRESS: Expect = ByAddress("no token (and no claims for a rejected one): only its hosts' addresses are left");
+const NO_SCOPES: Expect =
+    Missing("no token, no claims, no scopes: scope_misuse has nothing to compare, and the calls succeed");
+const REPLAY_BY_ADDRESS: Expect =
+    ByAddress("no token (and no claims for a rejected one): only its hosts' addresses are left");
 const PROBING_BY_ADDRESS: Expect = ByAddress("no token, no scopes: only the 403s counted per partner address are left");
 
 /// Per format, the attacks it cannot show in full and why; every other attack must be found.
@@ -202,7 +204,12 @@ const EXPECTED: &[(&str, &[(&str, Expect)])] = &[
     (
         "aws",
         &[
-            ("stolen_token", Missing("no token in an access-log template: the claims name the client, and one client has many tokens")),
+            (
+                "stolen_token",
+                Missing(
+                    "no token in an access-log template: the claims name the client, and one client has many tokens",
+                ),
+            ),
             ("token_replay", REPLAY_BY_ADDRESS),
         ],
     ),
@@ -328,7 +335,10 @@ fn every_record_reads_back_as_the_fields_its_format_carries() {
     assert!(has(&|r| r.status == 401 && r.token.is_some()), "a rejected token");
     assert!(has(&|r| r.status == 403 && r.answered_by_gateway), "a policy refusal");
     assert!(has(&|r| r.token.is_none()), "an anonymous call");
-    assert!(has(&|r| r.status >= 500 && r.upstream_latency_ms.is_none() && !r.answered_by_gateway), "an upstream that never answered");
+    assert!(
+        has(&|r| r.status >= 500 && r.upstream_latency_ms.is_none() && !r.answered_by_gateway),
+        "an upstream that never answered"
+    );
     assert!(has(&|r| r.query.is_some()), "a query string");
     let fp = Fingerprinter::new(KEY);
     let cfg = config();
@@ -340,7 +350,12 @@ fn every_record_reads_back_as_the_fields_its_format_carries() {
         for (i, rec) in s.records.iter().enumerate() {
             let line = (v.render)(rec);
             assert!(!line.contains('\n'), "{}: a record is one line", v.name);
-            assert_eq!(auto.format_of(line.as_bytes()), Some(v.format), "{} detected as another format:\n{line}", v.name);
+            assert_eq!(
+                auto.format_of(line.as_bytes()),
+                Some(v.format),
+                "{} detected as another format:\n{line}",
+                v.name
+            );
             for (how, n) in [("explicit", &explicit), ("auto", &auto)] {
                 let res = n.normalize_record(line.as_bytes()).map_err(|e| format!("rejected: {e}"));
                 if let Err(e) = res.and_then(|ev| check(&v, rec, &ev, &fp)) {
@@ -459,7 +474,13 @@ fn an_hour_of_attacks_gives_kongs_alerts_in_every_format_that_can_carry_them() {
     let mut failures = Vec::new();
     for ((v, run), (_, excluded)) in vs.iter().zip(&runs).zip(EXPECTED) {
         if run.rejected > 0 || run.events != s.records.len() as u64 {
-            failures.push(format!("{}: {} events, {} rejected, of {} records", v.name, run.events, run.rejected, s.records.len()));
+            failures.push(format!(
+                "{}: {} events, {} rejected, of {} records",
+                v.name,
+                run.events,
+                run.rejected,
+                s.records.len()
+            ));
         }
         let alerts: BTreeSet<Key> = run.alerts.iter().map(|k| canonical(k, &consumers)).collect();
         let mut labelled: BTreeSet<Key> = BTreeSet::new();
@@ -472,10 +493,8 @@ fn an_hour_of_attacks_gives_kongs_alerts_in_every_format_that_can_carry_them() {
                 found.push(l.attack);
             }
             let expect = excluded.iter().find(|(a, _)| *a == l.attack).map_or(Found, |e| e.1);
-            let by_address: BTreeSet<Key> = names(&s, li, &vs[0], &consumers)
-                .into_iter()
-                .filter(|k| k.1 == EntityKind::SourceIp)
-                .collect();
+            let by_address: BTreeSet<Key> =
+                names(&s, li, &vs[0], &consumers).into_iter().filter(|k| k.1 == EntityKind::SourceIp).collect();
             let want = match expect {
                 Found => true,
                 Missing(_) => false,
@@ -513,4 +532,3 @@ fn an_hour_of_attacks_gives_kongs_alerts_in_every_format_that_can_carry_them() {
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}\n\n{}", failures.join("\n"), report.join("\n"));
 }
-

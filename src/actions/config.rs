@@ -569,7 +569,8 @@ impl Parser<'_> {
         }
         let raw: RawDelivery = self.de(field, &toml::Value::Table(d))?;
         let def = DeliveryConfig::default();
-        let ms = |d: Option<DurationStr>, def: Duration| d.map(|d| Duration::from_millis(d.0.max(0) as u64)).unwrap_or(def);
+        let ms =
+            |d: Option<DurationStr>, def: Duration| d.map(|d| Duration::from_millis(d.0.max(0) as u64)).unwrap_or(def);
         let out = DeliveryConfig {
             min_severity: raw.min_severity,
             queue: raw.queue.unwrap_or(def.queue),
@@ -690,7 +691,9 @@ impl Parser<'_> {
         self.url(&format!("{field}.url"), &raw.url);
         for k in raw.labels.keys() {
             let valid = !k.is_empty()
-                && k.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+                && k.chars()
+                    .enumerate()
+                    .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
             if !valid {
                 self.err(format!("{field}.labels.{k}"), "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
             }
@@ -783,7 +786,8 @@ impl Parser<'_> {
         if let Some(v) = &raw.http {
             if let Some(h) = self.de::<RawHttpTarget>("revocation.http", v) {
                 // Placeholders are not valid URL syntax everywhere; check with them filled in.
-                let probe = h.url.replace("{client_id}", "c").replace("{fingerprint}", "f").replace("{credential_id}", "i");
+                let probe =
+                    h.url.replace("{client_id}", "c").replace("{fingerprint}", "f").replace("{credential_id}", "i");
                 self.url("revocation.http.url", &probe);
                 let method = h.method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
                 if !["POST", "PUT", "DELETE"].contains(&method.as_str()) {
@@ -833,10 +837,7 @@ impl Parser<'_> {
 /// Checks that every `actions` entry of the detector files names something configured:
 /// `log`, `revoke`, `revoke:dry-run`, a sink name (`webhook:secops`) or a sink kind
 /// (`email`: every email sink). Returns one error per unknown reference.
-pub fn check_action_refs(
-    settings: &ActionsSettings,
-    files: &[(PathBuf, Vec<String>)],
-) -> Vec<ConfigError> {
+pub fn check_action_refs(settings: &ActionsSettings, files: &[(PathBuf, Vec<String>)]) -> Vec<ConfigError> {
     let sinks: Vec<&SinkConfig> = settings.actions.iter().flat_map(|a| a.sinks.iter()).collect();
     let mut errs = Vec::new();
     for (file, actions) in files {
@@ -847,7 +848,8 @@ pub fn check_action_refs(
                 name => sinks.iter().any(|s| s.name == name || s.kind.as_str() == name),
             };
             if !ok {
-                let hint = if a.starts_with("revoke") { "no [revocation] section" } else { "no such sink in [actions]" };
+                let hint =
+                    if a.starts_with("revoke") { "no [revocation] section" } else { "no such sink in [actions]" };
                 errs.push(ConfigError::new(file, format!("actions[{i}]"), format!("`{a}`: {hint}")));
             }
         }

@@ -120,7 +120,12 @@ pub fn build_sinks(sinks: &[SinkConfig]) -> Result<Vec<SinkEntry>, String> {
                 Arc::new(super::alertmanager::AlertmanagerSink::new(a.clone(), client.clone()))
             }
         };
-        out.push(SinkEntry { name: s.name.clone(), kind: s.kind.as_str().to_string(), delivery: s.delivery.clone(), sink });
+        out.push(SinkEntry {
+            name: s.name.clone(),
+            kind: s.kind.as_str().to_string(),
+            delivery: s.delivery.clone(),
+            sink,
+        });
     }
     Ok(out)
 }
@@ -216,7 +221,13 @@ impl Dispatcher {
             Some(r) => {
                 let (tx, rx) = mpsc::channel(revoke_capacity);
                 let counters = Arc::new(SinkCounters::default());
-                workers.push(tokio::spawn(revoke_worker(r, rx, counters.clone(), dead_letter.clone(), stop_rx.clone())));
+                workers.push(tokio::spawn(revoke_worker(
+                    r,
+                    rx,
+                    counters.clone(),
+                    dead_letter.clone(),
+                    stop_rx.clone(),
+                )));
                 (Some(tx), Some(counters))
             }
             None => (None, None),
@@ -258,12 +269,7 @@ impl Dispatcher {
                 }
             })
         };
-        Ok(Dispatcher {
-            shared,
-            workers: Mutex::new(workers),
-            ticker: Mutex::new(Some(ticker)),
-            hard_stop,
-        })
+        Ok(Dispatcher { shared, workers: Mutex::new(workers), ticker: Mutex::new(Some(ticker)), hard_stop })
     }
 
     /// Counters for the telemetry layer.
@@ -412,7 +418,8 @@ impl AlertHandoff for Dispatcher {
                             }
                             Err(e) => {
                                 s.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
-                                result = Err(HandoffError::Overflow(format!("{reason}; dead-letter write failed: {e}")));
+                                result =
+                                    Err(HandoffError::Overflow(format!("{reason}; dead-letter write failed: {e}")));
                             }
                         }
                     }
@@ -575,7 +582,10 @@ async fn revoke_worker(
     while let Some((alert, force_dry_run)) = rx.recv().await {
         counters.dequeued.fetch_add(1, Ordering::Relaxed);
         if *stop.borrow() {
-            if dead_letter.write("revoke", "shutdown before the revocation decision", &Notification::firing(alert)).is_ok() {
+            if dead_letter
+                .write("revoke", "shutdown before the revocation decision", &Notification::firing(alert))
+                .is_ok()
+            {
                 counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
             continue;

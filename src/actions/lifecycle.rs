@@ -269,7 +269,12 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        RateLimiter { capacity: burst.max(1) as f64, per_sec: per_minute as f64 / 60.0, tokens: burst.max(1) as f64, last: None }
+        RateLimiter {
+            capacity: burst.max(1) as f64,
+            per_sec: per_minute as f64 / 60.0,
+            tokens: burst.max(1) as f64,
+            last: None,
+        }
     }
 
     /// Takes a token if one is there (`None`), else says how long until one is.

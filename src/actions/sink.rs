@@ -166,13 +166,12 @@ pub(crate) mod tests_support {
             actions: vec!["email:oncall".into()],
         }
     }
-
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::tests_support::sample;
+    use super::*;
 
     #[test]
     fn subject_and_body_read_well() {

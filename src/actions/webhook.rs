@@ -41,7 +41,11 @@ pub fn slack_text(n: &Notification) -> String {
     if let Some(c) = &a.client_id {
         t += &format!("  *Client:* `{c}`");
     }
-    t += &format!("\n*Window:* {} to {}", crate::event::format_ts(a.window_start), crate::event::format_ts(a.window_end));
+    t += &format!(
+        "\n*Window:* {} to {}",
+        crate::event::format_ts(a.window_start),
+        crate::event::format_ts(a.window_end)
+    );
     if !a.evidence.is_empty() {
         t += &format!("\n*Evidence:* `{}`", serde_json::Value::Object(a.evidence.clone()));
     }

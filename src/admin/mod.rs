@@ -130,7 +130,10 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
     let payload: AmWebhook = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("not an Alertmanager webhook payload: {e}") })))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": format!("not an Alertmanager webhook payload: {e}") })),
+            )
                 .into_response()
         }
     };
@@ -140,7 +143,9 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
     for a in payload.alerts {
         let alertname = a.labels.get("alertname").cloned().unwrap_or_default();
         if a.status != "firing" {
-            results.push(json!({ "alertname": alertname, "verdict": "ignored", "detail": format!("status {}", a.status) }));
+            results.push(
+                json!({ "alertname": alertname, "verdict": "ignored", "detail": format!("status {}", a.status) }),
+            );
             continue;
         }
         let fp_label = a.labels.get(&cfg.alertmanager_fingerprint_label);
@@ -170,7 +175,8 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
         } else {
             format!("am:{}", a.fingerprint)
         };
-        let summary = a.annotations.get("summary").or_else(|| a.annotations.get("description")).cloned().unwrap_or_default();
+        let summary =
+            a.annotations.get("summary").or_else(|| a.annotations.get("description")).cloned().unwrap_or_default();
         let req = RevocationRequest {
             fingerprint,
             credential_id: a.labels.get(&cfg.alertmanager_credential_label).cloned(),

@@ -111,7 +111,9 @@ pub fn case_events(f: &DetectorFile, case: &TestCase, normalizer: &Normalizer) -
             let mut obj = serde_json::Map::new();
             for (k, v) in &spec.event {
                 let v = match v {
-                    toml::Value::Array(a) if k != "scopes" && k != "exposures" && !a.is_empty() => a[n % a.len()].clone(),
+                    toml::Value::Array(a) if k != "scopes" && k != "exposures" && !a.is_empty() => {
+                        a[n % a.len()].clone()
+                    }
                     other => other.clone(),
                 };
                 obj.insert(k.clone(), toml_to_json(v));
@@ -218,7 +220,12 @@ fn run_case(f: &DetectorFile, case: &TestCase, limits: Limits, normalizer: &Norm
     }
     for (a, m) in alerts.iter().zip(&matched) {
         if !m {
-            result.failures.push(format!("unexpected alert on {} {}: {}", a.entity.kind.as_str(), a.entity.id, a.summary));
+            result.failures.push(format!(
+                "unexpected alert on {} {}: {}",
+                a.entity.kind.as_str(),
+                a.entity.id,
+                a.summary
+            ));
         }
     }
     result

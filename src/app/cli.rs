@@ -10,7 +10,11 @@ use crate::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
 use crate::normalize::{Format, Normalizer};
 
 #[derive(Parser)]
-#[command(name = "gatewatch", version, about = "Watches API-gateway access logs and stops credential abuse while it happens")]
+#[command(
+    name = "gatewatch",
+    version,
+    about = "Watches API-gateway access logs and stops credential abuse while it happens"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -182,7 +186,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.flush()?;
             eprintln!(
                 "gatewatch scrub: {} lines, {} changed, {} secrets replaced",
-                stats.lines, stats.lines_changed, stats.total()
+                stats.lines,
+                stats.lines_changed,
+                stats.total()
             );
             for (kind, n) in stats.by_kind() {
                 eprintln!("  kind {kind}: {n}");
@@ -208,7 +214,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 n.normalize_message(&line, &mut |r| {
                     let text = match r {
                         Ok(ev) => serde_json::to_string(&ev).expect("event serializes"),
-                        Err(rej) => serde_json::json!({"rejected": rej.reason.as_str(), "detail": rej.detail}).to_string(),
+                        Err(rej) => {
+                            serde_json::json!({"rejected": rej.reason.as_str(), "detail": rej.detail}).to_string()
+                        }
                     };
                     let _ = writeln!(out, "{text}");
                 });
@@ -244,7 +252,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let sim = simulate(&cfg);
             if let Some(path) = labels {
                 let mut f = std::io::BufWriter::new(
-                    std::fs::File::create(&path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                    std::fs::File::create(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
                 );
                 for l in &sim.labels {
                     writeln!(f, "{}", l.to_json())?;
@@ -276,9 +285,13 @@ fn replay_cmd(config: Option<&std::path::Path>, input: &str, format: &str, alert
     use std::io::IsTerminal;
     let (cfg, key) = offline_config(config)?;
     let format = parse_format(format)?;
-    let mut pipeline = crate::app::Pipeline::from_config(&cfg, format, key.as_bytes()).map_err(crate::config::ConfigErrors)?;
+    let mut pipeline =
+        crate::app::Pipeline::from_config(&cfg, format, key.as_bytes()).map_err(crate::config::ConfigErrors)?;
     if pipeline.engine.rules().is_empty() {
-        anyhow::bail!("no detector files found in {} (run from a checkout, or set [detectors] dir)", cfg.detectors_dir().display());
+        anyhow::bail!(
+            "no detector files found in {} (run from a checkout, or set [detectors] dir)",
+            cfg.detectors_dir().display()
+        );
     }
     let (reader, size): (Box<dyn BufRead>, Option<u64>) = if input == "-" {
         (Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())), None)

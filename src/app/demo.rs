@@ -172,7 +172,8 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         Err(_) => {
             // The port is taken (another gatewatch?): any free one will do for a demo.
             let registry_fresh = Arc::new(prometheus::Registry::new());
-            Service::start(ServiceParts { registry: registry_fresh, ..parts(SocketAddr::from(([127, 0, 0, 1], 0))) }).await?
+            Service::start(ServiceParts { registry: registry_fresh, ..parts(SocketAddr::from(([127, 0, 0, 1], 0))) })
+                .await?
         }
     };
 
@@ -273,7 +274,6 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
     );
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

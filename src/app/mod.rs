@@ -1,8 +1,8 @@
 //! Wiring: builds every stage from the configuration and runs the commands.
 
 pub mod check;
-pub mod demo;
 pub mod cli;
+pub mod demo;
 pub mod pipeline;
 pub mod replay;
 pub mod run;

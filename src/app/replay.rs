@@ -33,10 +33,7 @@ impl ReplaySummary {
             self.seconds,
             self.events_per_second()
         );
-        out += &format!(
-            "  events: {} read, {} late (dropped, beyond allowed lateness)\n",
-            s.events, self.engine.late
-        );
+        out += &format!("  events: {} read, {} late (dropped, beyond allowed lateness)\n", s.events, self.engine.late);
         let rej: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out += &format!(
             "  rejected: {}{}\n",
@@ -52,12 +49,18 @@ impl ReplaySummary {
         let mut missing: Vec<String> = s
             .missing
             .iter()
-            .map(|(g, f, w, c)| format!("{g} {} {} ({:.0}%)", f.as_str(), w.as_str(), 100.0 * c as f64 / s.events.max(1) as f64))
+            .map(|(g, f, w, c)| {
+                format!("{g} {} {} ({:.0}%)", f.as_str(), w.as_str(), 100.0 * c as f64 / s.events.max(1) as f64)
+            })
             .collect();
         if !missing.is_empty() {
             let n = missing.len();
             missing.truncate(8);
-            out += &format!("  fields missing: {}{}\n", missing.join(", "), if n > 8 { format!(", and {} more", n - 8) } else { String::new() });
+            out += &format!(
+                "  fields missing: {}{}\n",
+                missing.join(", "),
+                if n > 8 { format!(", and {} more", n - 8) } else { String::new() }
+            );
         }
         out += &format!("  state: {} keys held, {} evicted\n", self.state_keys, self.evicted);
         out

@@ -76,7 +76,8 @@ pub fn pipeline_factory_from(
     let cfg = cfg.clone();
     let key = key.to_vec();
     Ok(Arc::new(move || {
-        let rules = files.iter().map(|f| build_rule(f, limits).expect("detector files were checked at start")).collect();
+        let rules =
+            files.iter().map(|f| build_rule(f, limits).expect("detector files were checked at start")).collect();
         Pipeline::new(Normalizer::from_config(&cfg, format, &key), rules, &cfg)
     }))
 }
@@ -230,7 +231,8 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
     let listen = admin_listen(&cfg).map_err(|mut e| errs.append(&mut e)).ok();
     let new_pipeline = pipeline_factory(&cfg, key.as_bytes()).map_err(|mut e| errs.append(&mut e)).ok();
     let actions = crate::actions::ActionsSettings::from_config(&cfg).map_err(|mut e| errs.append(&mut e)).ok();
-    let (Some(settings), Some(listen), Some(new_pipeline), Some(actions)) = (settings, listen, new_pipeline, actions) else {
+    let (Some(settings), Some(listen), Some(new_pipeline), Some(actions)) = (settings, listen, new_pipeline, actions)
+    else {
         return Err(ConfigErrors(errs).into());
     };
     if settings.revocations_topic.is_some() && actions.revocation.is_none() {

@@ -137,8 +137,8 @@ pub struct TestExpect {
 
 impl DetectorFile {
     pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| vec![ConfigError::new(path, "", format!("cannot read: {e}"))])?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| vec![ConfigError::new(path, "", format!("cannot read: {e}"))])?;
         Self::parse(&text, path)
     }
 
@@ -151,7 +151,11 @@ impl DetectorFile {
         }
         for (i, c) in f.allow.source_ips.iter().enumerate() {
             if c.parse::<ipnet::IpNet>().is_err() && c.parse::<std::net::IpAddr>().is_err() {
-                errs.push(ConfigError::new(path, format!("allow.source_ips[{i}]"), format!("`{c}` is not an IP or CIDR")));
+                errs.push(ConfigError::new(
+                    path,
+                    format!("allow.source_ips[{i}]"),
+                    format!("`{c}` is not an IP or CIDR"),
+                ));
             }
         }
         for (i, t) in f.allow.tokens.iter().enumerate() {

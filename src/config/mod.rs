@@ -61,9 +61,6 @@ impl fmt::Display for ConfigErrors {
 /// of a `key` field (it may be a secret).
 pub(crate) fn toml_error(file: &Path, err: &toml::de::Error) -> ConfigError {
     let msg = err.message().to_string();
-    let field = err
-        .span()
-        .map(|s| format!("byte {}", s.start))
-        .unwrap_or_default();
+    let field = err.span().map(|s| format!("byte {}", s.start)).unwrap_or_default();
     ConfigError::new(file, field, msg)
 }

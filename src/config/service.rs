@@ -148,8 +148,8 @@ pub struct DetectorsConfig {
 impl GatewatchConfig {
     /// Loads a config file. Syntax errors are returned as a list.
     pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| vec![ConfigError::new(path, "", format!("cannot read: {e}"))])?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| vec![ConfigError::new(path, "", format!("cannot read: {e}"))])?;
         let mut cfg: GatewatchConfig = toml::from_str(&text).map_err(|e| vec![toml_error(path, &e)])?;
         cfg.path = Some(path.to_path_buf());
         let errs = cfg.validate();
@@ -214,7 +214,11 @@ impl GatewatchConfig {
             errs.push(ConfigError::new(
                 &f,
                 "input.format",
-                format!("unknown format `{}` (one of: {})", self.input.format, crate::normalize::Format::NAMES.join(", ")),
+                format!(
+                    "unknown format `{}` (one of: {})",
+                    self.input.format,
+                    crate::normalize::Format::NAMES.join(", ")
+                ),
             ));
         }
         for name in self.input.generic.fields.keys() {

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Fingerprint, Finding, Millis};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of an `auth_failure_spike` file.
@@ -70,7 +70,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { source_ip: default_t_ip(), client_id: default_t_client(), token: default_t_token(), route: default_t_route() }
+        Thresholds {
+            source_ip: default_t_ip(),
+            client_id: default_t_client(),
+            token: default_t_token(),
+            route: default_t_route(),
+        }
     }
 }
 
@@ -96,10 +101,20 @@ fn default_statuses() -> Vec<u16> {
     vec![401, 403]
 }
 fn default_token_endpoints() -> Vec<String> {
-    ["/oauth/token", "/oauth2/token", "/token", "/connect/token", "/login", "/signin", "/auth/token", "/v1/token", "/api/login"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "/oauth/token",
+        "/oauth2/token",
+        "/token",
+        "/connect/token",
+        "/login",
+        "/signin",
+        "/auth/token",
+        "/v1/token",
+        "/api/login",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 fn default_t_ip() -> u64 {
     20
@@ -156,7 +171,11 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
         );
     }
     let t = &p.threshold;
-    c.check(t.source_ip > 0 && t.client_id > 0 && t.token > 0 && t.route > 0, "threshold", "every threshold must be > 0");
+    c.check(
+        t.source_ip > 0 && t.client_id > 0 && t.token > 0 && t.route > 0,
+        "threshold",
+        "every threshold must be > 0",
+    );
     c.check(!p.failure_statuses.is_empty(), "failure_statuses", "must not be empty");
     c.check(p.client_min_failures_per_token >= 1.0, "client_min_failures_per_token", "must be at least 1");
     let by = [
@@ -166,7 +185,12 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
         p.keys.iter().any(|k| k == "route"),
     ];
     let bucket = (p.window.0 / 30).max(1000);
-    let d = AuthFailureSpike { state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)), by, bucket, p };
+    let d = AuthFailureSpike {
+        state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)),
+        by,
+        bucket,
+        p,
+    };
     c.finish(Box::new(d) as Box<dyn Detector>)
 }
 
@@ -180,7 +204,9 @@ impl AuthFailureSpike {
     }
 
     fn is_token_endpoint(&self, ev: &Event) -> bool {
-        ev.path.as_deref().is_some_and(|p| self.p.token_endpoints.iter().any(|t| p == t || p.starts_with(&format!("{t}/"))))
+        ev.path
+            .as_deref()
+            .is_some_and(|p| self.p.token_endpoints.iter().any(|t| p == t || p.starts_with(&format!("{t}/"))))
     }
 
     fn threshold(&self, k: &Key) -> u64 {
@@ -336,7 +362,9 @@ mod tests {
         let mut events = Vec::new();
         for i in 0..600 {
             let status = if (300..304).contains(&i) { 401 } else { 200 };
-            events.push(ev(i * 1000).ip("198.51.100.20").client("app-1").token(1).get("/v1/orders").status(status).build());
+            events.push(
+                ev(i * 1000).ip("198.51.100.20").client("app-1").token(1).get("/v1/orders").status(status).build(),
+            );
         }
         assert!(run(&mut *d, &events).is_empty());
     }
@@ -359,13 +387,29 @@ mod tests {
         let mut d = det(r#"keys = ["client_id"]"#);
         // 60 users of the same mobile client id, each with an expired token failing once
         let events: Vec<Event> = (0..60)
-            .map(|i| ev(i * 5_000).ip(&format!("172.56.{i}.9")).client("shop-ios").token(i as u8).get("/v1/orders").status(401).build())
+            .map(|i| {
+                ev(i * 5_000)
+                    .ip(&format!("172.56.{i}.9"))
+                    .client("shop-ios")
+                    .token(i as u8)
+                    .get("/v1/orders")
+                    .status(401)
+                    .build()
+            })
             .collect();
         assert!(run(&mut *d, &events).is_empty());
         // ...while 40 failures on the client's own two credentials do
         let mut d = det(r#"keys = ["client_id"]"#);
         let events: Vec<Event> = (0..40)
-            .map(|i| ev(i * 5_000).ip("172.56.1.9").client("svc-a").token((i % 2) as u8).get("/v1/orders").status(401).build())
+            .map(|i| {
+                ev(i * 5_000)
+                    .ip("172.56.1.9")
+                    .client("svc-a")
+                    .token((i % 2) as u8)
+                    .get("/v1/orders")
+                    .status(401)
+                    .build()
+            })
             .collect();
         assert_eq!(run(&mut *d, &events).len(), 1);
     }
@@ -373,8 +417,9 @@ mod tests {
     #[test]
     fn expired_token_replay_fires_on_the_token() {
         let mut d = det(r#"keys = ["token"]"#);
-        let events: Vec<Event> =
-            (0..12).map(|i| ev(i * 20_000).ip(&format!("198.51.{i}.9")).token(9).get("/v1/me").status(401).build()).collect();
+        let events: Vec<Event> = (0..12)
+            .map(|i| ev(i * 20_000).ip(&format!("198.51.{i}.9")).token(9).get("/v1/me").status(401).build())
+            .collect();
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].entity.kind, EntityKind::Token);
@@ -385,26 +430,30 @@ mod tests {
     fn distributed_stuffing_fires_on_the_route_only_with_many_networks() {
         let mut d = det(r#"keys = ["route"]"#);
         // 80 failures from 80 networks, 3 attempts each at most: no single IP is loud
-        let events: Vec<Event> =
-            (0..80).map(|i| ev(i * 3_000).ip(&format!("10.{}.{}.1", i / 200, i % 200)).post("/login").status(401).build()).collect();
+        let events: Vec<Event> = (0..80)
+            .map(|i| ev(i * 3_000).ip(&format!("10.{}.{}.1", i / 200, i % 200)).post("/login").status(401).build())
+            .collect();
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].entity, Entity::new(EntityKind::Route, "POST /login"));
 
         // the same failures from one network do not make the route alert
         let mut d = det(r#"keys = ["route"]"#);
-        let events: Vec<Event> = (0..80).map(|i| ev(i * 3_000).ip("10.0.0.1").post("/login").status(401).build()).collect();
+        let events: Vec<Event> =
+            (0..80).map(|i| ev(i * 3_000).ip("10.0.0.1").post("/login").status(401).build()).collect();
         assert!(run(&mut *d, &events).is_empty());
     }
 
     #[test]
     fn failed_grants_on_token_endpoint_count() {
         let mut d = det(r#"keys = ["source_ip"]"#);
-        let events: Vec<Event> = (0..25).map(|i| ev(i * 1_000).ip("203.0.113.8").post("/oauth/token").status(400).build()).collect();
+        let events: Vec<Event> =
+            (0..25).map(|i| ev(i * 1_000).ip("203.0.113.8").post("/oauth/token").status(400).build()).collect();
         assert_eq!(run(&mut *d, &events).len(), 1);
         // 400 elsewhere is a client bug, not an auth failure
         let mut d = det(r#"keys = ["source_ip"]"#);
-        let events: Vec<Event> = (0..25).map(|i| ev(i * 1_000).ip("203.0.113.8").post("/v1/orders").status(400).build()).collect();
+        let events: Vec<Event> =
+            (0..25).map(|i| ev(i * 1_000).ip("203.0.113.8").post("/v1/orders").status(400).build()).collect();
         assert!(run(&mut *d, &events).is_empty());
     }
 

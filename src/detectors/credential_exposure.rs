@@ -67,10 +67,18 @@ const EVIDENCE_CAP: usize = 16;
 pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<crate::config::ConfigError>> {
     let params: Params = parse_params(file)?;
     let mut c = Checker::new(file);
-    c.check(params.min_occurrences >= 1 && params.min_occurrences <= 10_000, "min_occurrences", "must be between 1 and 10000");
+    c.check(
+        params.min_occurrences >= 1 && params.min_occurrences <= 10_000,
+        "min_occurrences",
+        "must be between 1 and 10000",
+    );
     c.check(params.window.0 >= 1_000 && params.window.0 <= 24 * 3_600_000, "window", "must be between 1s and 24h");
     for (i, k) in params.kinds.iter().enumerate() {
-        c.check(!k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), &format!("kinds[{i}]"), "a kind name: lower-case letters, digits, `_`");
+        c.check(
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            &format!("kinds[{i}]"),
+            "a kind name: lower-case letters, digits, `_`",
+        );
     }
     for (i, p) in params.places.iter().enumerate() {
         c.check(!p.is_empty(), &format!("places[{i}]"), "must not be empty");
@@ -134,7 +142,13 @@ impl Detector for CredentialExposure {
         let summary = if min <= 1 {
             format!("{who} sent {} in {}", kinds.join(", "), places.join(", "))
         } else {
-            format!("{who} sent {} in {} ({} times in {})", kinds.join(", "), places.join(", "), st.count.count(), super::human_duration(window))
+            format!(
+                "{who} sent {} in {} ({} times in {})",
+                kinds.join(", "),
+                places.join(", "),
+                st.count.count(),
+                super::human_duration(window)
+            )
         };
         let mut evidence = serde_json::Map::new();
         evidence.insert("kinds".into(), kinds.clone().into());
@@ -175,7 +189,11 @@ mod tests {
     use crate::event::Fingerprint;
 
     fn file(params: &str) -> DetectorFile {
-        DetectorFile::parse(&format!("id = \"t\"\nkind = \"credential_exposure\"\n[params]\n{params}\n"), std::path::Path::new("t.toml")).unwrap()
+        DetectorFile::parse(
+            &format!("id = \"t\"\nkind = \"credential_exposure\"\n[params]\n{params}\n"),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap()
     }
 
     fn det(params: &str) -> Box<dyn Detector> {
@@ -246,7 +264,9 @@ mod tests {
     #[test]
     fn params_are_strict_and_checked() {
         assert!(build(&file("min_occurences = 2"), Limits::default()).is_err());
-        let errs = build(&file("min_occurrences = 0\nwindow = \"100ms\"\nkinds = [\"Bad Kind\"]"), Limits::default()).err().unwrap();
+        let errs = build(&file("min_occurrences = 0\nwindow = \"100ms\"\nkinds = [\"Bad Kind\"]"), Limits::default())
+            .err()
+            .unwrap();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["params.min_occurrences", "params.window", "params.kinds[0]"]);
     }

@@ -200,7 +200,11 @@ impl LatencyAnomalyParams {
             "must be 0 or more",
         );
         c.check(self.dispersion_z.is_finite() && self.dispersion_z >= 0.0, "dispersion_z", "must be 0 or more");
-        c.check(self.window_buckets >= 1 && self.window_buckets <= 1000, "window_buckets", "must be between 1 and 1000");
+        c.check(
+            self.window_buckets >= 1 && self.window_buckets <= 1000,
+            "window_buckets",
+            "must be between 1 and 1000",
+        );
         c.check(
             self.alert_buckets >= 1 && self.alert_buckets <= self.window_buckets,
             "alert_buckets",
@@ -242,11 +246,7 @@ enum Slot {
     /// Judged normal, or learned during warm-up.
     Normal,
     /// Above the threshold for at least one percentile.
-    Slow {
-        start: Millis,
-        samples: u64,
-        values: PerPercentile,
-    },
+    Slow { start: Millis, samples: u64, values: PerPercentile },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -645,7 +645,11 @@ mod tests {
         assert!(obs / base > 3.5 && obs / base < 4.5, "{e:?}");
         assert_eq!(e["duration_s"], json!(360));
         assert_eq!(e["slow_buckets"], json!(6));
-        assert!(f.summary.starts_with(&format!("p{} latency {:.0} ms vs baseline {:.0} ms for 6m", pct, obs, base)), "{}", f.summary);
+        assert!(
+            f.summary.starts_with(&format!("p{} latency {:.0} ms vs baseline {:.0} ms for 6m", pct, obs, base)),
+            "{}",
+            f.summary
+        );
     }
 
     #[test]
@@ -819,13 +823,17 @@ mod tests {
     #[test]
     fn bad_params_are_all_reported_with_their_field() {
         let errs = LatencyAnomaly::build(
-            &file("factor = 0.9\nalert_buckets = 12\npercentiles = [95.0, 100.0]\nbucket = \"0s\"\nwarmup_buckets = 100"),
+            &file(
+                "factor = 0.9\nalert_buckets = 12\npercentiles = [95.0, 100.0]\nbucket = \"0s\"\nwarmup_buckets = 100",
+            ),
             Limits::default(),
         )
         .err()
         .expect("rejected");
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        for want in ["params.factor", "params.alert_buckets", "params.percentiles[1]", "params.bucket", "params.warmup_buckets"] {
+        for want in
+            ["params.factor", "params.alert_buckets", "params.percentiles[1]", "params.bucket", "params.warmup_buckets"]
+        {
             assert!(fields.contains(&want), "{want} missing from {fields:?}");
         }
         let errs = LatencyAnomaly::build(&file("treshold = 2"), Limits::default()).err().expect("rejected");
@@ -850,10 +858,12 @@ mod tests {
                 let at = start + spec.at.map(|d| d.0).unwrap_or(0);
                 let every = spec.every.map(|d| d.0).unwrap_or(0);
                 for i in 0..spec.repeat {
-                    let pick = |k: &str| spec.event.get(k).map(|v| match v {
-                        toml::Value::Array(a) => a[i % a.len()].clone(),
-                        v => v.clone(),
-                    });
+                    let pick = |k: &str| {
+                        spec.event.get(k).map(|v| match v {
+                            toml::Value::Array(a) => a[i % a.len()].clone(),
+                            v => v.clone(),
+                        })
+                    };
                     let num = |k: &str| pick(k).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
                     let text = |k: &str| pick(k).and_then(|v| v.as_str().map(str::to_string));
                     evs.push(Event {
@@ -891,7 +901,10 @@ mod tests {
             for x in &case.expect {
                 let n = alerts
                     .iter()
-                    .filter(|a| a.entity.kind.as_str() == x.entity_kind && x.entity_id.as_ref().is_none_or(|id| *id == a.entity.id))
+                    .filter(|a| {
+                        a.entity.kind.as_str() == x.entity_kind
+                            && x.entity_id.as_ref().is_none_or(|id| *id == a.entity.id)
+                    })
                     .count();
                 assert_eq!(n, x.count.unwrap_or(1), "case `{}`: {alerts:#?}", case.name);
             }

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::Detector;
 use crate::config::DetectorFile;
-use crate::event::{Alert, Entity, Event, Fingerprint, Finding, Millis, Severity};
+use crate::event::{Alert, Entity, Event, Finding, Fingerprint, Millis, Severity};
 use crate::state::StateStats;
 
 /// Entities a rule never alerts on and never learns from.

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Fingerprint, Finding, Millis};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `scope_misuse` file.
@@ -198,7 +198,7 @@ struct RouteLearning {
 
 #[derive(Default)]
 struct TokenState {
-    calls: BucketCounter,     // hits = 403s
+    calls: BucketCounter,      // hits = 403s
     violations: BucketCounter, // hits = violating successful calls
     client: Option<String>,
     fingerprint: Option<Fingerprint>,
@@ -434,7 +434,11 @@ impl Detector for ScopeMisuse {
 
     fn stats(&self) -> StateStats {
         let (a, b) = (self.tokens.stats(), self.routes.stats());
-        StateStats { keys: a.keys + b.keys, evicted_idle: a.evicted_idle + b.evicted_idle, evicted_cap: a.evicted_cap + b.evicted_cap }
+        StateStats {
+            keys: a.keys + b.keys,
+            evicted_idle: a.evicted_idle + b.evicted_idle,
+            evicted_cap: a.evicted_cap + b.evicted_cap,
+        }
     }
 }
 
@@ -510,10 +514,34 @@ any_of = ["admin"]
         let mut d = detector_from_toml("scope_misuse", "");
         // 15 admin calls over 15 minutes, then an ordinary token deletes users
         let mut events: Vec<Event> = (0..15)
-            .map(|i| ev(i * 60_000).client("ops").token(1).scopes(&["admin", "users:write", "profile"]).delete(&format!("/v1/users/{i}")).status(204).build())
+            .map(|i| {
+                ev(i * 60_000)
+                    .client("ops")
+                    .token(1)
+                    .scopes(&["admin", "users:write", "profile"])
+                    .delete(&format!("/v1/users/{i}"))
+                    .status(204)
+                    .build()
+            })
             .collect();
-        events.push(ev(1_000_000).client("app-x").token(2).scopes(&["users:read", "users:write"]).delete("/v1/users/99").status(204).build());
-        events.push(ev(1_060_000).client("app-x").token(2).scopes(&["users:read", "users:write"]).delete("/v1/users/98").status(204).build());
+        events.push(
+            ev(1_000_000)
+                .client("app-x")
+                .token(2)
+                .scopes(&["users:read", "users:write"])
+                .delete("/v1/users/99")
+                .status(204)
+                .build(),
+        );
+        events.push(
+            ev(1_060_000)
+                .client("app-x")
+                .token(2)
+                .scopes(&["users:read", "users:write"])
+                .delete("/v1/users/98")
+                .status(204)
+                .build(),
+        );
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!(f[0].evidence["missing_scopes"], json!(["admin"]));
@@ -524,13 +552,24 @@ any_of = ["admin"]
         let mut d = detector_from_toml("scope_misuse", "learn_for = \"1s\"");
         // early callers all admins; later two ordinary clients legitimately use the route
         let mut events: Vec<Event> = (0..6)
-            .map(|i| ev(i * 1000).client("ops").token(1).scopes(&["admin", "users:write"]).req("PUT", &format!("/v1/users/{i}")).build())
+            .map(|i| {
+                ev(i * 1000)
+                    .client("ops")
+                    .token(1)
+                    .scopes(&["admin", "users:write"])
+                    .req("PUT", &format!("/v1/users/{i}"))
+                    .build()
+            })
             .collect();
         events.push(ev(10_000).client("crm").token(2).scopes(&["users:write"]).req("PUT", "/v1/users/7").build());
         events.push(ev(11_000).client("hr").token(3).scopes(&["users:write"]).req("PUT", "/v1/users/8").build());
         for i in 0..5 {
-            events.push(ev(20_000 + i * 1000).client("crm").token(2).scopes(&["users:write"]).req("PUT", "/v1/users/9").build());
-            events.push(ev(20_500 + i * 1000).client("hr").token(3).scopes(&["users:write"]).req("PUT", "/v1/users/9").build());
+            events.push(
+                ev(20_000 + i * 1000).client("crm").token(2).scopes(&["users:write"]).req("PUT", "/v1/users/9").build(),
+            );
+            events.push(
+                ev(20_500 + i * 1000).client("hr").token(3).scopes(&["users:write"]).req("PUT", "/v1/users/9").build(),
+            );
         }
         assert!(run(&mut *d, &events).is_empty());
     }
@@ -559,7 +598,12 @@ any_of = ["admin"]
         let events: Vec<Event> = (0..400)
             .map(|i| {
                 let scopes: &[&str] = if i % 20 == 0 { &["admin"] } else { &["orders:read"] };
-                ev(i * 1000).client(&format!("app-{}", i % 12)).token((i % 12) as u8).scopes(scopes).get("/v1/orders").build()
+                ev(i * 1000)
+                    .client(&format!("app-{}", i % 12))
+                    .token((i % 12) as u8)
+                    .scopes(scopes)
+                    .get("/v1/orders")
+                    .build()
             })
             .collect();
         assert!(run(&mut *d, &events).is_empty());
@@ -569,7 +613,15 @@ any_of = ["admin"]
     fn forbidden_burst_fires() {
         let mut d = detector_from_toml("scope_misuse", "learn = false");
         let events: Vec<Event> = (0..15)
-            .map(|i| ev(i * 2000).client("app-3").token(3).scopes(&["orders:read"]).get(&format!("/admin/t{i}")).status(403).build())
+            .map(|i| {
+                ev(i * 2000)
+                    .client("app-3")
+                    .token(3)
+                    .scopes(&["orders:read"])
+                    .get(&format!("/admin/t{i}"))
+                    .status(403)
+                    .build()
+            })
             .collect();
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1);
@@ -580,9 +632,18 @@ any_of = ["admin"]
     fn busy_client_probing_many_routes_fires_but_one_misconfigured_route_does_not() {
         let busy = |path_for: &dyn Fn(i64) -> String| {
             let mut d = detector_from_toml("scope_misuse", "learn = false");
-            let mut events: Vec<Event> =
-                (0..600).map(|i| ev(i * 500).client("batch").token(4).scopes(&["orders:read"]).get("/v1/orders").build()).collect();
-            events.extend((0..20).map(|i| ev(100_000 + i * 3000).client("batch").token(4).scopes(&["orders:read"]).get(&path_for(i)).status(403).build()));
+            let mut events: Vec<Event> = (0..600)
+                .map(|i| ev(i * 500).client("batch").token(4).scopes(&["orders:read"]).get("/v1/orders").build())
+                .collect();
+            events.extend((0..20).map(|i| {
+                ev(100_000 + i * 3000)
+                    .client("batch")
+                    .token(4)
+                    .scopes(&["orders:read"])
+                    .get(&path_for(i))
+                    .status(403)
+                    .build()
+            }));
             events.sort_by_key(|e| e.ts);
             run(&mut *d, &events)
         };
@@ -592,7 +653,10 @@ any_of = ["admin"]
 
     #[test]
     fn bad_policy_is_reported_with_its_field() {
-        let file = crate::detectors::testing::file_from_toml("scope_misuse", "[[params.policy]]\nroute = \"/no-method\"\nany_of = [\"a\"]");
+        let file = crate::detectors::testing::file_from_toml(
+            "scope_misuse",
+            "[[params.policy]]\nroute = \"/no-method\"\nany_of = [\"a\"]",
+        );
         let errs = build(&file, Limits::default()).err().expect("invalid");
         assert_eq!(errs[0].field, "params.policy[0].route");
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Detector, Limits, REGISTRY};
 use crate::config::DetectorFile;
-use crate::event::{Event, Fingerprint, Finding, Millis};
+use crate::event::{Event, Finding, Fingerprint, Millis};
 use crate::normalize::RouteTemplater;
 
 /// Parses a detector file of `kind` whose `[params]` body is `params`.

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Fingerprint, Finding, Millis};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis};
 use crate::state::{KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `token_reuse` file.
@@ -226,7 +226,9 @@ mod tests {
             events.push(ev(i * 10_000).ip("198.51.100.7").client("app-1").token(1).get("/v1/me").build());
         }
         // the thief, from 6 far-apart networks within 3 minutes
-        for (i, ip) in ["203.0.113.5", "45.33.1.9", "91.198.174.2", "5.255.255.5", "185.199.108.1", "77.88.8.8"].iter().enumerate() {
+        for (i, ip) in
+            ["203.0.113.5", "45.33.1.9", "91.198.174.2", "5.255.255.5", "185.199.108.1", "77.88.8.8"].iter().enumerate()
+        {
             events.push(ev(120_000 + i as i64 * 30_000).ip(ip).client("app-1").token(1).get("/v1/me").build());
         }
         events.sort_by_key(|e| e.ts);
@@ -242,15 +244,17 @@ mod tests {
     fn mobile_client_inside_carrier_range_does_not_fire() {
         let mut d = det();
         // 40 different /24s, all inside the carrier's 100.64.0.0/16 block
-        let events: Vec<Event> =
-            (0..40).map(|i| ev(i * 10_000).ip(&format!("100.64.{}.{}", i * 3, 10 + i)).token(2).get("/v1/feed").build()).collect();
+        let events: Vec<Event> = (0..40)
+            .map(|i| ev(i * 10_000).ip(&format!("100.64.{}.{}", i * 3, 10 + i)).token(2).get("/v1/feed").build())
+            .collect();
         assert!(run(&mut *d, &events).is_empty());
     }
 
     #[test]
     fn office_nat_shared_by_many_tokens_does_not_fire() {
         let mut d = det();
-        let events: Vec<Event> = (0..500).map(|i| ev(i * 1000).ip("192.0.2.10").token((i % 50) as u8).get("/v1/x").build()).collect();
+        let events: Vec<Event> =
+            (0..500).map(|i| ev(i * 1000).ip("192.0.2.10").token((i % 50) as u8).get("/v1/x").build()).collect();
         assert!(run(&mut *d, &events).is_empty());
     }
 
@@ -258,7 +262,8 @@ mod tests {
     fn three_zone_egress_stays_under_the_limit() {
         let mut d = det();
         let ips = ["3.120.1.10", "18.156.2.20", "52.29.3.30"];
-        let events: Vec<Event> = (0..900).map(|i| ev(i * 500).ip(ips[i as usize % 3]).token(3).get("/v1/batch").build()).collect();
+        let events: Vec<Event> =
+            (0..900).map(|i| ev(i * 500).ip(ips[i as usize % 3]).token(3).get("/v1/batch").build()).collect();
         assert!(run(&mut *d, &events).is_empty());
     }
 
@@ -266,7 +271,14 @@ mod tests {
     fn credential_id_is_used_when_the_token_is_not_logged() {
         let mut d = det();
         let events: Vec<Event> = (0..5)
-            .map(|i| ev(i * 1000).ip(&format!("{}.10.0.1", 20 + i * 20)).credential("cred-42").client("c-1").get("/x").build())
+            .map(|i| {
+                ev(i * 1000)
+                    .ip(&format!("{}.10.0.1", 20 + i * 20))
+                    .credential("cred-42")
+                    .client("c-1")
+                    .get("/x")
+                    .build()
+            })
             .collect();
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1);
@@ -286,8 +298,9 @@ mod tests {
     #[test]
     fn refused_calls_do_not_count() {
         let mut d = det();
-        let events: Vec<Event> =
-            (0..8).map(|i| ev(i * 1000).ip(&format!("{}.1.1.1", 10 + i * 20)).token(5).get("/x").status(401).build()).collect();
+        let events: Vec<Event> = (0..8)
+            .map(|i| ev(i * 1000).ip(&format!("{}.1.1.1", 10 + i * 20)).token(5).get("/x").status(401).build())
+            .collect();
         assert!(run(&mut *d, &events).is_empty());
     }
 }

@@ -141,7 +141,10 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
     let ts = if let Some(ms) = r.start_time.0 {
         Some(time::from_epoch(ms).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "start_time out of range"))?)
     } else if let Some(t) = r.at_timestamp.get().or_else(|| r.time_iso8601.get()).or_else(|| r.time_local.get()) {
-        Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "@timestamp is not a timestamp"))?)
+        Some(
+            time::parse_any(t)
+                .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "@timestamp is not a timestamp"))?,
+        )
     } else {
         None
     };
@@ -155,7 +158,10 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
         ts,
         method: req.and_then(|q| q.method.get()).or_else(|| r.request_method.get()),
         host: h.and_then(|h| h.host.get()).or_else(|| r.host.get()).or_else(|| r.http_host.get()),
-        uri: req.and_then(|q| q.uri.get().or_else(|| q.url.get())).or_else(|| r.request_uri.get()).or_else(|| r.uri.get()),
+        uri: req
+            .and_then(|q| q.uri.get().or_else(|| q.url.get()))
+            .or_else(|| r.request_uri.get())
+            .or_else(|| r.uri.get()),
         status: resp.and_then(|x| x.status.0).or(r.status.0),
         latency_ms: r.latency.0.or(r.request_time.0.map(secs_to_ms)),
         upstream_latency_ms: r.upstream_latency.0.or(r.upstream_response_time.0.map(secs_to_ms)),
@@ -181,7 +187,8 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
 
 /// `meta_format = "origin"`: `GET /hello?ab=cd HTTP/1.1\r\nhost: localhost\r\n...`.
 fn parse_origin(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Event, Reject> {
-    let text = std::str::from_utf8(rec).map_err(|_| Reject::new(RejectReason::Malformed, "APISIX origin record: not UTF-8"))?;
+    let text = std::str::from_utf8(rec)
+        .map_err(|_| Reject::new(RejectReason::Malformed, "APISIX origin record: not UTF-8"))?;
     let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     let (method, uri) = split_request_line(lines.next().unwrap_or_default());
     if method.is_none() {

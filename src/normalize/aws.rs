@@ -142,9 +142,15 @@ struct Integration {
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
     let ts = if let Some(ms) = r.request_time_epoch.0 {
-        Some(time::from_epoch(ms).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "requestTimeEpoch out of range"))?)
+        Some(
+            time::from_epoch(ms)
+                .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "requestTimeEpoch out of range"))?,
+        )
     } else if let Some(t) = r.request_time.get() {
-        Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "requestTime is not a timestamp"))?)
+        Some(
+            time::parse_any(t)
+                .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "requestTime is not a timestamp"))?,
+        )
     } else {
         None
     };

@@ -90,7 +90,9 @@ fn url_host(u: &str) -> Option<&str> {
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
     let ts = match r.time.get() {
-        Some(t) => Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "time is not a timestamp"))?),
+        Some(t) => {
+            Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "time is not a timestamp"))?)
+        }
         None => None,
     };
     // `properties` when streamed, flat columns when exported from Log Analytics.

@@ -87,12 +87,20 @@ pub fn detect_json(rec: &[u8]) -> Format {
         return Format::Traefik;
     }
     if (has(&f.response_code) || has(&f.x_envoy))
-        && (has(&f.start_time) || has(&f.upstream_cluster) || has(&f.response_flags) || has(&f.downstream_remote) || has(&f.x_envoy))
+        && (has(&f.start_time)
+            || has(&f.upstream_cluster)
+            || has(&f.response_flags)
+            || has(&f.downstream_remote)
+            || has(&f.x_envoy))
     {
         return Format::Envoy;
     }
     if has(&f.request_id_aws)
-        && (has(&f.resource_path) || has(&f.route_key) || has(&f.http_method) || has(&f.request_time_epoch) || has(&f.request_time_aws))
+        && (has(&f.resource_path)
+            || has(&f.route_key)
+            || has(&f.http_method)
+            || has(&f.request_time_epoch)
+            || has(&f.request_time_aws))
     {
         return Format::Aws;
     }
@@ -143,7 +151,9 @@ fn detect_text(rec: &[u8]) -> Option<Format> {
     // logfmt: the first word is `key=...`.
     let first_word = &rec[..memchr(b' ', rec).unwrap_or(rec.len())];
     if let Some(eq) = memchr(b'=', first_word) {
-        if eq > 0 && first_word[..eq].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'@')) {
+        if eq > 0
+            && first_word[..eq].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'@'))
+        {
             return Some(Format::Generic);
         }
     }

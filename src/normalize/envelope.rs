@@ -136,7 +136,13 @@ fn is_gzip(b: &[u8]) -> bool {
 
 /// Opens `msg` when it is an envelope, sends what it holds on, and returns
 /// `true`; returns `false` (and sends nothing) when it is not an envelope.
-pub fn unwrap(n: &Normalizer, msg: &[u8], received: Option<Millis>, depth: u8, out: &mut dyn FnMut(Result<Event, Reject>)) -> bool {
+pub fn unwrap(
+    n: &Normalizer,
+    msg: &[u8],
+    received: Option<Millis>,
+    depth: u8,
+    out: &mut dyn FnMut(Result<Event, Reject>),
+) -> bool {
     let Some(k) = kind(msg) else { return false };
     match k {
         Kind::CloudWatchCompressed => {
@@ -161,7 +167,10 @@ pub fn unwrap(n: &Normalizer, msg: &[u8], received: Option<Millis>, depth: u8, o
                     n.message(e.message.as_bytes(), at, depth + 1, out);
                 }
             }
-            Err(e) => out(Err(Reject::new(RejectReason::BadEnvelope, format!("CloudWatch envelope: {}", Reject::json(&e).detail)))),
+            Err(e) => out(Err(Reject::new(
+                RejectReason::BadEnvelope,
+                format!("CloudWatch envelope: {}", Reject::json(&e).detail),
+            ))),
         },
         Kind::Records => match serde_json::from_slice::<Records<'_>>(msg) {
             Ok(r) => {
@@ -187,7 +196,13 @@ pub fn unwrap(n: &Normalizer, msg: &[u8], received: Option<Millis>, depth: u8, o
         Kind::Wrapper => match serde_json::from_slice::<Wrapper<'_>>(msg) {
             Ok(w) => {
                 let Some(inner) = w.log.get().or_else(|| w.message.get()) else { return false };
-                let at = w.time.get().or_else(|| w.timestamp.get()).or_else(|| w.at_timestamp.get()).and_then(time::parse_any).or(received);
+                let at = w
+                    .time
+                    .get()
+                    .or_else(|| w.timestamp.get())
+                    .or_else(|| w.at_timestamp.get())
+                    .and_then(time::parse_any)
+                    .or(received);
                 n.message(inner.as_bytes(), at, depth + 1, out);
             }
             Err(_) => return false,
@@ -196,7 +211,13 @@ pub fn unwrap(n: &Normalizer, msg: &[u8], received: Option<Millis>, depth: u8, o
     true
 }
 
-fn firehose_data(n: &Normalizer, d: &str, received: Option<Millis>, depth: u8, out: &mut dyn FnMut(Result<Event, Reject>)) {
+fn firehose_data(
+    n: &Normalizer,
+    d: &str,
+    received: Option<Millis>,
+    depth: u8,
+    out: &mut dyn FnMut(Result<Event, Reject>),
+) {
     let bytes = match base64::engine::general_purpose::STANDARD.decode(d.trim()) {
         Ok(b) => b,
         Err(_) => return out(Err(bad("Firehose record `data` is not base64"))),

@@ -82,7 +82,10 @@ struct Record<'a> {
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
     let ts = match r.start_time.get().or_else(|| r.at_timestamp.get()).or_else(|| r.timestamp.get()) {
-        Some(s) => Some(time::parse_any(s).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "start_time is not a timestamp"))?),
+        Some(s) => Some(
+            time::parse_any(s)
+                .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "start_time is not a timestamp"))?,
+        ),
         None => None,
     };
     let parts = Parts {

@@ -32,7 +32,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let line = std::str::from_utf8(rec).map_err(|_| malformed("not UTF-8"))?;
     let mut s = Scanner::new(line);
     let t = s.bracketed().ok_or_else(|| malformed("no [START_TIME]"))?;
-    let ts = time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "START_TIME is not a timestamp"))?;
+    let ts =
+        time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "START_TIME is not a timestamp"))?;
     let request = s.quoted().ok_or_else(|| malformed("no quoted request line"))?;
     let code = s.word().and_then(int).ok_or_else(|| malformed("RESPONSE_CODE is not a number"))?;
     let _flags = s.word().ok_or_else(|| malformed("no RESPONSE_FLAGS"))?;

@@ -28,9 +28,28 @@ use crate::event::{Event, Fingerprint};
 
 /// Normalized names a field map may target.
 pub const FIELD_NAMES: &[&str] = &[
-    "ts", "client_id", "subject", "token_fingerprint", "credential_id", "authorization", "api_key", "cookie",
-    "scopes", "source_ip", "x_forwarded_for", "method", "host", "path", "query", "status", "latency_ms",
-    "upstream_latency_ms", "bytes_sent", "user_agent", "request_id", "upstream",
+    "ts",
+    "client_id",
+    "subject",
+    "token_fingerprint",
+    "credential_id",
+    "authorization",
+    "api_key",
+    "cookie",
+    "scopes",
+    "source_ip",
+    "x_forwarded_for",
+    "method",
+    "host",
+    "path",
+    "query",
+    "status",
+    "latency_ms",
+    "upstream_latency_ms",
+    "bytes_sent",
+    "user_agent",
+    "request_id",
+    "upstream",
 ];
 
 /// Built-in aliases tried when a field is not mapped.
@@ -146,7 +165,12 @@ impl GenericMap {
                 .iter()
                 .map(|(k, v)| {
                     let (path, unit) = split_unit(v);
-                    Mapped { name: k.clone(), full: path.to_string(), segments: path.split('.').map(str::to_string).collect(), unit }
+                    Mapped {
+                        name: k.clone(),
+                        full: path.to_string(),
+                        segments: path.split('.').map(str::to_string).collect(),
+                        unit,
+                    }
                 })
                 .collect(),
             latency_unit: c.latency_unit.as_deref().and_then(Unit::parse),
@@ -192,7 +216,8 @@ impl GenericMap {
 
 /// A logfmt line as a flat JSON object of strings (keys kept as written, dots included).
 fn logfmt_object(rec: &[u8]) -> Result<Value, Reject> {
-    let line = std::str::from_utf8(rec).map_err(|_| Reject::new(RejectReason::Malformed, "key=value line: not UTF-8"))?;
+    let line =
+        std::str::from_utf8(rec).map_err(|_| Reject::new(RejectReason::Malformed, "key=value line: not UTF-8"))?;
     let mut m = Map::new();
     for p in Logfmt::new(line) {
         if p.key.is_empty() {

@@ -55,7 +55,12 @@ pub struct JwtClaims {
 
 pub fn is_sentinel(v: &str) -> bool {
     let v = v.trim();
-    v.is_empty() || v == "-" || v.eq_ignore_ascii_case("redacted") || v == "null" || v == "00000000" || v.starts_with("[REDACTED")
+    v.is_empty()
+        || v == "-"
+        || v.eq_ignore_ascii_case("redacted")
+        || v == "null"
+        || v == "00000000"
+        || v.starts_with("[REDACTED")
 }
 
 /// Resolves identity from the credentials found on one request.
@@ -90,7 +95,13 @@ pub fn resolve(fp: &Fingerprinter, raw: &RawCredentials<'_>) -> Identity {
         for (name, value) in query_pairs(q) {
             if TOKEN_QUERY_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p)) && !is_sentinel(value) {
                 let f = fp.fingerprint(value.as_bytes());
-                let kind = if looks_like_jwt(value) { "jwt" } else if name.contains("key") { "api_key" } else { "token" };
+                let kind = if looks_like_jwt(value) {
+                    "jwt"
+                } else if name.contains("key") {
+                    "api_key"
+                } else {
+                    "token"
+                };
                 id.exposures.push((kind, format!("query:{name}"), f));
                 if token.is_none() && id.token_fingerprint.is_none() {
                     token = Some((value, if kind == "api_key" { "api_key" } else { "bearer" }));
@@ -135,16 +146,15 @@ pub fn resolve(fp: &Fingerprinter, raw: &RawCredentials<'_>) -> Identity {
         id.subject = claims.subject.take();
     }
     id.scopes = claims.scopes;
-    id.credential_id = raw
-        .credential_id
-        .filter(|v| !is_sentinel(v))
-        .map(str::to_string)
-        .or(claims.jti);
+    id.credential_id = raw.credential_id.filter(|v| !is_sentinel(v)).map(str::to_string).or(claims.jti);
     id
 }
 
 fn strip_scheme<'a>(v: &'a str, scheme: &str) -> Option<&'a str> {
-    if v.len() > scheme.len() + 1 && v[..scheme.len()].eq_ignore_ascii_case(scheme) && v.as_bytes()[scheme.len()] == b' ' {
+    if v.len() > scheme.len() + 1
+        && v[..scheme.len()].eq_ignore_ascii_case(scheme)
+        && v.as_bytes()[scheme.len()] == b' '
+    {
         Some(v[scheme.len() + 1..].trim())
     } else {
         None

@@ -282,11 +282,22 @@ impl Normalizer {
     /// (the Kafka message timestamp): the event time of records whose format
     /// carries none or only part of one (Tyk's text log has no year, APISIX
     /// `origin` has no time at all). Never used when the record has its own time.
-    pub fn normalize_message_at(&self, msg: &[u8], received: Option<Millis>, out: &mut dyn FnMut(Result<Event, Reject>)) {
+    pub fn normalize_message_at(
+        &self,
+        msg: &[u8],
+        received: Option<Millis>,
+        out: &mut dyn FnMut(Result<Event, Reject>),
+    ) {
         self.message(msg, received, 0, out)
     }
 
-    pub(crate) fn message(&self, msg: &[u8], received: Option<Millis>, depth: u8, out: &mut dyn FnMut(Result<Event, Reject>)) {
+    pub(crate) fn message(
+        &self,
+        msg: &[u8],
+        received: Option<Millis>,
+        depth: u8,
+        out: &mut dyn FnMut(Result<Event, Reject>),
+    ) {
         let trimmed = trim_ascii(msg);
         if trimmed.is_empty() {
             out(Err(Reject::new(RejectReason::Empty, "empty record")));
@@ -310,7 +321,8 @@ impl Normalizer {
             }
             return;
         }
-        if self.format != Format::Generic && trimmed[0] == b'{' && envelope::unwrap(self, trimmed, received, depth, out) {
+        if self.format != Format::Generic && trimmed[0] == b'{' && envelope::unwrap(self, trimmed, received, depth, out)
+        {
             return;
         }
         out(self.normalize_record_at(trimmed, received));

@@ -31,7 +31,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let _ident = s.word().ok_or_else(|| malformed("no ident column"))?;
     let user = s.word().ok_or_else(|| malformed("no remote_user column"))?;
     let t = s.bracketed().ok_or_else(|| malformed("no [time_local]"))?;
-    let ts = time::parse_clf(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "time_local is not a CLF timestamp"))?;
+    let ts = time::parse_clf(t)
+        .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "time_local is not a CLF timestamp"))?;
     let request = s.quoted().ok_or_else(|| malformed("no quoted request line"))?;
     let status = s.word().ok_or_else(|| malformed("no status"))?;
     let status = int(status).ok_or_else(|| malformed("status is not a number"))?;
@@ -107,7 +108,8 @@ mod tests {
 
     #[test]
     fn main_format_trusts_xff_only_from_trusted_peer() {
-        let line = br#"10.0.0.5 - - [29/May/2017:19:02:48 +0000] "GET /x HTTP/1.1" 200 1 "-" "ua" "6.6.6.6, 203.0.113.9""#;
+        let line =
+            br#"10.0.0.5 - - [29/May/2017:19:02:48 +0000] "GET /x HTTP/1.1" 200 1 "-" "ua" "6.6.6.6, 203.0.113.9""#;
         let ev = parse(&norm(), line).unwrap();
         assert_eq!(ev.source_ip.unwrap().to_string(), "10.0.0.5");
         let mut n = norm();
@@ -137,7 +139,11 @@ mod tests {
 
     #[test]
     fn truncated_lines_are_rejected_with_a_reason() {
-        for l in [&b"1.2.3.4 - - [29/May/2017:19:02:48 +0000] \"GET"[..], b"1.2.3.4 - -", b"1.2.3.4 - - [bad] \"GET / HTTP/1.1\" 200 1"] {
+        for l in [
+            &b"1.2.3.4 - - [29/May/2017:19:02:48 +0000] \"GET"[..],
+            b"1.2.3.4 - -",
+            b"1.2.3.4 - - [bad] \"GET / HTTP/1.1\" 200 1",
+        ] {
             let r = parse(&norm(), l).unwrap_err();
             assert!(matches!(r.reason, RejectReason::Malformed | RejectReason::BadTimestamp), "{r}");
         }

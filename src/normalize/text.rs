@@ -144,7 +144,10 @@ pub fn split_request_line(r: &str) -> (Option<&str>, Option<&str>) {
     let Some((method, rest)) = r.split_once(' ') else {
         return (None, None);
     };
-    if method.is_empty() || method.len() > 20 || !method.bytes().all(|c| c.is_ascii_uppercase() || c == b'-' || c == b'_') {
+    if method.is_empty()
+        || method.len() > 20
+        || !method.bytes().all(|c| c.is_ascii_uppercase() || c == b'-' || c == b'_')
+    {
         return (None, None);
     }
     let uri = match rest.rsplit_once(' ') {
@@ -268,7 +271,9 @@ mod tests {
 
     #[test]
     fn scanner_reads_lists_quotes_and_brackets() {
-        let mut s = Scanner::new(r#"1.2.3.4 [07/Feb/2020:11:48:51 +0000] "GET /a?b=1 HTTP/1.1" 10.0.0.1:80, 10.0.0.2:80 : 10.0.0.3:80 0.1, 0.2 "ua with "quoted"part" end"#);
+        let mut s = Scanner::new(
+            r#"1.2.3.4 [07/Feb/2020:11:48:51 +0000] "GET /a?b=1 HTTP/1.1" 10.0.0.1:80, 10.0.0.2:80 : 10.0.0.3:80 0.1, 0.2 "ua with "quoted"part" end"#,
+        );
         assert_eq!(s.word(), Some("1.2.3.4"));
         assert_eq!(s.bracketed(), Some("07/Feb/2020:11:48:51 +0000"));
         assert_eq!(s.quoted(), Some("GET /a?b=1 HTTP/1.1"));

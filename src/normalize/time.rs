@@ -41,7 +41,14 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     let h = digits(b, 11, 2)?;
     let mi = digits(b, 14, 2)?;
     let sec = digits(b, 17, 2)?;
-    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    if b[13] != b':'
+        || b[16] != b':'
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
         return None;
     }
     let mut i = 19;

@@ -56,7 +56,13 @@ struct Record<'a> {
     service: Str<'a>,
     #[serde(borrow, rename = "request_Authorization", alias = "request_authorization")]
     authorization: Str<'a>,
-    #[serde(borrow, rename = "request_X-Api-Key", alias = "request_x-api-key", alias = "request_Apikey", alias = "request_X-API-Key")]
+    #[serde(
+        borrow,
+        rename = "request_X-Api-Key",
+        alias = "request_x-api-key",
+        alias = "request_Apikey",
+        alias = "request_X-API-Key"
+    )]
     api_key: Str<'a>,
     #[serde(borrow, rename = "request_Cookie", alias = "request_cookie")]
     cookie: Str<'a>,
@@ -71,7 +77,9 @@ struct Record<'a> {
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
     let ts = match r.start_utc.get().or_else(|| r.start_local.get()).or_else(|| r.time.get()) {
-        Some(t) => Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "StartUTC is not a timestamp"))?),
+        Some(t) => Some(
+            time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "StartUTC is not a timestamp"))?,
+        ),
         None => None,
     };
     let answered_by_origin = r.origin_status.0.is_some_and(|s| s > 0.0);

@@ -170,7 +170,10 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
         Some(t) => match (!is_yearless(t)).then(|| time::parse_any(t)).flatten() {
             Some(ms) => Some(ms),
             None => match received {
-                Some(r) => Some(yearless(t, r).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "Tyk time is not a timestamp"))?),
+                Some(r) => Some(
+                    yearless(t, r)
+                        .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "Tyk time is not a timestamp"))?,
+                ),
                 None => {
                     return Err(Reject::new(
                         RejectReason::MissingTimestamp,
@@ -251,7 +254,8 @@ mod tests {
     #[test]
     fn pump_raw_request_headers_are_fingerprinted() {
         let n = Normalizer::new(Format::Tyk, b"k");
-        let raw = base64::engine::general_purpose::STANDARD.encode("GET /get HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pump-secret-token\r\n\r\n");
+        let raw = base64::engine::general_purpose::STANDARD
+            .encode("GET /get HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pump-secret-token\r\n\r\n");
         let rec = format!(
             r#"{{"timestamp":"2025-01-29T08:27:09Z","method":"GET","path":"/get","raw_path":"/get","response_code":200,"alias":"portal-dev","api_key":"00000000","oauth_id":"oauth-app-1","raw_request":"{raw}","request_time_ms":7,"ip_address":"203.0.113.5","api_id":"a1","tags":[]}}"#
         );

@@ -79,7 +79,10 @@ pub struct ScrubConfig {
 
 pub(crate) fn valid_kind(k: &str) -> bool {
     let b = k.as_bytes();
-    !b.is_empty() && b.len() <= 32 && b[0].is_ascii_lowercase() && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+    !b.is_empty()
+        && b.len() <= 32
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 impl ScrubConfig {
@@ -94,16 +97,25 @@ impl ScrubConfig {
 
     /// Reads and validates a `[scrub]` table.
     pub fn from_toml(v: &toml::Value, file: &std::path::Path) -> Result<ScrubConfig, Vec<ConfigError>> {
-        let raw = RawScrub::deserialize(v.clone()).map_err(|e| vec![ConfigError::new(file, "scrub", e.message().to_string())])?;
+        let raw = RawScrub::deserialize(v.clone())
+            .map_err(|e| vec![ConfigError::new(file, "scrub", e.message().to_string())])?;
         let mut errs = Vec::new();
         let mut names = Vec::new();
-        for (field, list) in [("headers", &raw.headers), ("query_params", &raw.query_params), ("json_keys", &raw.json_keys)] {
+        for (field, list) in
+            [("headers", &raw.headers), ("query_params", &raw.query_params), ("json_keys", &raw.json_keys)]
+        {
             for (i, n) in list.iter().enumerate() {
-                let ok = !n.is_empty() && n.len() <= 96 && n.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+                let ok = !n.is_empty()
+                    && n.len() <= 96
+                    && n.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
                 if ok {
                     names.push(n.clone());
                 } else {
-                    errs.push(ConfigError::new(file, format!("scrub.{field}[{i}]"), "a name of 1-96 letters, digits, `_`, `-` or `.`"));
+                    errs.push(ConfigError::new(
+                        file,
+                        format!("scrub.{field}[{i}]"),
+                        "a name of 1-96 letters, digits, `_`, `-` or `.`",
+                    ));
                 }
             }
         }
@@ -113,7 +125,11 @@ impl ScrubConfig {
                 let mut kinds = known.clone();
                 kinds.sort();
                 kinds.dedup();
-                errs.push(ConfigError::new(file, format!("scrub.disable[{i}]"), format!("unknown kind `{k}` (one of: {})", kinds.join(", "))));
+                errs.push(ConfigError::new(
+                    file,
+                    format!("scrub.disable[{i}]"),
+                    format!("unknown kind `{k}` (one of: {})", kinds.join(", ")),
+                ));
             }
         }
         let mut rules = Vec::new();
@@ -126,11 +142,19 @@ impl ScrubConfig {
             let mut prefixes = r.prefixes.clone();
             prefixes.extend(r.prefix.clone());
             if prefixes.is_empty() {
-                errs.push(ConfigError::new(file, f("prefix"), "a content rule needs a literal prefix (`prefix` or `prefixes`)"));
+                errs.push(ConfigError::new(
+                    file,
+                    f("prefix"),
+                    "a content rule needs a literal prefix (`prefix` or `prefixes`)",
+                ));
             }
             for p in &prefixes {
                 if p.len() < 3 {
-                    errs.push(ConfigError::new(file, f("prefix"), format!("`{p}` is too short to gate a rule (at least 3 bytes)")));
+                    errs.push(ConfigError::new(
+                        file,
+                        f("prefix"),
+                        format!("`{p}` is too short to gate a rule (at least 3 bytes)"),
+                    ));
                 }
             }
             match regex::Regex::new(&format!("^(?:{})", r.regex)) {
@@ -139,9 +163,17 @@ impl ScrubConfig {
                     for (j, ex) in r.examples.iter().enumerate() {
                         let full = re.find(ex).is_some_and(|m| m.end() == ex.len());
                         if !full {
-                            errs.push(ConfigError::new(file, format!("scrub.rules[{i}].examples[{j}]"), "not matched in full by `regex`"));
+                            errs.push(ConfigError::new(
+                                file,
+                                format!("scrub.rules[{i}].examples[{j}]"),
+                                "not matched in full by `regex`",
+                            ));
                         } else if !prefixes.iter().any(|p| ex.starts_with(p.as_str())) {
-                            errs.push(ConfigError::new(file, format!("scrub.rules[{i}].examples[{j}]"), "does not start with any prefix"));
+                            errs.push(ConfigError::new(
+                                file,
+                                format!("scrub.rules[{i}].examples[{j}]"),
+                                "does not start with any prefix",
+                            ));
                         }
                     }
                 }
@@ -224,7 +256,14 @@ examples = ["okk_12"]
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            vec!["scrub.headers[0]", "scrub.disable[0]", "scrub.rules[0].kind", "scrub.rules[0].prefix", "scrub.rules[0].regex", "scrub.rules[1].examples[0]"]
+            vec![
+                "scrub.headers[0]",
+                "scrub.disable[0]",
+                "scrub.rules[0].kind",
+                "scrub.rules[0].prefix",
+                "scrub.rules[0].regex",
+                "scrub.rules[1].examples[0]"
+            ]
         );
         assert!(errs.iter().all(|e| e.file == std::path::Path::new("test.toml")));
     }

@@ -139,7 +139,10 @@ pub fn jwt_header_ok(t: &[u8]) -> bool {
 }
 
 fn names_jose_field(h: &[u8]) -> bool {
-    h.starts_with(b"{") && [&b"\"alg\""[..], b"\"typ\"", b"\"kid\"", b"\"enc\"", b"\"alg", b"\"typ"].iter().any(|f| memchr::memmem::find(h, f).is_some())
+    h.starts_with(b"{")
+        && [&b"\"alg\""[..], b"\"typ\"", b"\"kid\"", b"\"enc\"", b"\"alg", b"\"typ"]
+            .iter()
+            .any(|f| memchr::memmem::find(h, f).is_some())
 }
 
 /// GitHub classic tokens: `gh?_` + 30 base62 + 6 base62 digits of CRC32(the 30).
@@ -251,7 +254,9 @@ pub fn url_credentials(b: &[u8], hit: usize) -> Option<(usize, usize, &'static s
                 break;
             }
             b':' if colon.is_none() => colon = Some(u + k),
-            b'/' | b'?' | b'#' | b' ' | b'\t' | b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`' | b'\n' | b'\r' => return None,
+            b'/' | b'?' | b'#' | b' ' | b'\t' | b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`' | b'\n' | b'\r' => {
+                return None
+            }
             _ => {}
         }
     }
@@ -293,7 +298,10 @@ pub fn curl_user(b: &[u8], hit: usize, flag_len: usize, json: bool) -> Option<(u
             (i + 1, i + 1 + close)
         }
         Some(_) => {
-            let n = b[i..].iter().position(|c| c.is_ascii_whitespace() || matches!(c, b'\\' | b'"' | b'\'' | b'`')).unwrap_or(b.len() - i);
+            let n = b[i..]
+                .iter()
+                .position(|c| c.is_ascii_whitespace() || matches!(c, b'\\' | b'"' | b'\'' | b'`'))
+                .unwrap_or(b.len() - i);
             (i, i + n)
         }
         None => return None,
@@ -354,7 +362,10 @@ pub fn basic_credentials(b: &[u8], hit: usize, len: usize) -> Option<(usize, usi
     while s < b.len() && b[s] == b' ' {
         s += 1;
     }
-    let n = b[s..].iter().position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))).unwrap_or(b.len() - s);
+    let n = b[s..]
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')))
+        .unwrap_or(b.len() - s);
     let t = &b[s..s + n];
     if t.len() < 4 || is_placeholder(t) {
         return None;
@@ -365,7 +376,9 @@ pub fn basic_credentials(b: &[u8], hit: usize, len: usize) -> Option<(usize, usi
 /// Standard base64 whose text holds `user:password`.
 pub fn decodes_to_user_pass(t: &[u8]) -> bool {
     let eng = base64::engine::general_purpose::STANDARD;
-    let d = eng.decode(t).or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t.strip_suffix(b"=").unwrap_or(t)));
+    let d = eng
+        .decode(t)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t.strip_suffix(b"=").unwrap_or(t)));
     match d {
         Ok(d) => memchr::memchr(b':', &d).is_some() && d.len() >= 2,
         Err(_) => false,
@@ -435,7 +448,9 @@ mod tests {
         assert!(url_credentials(b"https://example.com/a@b", 5).is_none());
         let c = b"curl -u elastic:P@ssw0rd$1 https://x";
         assert_eq!(curl_user(c, 5, 2, false).map(|(s, e)| &c[s..e]), Some(&b"P@ssw0rd$1"[..]));
-        for neg in [&b"curl -u 'test:test'"[..], b"curl -u \":\" x", b"curl --user user:pass x", b"curl -u \"${u}:${p}\""] {
+        for neg in
+            [&b"curl -u 'test:test'"[..], b"curl -u \":\" x", b"curl --user user:pass x", b"curl -u \"${u}:${p}\""]
+        {
             let at = memchr::memmem::find(neg, b"-u").or_else(|| memchr::memmem::find(neg, b"--user")).unwrap();
             let len = if neg[at..].starts_with(b"--user") { 6 } else { 2 };
             assert!(curl_user(neg, at, len, false).is_none(), "{}", String::from_utf8_lossy(neg));

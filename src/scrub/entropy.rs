@@ -11,10 +11,14 @@ pub fn shannon(v: &[u8]) -> f64 {
         counts[c as usize] += 1;
     }
     let n = v.len() as f64;
-    counts.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = c as f64 / n;
-        -p * p.log2()
-    }).sum()
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// Values that stand for a secret without being one: empty, `-`, `null`, `${VAR}`,
@@ -29,10 +33,41 @@ pub fn is_placeholder(v: &[u8]) -> bool {
     }
     let lower: Vec<u8> = v.iter().map(|c| c.to_ascii_lowercase()).collect();
     const WORDS: &[&[u8]] = &[
-        b"-", b"null", b"nil", b"none", b"undefined", b"true", b"false", b"redacted", b"<redacted>", b"(redacted)",
-        b"filtered", b"[filtered]", b"hidden", b"masked", b"secret", b"password", b"changeme", b"token", b"xxx",
-        b"example", b"placeholder", b"your_token", b"your_api_key", b"your-api-key", b"<token>", b"pass", b"user:pass",
-        b"test", b"dummy", b"sample", b"n/a", b"na", b"empty", b"default", b"string",
+        b"-",
+        b"null",
+        b"nil",
+        b"none",
+        b"undefined",
+        b"true",
+        b"false",
+        b"redacted",
+        b"<redacted>",
+        b"(redacted)",
+        b"filtered",
+        b"[filtered]",
+        b"hidden",
+        b"masked",
+        b"secret",
+        b"password",
+        b"changeme",
+        b"token",
+        b"xxx",
+        b"example",
+        b"placeholder",
+        b"your_token",
+        b"your_api_key",
+        b"your-api-key",
+        b"<token>",
+        b"pass",
+        b"user:pass",
+        b"test",
+        b"dummy",
+        b"sample",
+        b"n/a",
+        b"na",
+        b"empty",
+        b"default",
+        b"string",
     ];
     if WORDS.contains(&lower.as_slice()) {
         return true;
@@ -64,7 +99,8 @@ pub fn is_placeholder(v: &[u8]) -> bool {
         }
     }
     // Mostly one masking character (****, xxxx, 0000, ####, ....).
-    let maskish = v.iter().filter(|&&c| matches!(c, b'*' | b'x' | b'X' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?')).count();
+    let maskish =
+        v.iter().filter(|&&c| matches!(c, b'*' | b'x' | b'X' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?')).count();
     if maskish * 10 >= v.len() * 7 {
         return true;
     }
@@ -146,7 +182,13 @@ pub fn looks_random(v: &[u8]) -> bool {
     if other * 3 > n {
         return false;
     }
-    let threshold = if n >= 32 { 3.2 } else if n >= 16 { 3.0 } else { 2.6 };
+    let threshold = if n >= 32 {
+        3.2
+    } else if n >= 16 {
+        3.0
+    } else {
+        2.6
+    };
     if shannon(v) < threshold {
         return false;
     }
@@ -229,8 +271,22 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        for p in ["${DB_PASSWORD}", "$API_KEY", "{{ secret }}", "<YOUR_ACCOUNT_KEY>", "********", "xxxxxxxxxxxxxxx", "[PASSWORD]",
-                  "00000000", "null", "-", "", "[REDACTED]", "process.env.TOKEN", "{base64(email:password)}"] {
+        for p in [
+            "${DB_PASSWORD}",
+            "$API_KEY",
+            "{{ secret }}",
+            "<YOUR_ACCOUNT_KEY>",
+            "********",
+            "xxxxxxxxxxxxxxx",
+            "[PASSWORD]",
+            "00000000",
+            "null",
+            "-",
+            "",
+            "[REDACTED]",
+            "process.env.TOKEN",
+            "{base64(email:password)}",
+        ] {
             assert!(is_placeholder(p.as_bytes()), "{p}");
         }
         for s in ["hunter2!", "Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB", "12345678-ABCD-4BCD-9BCD-1234567890AB"] {
@@ -240,12 +296,28 @@ mod tests {
 
     #[test]
     fn randomness() {
-        for s in ["Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB", "34cebc81c056a21bc66e212f947d73ec", "s2s1gfcuatgbi61n8h5s",
-                  "jCBaQngSHiHDRYOcsMcifUcysGyaiybUWz", "df490bc6-ef6e-4f6a-99a0-b03d26cb56f9"] {
+        for s in [
+            "Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB",
+            "34cebc81c056a21bc66e212f947d73ec",
+            "s2s1gfcuatgbi61n8h5s",
+            "jCBaQngSHiHDRYOcsMcifUcysGyaiybUWz",
+            "df490bc6-ef6e-4f6a-99a0-b03d26cb56f9",
+        ] {
             assert!(looks_random(s.as_bytes()), "{s}");
         }
-        for s in ["jetbrains.mps.v8_elimination", "SalesResults-1.2", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-                  "1700000000000", "X25519.KeyPair", "kVK_Return.u16", "struct_X509_pubkey_st", "DOC_Vector_5_32", "APIOrganizationExist", "executed", "2024-05-01T10:10:00Z"] {
+        for s in [
+            "jetbrains.mps.v8_elimination",
+            "SalesResults-1.2",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            "1700000000000",
+            "X25519.KeyPair",
+            "kVK_Return.u16",
+            "struct_X509_pubkey_st",
+            "DOC_Vector_5_32",
+            "APIOrganizationExist",
+            "executed",
+            "2024-05-01T10:10:00Z",
+        ] {
             assert!(!looks_random(s.as_bytes()), "{s}");
         }
     }

@@ -184,7 +184,10 @@ impl Scrubber {
                 continue;
             }
             let idx = rules.len() as u16;
-            rules.push(ContentRule::from_spec(spec).map_err(|e| vec![ConfigError::new(file, "scrub", format!("built-in rule {}: {e}", spec.kind))])?);
+            rules.push(
+                ContentRule::from_spec(spec)
+                    .map_err(|e| vec![ConfigError::new(file, "scrub", format!("built-in rule {}: {e}", spec.kind))])?,
+            );
             for p in spec.prefixes {
                 pats.push((p.to_string(), Action::Rule(idx)));
             }
@@ -202,7 +205,11 @@ impl Scrubber {
                         pats.push((p.clone(), Action::Rule(idx)));
                     }
                 }
-                Err(e) => errs.push(ConfigError::new(file, format!("scrub.rules[{i}].regex"), format!("does not compile: {e}"))),
+                Err(e) => errs.push(ConfigError::new(
+                    file,
+                    format!("scrub.rules[{i}].regex"),
+                    format!("does not compile: {e}"),
+                )),
             }
         }
         if !errs.is_empty() {
@@ -321,18 +328,26 @@ impl Scrubber {
         stats.lines_changed += 1;
         let class = PlaceClass::of_place(place);
         let mut exposures = Vec::new();
-        let mut out = self.replace(v, found, |f| stats.record(f.kind, class), |f, fp| {
-            exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp })
-        });
+        let mut out = self.replace(
+            v,
+            found,
+            |f| stats.record(f.kind, class),
+            |f, fp| exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp }),
+        );
         for _ in 0..4 {
             let mut more = Vec::new();
             self.find(out.as_bytes(), &mut more);
             if more.is_empty() {
                 break;
             }
-            out = self.replace(&out, more, |f| stats.record(f.kind, class), |f, fp| {
-                exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp })
-            });
+            out = self.replace(
+                &out,
+                more,
+                |f| stats.record(f.kind, class),
+                |f, fp| {
+                    exposures.push(Exposure { kind: f.kind.to_string(), place: place.to_string(), fingerprint: fp })
+                },
+            );
         }
         (Cow::Owned(out), exposures)
     }
@@ -390,10 +405,13 @@ impl Scrubber {
                     }
                     Action::Pem => content::pem_at(b, s).map(|(a, z)| (a, z, "private_key", PlaceClass::Text)),
                     Action::Url => content::url_credentials(b, s).map(|(a, z, k)| (a, z, k, PlaceClass::Url)),
-                    Action::Curl(n) => content::curl_user(b, s, n as usize, json).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
+                    Action::Curl(n) => {
+                        content::curl_user(b, s, n as usize, json).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text))
+                    }
                     Action::Bearer(n) => content::bearer_token(b, s, n as usize)
                         .map(|(a, z)| (a, z, self.classify_credential(&b[a..z]).unwrap_or("bearer"), PlaceClass::Text)),
-                    Action::Basic(n) => content::basic_credentials(b, s, n as usize).map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
+                    Action::Basic(n) => content::basic_credentials(b, s, n as usize)
+                        .map(|(a, z)| (a, z, "basic_auth", PlaceClass::Text)),
                     Action::Name => {
                         let before = out.len();
                         let ident_end = structural::at_name(&self.names, &classify, b, floor, s, e, json, out);
@@ -420,7 +438,13 @@ impl Scrubber {
     }
 
     /// Builds the scrubbed text: overlapping finds merge (the longer one names the kind).
-    fn replace(&self, line: &str, mut found: Vec<Found>, mut count: impl FnMut(&Found), mut each: impl FnMut(&Found, Fingerprint)) -> String {
+    fn replace(
+        &self,
+        line: &str,
+        mut found: Vec<Found>,
+        mut count: impl FnMut(&Found),
+        mut each: impl FnMut(&Found, Fingerprint),
+    ) -> String {
         found.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
         let mut merged: Vec<Found> = Vec::with_capacity(found.len());
         for f in found {
@@ -498,7 +522,9 @@ pub struct LineStream<'s> {
 impl LineStream<'_> {
     pub fn scrub<'a>(&mut self, line: &'a str, stats: &mut ScrubStats) -> Cow<'a, str> {
         if self.in_pem {
-            if memchr::memmem::find(line.as_bytes(), b"-----END").is_some() || !content::is_pem_body_line(line.as_bytes()) {
+            if memchr::memmem::find(line.as_bytes(), b"-----END").is_some()
+                || !content::is_pem_body_line(line.as_bytes())
+            {
                 self.in_pem = false;
             } else {
                 stats.lines += 1;
@@ -514,7 +540,8 @@ impl LineStream<'_> {
         let b = out.as_bytes();
         if let Some(p) = memchr::memmem::find(b, b"-----BEGIN") {
             let rest = &b[p..];
-            if memchr::memmem::find(rest, b"PRIVATE KEY").is_some() && memchr::memmem::find(rest, b"-----END").is_none() {
+            if memchr::memmem::find(rest, b"PRIVATE KEY").is_some() && memchr::memmem::find(rest, b"-----END").is_none()
+            {
                 self.in_pem = true;
             }
         }
@@ -607,11 +634,18 @@ mod tests {
     fn user_rules_and_names_and_disable() {
         let cfg = ScrubConfig {
             names: vec!["x-internal".into()],
-            rules: vec![UserRule { kind: "acme_key".into(), prefixes: vec!["acme_".into()], regex: "acme_[A-Za-z0-9]{16}".into() }],
+            rules: vec![UserRule {
+                kind: "acme_key".into(),
+                prefixes: vec!["acme_".into()],
+                regex: "acme_[A-Za-z0-9]{16}".into(),
+            }],
             disabled_kinds: vec!["aws_access_key".into()],
         };
         let s = Scrubber::new(Fingerprinter::new(b"k"), &cfg).unwrap();
-        let out = s.scrub_line("X-Internal: hello-world id=acme_0123456789abcdef AKIAIOSFODNN7EXAMPLE", &mut ScrubStats::default());
+        let out = s.scrub_line(
+            "X-Internal: hello-world id=acme_0123456789abcdef AKIAIOSFODNN7EXAMPLE",
+            &mut ScrubStats::default(),
+        );
         assert!(out.starts_with("X-Internal: [REDACTED:secret:"), "{out}");
         assert!(out.contains("id=[REDACTED:acme_key:"), "{out}");
         assert!(out.ends_with("AKIAIOSFODNN7EXAMPLE"), "{out}");
@@ -622,7 +656,12 @@ mod tests {
         let s = sc();
         let mut st = ScrubStats::default();
         let mut stream = s.stream();
-        let lines = ["-----BEGIN RSA PRIVATE KEY-----", "MIIEpQIBAAKCAQEAn6/O8li+SX4m98LLYt/PKSzEmQ++ZBD7Loh9P13f4yQ92EF3", "-----END RSA PRIVATE KEY-----", "next line"];
+        let lines = [
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "MIIEpQIBAAKCAQEAn6/O8li+SX4m98LLYt/PKSzEmQ++ZBD7Loh9P13f4yQ92EF3",
+            "-----END RSA PRIVATE KEY-----",
+            "next line",
+        ];
         let out: Vec<String> = lines.iter().map(|l| stream.scrub(l, &mut st).into_owned()).collect();
         assert_eq!(out[0], lines[0]);
         assert!(out[1].starts_with("[REDACTED:private_key:"));

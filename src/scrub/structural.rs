@@ -16,7 +16,8 @@ use super::rules::{
 use super::stats::PlaceClass;
 
 /// Words whose occurrence (lower, Capitalised, UPPER) sends the scanner here.
-pub const NAME_TRIGGERS: &[&str] = &["token", "key", "secret", "pass", "pwd", "auth", "cred", "sig", "sess", "cookie", "jwt", "login", "code", "dsn"];
+pub const NAME_TRIGGERS: &[&str] =
+    &["token", "key", "secret", "pass", "pwd", "auth", "cred", "sig", "sess", "cookie", "jwt", "login", "code", "dsn"];
 
 /// A small multiplicative hasher for short names (SipHash costs more than the lookup).
 #[derive(Default, Clone, Copy)]
@@ -56,7 +57,8 @@ pub struct NameTable {
 
 impl NameTable {
     pub fn new(extra: &[(String, NameRule)]) -> Self {
-        let mut exact: HashMap<Vec<u8>, NameRule, FastBuild> = EXACT_NAMES.iter().map(|(n, r)| (n.as_bytes().to_vec(), *r)).collect();
+        let mut exact: HashMap<Vec<u8>, NameRule, FastBuild> =
+            EXACT_NAMES.iter().map(|(n, r)| (n.as_bytes().to_vec(), *r)).collect();
         for (n, r) in extra {
             exact.insert(normalise(n.as_bytes()), *r);
         }
@@ -92,7 +94,8 @@ impl NameTable {
             return None;
         }
         let comp = |i: usize| &lower[comps[i].0..comps[i].1];
-        let ends = |c: &[u8], suffixes: &[&str]| suffixes.iter().any(|w| c.len() > w.len() && c.ends_with(w.as_bytes()));
+        let ends =
+            |c: &[u8], suffixes: &[&str]| suffixes.iter().any(|w| c.len() > w.len() && c.ends_with(w.as_bytes()));
         let password = (0..n).any(|i| self.password_words.contains(comp(i)) || ends(comp(i), PASSWORD_SUFFIXES));
         let token = !password && (0..n).any(|i| self.token_words.contains(comp(i)) || ends(comp(i), TOKEN_SUFFIXES));
         if !password && !token {
@@ -125,10 +128,12 @@ impl NameTable {
 
 /// Lower-case, `-` and `.` as `_`.
 pub fn normalise(name: &[u8]) -> Vec<u8> {
-    name.iter().map(|c| match c {
-        b'-' | b'.' => b'_',
-        c => c.to_ascii_lowercase(),
-    }).collect()
+    name.iter()
+        .map(|c| match c {
+            b'-' | b'.' => b'_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 /// Splits `aws_secretAccessKey` / `X-API-Key` / `APIKey` into components.
@@ -154,7 +159,9 @@ fn components(name: &[u8], out: &mut [(usize, usize); 16]) -> usize {
             Some(s) => {
                 let prev = name[i - 1];
                 let boundary = (prev.is_ascii_lowercase() && c.is_ascii_uppercase())
-                    || (prev.is_ascii_uppercase() && c.is_ascii_uppercase() && name.get(i + 1).is_some_and(u8::is_ascii_lowercase));
+                    || (prev.is_ascii_uppercase()
+                        && c.is_ascii_uppercase()
+                        && name.get(i + 1).is_some_and(u8::is_ascii_lowercase));
                 if boundary {
                     push(s, i, &mut n);
                     start = Some(i);
@@ -229,19 +236,27 @@ pub fn at_name(
     let place = if s > 0 && matches!(b[s - 1], b'?' | b'&' | b';') && v.sep == b'=' {
         PlaceClass::Query
     } else if v.key_quoted {
-        if matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie)) || name.starts_with(b"x-") || name.starts_with(b"X-") {
+        if matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))
+            || name.starts_with(b"x-")
+            || name.starts_with(b"X-")
+        {
             PlaceClass::Header
         } else {
             PlaceClass::JsonField
         }
-    } else if v.sep == b':' && (memchr::memchr(b'-', name).is_some() || matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))) {
+    } else if v.sep == b':'
+        && (memchr::memchr(b'-', name).is_some()
+            || matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie)))
+    {
         PlaceClass::Header
     } else {
         PlaceClass::KeyValue
     };
     let before = out.len();
     // Holds a secret replaced earlier: what is left around it is not a secret of its own.
-    if memchr::memmem::find(&b[v.start..v.end], b"[REDACTED").is_some() && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie)) {
+    if memchr::memmem::find(&b[v.start..v.end], b"[REDACTED").is_some()
+        && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))
+    {
         return ident_end;
     }
     match class {
@@ -330,7 +345,13 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
             }
             b'='
         }
-        Some(b'"' | b'\'') if spaces > 0 && key_quote.is_none() && (cli || matches!(class, NameClass::Password(_) | NameClass::Rule(NameRule::Always(_)))) => b' ',
+        Some(b'"' | b'\'')
+            if spaces > 0
+                && key_quote.is_none()
+                && (cli || matches!(class, NameClass::Password(_) | NameClass::Rule(NameRule::Always(_)))) =>
+        {
+            b' '
+        }
         Some(c) if cli && spaces > 0 && !c.is_ascii_whitespace() && *c != b'-' => b' ',
         _ => return None,
     };
@@ -373,7 +394,10 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
                     }
                     // Inside a JSON string every `"` is escaped: a bare one means the quote
                     // pair spans JSON structure, not a value.
-                    if json && q != b'"' && inner.iter().enumerate().any(|(k, c)| *c == b'"' && (k == 0 || inner[k - 1] != b'\\')) {
+                    if json
+                        && q != b'"'
+                        && inner.iter().enumerate().any(|(k, c)| *c == b'"' && (k == 0 || inner[k - 1] != b'\\'))
+                    {
                         return None;
                     }
                     return Some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some() });
@@ -395,7 +419,11 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
         let stop = if whole_line {
             matches!(c, b'"' | b'\'' | b'\n' | b'\r' | b'\\' | b'`')
         } else {
-            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'`' | b',' | b';' | b'&' | b'(' | b')' | b']' | b'}' | b'<' | b'>' | b'\\' | b'|')
+            c.is_ascii_whitespace()
+                || matches!(
+                    c,
+                    b'"' | b'\'' | b'`' | b',' | b';' | b'&' | b'(' | b')' | b']' | b'}' | b'<' | b'>' | b'\\' | b'|'
+                )
         };
         if stop {
             break;
@@ -441,7 +469,11 @@ fn authorization(
     let mut cred_e = if params {
         ve
     } else {
-        cred_s + b[cred_s..ve].iter().position(|c| matches!(c, b' ' | b'"' | b'\'' | b'\\' | b',' | b';')).unwrap_or(ve - cred_s)
+        cred_s
+            + b[cred_s..ve]
+                .iter()
+                .position(|c| matches!(c, b' ' | b'"' | b'\'' | b'\\' | b',' | b';'))
+                .unwrap_or(ve - cred_s)
     };
     while cred_e > cred_s && b[cred_e - 1] == b' ' {
         cred_e -= 1;
@@ -460,7 +492,19 @@ fn authorization(
     out.push(Found { start: cred_s, end: cred_e, kind, place });
 }
 
-const COOKIE_ATTRS: &[&str] = &["path", "domain", "expires", "max-age", "samesite", "secure", "httponly", "priority", "partitioned", "version", "comment"];
+const COOKIE_ATTRS: &[&str] = &[
+    "path",
+    "domain",
+    "expires",
+    "max-age",
+    "samesite",
+    "secure",
+    "httponly",
+    "priority",
+    "partitioned",
+    "version",
+    "comment",
+];
 
 /// `Cookie: a=b; c=d` / `Set-Cookie: a=b; Path=/`: replaces session-like values.
 fn cookies(table: &NameTable, b: &[u8], vs: usize, ve: usize, out: &mut Vec<Found>) {
@@ -488,7 +532,10 @@ fn cookies(table: &NameTable, b: &[u8], vs: usize, ve: usize, out: &mut Vec<Foun
             let analytics = ANALYTICS_COOKIE_PREFIXES.iter().any(|p| lname.starts_with(p.as_bytes()));
             if !attr && !analytics && !val.is_empty() && !is_placeholder(val) {
                 let session = SESSION_COOKIES.iter().any(|c| c.as_bytes() == bare)
-                    || matches!(table.classify(&name[name.len() - bare.len()..]), Some(NameClass::Password(_) | NameClass::Token(_) | NameClass::Rule(_)));
+                    || matches!(
+                        table.classify(&name[name.len() - bare.len()..]),
+                        Some(NameClass::Password(_) | NameClass::Token(_) | NameClass::Rule(_))
+                    );
                 if (session && val.len() >= 6) || (val.len() >= 16 && looks_random(val)) {
                     out.push(Found { start: v_s, end: v_e, kind: "session_cookie", place: PlaceClass::Cookie });
                 }
@@ -509,10 +556,14 @@ mod tests {
         let mut out = Vec::new();
         let mut i = 0;
         while i < b.len() {
-            let hit = NAME_TRIGGERS.iter().flat_map(|w| {
-                let cap = format!("{}{}", w[..1].to_uppercase(), &w[1..]);
-                [w.to_string(), w.to_uppercase(), cap]
-            }).filter_map(|w| line[i..].find(&w).map(|p| (i + p, w.len()))).min();
+            let hit = NAME_TRIGGERS
+                .iter()
+                .flat_map(|w| {
+                    let cap = format!("{}{}", w[..1].to_uppercase(), &w[1..]);
+                    [w.to_string(), w.to_uppercase(), cap]
+                })
+                .filter_map(|w| line[i..].find(&w).map(|p| (i + p, w.len())))
+                .min();
             let Some((h, l)) = hit else { break };
             let json = line.starts_with('{');
             i = at_name(&t, &none, b, 0, h, h + l, json, &mut out).max(h + l);
@@ -540,20 +591,36 @@ mod tests {
         assert_eq!(t.classify(b"DB_PASSWORD"), Some(NameClass::Password("password")));
         assert_eq!(t.classify(b"clientSecret"), Some(NameClass::Password("secret")));
         assert_eq!(t.classify(b"SUMOLOGIC_ACCESSKEY"), Some(NameClass::Token("api_key")));
-        for n in ["token_type", "kms_key_id", "bucket_key", "tokenizer", "authority", "x-kong-request-id", "public_key", "LLM_SECRET_NAME", "keyboard"] {
+        for n in [
+            "token_type",
+            "kms_key_id",
+            "bucket_key",
+            "tokenizer",
+            "authority",
+            "x-kong-request-id",
+            "public_key",
+            "LLM_SECRET_NAME",
+            "keyboard",
+        ] {
             assert_eq!(t.classify(n.as_bytes()), None, "{n}");
         }
     }
 
     #[test]
     fn json_header_query_and_kv_values() {
-        let got = scan(r#"{"headers":{"authorization":"Bearer abc.def-123_XYZ","x-api-key":"k3y"},"uri":"/a?access_token=tok123&page=2"}"#);
-        assert_eq!(got, vec![
-            ("abc.def-123_XYZ".to_string(), "bearer", PlaceClass::Header),
-            ("k3y".to_string(), "api_key", PlaceClass::Header),
-            ("tok123".to_string(), "token", PlaceClass::Query),
-        ]);
-        let got = scan("export SUMOLOGIC_ACCESSKEY=\"3HSa1hQfz6BYzlxf7Yb1WKG3Hyovm56LMFChV2y9LgkRipsXCujcLb5ej3oQUJlx\"");
+        let got = scan(
+            r#"{"headers":{"authorization":"Bearer abc.def-123_XYZ","x-api-key":"k3y"},"uri":"/a?access_token=tok123&page=2"}"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                ("abc.def-123_XYZ".to_string(), "bearer", PlaceClass::Header),
+                ("k3y".to_string(), "api_key", PlaceClass::Header),
+                ("tok123".to_string(), "token", PlaceClass::Query),
+            ]
+        );
+        let got =
+            scan("export SUMOLOGIC_ACCESSKEY=\"3HSa1hQfz6BYzlxf7Yb1WKG3Hyovm56LMFChV2y9LgkRipsXCujcLb5ej3oQUJlx\"");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].2, PlaceClass::KeyValue);
     }

@@ -127,7 +127,15 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
     let mut pick_partner = |rng: &mut SmallRng, want: &dyn Fn(usize) -> bool| -> usize {
         let free: Vec<usize> = partners.iter().copied().filter(|i| !used_clients.contains(i)).collect();
         let good: Vec<usize> = free.iter().copied().filter(|i| want(*i)).collect();
-        let pool = if good.is_empty() { if free.is_empty() { partners.clone() } else { free } } else { good };
+        let pool = if good.is_empty() {
+            if free.is_empty() {
+                partners.clone()
+            } else {
+                free
+            }
+        } else {
+            good
+        };
         let c = pool[rng.gen_range(0..pool.len())];
         used_clients.insert(c);
         c
@@ -178,8 +186,18 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
 const VPS: [(u8, u8); 6] = [(45, 155), (185, 220), (193, 142), (91, 92), (194, 26), (80, 94)];
 /// Far-apart networks (different continents) a stolen token is tried from.
 const FAR: [(u8, u8); 12] = [
-    (5, 188), (41, 203), (103, 21), (177, 54), (185, 107), (201, 141), (223, 104), (36, 89), (197, 210), (110, 170),
-    (89, 248), (181, 49),
+    (5, 188),
+    (41, 203),
+    (103, 21),
+    (177, 54),
+    (185, 107),
+    (201, 141),
+    (223, 104),
+    (36, 89),
+    (197, 210),
+    (110, 170),
+    (89, 248),
+    (181, 49),
 ];
 /// Residential first octets a stuffing botnet's proxies come from.
 const RESIDENTIAL: [u8; 24] =
@@ -242,7 +260,11 @@ fn held_tokens(history: &[TokenUse], cfg: &SimConfig) -> Vec<(Arc<SimToken>, Mil
 
 /// Fits `[start, start + duration]` inside the validity of one held token: the one
 /// overlapping the window most; shifts (and if needed shortens) the window into it.
-fn fit(held: &[(Arc<SimToken>, Millis, Millis)], start: Millis, duration: Millis) -> Option<(Arc<SimToken>, Millis, Millis)> {
+fn fit(
+    held: &[(Arc<SimToken>, Millis, Millis)],
+    start: Millis,
+    duration: Millis,
+) -> Option<(Arc<SimToken>, Millis, Millis)> {
     let margin = 20_000;
     let overlap = |lo: Millis, hi: Millis| (hi.min(start + duration) - lo.max(start)).max(0);
     let (tok, lo, hi) = held
@@ -280,19 +302,25 @@ pub(crate) fn inject(
                 let n = rng.gen_range(40..=200usize);
                 let ua: Arc<str> = Arc::from(ATTACK_UA[rng.gen_range(0..ATTACK_UA.len())]);
                 for ts in spread(&mut rng, p.start, p.duration, n) {
-                    let rec = make_record(&mut rng, pop, cfg, no_effects, Request {
-                        ts,
-                        route,
-                        token: None,
-                        consumer: None,
-                        ip: attacker,
-                        // a spoofed forwarding header, to be ignored
-                        inner_xff: Some(Ipv4Addr::new(127, 0, 0, 1)),
-                        user_agent: &ua,
-                        outcome: Outcome::Upstream(401),
-                        id_base: 0,
-                        attack: tag,
-                    });
+                    let rec = make_record(
+                        &mut rng,
+                        pop,
+                        cfg,
+                        no_effects,
+                        Request {
+                            ts,
+                            route,
+                            token: None,
+                            consumer: None,
+                            ip: attacker,
+                            // a spoofed forwarding header, to be ignored
+                            inner_xff: Some(Ipv4Addr::new(127, 0, 0, 1)),
+                            user_agent: &ua,
+                            outcome: Outcome::Upstream(401),
+                            id_base: 0,
+                            attack: tag,
+                        },
+                    );
                     out.push(rec);
                 }
                 Label {
@@ -329,18 +357,24 @@ pub(crate) fn inject(
                         let ok = rng.gen_bool(0.03);
                         hits += ok as usize;
                         attempts += 1;
-                        out.push(make_record(&mut rng, pop, cfg, no_effects, Request {
-                            ts,
-                            route: R_LOGIN,
-                            token: None,
-                            consumer: None,
-                            ip: bot,
-                            inner_xff: None,
-                            user_agent: &ua,
-                            outcome: Outcome::Upstream(if ok { 200 } else { 401 }),
-                            id_base: 0,
-                            attack: tag,
-                        }));
+                        out.push(make_record(
+                            &mut rng,
+                            pop,
+                            cfg,
+                            no_effects,
+                            Request {
+                                ts,
+                                route: R_LOGIN,
+                                token: None,
+                                consumer: None,
+                                ip: bot,
+                                inner_xff: None,
+                                user_agent: &ua,
+                                outcome: Outcome::Upstream(if ok { 200 } else { 401 }),
+                                id_base: 0,
+                                attack: tag,
+                            },
+                        ));
                     }
                 }
                 Label {
@@ -369,7 +403,17 @@ pub(crate) fn inject(
                     // captured from an old log: issued two hours before the span
                     let ci = rng.gen_range(2..pop.clients.len());
                     let c = &pop.clients[ci];
-                    (ci, token::mint(&mut rng, fp, &c.client_id, &c.subject, &c.scopes, cfg.start - 2 * super::TOKEN_TTL_MS))
+                    (
+                        ci,
+                        token::mint(
+                            &mut rng,
+                            fp,
+                            &c.client_id,
+                            &c.subject,
+                            &c.scopes,
+                            cfg.start - 2 * super::TOKEN_TTL_MS,
+                        ),
+                    )
                 } else {
                     let (ci, t) = expired[rng.gen_range(0..expired.len())];
                     (ci, t.clone())
@@ -386,18 +430,24 @@ pub(crate) fn inject(
                 for ts in spread(&mut rng, p.start, p.duration, n) {
                     let route = pick(&mut rng, c);
                     let host = hosts[rng.gen_range(0..hosts.len())];
-                    out.push(make_record(&mut rng, pop, cfg, no_effects, Request {
-                        ts,
-                        route,
-                        token: Some(&tok),
-                        consumer: Some(&c.consumer),
-                        ip: host,
-                        inner_xff: None,
-                        user_agent: &ua,
-                        outcome: Outcome::GatewayUnauthorized,
-                        id_base: c.id_base,
-                        attack: tag,
-                    }));
+                    out.push(make_record(
+                        &mut rng,
+                        pop,
+                        cfg,
+                        no_effects,
+                        Request {
+                            ts,
+                            route,
+                            token: Some(&tok),
+                            consumer: Some(&c.consumer),
+                            ip: host,
+                            inner_xff: None,
+                            user_agent: &ua,
+                            outcome: Outcome::GatewayUnauthorized,
+                            id_base: c.id_base,
+                            attack: tag,
+                        },
+                    ));
                 }
                 let mut related: Vec<RelatedEntity> = hosts
                     .iter()
@@ -451,18 +501,24 @@ pub(crate) fn inject(
                         let route = pick_read(&mut rng, c);
                         let id_base = rng.gen_range(100_000..900_000);
                         requests += 1;
-                        out.push(make_record(&mut rng, pop, cfg, no_effects, Request {
-                            ts,
-                            route,
-                            token: Some(&tok),
-                            consumer: Some(&c.consumer),
-                            ip: thief,
-                            inner_xff: None,
-                            user_agent: &ua,
-                            outcome: Outcome::Normal { rate_limited: 0.0 },
-                            id_base,
-                            attack: tag,
-                        }));
+                        out.push(make_record(
+                            &mut rng,
+                            pop,
+                            cfg,
+                            no_effects,
+                            Request {
+                                ts,
+                                route,
+                                token: Some(&tok),
+                                consumer: Some(&c.consumer),
+                                ip: thief,
+                                inner_xff: None,
+                                user_agent: &ua,
+                                outcome: Outcome::Normal { rate_limited: 0.0 },
+                                id_base,
+                                attack: tag,
+                            },
+                        ));
                     }
                 }
                 Label {
@@ -528,18 +584,24 @@ pub(crate) fn inject(
                     };
                     let from = ips[rng.gen_range(0..ips.len())];
                     let id_base = rng.gen_range(100_000..900_000);
-                    out.push(make_record(&mut rng, pop, cfg, no_effects, Request {
-                        ts,
-                        route,
-                        token: Some(&tok),
-                        consumer: Some(&c.consumer),
-                        ip: from,
-                        inner_xff: None,
-                        user_agent: &c.user_agent,
-                        outcome,
-                        id_base,
-                        attack: tag,
-                    }));
+                    out.push(make_record(
+                        &mut rng,
+                        pop,
+                        cfg,
+                        no_effects,
+                        Request {
+                            ts,
+                            route,
+                            token: Some(&tok),
+                            consumer: Some(&c.consumer),
+                            ip: from,
+                            inner_xff: None,
+                            user_agent: &c.user_agent,
+                            outcome,
+                            id_base,
+                            attack: tag,
+                        },
+                    ));
                 }
                 let mut related = client_related("scope_misuse", c);
                 let description = if escalation {

@@ -283,11 +283,11 @@ pub fn render_envoy(rec: &SimRecord) -> String {
     let routed = !rec.answered_by_gateway;
     let called = routed && rec.status != 503;
     o.str("upstream_host", &if called { format!("{}:8080", dotted(upstream_pod(rec))) } else { "-".into() });
+    o.str("upstream_cluster", if routed { &rs.cluster } else { "-" });
     o.str(
-        "upstream_cluster",
-        if routed { &rs.cluster } else { "-" },
+        "upstream_local_address",
+        &if called { format!("{node}:{}", 40_000 + rec.source_port % 20_000) } else { "-".into() },
     );
-    o.str("upstream_local_address", &if called { format!("{node}:{}", 40_000 + rec.source_port % 20_000) } else { "-".into() });
     o.str("downstream_local_address", &format!("{node}:8443"));
     o.str("downstream_remote_address", &format!("{}:{}", rec.source_ip, rec.source_port));
     o.str("requested_server_name", rec.host);
@@ -442,14 +442,7 @@ pub fn render_nginx_ingress(rec: &SimRecord) -> String {
     let _ = write!(o, " {} {} [{upstream_name}] [] ", rec.bytes_received, secs3(rec.latency_ms));
     match rec.upstream_latency_ms {
         Some(u) if !rec.answered_by_gateway => {
-            let _ = write!(
-                o,
-                "{}:8080 {} {} {}",
-                dotted(upstream_pod(rec)),
-                rec.bytes_sent,
-                secs3(u),
-                rec.status
-            );
+            let _ = write!(o, "{}:8080 {} {} {}", dotted(upstream_pod(rec)), rec.bytes_sent, secs3(u), rec.status);
         }
         _ => o.push_str("- - - -"),
     }
@@ -737,7 +730,11 @@ const TYK_ORG: &str = "5e9d9544a1dcd60001d0ed20";
 pub fn render_tyk(rec: &SimRecord) -> String {
     let uri = rec.uri();
     let mut raw = String::with_capacity(1200);
-    let _ = write!(raw, "{} {uri} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\n", rec.method, rec.host, rec.user_agent);
+    let _ = write!(
+        raw,
+        "{} {uri} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\n",
+        rec.method, rec.host, rec.user_agent
+    );
     if let Some(t) = &rec.token {
         let _ = write!(raw, "Authorization: Bearer {}\r\n", t.raw);
     }
@@ -745,7 +742,11 @@ pub fn render_tyk(rec: &SimRecord) -> String {
         let _ = write!(raw, "X-Forwarded-For: {x}\r\n");
     }
     if rec.method != "GET" && rec.method != "DELETE" {
-        let _ = write!(raw, "Content-Type: application/json\r\nContent-Length: {}\r\n", rec.bytes_received.saturating_sub(280));
+        let _ = write!(
+            raw,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            rec.bytes_received.saturating_sub(280)
+        );
     }
     raw.push_str("\r\n");
     let response = format!(

@@ -89,28 +89,336 @@ pub(crate) const R_LOGIN: u8 = 21;
 pub(crate) const R_DELETE_USER: u8 = 8;
 
 pub(crate) static ROUTES: [RouteDef; 22] = [
-    route!("GET", "/v1/orders", "GET /v1/orders", API_HOST, "orders-svc", Some("orders:read"), 45.0, 0.5, 0.0, 4200.0, 8.0, OrdersList, 200),
-    route!("GET", "/v1/orders/{n}", "GET /v1/orders/{id}", API_HOST, "orders-svc", Some("orders:read"), 28.0, 0.45, 0.0, 1800.0, 12.0, None, 200),
-    route!("POST", "/v1/orders", "POST /v1/orders", API_HOST, "orders-svc", Some("orders:write"), 85.0, 0.5, 0.0, 900.0, 3.0, None, 201),
-    route!("PATCH", "/v1/orders/{n}", "PATCH /v1/orders/{id}", API_HOST, "orders-svc", Some("orders:write"), 60.0, 0.5, 0.0, 700.0, 1.5, None, 200),
-    route!("GET", "/v1/orders/{n}/items", "GET /v1/orders/{id}/items", API_HOST, "orders-svc", Some("orders:read"), 35.0, 0.5, 0.0, 2600.0, 5.0, None, 200),
-    route!("GET", "/v1/users/me", "GET /v1/users/me", API_HOST, "users-svc", Some("profile"), 14.0, 0.4, 0.0, 600.0, 6.0, None, 200),
-    route!("GET", "/v1/users/{n}", "GET /v1/users/{id}", API_HOST, "users-svc", Some("users:read"), 22.0, 0.45, 0.0, 650.0, 4.0, None, 200),
-    route!("PUT", "/v1/users/{n}", "PUT /v1/users/{id}", API_HOST, "users-svc", Some("users:write"), 40.0, 0.5, 0.0, 650.0, 1.0, None, 200),
-    route!("DELETE", "/v1/users/{n}", "DELETE /v1/users/{id}", API_HOST, "users-svc", Some("admin"), 55.0, 0.5, 0.0, 0.0, 0.4, None, 204),
-    route!("GET", "/v1/users", "GET /v1/users", API_HOST, "users-svc", Some("admin"), 70.0, 0.55, 0.0, 8800.0, 0.6, Page, 200),
-    route!("POST", "/v1/payments", "POST /v1/payments", API_HOST, "payments-svc", Some("payments:write"), 180.0, 0.6, 0.0, 750.0, 2.0, None, 201),
-    route!("GET", "/v1/payments/{uuid}", "GET /v1/payments/{id}", API_HOST, "payments-svc", Some("payments:read"), 48.0, 0.5, 0.0, 820.0, 2.0, None, 200),
-    route!("POST", "/v1/payments/{uuid}/refund", "POST /v1/payments/{id}/refund", API_HOST, "payments-svc", Some("payments:write"), 190.0, 0.65, 0.0, 640.0, 0.3, None, 201),
-    route!("GET", "/v1/catalog/products", "GET /v1/catalog/products", API_HOST, "catalog-svc", Some("catalog:read"), 32.0, 0.5, 0.0, 12000.0, 10.0, Products, 200),
-    route!("GET", "/v1/catalog/products/{n}", "GET /v1/catalog/products/{id}", API_HOST, "catalog-svc", Some("catalog:read"), 18.0, 0.4, 0.0, 2100.0, 14.0, None, 200),
-    route!("GET", "/v1/search", "GET /v1/search", API_HOST, "search-svc", Some("catalog:read"), 95.0, 0.55, 0.2, 9000.0, 7.0, Search, 200),
-    route!("GET", "/v1/inventory/{n}", "GET /v1/inventory/{id}", API_HOST, "inventory-svc", Some("inventory:read"), 22.0, 0.45, 0.0, 420.0, 5.0, None, 200),
-    route!("PUT", "/v1/inventory/{n}", "PUT /v1/inventory/{id}", API_HOST, "inventory-svc", Some("inventory:write"), 38.0, 0.5, 0.0, 380.0, 3.0, None, 200),
-    route!("GET", "/v1/reports/daily", "GET /v1/reports/daily", API_HOST, "reports-svc", Some("reports:read"), 200.0, 0.7, 0.22, 64000.0, 0.8, ReportDate, 200),
-    route!("POST", "/v1/reports/export", "POST /v1/reports/export", API_HOST, "reports-svc", Some("reports:read"), 160.0, 0.7, 0.2, 300.0, 0.2, None, 202),
-    route!("POST", "/oauth/token", "POST /oauth/token", AUTH_HOST, "auth-svc", None, 55.0, 0.4, 0.0, 1450.0, 0.0, None, 200),
-    route!("POST", "/v1/auth/login", "POST /v1/auth/login", AUTH_HOST, "auth-svc", None, 140.0, 0.35, 0.0, 1500.0, 0.0, None, 200),
+    route!(
+        "GET",
+        "/v1/orders",
+        "GET /v1/orders",
+        API_HOST,
+        "orders-svc",
+        Some("orders:read"),
+        45.0,
+        0.5,
+        0.0,
+        4200.0,
+        8.0,
+        OrdersList,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/orders/{n}",
+        "GET /v1/orders/{id}",
+        API_HOST,
+        "orders-svc",
+        Some("orders:read"),
+        28.0,
+        0.45,
+        0.0,
+        1800.0,
+        12.0,
+        None,
+        200
+    ),
+    route!(
+        "POST",
+        "/v1/orders",
+        "POST /v1/orders",
+        API_HOST,
+        "orders-svc",
+        Some("orders:write"),
+        85.0,
+        0.5,
+        0.0,
+        900.0,
+        3.0,
+        None,
+        201
+    ),
+    route!(
+        "PATCH",
+        "/v1/orders/{n}",
+        "PATCH /v1/orders/{id}",
+        API_HOST,
+        "orders-svc",
+        Some("orders:write"),
+        60.0,
+        0.5,
+        0.0,
+        700.0,
+        1.5,
+        None,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/orders/{n}/items",
+        "GET /v1/orders/{id}/items",
+        API_HOST,
+        "orders-svc",
+        Some("orders:read"),
+        35.0,
+        0.5,
+        0.0,
+        2600.0,
+        5.0,
+        None,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/users/me",
+        "GET /v1/users/me",
+        API_HOST,
+        "users-svc",
+        Some("profile"),
+        14.0,
+        0.4,
+        0.0,
+        600.0,
+        6.0,
+        None,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/users/{n}",
+        "GET /v1/users/{id}",
+        API_HOST,
+        "users-svc",
+        Some("users:read"),
+        22.0,
+        0.45,
+        0.0,
+        650.0,
+        4.0,
+        None,
+        200
+    ),
+    route!(
+        "PUT",
+        "/v1/users/{n}",
+        "PUT /v1/users/{id}",
+        API_HOST,
+        "users-svc",
+        Some("users:write"),
+        40.0,
+        0.5,
+        0.0,
+        650.0,
+        1.0,
+        None,
+        200
+    ),
+    route!(
+        "DELETE",
+        "/v1/users/{n}",
+        "DELETE /v1/users/{id}",
+        API_HOST,
+        "users-svc",
+        Some("admin"),
+        55.0,
+        0.5,
+        0.0,
+        0.0,
+        0.4,
+        None,
+        204
+    ),
+    route!(
+        "GET",
+        "/v1/users",
+        "GET /v1/users",
+        API_HOST,
+        "users-svc",
+        Some("admin"),
+        70.0,
+        0.55,
+        0.0,
+        8800.0,
+        0.6,
+        Page,
+        200
+    ),
+    route!(
+        "POST",
+        "/v1/payments",
+        "POST /v1/payments",
+        API_HOST,
+        "payments-svc",
+        Some("payments:write"),
+        180.0,
+        0.6,
+        0.0,
+        750.0,
+        2.0,
+        None,
+        201
+    ),
+    route!(
+        "GET",
+        "/v1/payments/{uuid}",
+        "GET /v1/payments/{id}",
+        API_HOST,
+        "payments-svc",
+        Some("payments:read"),
+        48.0,
+        0.5,
+        0.0,
+        820.0,
+        2.0,
+        None,
+        200
+    ),
+    route!(
+        "POST",
+        "/v1/payments/{uuid}/refund",
+        "POST /v1/payments/{id}/refund",
+        API_HOST,
+        "payments-svc",
+        Some("payments:write"),
+        190.0,
+        0.65,
+        0.0,
+        640.0,
+        0.3,
+        None,
+        201
+    ),
+    route!(
+        "GET",
+        "/v1/catalog/products",
+        "GET /v1/catalog/products",
+        API_HOST,
+        "catalog-svc",
+        Some("catalog:read"),
+        32.0,
+        0.5,
+        0.0,
+        12000.0,
+        10.0,
+        Products,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/catalog/products/{n}",
+        "GET /v1/catalog/products/{id}",
+        API_HOST,
+        "catalog-svc",
+        Some("catalog:read"),
+        18.0,
+        0.4,
+        0.0,
+        2100.0,
+        14.0,
+        None,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/search",
+        "GET /v1/search",
+        API_HOST,
+        "search-svc",
+        Some("catalog:read"),
+        95.0,
+        0.55,
+        0.2,
+        9000.0,
+        7.0,
+        Search,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/inventory/{n}",
+        "GET /v1/inventory/{id}",
+        API_HOST,
+        "inventory-svc",
+        Some("inventory:read"),
+        22.0,
+        0.45,
+        0.0,
+        420.0,
+        5.0,
+        None,
+        200
+    ),
+    route!(
+        "PUT",
+        "/v1/inventory/{n}",
+        "PUT /v1/inventory/{id}",
+        API_HOST,
+        "inventory-svc",
+        Some("inventory:write"),
+        38.0,
+        0.5,
+        0.0,
+        380.0,
+        3.0,
+        None,
+        200
+    ),
+    route!(
+        "GET",
+        "/v1/reports/daily",
+        "GET /v1/reports/daily",
+        API_HOST,
+        "reports-svc",
+        Some("reports:read"),
+        200.0,
+        0.7,
+        0.22,
+        64000.0,
+        0.8,
+        ReportDate,
+        200
+    ),
+    route!(
+        "POST",
+        "/v1/reports/export",
+        "POST /v1/reports/export",
+        API_HOST,
+        "reports-svc",
+        Some("reports:read"),
+        160.0,
+        0.7,
+        0.2,
+        300.0,
+        0.2,
+        None,
+        202
+    ),
+    route!(
+        "POST",
+        "/oauth/token",
+        "POST /oauth/token",
+        AUTH_HOST,
+        "auth-svc",
+        None,
+        55.0,
+        0.4,
+        0.0,
+        1450.0,
+        0.0,
+        None,
+        200
+    ),
+    route!(
+        "POST",
+        "/v1/auth/login",
+        "POST /v1/auth/login",
+        AUTH_HOST,
+        "auth-svc",
+        None,
+        140.0,
+        0.35,
+        0.0,
+        1500.0,
+        0.0,
+        None,
+        200
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,8 +497,24 @@ pub(crate) struct Population {
 
 const CARRIERS: [(u8, u8); 6] = [(172, 56), (174, 205), (107, 77), (31, 94), (92, 40), (176, 12)];
 const DATACENTRE: [(u8, u8); 18] = [
-    (3, 120), (18, 184), (35, 156), (52, 28), (54, 93), (34, 90), (35, 190), (20, 50), (40, 113), (52, 178),
-    (88, 198), (116, 203), (135, 181), (51, 38), (145, 239), (164, 92), (167, 71), (212, 58),
+    (3, 120),
+    (18, 184),
+    (35, 156),
+    (52, 28),
+    (54, 93),
+    (34, 90),
+    (35, 190),
+    (20, 50),
+    (40, 113),
+    (52, 178),
+    (88, 198),
+    (116, 203),
+    (135, 181),
+    (51, 38),
+    (145, 239),
+    (164, 92),
+    (167, 71),
+    (212, 58),
 ];
 const OFFICE_NETS: [(u8, u8); 4] = [(62, 153), (80, 156), (194, 25), (81, 169)];
 /// The cloud client's three NAT gateways (one per availability zone, different networks).
@@ -297,7 +621,11 @@ impl Population {
             let mut s: Vec<&'static str> = scopes
                 .iter()
                 .map(|x| {
-                    ROUTES.iter().filter_map(|r| r.scope).find(|s| s == x).unwrap_or_else(|| panic!("unknown scope {x}"))
+                    ROUTES
+                        .iter()
+                        .filter_map(|r| r.scope)
+                        .find(|s| s == x)
+                        .unwrap_or_else(|| panic!("unknown scope {x}"))
                 })
                 .collect();
             s.sort_unstable();
@@ -384,7 +712,15 @@ impl Population {
                 (
                     ClientKind::Office,
                     "backoffice-web",
-                    &["catalog:read", "orders:read", "orders:write", "payments:read", "profile", "reports:read", "users:read"],
+                    &[
+                        "catalog:read",
+                        "orders:read",
+                        "orders:write",
+                        "payments:read",
+                        "profile",
+                        "reports:read",
+                        "users:read",
+                    ],
                 )
             };
             let inner_xff = rng.gen_bool(0.3).then_some(inner);
@@ -455,11 +791,8 @@ impl Population {
                 }
             }
         }
-        let nodes = [
-            (1_000, rng.gen_range(0..1_000)),
-            (2_000, rng.gen_range(0..2_000)),
-            (3_500, rng.gen_range(0..3_500)),
-        ];
+        let nodes =
+            [(1_000, rng.gen_range(0..1_000)), (2_000, rng.gen_range(0..2_000)), (3_500, rng.gen_range(0..3_500))];
         Population { clients, nodes, start: cfg.start, benign_nets }
     }
 
@@ -699,7 +1032,8 @@ fn make_path(rng: &mut SmallRng, r: &RouteDef, id_base: u64) -> String {
         match &rest[i + 1..j] {
             // a client mostly touches its own neighbourhood of ids
             "n" => {
-                let id = if rng.gen_bool(0.8) { id_base + rng.gen_range(0..5_000) } else { rng.gen_range(1_000..9_999_999) };
+                let id =
+                    if rng.gen_bool(0.8) { id_base + rng.gen_range(0..5_000) } else { rng.gen_range(1_000..9_999_999) };
                 use std::fmt::Write;
                 let _ = write!(out, "{id}");
             }
@@ -714,7 +1048,16 @@ fn make_path(rng: &mut SmallRng, r: &RouteDef, id_base: u64) -> String {
 
 const CATEGORIES: [&str; 8] = ["shoes", "outdoor", "kitchen", "toys", "books", "garden", "audio", "sports"];
 const SEARCH_TERMS: [&str; 10] = [
-    "red+shoes", "trail+running", "coffee+grinder", "lego", "usb-c+cable", "tent", "headphones", "yoga+mat", "desk+lamp", "rain+jacket",
+    "red+shoes",
+    "trail+running",
+    "coffee+grinder",
+    "lego",
+    "usb-c+cable",
+    "tent",
+    "headphones",
+    "yoga+mat",
+    "desk+lamp",
+    "rain+jacket",
 ];
 
 fn make_query(rng: &mut SmallRng, r: &RouteDef, ts: Millis) -> Option<String> {
@@ -725,7 +1068,11 @@ fn make_query(rng: &mut SmallRng, r: &RouteDef, ts: Millis) -> Option<String> {
             format!("status={status}&page={}&per_page=50", rng.gen_range(1..6))
         }),
         QueryKind::Products => rng.gen_bool(0.8).then(|| {
-            format!("category={}&page={}&sort=popularity", CATEGORIES[rng.gen_range(0..CATEGORIES.len())], rng.gen_range(1..10))
+            format!(
+                "category={}&page={}&sort=popularity",
+                CATEGORIES[rng.gen_range(0..CATEGORIES.len())],
+                rng.gen_range(1..10)
+            )
         }),
         QueryKind::Search => Some(format!("q={}&limit=20", SEARCH_TERMS[rng.gen_range(0..SEARCH_TERMS.len())])),
         QueryKind::Page => Some(format!("page={}&per_page=100", rng.gen_range(1..20))),
@@ -841,16 +1188,34 @@ pub(crate) fn generate_client(
             // The user signs in again; sometimes mistypes the password first.
             login_pending = false;
             if rng.gen_bool(0.09) {
-                out.push(make_record(&mut rng, pop, cfg, effects, Request { route: R_LOGIN, outcome: Outcome::Upstream(401), ..base }));
+                out.push(make_record(
+                    &mut rng,
+                    pop,
+                    cfg,
+                    effects,
+                    Request { route: R_LOGIN, outcome: Outcome::Upstream(401), ..base },
+                ));
                 now += rng.gen_range(4_000..15_000);
             }
-            out.push(make_record(&mut rng, pop, cfg, effects, Request { ts: now, route: R_LOGIN, outcome: Outcome::Upstream(200), ..base }));
+            out.push(make_record(
+                &mut rng,
+                pop,
+                cfg,
+                effects,
+                Request { ts: now, route: R_LOGIN, outcome: Outcome::Upstream(200), ..base },
+            ));
             now += rng.gen_range(300..1_500);
         }
 
         // Token rotation.
         if c.proactive && now >= tok.expires_at - lead {
-            out.push(make_record(&mut rng, pop, cfg, effects, Request { ts: now, route: R_TOKEN, outcome: Outcome::Upstream(200), ..base }));
+            out.push(make_record(
+                &mut rng,
+                pop,
+                cfg,
+                effects,
+                Request { ts: now, route: R_TOKEN, outcome: Outcome::Upstream(200), ..base },
+            ));
             now += rng.gen_range(40..250);
             tok = token::mint(&mut rng, fp, &c.client_id, &c.subject, &c.scopes, now);
         } else if now >= tok.expires_at {
@@ -876,7 +1241,13 @@ pub(crate) fn generate_client(
                 ));
             }
             now += rng.gen_range(400..1_200);
-            out.push(make_record(&mut rng, pop, cfg, effects, Request { ts: now, route: R_TOKEN, outcome: Outcome::Upstream(200), ..base }));
+            out.push(make_record(
+                &mut rng,
+                pop,
+                cfg,
+                effects,
+                Request { ts: now, route: R_TOKEN, outcome: Outcome::Upstream(200), ..base },
+            ));
             now += rng.gen_range(40..250);
             tok = token::mint(&mut rng, fp, &c.client_id, &c.subject, &c.scopes, now);
             // and the failed call is retried below with the new token
@@ -894,7 +1265,13 @@ pub(crate) fn generate_client(
         }
         let outcome = if in_scope { Outcome::Normal { rate_limited } } else { Outcome::GatewayForbidden };
         use_token(&mut history, &tok, now);
-        out.push(make_record(&mut rng, pop, cfg, effects, Request { ts: now, route, token: Some(&tok), outcome, ..base }));
+        out.push(make_record(
+            &mut rng,
+            pop,
+            cfg,
+            effects,
+            Request { ts: now, route, token: Some(&tok), outcome, ..base },
+        ));
 
         t = now + (exp(&mut rng, 1000.0 / (rate * diurnal(now))) as Millis).max(1);
     }
@@ -949,12 +1326,7 @@ mod tests {
     #[test]
     fn arrival_follows_completion_within_a_flush_period() {
         let pop_nodes = [(1_000, 300), (2_000, 0), (3_500, 1_234)];
-        let pop = Population {
-            clients: vec![],
-            nodes: pop_nodes,
-            start: 0,
-            benign_nets: Default::default(),
-        };
+        let pop = Population { clients: vec![], nodes: pop_nodes, start: 0, benign_nets: Default::default() };
         for node in 0..3u8 {
             for done in [0, 299, 300, 301, 10_000, 123_456] {
                 let a = pop.arrival(node, done, 0);

@@ -3,9 +3,7 @@
 //! labels are reject reasons (a closed set), detector kinds (bounded by the
 //! detector files) and fixed words.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::normalize::RejectReason;
 
@@ -73,34 +71,72 @@ impl Metrics {
         let m = Metrics {
             messages: counter(r, "gatewatch_kafka_messages_total", "Kafka messages read (excluding state rebuild)")?,
             events: counter(r, "gatewatch_events_total", "Access-log records normalized into events")?,
-            rejected: counter_vec(r, "gatewatch_records_rejected_total", "Records that could not be read, by reason", "reason")?,
+            rejected: counter_vec(
+                r,
+                "gatewatch_records_rejected_total",
+                "Records that could not be read, by reason",
+                "reason",
+            )?,
             alerts: counter_vec(r, "gatewatch_alerts_total", "Alerts handed off, by detector kind", "detector")?,
             alerts_muted: counter(
                 r,
                 "gatewatch_alerts_muted_total",
                 "Alerts raised while rebuilding state below the committed offset (already handed off before)",
             )?,
-            handoff_failures: counter(r, "gatewatch_alert_handoff_failures_total", "Alert handoffs that failed and were retried")?,
-            dead_letters: counter(r, "gatewatch_dead_letter_records_total", "Rejected records sent to the dead-letter topic")?,
+            handoff_failures: counter(
+                r,
+                "gatewatch_alert_handoff_failures_total",
+                "Alert handoffs that failed and were retried",
+            )?,
+            dead_letters: counter(
+                r,
+                "gatewatch_dead_letter_records_total",
+                "Rejected records sent to the dead-letter topic",
+            )?,
             dead_letter_failures: counter(
                 r,
                 "gatewatch_dead_letter_failures_total",
                 "Dead-letter records the broker did not accept after retries",
             )?,
-            rebuild_messages: counter(r, "gatewatch_kafka_rebuild_messages_total", "Messages re-read to rebuild state after an assignment")?,
+            rebuild_messages: counter(
+                r,
+                "gatewatch_kafka_rebuild_messages_total",
+                "Messages re-read to rebuild state after an assignment",
+            )?,
             late_events: counter(r, "gatewatch_late_events_total", "Events dropped for arriving behind the watermark")?,
             buffered_events: gauge(r, "gatewatch_buffered_events", "Events waiting in the event-time reorder buffers")?,
             state_keys: gauge(r, "gatewatch_state_keys", "Keys held in detector state")?,
-            state_evictions: counter(r, "gatewatch_state_evictions_total", "Keys evicted from detector state (cap or idle)")?,
-            lag_messages: gauge(r, "gatewatch_kafka_lag_messages", "Messages behind the high watermark, summed over assigned partitions")?,
-            lag_max_messages: gauge(r, "gatewatch_kafka_lag_max_messages", "Messages behind the high watermark on the furthest-behind partition")?,
-            assigned_partitions: gauge(r, "gatewatch_kafka_assigned_partitions", "Partitions assigned to this instance")?,
+            state_evictions: counter(
+                r,
+                "gatewatch_state_evictions_total",
+                "Keys evicted from detector state (cap or idle)",
+            )?,
+            lag_messages: gauge(
+                r,
+                "gatewatch_kafka_lag_messages",
+                "Messages behind the high watermark, summed over assigned partitions",
+            )?,
+            lag_max_messages: gauge(
+                r,
+                "gatewatch_kafka_lag_max_messages",
+                "Messages behind the high watermark on the furthest-behind partition",
+            )?,
+            assigned_partitions: gauge(
+                r,
+                "gatewatch_kafka_assigned_partitions",
+                "Partitions assigned to this instance",
+            )?,
             rebuilding_partitions: gauge(
                 r,
                 "gatewatch_kafka_rebuilding_partitions",
                 "Assigned partitions still re-reading below their committed offset",
             )?,
-            rebalances: counter_vec(r, "gatewatch_kafka_rebalances_total", "Consumer-group rebalance events, by kind", "kind")?,
+            rebalances: counter_vec(
+                r,
+                "gatewatch_kafka_rebalances_total",
+                "Consumer-group rebalance events, by kind",
+                "kind",
+            )?,
             commits: counter_vec(r, "gatewatch_kafka_commits_total", "Offset commits, by result", "result")?,
             alert_latency: {
                 let h = Histogram::with_opts(

@@ -65,7 +65,13 @@ pub fn produce(bootstrap: &str, topic: &str, recs: &[Rec]) {
 }
 
 /// Every message of a topic (all partitions, from the beginning), read until `done` says so or the timeout.
-pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration, done: impl Fn(&[(i32, i64, Vec<u8>)]) -> bool) -> Vec<(i32, i64, Vec<u8>)> {
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    done: impl Fn(&[(i32, i64, Vec<u8>)]) -> bool,
+) -> Vec<(i32, i64, Vec<u8>)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "test-reader")
@@ -89,7 +95,8 @@ pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32, timeout: Durati
 
 /// The group's committed offsets, one per partition (-1 when none).
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -185,7 +192,12 @@ pub fn benign(from: i64, to: i64, clients: usize, every_ms: i64, partitions: i32
         for c in 0..clients {
             let ip = format!("198.51.100.{}", c + 1);
             let t = ts + c as i64 * 37 % every_ms;
-            out.push(Rec { partition: partition_of(&ip, partitions), key: ip.clone(), payload: record(t, &ip, "/v1/orders", 200), ts: t });
+            out.push(Rec {
+                partition: partition_of(&ip, partitions),
+                key: ip.clone(),
+                payload: record(t, &ip, "/v1/orders", 200),
+                ts: t,
+            });
         }
         for p in 0..partitions {
             let ip = format!("192.0.2.{}", p + 1);
@@ -227,7 +239,9 @@ pub fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
 /// High watermarks of every partition of a topic.
 pub fn topic_ends(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
-    (0..partitions).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(_, h)| h).unwrap_or(-1)).collect()
+    (0..partitions)
+        .map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(_, h)| h).unwrap_or(-1))
+        .collect()
 }
 
 /// Reads a whole topic up to its current end.

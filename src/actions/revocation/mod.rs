@@ -54,7 +54,11 @@ impl Revoker {
     }
 
     /// Like [`Revoker::open`], plus targets built elsewhere (the Kafka revocations topic).
-    pub fn open_with(cfg: &RevocationConfig, extra: Vec<Arc<dyn RevocationTarget>>, now: Millis) -> Result<Self, String> {
+    pub fn open_with(
+        cfg: &RevocationConfig,
+        extra: Vec<Arc<dyn RevocationTarget>>,
+        now: Millis,
+    ) -> Result<Self, String> {
         let client = crate::actions::dispatcher::http_client()?;
         let mut targets: Vec<Arc<dyn RevocationTarget>> = extra;
         if let Some(o) = &cfg.oauth {
@@ -67,7 +71,11 @@ impl Revoker {
     }
 
     /// Like [`Revoker::open`] with the targets given.
-    pub fn with_targets(cfg: &RevocationConfig, targets: Vec<Arc<dyn RevocationTarget>>, now: Millis) -> Result<Self, String> {
+    pub fn with_targets(
+        cfg: &RevocationConfig,
+        targets: Vec<Arc<dyn RevocationTarget>>,
+        now: Millis,
+    ) -> Result<Self, String> {
         let (records, bad) = AuditLog::read_all(&cfg.audit_log)
             .map_err(|e| format!("cannot read audit log {}: {e}", cfg.audit_log.display()))?;
         if bad > 0 {

@@ -203,7 +203,11 @@ impl Policy {
             return mk(
                 Verdict::GlobalCap,
                 Some(key),
-                format!("global cap reached: {} revocations in the last hour (max_per_hour {})", ledger.recent.len(), self.max_per_hour),
+                format!(
+                    "global cap reached: {} revocations in the last hour (max_per_hour {})",
+                    ledger.recent.len(),
+                    self.max_per_hour
+                ),
             );
         }
         let client_count = ledger.recent.iter().filter(|(_, c)| *c == req.client_id).count();
@@ -217,7 +221,11 @@ impl Policy {
         let permanent = self.permanent_at.is_some_and(|p| req.severity >= p);
         let expires_at = (!permanent).then(|| now.saturating_add(self.quarantine));
         ledger.record(now, req.client_id.clone(), key.clone(), expires_at);
-        let what = if permanent { "permanently".to_string() } else { format!("quarantine until {}", crate::event::format_ts(now + self.quarantine)) };
+        let what = if permanent {
+            "permanently".to_string()
+        } else {
+            format!("quarantine until {}", crate::event::format_ts(now + self.quarantine))
+        };
         Decision {
             verdict: if dry_run { Verdict::DryRun } else { Verdict::Revoke },
             dry_run,
@@ -230,7 +238,15 @@ impl Policy {
 
     /// Replays a past decision from the audit log (after a restart), so caps and active
     /// revocations survive it.
-    pub fn restore(&mut self, verdict: Verdict, key: String, client: Option<String>, at: Millis, expires_at: Option<Millis>, now: Millis) {
+    pub fn restore(
+        &mut self,
+        verdict: Verdict,
+        key: String,
+        client: Option<String>,
+        at: Millis,
+        expires_at: Option<Millis>,
+        now: Millis,
+    ) {
         let ledger = match verdict {
             Verdict::Revoke => &mut self.enforced,
             Verdict::DryRun => &mut self.simulated,

@@ -77,7 +77,8 @@ impl OAuthTarget {
         }
         match self.cfg.auth {
             ClientAuth::Basic => {
-                let raw = format!("{}:{}", form_encode(&self.cfg.client_id), form_encode(self.cfg.client_secret.expose()));
+                let raw =
+                    format!("{}:{}", form_encode(&self.cfg.client_id), form_encode(self.cfg.client_secret.expose()));
                 (form, Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))))
             }
             ClientAuth::Post => {
@@ -139,11 +140,9 @@ impl HttpTarget {
     /// the URL needs a value the entry lacks.
     pub fn url_for(&self, e: &DenyEntry) -> Option<String> {
         let mut url = self.cfg.url.clone();
-        for (ph, v) in [
-            ("{client_id}", &e.client_id),
-            ("{fingerprint}", &e.fingerprint),
-            ("{credential_id}", &e.credential_id),
-        ] {
+        for (ph, v) in
+            [("{client_id}", &e.client_id), ("{fingerprint}", &e.fingerprint), ("{credential_id}", &e.credential_id)]
+        {
             if url.contains(ph) {
                 url = url.replace(ph, &path_encode(v.as_deref()?));
             }
@@ -205,16 +204,20 @@ mod tests {
         );
         let (form, auth) = t.request_parts("jti/1");
         assert_eq!(form, "token=jti%2F1&token_type_hint=access_token");
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(auth.unwrap().strip_prefix("Basic ").unwrap())
-            .unwrap();
+        let decoded =
+            base64::engine::general_purpose::STANDARD.decode(auth.unwrap().strip_prefix("Basic ").unwrap()).unwrap();
         assert_eq!(String::from_utf8(decoded).unwrap(), "gate+watch:p%3Aw");
     }
 
     #[test]
     fn http_url_placeholders_are_encoded_or_skip() {
         let t = HttpTarget::new(
-            HttpTargetConfig { url: "https://idp/clients/{client_id}/revoke".into(), method: "POST".into(), bearer: None, secret: None },
+            HttpTargetConfig {
+                url: "https://idp/clients/{client_id}/revoke".into(),
+                method: "POST".into(),
+                bearer: None,
+                secret: None,
+            },
             reqwest::Client::new(),
         );
         let mut e = DenyEntry {

@@ -80,7 +80,10 @@ impl AlertHandoff for KafkaAlertHandoff {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(HandoffError::Overflow(format!("alerts topic {}: {e}", self.topic))),
-            Err(_) => Err(HandoffError::Overflow(format!("alerts topic {}: no acknowledgement in {:?}", self.topic, self.timeout))),
+            Err(_) => Err(HandoffError::Overflow(format!(
+                "alerts topic {}: no acknowledgement in {:?}",
+                self.topic, self.timeout
+            ))),
         }
     }
 }

@@ -122,7 +122,11 @@ impl KafkaSettings {
     pub fn from_config(cfg: &GatewatchConfig) -> Result<Self, Vec<ConfigError>> {
         let file = config_file(cfg);
         let Some(section) = cfg.other.get("kafka") else {
-            return Err(vec![ConfigError::new(&file, "kafka", "missing: `gatewatch run` needs [kafka] brokers and topics")]);
+            return Err(vec![ConfigError::new(
+                &file,
+                "kafka",
+                "missing: `gatewatch run` needs [kafka] brokers and topics",
+            )]);
         };
         Self::from_table(section, &file)
     }
@@ -270,7 +274,11 @@ fn duration(v: &toml::Value) -> Result<i64, String> {
 }
 
 fn valid_topic(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 249 && t != "." && t != ".." && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 #[cfg(test)]

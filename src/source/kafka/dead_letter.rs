@@ -68,7 +68,8 @@ impl DeadLetter {
     pub fn new(base: &ClientConfig, topic: &str, metrics: Metrics) -> Result<Arc<Self>, KafkaError> {
         let mut cfg = base.clone();
         cfg.set("linger.ms", "20");
-        let producer = cfg.create_with_context(DeadLetterContext { failed: AtomicU64::new(0), metrics: metrics.clone() })?;
+        let producer =
+            cfg.create_with_context(DeadLetterContext { failed: AtomicU64::new(0), metrics: metrics.clone() })?;
         Ok(Arc::new(DeadLetter { producer, topic: topic.to_string(), pending: AtomicBool::new(false), metrics }))
     }
 

@@ -61,7 +61,9 @@ pub enum SourceError {
     Thread(std::io::Error),
     #[error("consumer thread panicked")]
     Panicked,
-    #[error("shutdown grace period ({0:?}) exceeded; exiting without a final commit (uncommitted messages will be re-read)")]
+    #[error(
+        "shutdown grace period ({0:?}) exceeded; exiting without a final commit (uncommitted messages will be re-read)"
+    )]
     GraceExceeded(Duration),
 }
 
@@ -379,7 +381,9 @@ impl Shared {
             match consumer.store_offsets(&tpl) {
                 Ok(()) => {
                     for el in tpl.elements() {
-                        if let (Some(st), Offset::Offset(o)) = (parts.get_mut(&(el.topic().to_string(), el.partition())), el.offset()) {
+                        if let (Some(st), Offset::Offset(o)) =
+                            (parts.get_mut(&(el.topic().to_string(), el.partition())), el.offset())
+                        {
                             st.stored = o;
                         }
                     }

@@ -45,7 +45,9 @@ impl RevocationTarget for KafkaRevocationsTopic {
             match self.producer.send(record, self.timeout).await {
                 Ok(_) => Ok(TargetOutcome::Done),
                 // The broker's error code only: no payload, no secret.
-                Err((err, _)) => Err(SinkError { retryable: true, message: format!("kafka: {err}"), retry_after: None }),
+                Err((err, _)) => {
+                    Err(SinkError { retryable: true, message: format!("kafka: {err}"), retry_after: None })
+                }
             }
         })
     }
