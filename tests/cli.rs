@@ -128,7 +128,7 @@ fn unknown_sections_and_bad_scrub_rules_are_reported() {
     std::fs::create_dir(dir.path().join("detectors")).unwrap();
     std::fs::write(
         dir.path().join("gatewatch.toml"),
-        "[enigne]\nallowed_lateness = \"10s\"\n[scrub]\nno_such_option = 1\n",
+        "[enigne]\nallowed_lateness = \"10s\"\n[scrub]\nno_such_option = 1\n[kafka]\nbrokers = \"k:9092\"\ntopics = []\n",
     )
     .unwrap();
     let out = gatewatch().arg("check").arg("--config").arg(dir.path().join("gatewatch.toml")).output().unwrap();
@@ -136,6 +136,7 @@ fn unknown_sections_and_bad_scrub_rules_are_reported() {
     assert!(!out.status.success());
     assert!(stdout.contains("gatewatch.toml: enigne: unknown section"), "{stdout}");
     assert!(stdout.contains("gatewatch.toml: scrub"), "{stdout}");
+    assert!(stdout.contains("gatewatch.toml: kafka.topics"), "{stdout}");
 }
 
 #[test]

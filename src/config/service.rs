@@ -192,6 +192,11 @@ impl GatewatchConfig {
         if let Err(mut e) = crate::scrub::ScrubConfig::from_config(self) {
             errs.append(&mut e);
         }
+        if self.other.contains_key("kafka") {
+            if let Err(mut e) = crate::source::kafka::KafkaSettings::from_config(self) {
+                errs.append(&mut e);
+            }
+        }
         for (i, cidr) in self.normalize.trusted_proxies.iter().enumerate() {
             if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
                 errs.push(ConfigError::new(
