@@ -1122,6 +1122,30 @@ fn sessions(kind: ClientKind) -> Option<(f64, f64)> {
 }
 
 /// Generates one client's benign traffic over the span; returns the tokens it used.
+/// The client calls the token endpoint at `*now` and holds a fresh token a moment later.
+#[allow(clippy::too_many_arguments)]
+fn refresh_token(
+    rng: &mut SmallRng,
+    pop: &Population,
+    cfg: &SimConfig,
+    effects: &[LatencyEffect],
+    fp: &Fingerprinter,
+    c: &Client,
+    base: &Request<'_>,
+    now: &mut Millis,
+    out: &mut Vec<SimRecord>,
+) -> Arc<SimToken> {
+    out.push(make_record(
+        rng,
+        pop,
+        cfg,
+        effects,
+        Request { ts: *now, route: R_TOKEN, outcome: Outcome::Upstream(200), ..*base },
+    ));
+    *now += rng.gen_range(40..250);
+    token::mint(rng, fp, &c.client_id, &c.subject, &c.scopes, *now)
+}
+
 pub(crate) fn generate_client(
     cfg: &SimConfig,
     pop: &Population,
@@ -1209,15 +1233,7 @@ pub(crate) fn generate_client(
 
         // Token rotation.
         if c.proactive && now >= tok.expires_at - lead {
-            out.push(make_record(
-                &mut rng,
-                pop,
-                cfg,
-                effects,
-                Request { ts: now, route: R_TOKEN, outcome: Outcome::Upstream(200), ..base },
-            ));
-            now += rng.gen_range(40..250);
-            tok = token::mint(&mut rng, fp, &c.client_id, &c.subject, &c.scopes, now);
+            tok = refresh_token(&mut rng, pop, cfg, effects, fp, c, &base, &mut now, out);
         } else if now >= tok.expires_at {
             // Sent with the expired token, rejected; a concurrent call may fail too; then refresh.
             let (route, _) = pick_route(&mut rng, c);
@@ -1241,15 +1257,7 @@ pub(crate) fn generate_client(
                 ));
             }
             now += rng.gen_range(400..1_200);
-            out.push(make_record(
-                &mut rng,
-                pop,
-                cfg,
-                effects,
-                Request { ts: now, route: R_TOKEN, outcome: Outcome::Upstream(200), ..base },
-            ));
-            now += rng.gen_range(40..250);
-            tok = token::mint(&mut rng, fp, &c.client_id, &c.subject, &c.scopes, now);
+            tok = refresh_token(&mut rng, pop, cfg, effects, fp, c, &base, &mut now, out);
             // and the failed call is retried below with the new token
         }
         if now >= end {
