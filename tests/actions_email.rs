@@ -2,107 +2,15 @@
 //! The server writes each message it receives (parsed) as JSON, and the test reads it back.
 //! Needs `apt-get install python3-aiosmtpd`; the test fails (not skips) without it.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gatewatch::actions::{ActionsSettings, AlertHandoff, Dispatcher};
 use gatewatch::config::GatewatchConfig;
 use gatewatch::event::{Alert, Entity, EntityKind, Fingerprint, Severity};
 
-const SERVER: &str = r#"
-import email, email.policy, json, os, sys
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-
-port, out, user = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-password = os.environ["SMTP_TEST_PASSWORD"]
-
-class Auth:
-    def __call__(self, server, session, envelope, mechanism, auth_data):
-        ok = (isinstance(auth_data, LoginPassword)
-              and auth_data.login.decode() == user and auth_data.password.decode() == password)
-        return AuthResult(success=ok)
-
-class Handler:
-    async def handle_DATA(self, server, session, envelope):
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        rec = {
-            "mail_from": envelope.mail_from,
-            "rcpt_tos": envelope.rcpt_tos,
-            "subject": str(msg["subject"]),
-            "message_id": str(msg["message-id"]),
-            "body": msg.get_body(preferencelist=("plain",)).get_content(),
-            "authenticated": bool(session.authenticated),
-        }
-        n = len([f for f in os.listdir(out) if f.endswith(".json")])
-        tmp = os.path.join(out, "%d.tmp" % n)
-        with open(tmp, "w") as f:
-            json.dump(rec, f)
-        os.rename(tmp, os.path.join(out, "%d.json" % n))
-        return "250 OK"
-
-c = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=Auth(),
-               auth_required=True, auth_require_tls=False)
-c.start()
-print("ready", flush=True)
-sys.stdin.read()
-c.stop()
-"#;
-
-/// The SMTP server process; killed (by its own handle) when dropped.
-struct Smtp {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("GATEWATCH_TEST_PYTHON") {
-        return p;
-    }
-    // Debian's package installs for the system interpreter, which a pyenv shim may hide.
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3".into()
-    } else {
-        "python3".into()
-    }
-}
-
-fn start_smtp(dir: &Path, user: &str, password: &str) -> Smtp {
-    let script = dir.join("smtp_server.py");
-    std::fs::write(&script, SERVER).unwrap();
-    let out = dir.join("mail");
-    std::fs::create_dir_all(&out).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(python())
-        .arg(&script)
-        .arg(port.to_string())
-        .arg(&out)
-        .arg(user)
-        .env("SMTP_TEST_PASSWORD", password)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "SMTP test server did not start: is python3-aiosmtpd installed (apt-get install python3-aiosmtpd)?"
-    );
-    Smtp { child, port, out }
-}
+mod smtp_support;
+use smtp_support::start_smtp;
 
 fn settings(toml_text: &str, env: &dyn Fn(&str) -> Option<String>) -> ActionsSettings {
     let table: toml::Table = toml::from_str(toml_text).unwrap();

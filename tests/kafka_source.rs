@@ -36,10 +36,13 @@ async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// A well-formed JWT (unsigned test token) inside the malformed record.
+const BAD_JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJtYWxsb3J5IiwiY2xpZW50X2lkIjoiZGVhZC1sZXR0ZXIifQ.bm90LWEtcmVhbC1zaWduYXR1cmUtanVzdC1ieXRlcw";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     const P: i32 = 2;
-    let mc = cluster(&[("logs", P), ("dlq", 1)]);
+    let mc = cluster(&[("logs", P), ("dlq", 1), ("logs-clean", P)]);
     let bootstrap = mc.bootstrap_servers();
 
     let attacker = "203.0.113.7";
@@ -54,7 +57,7 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
         Rec {
             partition: bad_partition,
             key: attacker.into(),
-            payload: "this is not json, Bearer abc.def.ghi".into(),
+            payload: format!("this is not json, Authorization: Bearer {BAD_JWT}"),
             ts: T0 + 90_000,
         },
     );
@@ -64,6 +67,7 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     let mut settings = KafkaSettings::new(bootstrap.clone(), vec!["logs".into()], "g-attack");
     settings.start_from = StartFrom::Earliest;
     settings.dead_letter_topic = Some("dlq".into());
+    settings.scrubbed_topic = Some("logs-clean".into());
     settings.commit_interval = Duration::from_millis(200);
     let handoff = Arc::new(Collect::default());
     let registry = Arc::new(prometheus::Registry::new());
@@ -91,20 +95,29 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     let alert = handoff.0.lock().unwrap().iter().find(|a| a.entity.id == attacker).cloned().unwrap();
     assert_eq!(alert.detector, "auth_failure_spike");
 
-    // The dead letter: reason and position, never the raw record.
+    // The dead letter: reason, position and the record scrubbed.
     let dl = read_topic(&bootstrap, "dlq", 1, Duration::from_secs(30), |m| !m.is_empty());
     assert_eq!(dl.len(), 1, "one dead letter expected");
     let v: serde_json::Value = serde_json::from_slice(&dl[0].2).unwrap();
+    let bad = format!("this is not json, Authorization: Bearer {BAD_JWT}");
     let mut expected = String::new();
     gatewatch::normalize::Normalizer::new(gatewatch::normalize::Format::Generic, KEY.as_bytes())
-        .normalize_message(b"this is not json, Bearer abc.def.ghi", &mut |r| {
-            expected = r.unwrap_err().reason.as_str().to_string()
-        });
+        .normalize_message(bad.as_bytes(), &mut |r| expected = r.unwrap_err().reason.as_str().to_string());
     assert_eq!(v["reason"], expected.as_str());
     assert_eq!(v["source"]["partition"], bad_partition);
     assert_eq!(v["source"]["offset"], bad_offset);
-    assert!(v["record"].is_null());
-    assert!(!String::from_utf8_lossy(&dl[0].2).contains("abc.def.ghi"), "raw record leaked to the dead-letter topic");
+    let record = v["record"].as_str().expect("the scrubbed record is carried");
+    assert!(record.starts_with("this is not json, Authorization: Bearer [REDACTED:jwt:"), "{record}");
+    assert!(!String::from_utf8_lossy(&dl[0].2).contains(BAD_JWT), "raw token leaked to the dead-letter topic");
+
+    // The scrubbed copy: every record (the malformed one too), same keys, same timestamps.
+    let copies = read_topic(&bootstrap, "logs-clean", P, Duration::from_secs(60), |m| m.len() >= recs.len());
+    assert_eq!(copies.len(), recs.len(), "one scrubbed copy per record");
+    assert!(copies.iter().any(|c| c.2.starts_with(b"this is not json, Authorization: Bearer [REDACTED:jwt:")));
+    assert!(copies.iter().all(|c| !String::from_utf8_lossy(&c.2).contains(BAD_JWT)));
+    let originals: std::collections::HashSet<&str> = recs.iter().map(|r| r.payload.as_str()).collect();
+    let unchanged = copies.iter().filter(|c| originals.contains(String::from_utf8_lossy(&c.2).as_ref())).count();
+    assert_eq!(unchanged, recs.len() - 1, "clean records are copied byte for byte");
 
     // Over HTTP: metrics and readiness.
     let (code, body) = http_get(service.addr, "/metrics");
@@ -112,6 +125,9 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     assert!(body.contains(&format!("gatewatch_records_rejected_total{{reason=\"{expected}\"}} 1")), "{body}");
     assert!(body.contains("gatewatch_alerts_total{detector=\"auth_failure_spike\"}"), "{body}");
     assert!(body.contains("gatewatch_kafka_assigned_partitions 2"), "{body}");
+    assert!(body.contains(&format!("gatewatch_scrubbed_records_total {}", recs.len())), "{body}");
+    assert!(body.contains("gatewatch_secrets_scrubbed_total{kind=\"jwt\","), "{body}");
+    assert!(!body.contains(BAD_JWT));
     assert_eq!(http_get(service.addr, "/healthz").0, 200);
     // The admin API shares the listener; everything under /api/ needs the bearer token.
     assert_eq!(http_get(service.addr, "/api/v1/revocations").0, 401, "the admin API must refuse an anonymous caller");

@@ -18,6 +18,7 @@ pub mod content;
 pub mod entropy;
 pub mod fingerprint;
 pub mod marker;
+pub mod message;
 pub mod rules;
 pub mod stats;
 pub mod structural;

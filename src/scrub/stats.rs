@@ -94,12 +94,19 @@ pub struct ScrubStats {
     pub bytes: u64,
     by_kind: BTreeMap<&'static str, u64>,
     by_place: [u64; PlaceClass::ALL.len()],
+    by_pair: BTreeMap<(&'static str, PlaceClass), u64>,
 }
 
 impl ScrubStats {
     pub(crate) fn record(&mut self, kind: &'static str, place: PlaceClass) {
         *self.by_kind.entry(kind).or_insert(0) += 1;
         self.by_place[place.index()] += 1;
+        *self.by_pair.entry((kind, place)).or_insert(0) += 1;
+    }
+
+    /// `(kind, place class, count)` for every pair seen: the metric's label sets.
+    pub fn by_kind_and_place(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        self.by_pair.iter().map(|((k, p), v)| (*k, p.as_str(), *v))
     }
 
     /// Secrets replaced, all kinds.
@@ -136,6 +143,9 @@ impl ScrubStats {
         for (a, b) in self.by_place.iter_mut().zip(other.by_place.iter()) {
             *a += b;
         }
+        for (k, v) in &other.by_pair {
+            *self.by_pair.entry(*k).or_insert(0) += v;
+        }
     }
 }
 
@@ -154,6 +164,8 @@ mod tests {
         assert_eq!(a.total(), 3);
         assert_eq!(a.kind_count("jwt"), 2);
         assert_eq!(a.place_count(PlaceClass::Url), 1);
+        let pairs: Vec<_> = a.by_kind_and_place().collect();
+        assert_eq!(pairs, vec![("jwt", "header", 1), ("jwt", "query", 1), ("password", "url", 1)]);
         assert_eq!(a.by_place().count(), PlaceClass::ALL.len());
         assert_eq!(PlaceClass::of_place("header:authorization"), PlaceClass::Header);
     }

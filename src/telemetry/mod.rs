@@ -26,6 +26,15 @@ pub struct Metrics {
     pub dead_letters: IntCounter,
     /// Dead-letter records the broker did not accept.
     pub dead_letter_failures: IntCounter,
+    /// Scrubbed copies sent to the scrubbed-copy topic, and those the broker did not accept.
+    pub scrubbed_records: IntCounter,
+    pub scrubbed_record_failures: IntCounter,
+    /// Secrets replaced in the record copies gatewatch writes (scrubbed-copy and dead-letter
+    /// topics), by kind and place class. Labels are closed sets; never a secret or fingerprint.
+    pub secrets_scrubbed: IntCounterVec,
+    /// Credentials found where they do not belong (a token in the URL, basic auth, a key in a
+    /// path), by kind and place class, counted on every live record.
+    pub credential_exposures: IntCounterVec,
     /// Messages re-read to rebuild state after an assignment.
     pub rebuild_messages: IntCounter,
     /// Events dropped for arriving later than the allowed lateness.
@@ -63,7 +72,10 @@ impl Metrics {
             Ok(g)
         }
         fn counter_vec(r: &Registry, name: &str, help: &str, label: &str) -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            counter_vec_n(r, name, help, &[label])
+        }
+        fn counter_vec_n(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
             r.register(Box::new(c.clone()))?;
             Ok(c)
         }
@@ -97,6 +109,28 @@ impl Metrics {
                 r,
                 "gatewatch_dead_letter_failures_total",
                 "Dead-letter records the broker did not accept after retries",
+            )?,
+            scrubbed_records: counter(
+                r,
+                "gatewatch_scrubbed_records_total",
+                "Scrubbed copies of records sent to the scrubbed-copy topic",
+            )?,
+            scrubbed_record_failures: counter(
+                r,
+                "gatewatch_scrubbed_record_failures_total",
+                "Scrubbed copies the broker did not accept after retries",
+            )?,
+            secrets_scrubbed: counter_vec_n(
+                r,
+                "gatewatch_secrets_scrubbed_total",
+                "Secrets replaced by a marker in record copies gatewatch writes, by kind and place",
+                &["kind", "place"],
+            )?,
+            credential_exposures: counter_vec_n(
+                r,
+                "gatewatch_credential_exposures_total",
+                "Credentials found where they do not belong (URL, path, user agent, basic auth), by kind and place",
+                &["kind", "place"],
             )?,
             rebuild_messages: counter(
                 r,
@@ -167,6 +201,24 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Adds what a scrubber replaced to `gatewatch_secrets_scrubbed_total`.
+    pub fn record_scrubbed(&self, stats: &crate::scrub::ScrubStats) {
+        for (kind, place, n) in stats.by_kind_and_place() {
+            self.secrets_scrubbed.with_label_values(&[kind, place]).inc_by(n);
+        }
+    }
+
+    /// Counts an event's exposures in `gatewatch_credential_exposures_total`.
+    pub fn record_exposures(&self, exposures: &[crate::event::Exposure]) {
+        for e in exposures {
+            let place = crate::scrub::PlaceClass::of_place(&e.place).as_str();
+            // Kinds are rule names from the code and the config, never text from a record.
+            self.credential_exposures.with_label_values(&[e.kind.as_str(), place]).inc();
+        }
+    }
+}
+
 /// Renders the registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     use prometheus::Encoder;
@@ -191,6 +243,21 @@ mod tests {
         assert!(text.contains("gatewatch_events_total 3"), "{text}");
         assert!(text.contains("gatewatch_records_rejected_total{reason=\"not_json\"} 0"));
         assert!(text.contains("gatewatch_alerts_total{detector=\"token_reuse\"} 0"));
+        let mut st = crate::scrub::ScrubStats::default();
+        st.record("jwt", crate::scrub::PlaceClass::Query);
+        st.record("jwt", crate::scrub::PlaceClass::Query);
+        m.record_scrubbed(&st);
+        let fp = crate::scrub::Fingerprinter::new(b"k").fingerprint(b"secret");
+        let ex = |kind: &str| crate::event::Exposure {
+            kind: kind.into(),
+            place: "query:access_token".into(),
+            fingerprint: fp.clone(),
+        };
+        m.record_exposures(&[ex("jwt"), ex("basic_auth")]);
+        let text = render(&r);
+        assert!(text.contains("gatewatch_secrets_scrubbed_total{kind=\"jwt\",place=\"query\"} 2"), "{text}");
+        assert!(text.contains("gatewatch_credential_exposures_total{kind=\"jwt\",place=\"query\"} 1"), "{text}");
+        assert!(text.contains("gatewatch_credential_exposures_total{kind=\"basic_auth\",place=\"query\"} 1"), "{text}");
         // A second registration in the same registry is refused, not duplicated.
         assert!(Metrics::register(&r).is_err());
     }

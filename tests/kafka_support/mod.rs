@@ -244,6 +244,14 @@ pub fn topic_ends(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
         .collect()
 }
 
+/// Low watermarks of every partition of a topic (above 0 once the broker dropped records).
+pub fn topic_starts(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    (0..partitions)
+        .map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(l, _)| l).unwrap_or(-1))
+        .collect()
+}
+
 /// Reads a whole topic up to its current end.
 pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>)> {
     let total: i64 = topic_ends(bootstrap, topic, partitions).iter().sum();

@@ -7,7 +7,9 @@
 //! brokers = "kafka-1:9092,kafka-2:9092"   # bootstrap servers (required)
 //! topics = ["gateway-access-logs"]         # required, one or more
 //! group_id = "gatewatch"                    # consumer group; instances in one group share partitions
-//! dead_letter_topic = "gatewatch-dead-letter"   # optional: rejected records (reason + position)
+//! dead_letter_topic = "gatewatch-dead-letter"   # optional: rejected records (reason, position, scrubbed record)
+//! dead_letter_max_record_bytes = 65536          # scrubbed record in a dead letter is cut beyond this
+//! scrubbed_topic = "gateway-access-logs-clean"  # optional: a scrubbed copy of every record, for SIEMs
 //! alerts_topic = "gatewatch-alerts"             # optional: every alert as JSON, keyed by entity
 //! revocations_topic = "gatewatch-revocations"   # optional: every enforced revocation (deny-list entry)
 //! start_from = "latest"                     # where a new group starts: latest or earliest
@@ -64,6 +66,10 @@ pub struct KafkaSettings {
     pub topics: Vec<String>,
     pub group_id: String,
     pub dead_letter_topic: Option<String>,
+    /// The scrubbed record carried in a dead letter is cut after this many bytes.
+    pub dead_letter_max_record_bytes: usize,
+    /// A scrubbed copy of every live message is produced here (same key, scrubbed; same timestamp).
+    pub scrubbed_topic: Option<String>,
     pub alerts_topic: Option<String>,
     /// Every enforced revocation, as a deny-list entry keyed by fingerprint/credential.
     pub revocations_topic: Option<String>,
@@ -90,6 +96,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("topics", &self.topics)
             .field("group_id", &self.group_id)
             .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("scrubbed_topic", &self.scrubbed_topic)
             .field("alerts_topic", &self.alerts_topic)
             .field("revocations_topic", &self.revocations_topic)
             .field("librdkafka", &self.librdkafka.keys().collect::<Vec<_>>())
@@ -105,6 +112,8 @@ impl KafkaSettings {
             topics,
             group_id: group_id.into(),
             dead_letter_topic: None,
+            dead_letter_max_record_bytes: 64 * 1024,
+            scrubbed_topic: None,
             alerts_topic: None,
             revocations_topic: None,
             start_from: StartFrom::Latest,
@@ -159,10 +168,11 @@ impl KafkaSettings {
                     Some(g) if !g.is_empty() => s.group_id = g.to_string(),
                     _ => err(k, "must be a non-empty string".into()),
                 },
-                "dead_letter_topic" | "alerts_topic" | "revocations_topic" => match v.as_str() {
+                "dead_letter_topic" | "alerts_topic" | "revocations_topic" | "scrubbed_topic" => match v.as_str() {
                     Some(t) if valid_topic(t) => match k.as_str() {
                         "dead_letter_topic" => s.dead_letter_topic = Some(t.to_string()),
                         "alerts_topic" => s.alerts_topic = Some(t.to_string()),
+                        "scrubbed_topic" => s.scrubbed_topic = Some(t.to_string()),
                         _ => s.revocations_topic = Some(t.to_string()),
                     },
                     _ => err(k, "must be a topic name ([A-Za-z0-9._-], at most 249 characters)".into()),
@@ -188,6 +198,10 @@ impl KafkaSettings {
                     }
                     Ok(_) => err(k, "must be between 100ms and 1h".into()),
                     Err(e) => err(k, e),
+                },
+                "dead_letter_max_record_bytes" => match v.as_integer() {
+                    Some(n) if (0..=16 * 1024 * 1024).contains(&n) => s.dead_letter_max_record_bytes = n as usize,
+                    _ => err(k, "must be an integer between 0 (no record) and 16777216".into()),
                 },
                 "max_rebuild_messages" | "ready_max_lag" => match v.as_integer() {
                     Some(n) if n >= 0 => {
@@ -223,7 +237,7 @@ impl KafkaSettings {
                 },
                 other => err(
                     other,
-                    "unknown field (brokers, topics, group_id, dead_letter_topic, alerts_topic, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka)".into(),
+                    "unknown field (brokers, topics, group_id, dead_letter_topic, dead_letter_max_record_bytes, scrubbed_topic, alerts_topic, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka)".into(),
                 ),
             }
         }
@@ -233,7 +247,8 @@ impl KafkaSettings {
         if !table.contains_key("topics") {
             err("topics", "missing: the topic(s) the gateways write access logs to".into());
         }
-        for t in [&s.dead_letter_topic, &s.alerts_topic, &s.revocations_topic].into_iter().flatten() {
+        for t in [&s.dead_letter_topic, &s.alerts_topic, &s.revocations_topic, &s.scrubbed_topic].into_iter().flatten()
+        {
             if s.topics.contains(t) {
                 err("topics", format!("`{t}` is also an output topic: gatewatch would read its own output"));
             }
@@ -299,6 +314,8 @@ brokers = "k1:9092,k2:9092"
 topics = ["logs"]
 group_id = "gw"
 dead_letter_topic = "dlq"
+dead_letter_max_record_bytes = 4096
+scrubbed_topic = "logs-clean"
 alerts_topic = "alerts"
 start_from = "earliest"
 rebuild_horizon = "15m"
@@ -315,6 +332,8 @@ ready_max_lag = 50
         assert_eq!(s.start_from, StartFrom::Earliest);
         assert_eq!(s.rebuild_horizon_ms, 15 * 60_000);
         assert_eq!(s.ready_max_lag, 50);
+        assert_eq!(s.scrubbed_topic.as_deref(), Some("logs-clean"));
+        assert_eq!(s.dead_letter_max_record_bytes, 4096);
         assert_eq!(s.librdkafka["fetch.max.bytes"], "1048576");
         // Debug never shows librdkafka values.
         let dbg = format!("{s:?}");

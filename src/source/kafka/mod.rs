@@ -24,7 +24,9 @@
 pub mod alerts;
 pub mod config;
 pub mod dead_letter;
+pub mod output;
 pub mod revocations;
+pub mod scrubbed_copy;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -44,10 +46,13 @@ use rdkafka::ClientContext;
 use crate::actions::AlertHandoff;
 use crate::app::Pipeline;
 use crate::event::Alert;
+use crate::scrub::message::scrub_message;
+use crate::scrub::ScrubStats;
 use crate::telemetry::Metrics;
 
 pub use config::{KafkaSettings, StartFrom};
 pub use dead_letter::DeadLetter;
+pub use scrubbed_copy::ScrubbedCopy;
 
 /// Builds a fresh pipeline (normalizer, engine, rules) for a newly assigned partition.
 pub type NewPipeline = Arc<dyn Fn() -> Pipeline + Send + Sync>;
@@ -191,6 +196,7 @@ struct Shared {
     metrics: Metrics,
     handoff: Arc<dyn AlertHandoff>,
     dead_letter: Option<Arc<DeadLetter>>,
+    scrubbed_copy: Option<Arc<ScrubbedCopy>>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 }
@@ -358,11 +364,16 @@ impl Shared {
         }
     }
 
-    /// Flushes dead letters, stores every handled offset, and commits if asked.
-    /// Returns false if dead letters could not be flushed (nothing stored then).
+    /// Flushes dead letters and scrubbed copies, stores every handled offset, and commits if asked.
+    /// Returns false if an output could not be flushed (nothing stored then).
     fn checkpoint(&self, consumer: &BaseConsumer<SourceContext>, commit: Option<CommitMode>) -> bool {
         if let Some(dl) = &self.dead_letter {
             if dl.has_pending() && !dl.flush(Duration::from_secs(5)) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.scrubbed_copy {
+            if c.has_pending() && !c.flush(Duration::from_secs(5)) {
                 return false;
             }
         }
@@ -485,6 +496,9 @@ impl Shared {
             normalizer.normalize_message_at(payload, ts, &mut |r| match r {
                 Ok(ev) => {
                     events += 1;
+                    if !rebuilding && !ev.exposures.is_empty() {
+                        self.metrics.record_exposures(&ev.exposures);
+                    }
                     engine.push(ev, &mut alerts);
                 }
                 Err(rej) => {
@@ -501,8 +515,25 @@ impl Shared {
             self.metrics.events.inc_by(events);
             for rej in &rejects {
                 self.metrics.rejected.with_label_values(&[rej.reason.as_str()]).inc();
-                if let Some(dl) = &self.dead_letter {
-                    dl.send(rej, m.topic(), m.partition(), offset, ts);
+            }
+            let dead_letters = if rejects.is_empty() { None } else { self.dead_letter.as_deref() };
+            if self.scrubbed_copy.is_some() || dead_letters.is_some() {
+                // Whatever leaves gatewatch carrying record text is scrubbed first.
+                let sc = &st.pipeline.normalizer.scrubber;
+                let mut scrubbed = ScrubStats::default();
+                let record = scrub_message(sc, payload, &mut scrubbed);
+                if let Some(copy) = &self.scrubbed_copy {
+                    let key = m.key().map(|k| scrub_message(sc, k, &mut scrubbed));
+                    copy.send(key.as_deref(), &record, ts);
+                }
+                if let Some(dl) = dead_letters {
+                    for rej in &rejects {
+                        let detail = sc.scrub_line(&rej.detail, &mut scrubbed);
+                        dl.send(rej, &detail, (m.topic(), m.partition(), offset), ts, &record);
+                    }
+                }
+                if scrubbed.total() > 0 {
+                    self.metrics.record_scrubbed(&scrubbed);
                 }
             }
         }
@@ -586,7 +617,11 @@ impl KafkaSource {
     ) -> Result<KafkaSource, SourceError> {
         let base = base_client_config(&settings);
         let dead_letter = match &settings.dead_letter_topic {
-            Some(t) => Some(DeadLetter::new(&base, t, metrics.clone())?),
+            Some(t) => Some(DeadLetter::new(&base, t, settings.dead_letter_max_record_bytes, &metrics)?),
+            None => None,
+        };
+        let scrubbed_copy = match &settings.scrubbed_topic {
+            Some(t) => Some(ScrubbedCopy::new(&base, t, &metrics)?),
             None => None,
         };
         let mut cc = base.clone();
@@ -612,6 +647,7 @@ impl KafkaSource {
             metrics,
             handoff,
             dead_letter,
+            scrubbed_copy,
             health: health.clone(),
             stop: stop.clone(),
         });
@@ -645,7 +681,7 @@ impl KafkaSource {
     }
 
     /// Asks the consumer to stop fetching; it finishes the message in hand,
-    /// flushes dead letters, stores and commits, and leaves the group.
+    /// flushes dead letters and scrubbed copies, stores and commits, and leaves the group.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
