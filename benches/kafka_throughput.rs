@@ -12,6 +12,10 @@
 //!    (The allowed lateness, 30 s of event time, comes on top in real time.)
 //!
 //! `cargo bench --bench kafka_throughput` (GATEWATCH_BENCH_MINUTES=simulated minutes, default 20).
+//!
+//! With `GATEWATCH_BENCH_BROKERS=host:port` it runs against that broker instead (a real one:
+//! `scripts/bench-kafka-real.sh` starts `tansu` on loopback). Topics get a fresh suffix per
+//! run; the CPU time is then gatewatch's alone (the broker is another process).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -79,11 +83,30 @@ fn source(bootstrap: &str, topic: &str, group: &str) -> (KafkaSource, Metrics, A
     let pipelines = gatewatch::app::run::pipeline_factory(&cfg, DEV_FINGERPRINT_KEY.as_bytes()).expect("detectors");
     let mut s = KafkaSettings::new(bootstrap, vec![topic.into()], group);
     s.start_from = StartFrom::Earliest;
+    // GATEWATCH_BENCH_LIBRDKAFKA="fetch.wait.max.ms=100,fetch.min.bytes=1": consumer tuning to compare.
+    for kv in std::env::var("GATEWATCH_BENCH_LIBRDKAFKA").unwrap_or_default().split(',').filter(|kv| !kv.is_empty()) {
+        if let Some((k, v)) = kv.split_once('=') {
+            s.librdkafka.insert(k.trim().into(), v.trim().into());
+        }
+    }
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).unwrap();
     let count = Arc::new(Count::default());
     let src = KafkaSource::start(s, pipelines, count.clone(), metrics.clone()).expect("source");
     (src, metrics, count)
+}
+
+/// Creates topics on an external broker (and waits for the answer).
+fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let new: Vec<NewTopic> = topics.iter().map(|(t, n)| NewTopic::new(t, *n, TopicReplication::Fixed(1))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in rt.block_on(admin.create_topics(&new, &AdminOptions::new())).expect("create topics") {
+        r.expect("topic created");
+    }
 }
 
 fn quantile_upper_bound(h: &prometheus::Histogram, q: f64) -> Option<f64> {
@@ -116,19 +139,35 @@ fn main() {
         .map(|r| (render(r, Format::Kong), r.client_id.as_deref().unwrap_or("anon").to_string()))
         .collect();
     let bytes: usize = payloads.iter().map(|(p, _)| p.len()).sum();
-    let cluster = MockCluster::new(1).expect("mock cluster");
     // The mock broker keeps at most 5 MB per partition: spread the bulk load so none is truncated.
     let bulk_partitions = (bytes / 3_000_000 + 1) as i32;
-    cluster.create_topic("bulk", bulk_partitions, 1).unwrap();
-    cluster.create_topic("live", 1, 1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (bulk, live) = (format!("bulk-{run}"), format!("live-{run}"));
+    let mut _cluster = None;
+    let bootstrap = match std::env::var("GATEWATCH_BENCH_BROKERS") {
+        Ok(b) => {
+            create_topics(&b, &[(&bulk, bulk_partitions), (&live, 1)]);
+            println!("broker: {b} (external)");
+            b
+        }
+        Err(_) => {
+            let cluster = MockCluster::new(1).expect("mock cluster");
+            cluster.create_topic(&bulk, bulk_partitions, 1).unwrap();
+            cluster.create_topic(&live, 1, 1).unwrap();
+            let b = cluster.bootstrap_servers();
+            _cluster = Some(cluster);
+            println!("broker: librdkafka MockCluster (in-process)");
+            b
+        }
+    };
+    let (bulk, live) = (bulk.as_str(), live.as_str());
 
     // 1. Throughput.
     let p = producer(&bootstrap);
     let t = Instant::now();
     // Round-robin: keyed placement would overfill the heavy clients' partitions.
     for (i, (payload, key)) in payloads.iter().enumerate() {
-        send(&p, "bulk", Some(i as i32 % bulk_partitions), payload, key);
+        send(&p, bulk, Some(i as i32 % bulk_partitions), payload, key);
         p.poll(Duration::ZERO);
     }
     p.flush(Duration::from_secs(300)).unwrap();
@@ -138,7 +177,7 @@ fn main() {
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let (src, metrics, alerts) = source(&bootstrap, "bulk", "bench-bulk");
+    let (src, metrics, alerts) = source(&bootstrap, bulk, &format!("{bulk}-group"));
     let n = payloads.len() as u64;
     // Start the clock at the first message: the group join is not throughput.
     let joined = Instant::now();
@@ -160,7 +199,7 @@ fn main() {
     let cpu = cpu_seconds() - cpu0;
     src.shutdown(Duration::from_secs(10)).unwrap();
     println!(
-        "throughput: {} events in {wall:.2}s after the group join = {:.0} events/s wall ({:.1} MB/s); {cpu:.2} CPU-s = {:.0} events per CPU-second (incl. mock broker); {} alerts",
+        "throughput: {} events in {wall:.2}s after the group join = {:.0} events/s wall ({:.1} MB/s); {cpu:.2} CPU-s = {:.0} events per CPU-second (incl. an in-process broker); {} alerts",
         n - first_batch,
         (n - first_batch) as f64 / wall,
         bytes as f64 / 1e6 / wall,
@@ -169,7 +208,7 @@ fn main() {
     );
 
     // 2. Latency: live production at 10x event-time speed.
-    let (src, metrics, _) = source(&bootstrap, "live", "bench-live");
+    let (src, metrics, _) = source(&bootstrap, live, &format!("{live}-group"));
     std::thread::sleep(Duration::from_secs(3));
     let first = sim.records.first().map(|r| r.arrival).unwrap_or(0);
     let t = Instant::now();
@@ -178,7 +217,7 @@ fn main() {
         if let Some(w) = due.checked_sub(t.elapsed()) {
             p.poll(w);
         }
-        send(&p, "live", None, payload, key);
+        send(&p, live, None, payload, key);
         p.poll(Duration::ZERO);
     }
     p.flush(Duration::from_secs(60)).unwrap();
