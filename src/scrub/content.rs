@@ -19,13 +19,18 @@ pub(crate) struct ContentRule {
     left_boundary: bool,
     right_boundary: bool,
     check: Check,
+    /// The regex has a capture group: the secret is group 1, the rest is context
+    /// (`NetworkCredential("user", "<secret>")`).
+    group: bool,
 }
 
 impl ContentRule {
     pub fn from_spec(s: &RuleSpec) -> Result<Self, regex::Error> {
+        let re = Regex::new(s.regex)?;
         Ok(ContentRule {
             kind: s.kind,
-            re: Regex::new(s.regex)?,
+            group: re.captures_len() > 1,
+            re,
             back: s.back,
             max_len: s.max_len,
             left_boundary: s.left_boundary,
@@ -44,6 +49,7 @@ impl ContentRule {
             left_boundary: true,
             right_boundary: true,
             check: Check::NotPlaceholder,
+            group: false,
         })
     }
 
@@ -55,12 +61,26 @@ impl ContentRule {
                 return None;
             }
             let end = (hit + self.max_len + 1).min(b.len());
-            let m = self.re.find(&b[hit..end])?;
-            let (s, e) = (hit, hit + m.end());
+            let (s, e) = if self.group {
+                let g = self.re.captures(&b[hit..end])?.get(1)?;
+                (hit + g.start(), hit + g.end())
+            } else {
+                (hit, hit + self.re.find(&b[hit..end])?.end())
+            };
             self.accept(b, s, e).then_some((s, e))
         } else {
             let ws = hit.saturating_sub(self.back).max(floor);
             let we = (hit + self.max_len + 1).min(b.len());
+            if self.group {
+                for c in self.re.captures_iter(&b[ws..we]) {
+                    let (Some(m), Some(g)) = (c.get(0), c.get(1)) else { continue };
+                    let (s, e) = (ws + g.start(), ws + g.end());
+                    if ws + m.start() <= hit && hit < ws + m.end() && self.accept(b, s, e) {
+                        return Some((s, e));
+                    }
+                }
+                return None;
+            }
             for m in self.re.find_iter(&b[ws..we]) {
                 let (s, e) = (ws + m.start(), ws + m.end());
                 if s <= hit && hit < e && (!self.left_boundary || s == floor || left_ok(b, s)) && self.accept(b, s, e) {
@@ -210,7 +230,28 @@ pub fn pem_at(b: &[u8], hit: usize) -> Option<(usize, usize)> {
         match c {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => body += 1,
             b' ' | b'\t' | b'\r' | b'\n' | b':' | b',' | b'-' => {}
-            b'\\' if i + 1 < b.len() && matches!(b[i + 1], b'n' | b'r' | b't') => i += 1,
+            // `\n` escapes, once or twice JSON-escaped (`\\r\\n`).
+            b'\\' => {
+                let k = b[i..].iter().take_while(|c| **c == b'\\').count();
+                if !matches!(b.get(i + k), Some(b'n' | b'r' | b't')) {
+                    match concat_joint(b, i) {
+                        Some(j) => {
+                            i = j;
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                i += k;
+            }
+            // A key split over string literals: `…" +\n"…`.
+            b'"' | b'\'' => match concat_joint(b, i) {
+                Some(j) => {
+                    i = j;
+                    continue;
+                }
+                None => break,
+            },
             _ => break,
         }
         i += 1;
@@ -225,12 +266,51 @@ pub fn pem_at(b: &[u8], hit: usize) -> Option<(usize, usize)> {
     Some((hit, e))
 }
 
+/// A string-concatenation joint at `i` (`" +\n  "`, `\" +\n\"`, `' + '`): the index after it.
+fn concat_joint(b: &[u8], i: usize) -> Option<usize> {
+    let quote = |j: usize| -> Option<usize> {
+        match b.get(j)? {
+            b'"' | b'\'' => Some(j + 1),
+            b'\\' if b.get(j + 1) == Some(&b'"') => Some(j + 2),
+            _ => None,
+        }
+    };
+    let skip_space = |mut j: usize| {
+        while j < b.len() {
+            match b[j] {
+                b' ' | b'\t' | b'\r' | b'\n' => j += 1,
+                b'\\' if matches!(b.get(j + 1), Some(b'n' | b'r' | b't')) => j += 2,
+                _ => break,
+            }
+        }
+        j
+    };
+    let j = skip_space(quote(i)?);
+    if b.get(j) != Some(&b'+') {
+        return None;
+    }
+    quote(skip_space(j + 1))
+}
+
 /// Whether a whole line is PEM body text (used when a key spans several input lines).
 pub fn is_pem_body_line(line: &[u8]) -> bool {
     let t: &[u8] = {
         let s = line.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(line.len());
         let e = line.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |i| i + 1);
         &line[s..e]
+    };
+    // A line of a key split over string literals: `"MIIE…" +`, `'MIIE…\n',`.
+    let t = match t.first() {
+        Some(q @ (b'"' | b'\'')) => {
+            let mut u = &t[1..];
+            for tail in [&b"+"[..], b",", b";", b" ", b"\t"] {
+                u = u.strip_suffix(tail).unwrap_or(u);
+            }
+            let u = u.strip_suffix(b" ").unwrap_or(u).strip_suffix(&[*q][..]).unwrap_or(u);
+            let u = u.strip_suffix(b"\\n").unwrap_or(u);
+            u.strip_suffix(b"\\r").unwrap_or(u)
+        }
+        _ => t,
     };
     (t.len() >= 16 && t.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')))
         || t.starts_with(b"Proc-Type:")
@@ -267,7 +347,10 @@ pub fn url_credentials(b: &[u8], hit: usize) -> Option<(usize, usize, &'static s
     match colon {
         Some(c) => {
             let (user, pass) = (&b[u..c], &b[c + 1..at]);
-            if pass.is_empty() || is_placeholder(pass) || (user == pass && !looks_random(pass)) {
+            // A plain word (`user:password@`) is still a password written into a URL; templates
+            // (`${PASSWORD}`, `<pass>`, `****`, `%s`) are not.
+            let word = pass.len() >= 4 && pass.iter().all(|c| c.is_ascii_alphanumeric());
+            if pass.is_empty() || (is_placeholder(pass) && !word) || (user == pass && !looks_random(pass)) {
                 return None;
             }
             Some((c + 1, at, "url_password"))

@@ -110,15 +110,16 @@ pub fn is_placeholder(v: &[u8]) -> bool {
     false
 }
 
-/// `XXXXXX`, `******`, `000000` (6 of a masking character) or any byte 12 times in a row.
-/// Base64 of binary data has runs of `A` shorter than that.
+/// `XXXXXX`, `******`, `000000` (6 of a masking character) or any byte but a digit `1`–`9`
+/// 12 times in a row. Base64 of binary data has runs of `A` shorter than that; numeric id
+/// segments of a token (`xoxa-…-3111111111111-…`) say nothing about its secret part.
 pub fn has_mask_run(v: &[u8]) -> bool {
     let mut run = 1;
     for w in v.windows(2) {
         if w[0] == w[1] {
             run += 1;
             let maskish = matches!(w[0], b'x' | b'X' | b'*' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?');
-            if (maskish && run >= 6) || run >= 12 {
+            if (maskish && run >= 6) || (run >= 12 && !matches!(w[0], b'1'..=b'9')) {
                 return true;
             }
         } else {

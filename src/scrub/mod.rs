@@ -670,3 +670,114 @@ mod tests {
         assert_eq!(out[3], "next line");
     }
 }
+
+#[cfg(test)]
+mod recall_tests {
+    //! One positive and one look-alike for each rule family added for recall. Every secret
+    //! here is built from the published format, not copied from anywhere.
+    use super::*;
+
+    fn scrub(s: &str) -> String {
+        Scrubber::with_defaults(Fingerprinter::new(b"test-key-0123456789"))
+            .scrub_line(s, &mut ScrubStats::default())
+            .into_owned()
+    }
+
+    fn caught(line: &str, secret: &str) {
+        let out = scrub(line);
+        assert!(!out.contains(secret) && out.contains("[REDACTED:"), "not scrubbed: {line}");
+    }
+
+    fn untouched(line: &str) {
+        assert_eq!(scrub(line), line);
+    }
+
+    const B64: &str = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    fn crypt(n: usize, seed: usize) -> String {
+        (0..n).map(|i| B64.as_bytes()[(i * 7 + seed * 13 + i * i) % 64] as char).collect()
+    }
+
+    #[test]
+    fn password_hashes() {
+        let md5 = format!("$1${}${}", crypt(8, 1), crypt(22, 2));
+        let bcrypt = format!("$2b$10${}", crypt(53, 3));
+        let sha512 = format!("$6$rounds=5000${}${}", crypt(16, 4), crypt(86, 5));
+        let cisco = format!("$9${}${}", crypt(14, 6), crypt(43, 7));
+        let krb = format!("$krb5tgs$23$*svc$CORP.EXAMPLE$http/web*${}${}", "ab12".repeat(8), "0f9e".repeat(40));
+        for h in [&md5, &bcrypt, &sha512, &cisco, &krb] {
+            caught(&format!("user:{h}:19000:0:99999:7:::"), h);
+        }
+        // A regex replacement and a price list are not hashes.
+        untouched(r#"{"replace":"$1$2","note":"costs $5$ or $6$ per seat"}"#);
+    }
+
+    #[test]
+    fn names_compared_or_described() {
+        caught(r#"if creds.Secret != "open-sesame-42" {"#, "open-sesame-42");
+        caught(r#"ok = password == "Tr1cky!Pass""#, "Tr1cky!Pass");
+        caught("echo \"The password is 'Plum-Tree-77'\"", "Plum-Tree-77");
+        caught(r#"<add key="SmtpPassword" value="Gr33n!Leaf"/>"#, "Gr33n!Leaf");
+        caught("machine api.example.com login ci password 0a1b2c3d4e", "0a1b2c3d4e");
+        caught(
+            r#"buildConfigField 'String', 'API_KEY', '"8f14e45fceea167a5a36dedd4bea2543"'"#,
+            "8f14e45fceea167a5a36dedd4bea2543",
+        );
+        untouched(r#"if password == "" { return Err("password is required") }"#);
+        untouched(r#"{"fields":["username","password","remember_me"]}"#);
+        untouched("password reset requested for user 42");
+    }
+
+    #[test]
+    fn calls_and_tools() {
+        caught(r#"var c = new NetworkCredential("svc", "Blue-Fox-93");"#, "Blue-Fox-93");
+        caught(r"psexec \\host -u admin -p Sunny-Day-12 cmd", "Sunny-Day-12");
+        caught(r#"Connect-VIServer vc01 -User root -Password "Vm-Ware-55""#, "Vm-Ware-55");
+        let unseal = "q2Zx8Lr0Tn5Vb7Wm1Ks3Jh9Gf4Dd6Sa2Pq8Or0Ne3Mc=";
+        caught(&format!("Unseal Key 1: {unseal}"), unseal);
+        caught(&format!("vault operator unseal {unseal}"), unseal);
+        untouched("psexec \\\\host -u admin -i cmd");
+        untouched("Unseal Key Shares: 5");
+    }
+
+    #[test]
+    fn vendor_prefixes() {
+        let msteams = "https://example.webhook.office.com/webhookb2/0d3c2b1a-9f8e-4d7c-a6b5-4a3b2c1d0e9f@1a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d/IncomingWebhook/0123abcd4567ef890123abcd4567ef89/9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
+        caught(&format!("notify url={msteams} ok"), msteams);
+        let azdo = format!("{}AZDO{}", "Qw3rTy8uIo0pAs5dFg7hJk2lZx4cVb6nMq1wE9rT".repeat(2).get(..76).unwrap(), "x7Yz");
+        caught(&format!("pat {azdo} end"), &azdo);
+        let slack = "xoxp-523423-234243-234233-0f1e2d3c4b5a69788796";
+        caught(&format!("token {slack}"), slack);
+        let pypi = format!("pypi-AgEIcHlwaS5vcmc{}", "Qk9Xr2Lm7Tn4Vb8Wq".repeat(4));
+        caught(&format!("password: ${{{{ secrets.{pypi} }}}}"), &pypi);
+        caught("BUNDLE_ENTERPRISE__CONTRIBSYS__COM: 0a1b2c3d:4e5f6a7b", "0a1b2c3d:4e5f6a7b");
+        let sumo = "su7Qk2Lm9Xr4Tn";
+        caught(&format!("SUMO_ACCESS_ID = \"{sumo}\""), sumo);
+        let postmark = "3f2e1d0c-9b8a-4765-b432-10fedcba9876";
+        caught(&format!("postmark: \"{postmark}\""), postmark);
+        // The same shapes without the vendor's name, and words that start like one.
+        untouched(&format!("request_id={postmark} sumOfExposures = sumOfExposures;"));
+        untouched(r#"{"id":"3286a508-a6ca-278a-c078-85b2b515d8d2","method":"auth.logout"}"#);
+        untouched("AZDO pipelines: 12 runs, hooks.office.com/help");
+    }
+
+    #[test]
+    fn pem_split_over_string_literals() {
+        let body = "MIIEowIBAAKCAQEAx9Zk3Lm8Qr2Tn5Vb7Wc1Xd4Ye6Zf0Ag";
+        let line = format!(r#"key = "-----BEGIN RSA PRIVATE KEY-----" + "{body}" + "{body}" + "{body}";"#);
+        caught(&line, body);
+        let mut st = ScrubStats::default();
+        let sc = Scrubber::with_defaults(Fingerprinter::new(b"k"));
+        let mut stream = sc.stream();
+        stream.scrub("\"-----BEGIN RSA PRIVATE KEY-----\" +", &mut st);
+        assert!(!stream.scrub(&format!("\"{body}\" +"), &mut st).contains(body));
+        untouched(r#"msg = "-----BEGIN PUBLIC KEY-----" + "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA""#);
+    }
+
+    #[test]
+    fn url_userinfo_words() {
+        caught("https://deploy:hunter@git.example.com/x", "hunter@");
+        untouched("https://user:${PASSWORD}@host/x");
+        untouched("https://user:****@host/x");
+    }
+}

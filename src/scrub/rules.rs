@@ -65,6 +65,26 @@ const fn back(
     RuleSpec { kind, prefixes, regex, back, max_len, left_boundary: true, right_boundary: true, check }
 }
 
+/// A rule whose literal is context (a vendor name, a call, a keyword) and may sit inside an
+/// identifier: the secret is the regex's capture group 1.
+const fn ctx(
+    kind: &'static str,
+    prefixes: &'static [&'static str],
+    regex: &'static str,
+    max_len: usize,
+    check: Check,
+) -> RuleSpec {
+    RuleSpec { kind, prefixes, regex, back: 0, max_len, left_boundary: false, right_boundary: true, check }
+}
+
+/// What may stand between a vendor name used as a key and its value: the rest of the key,
+/// a closing quote (plain or JSON-escaped), `=`, `:`, `:=`, `=>` or `,`, an opening quote.
+macro_rules! keyed {
+    ($tail:literal, $value:literal) => {
+        concat!($tail, r#"(?:\\?["'])?[ \t]{0,4}(?::=|=>|[:=,])[ \t]{0,4}(?:\\?["'`])?"#, "(", $value, ")")
+    };
+}
+
 use Check::*;
 
 /// Every built-in content rule.
@@ -90,7 +110,7 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
         310,
         NotPlaceholder,
     ),
-    r("gitlab_token", &["glptt-"], r"^glptt-[0-9a-f]{40}", 46, None),
+    r("gitlab_token", &["glptt-"], r"^glptt-[0-9A-Za-z_-]{40}", 46, NotPlaceholder),
     r("gitlab_token", &["glcbt-"], r"^glcbt-[0-9a-fA-F]{1,5}_[0-9A-Za-z_-]{20}", 32, NotPlaceholder),
     r("gitlab_token", &["glimt-"], r"^glimt-[0-9A-Za-z_-]{25}", 31, NotPlaceholder),
     r("gitlab_token", &["glagent-"], r"^glagent-[0-9A-Za-z_-]{50}", 58, NotPlaceholder),
@@ -100,7 +120,7 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
     r(
         "slack_token",
         &["xoxb-", "xoxp-", "xoxe-", "xoxa-", "xoxr-", "xoxo-", "xoxs-", "xoxc-", "xoxe."],
-        r"^(?:xoxb-[0-9]{8,14}-[0-9A-Za-z-]{10,}|xox[pe](?:-[0-9]{10,13}){3}-[A-Za-z0-9-]{28,34}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{120,180}|xoxe-\d-[A-Za-z0-9]{120,180}|xox[ar]-(?:\d-)?[0-9A-Za-z]{8,48}|xox[os]-\d+-\d+-\d+-[a-fA-F\d]+|xoxc-[0-9]{8,14}-[0-9A-Za-z-]{10,})",
+        r"^(?:xoxb-[0-9]{8,14}-[0-9A-Za-z-]{10,}|xox[pe](?:-[0-9]{10,13}){3}-[A-Za-z0-9-]{28,34}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{120,180}|xoxe-\d-[A-Za-z0-9]{120,180}|xox[aeoprs]-(?:\d-)?(?:[0-9]{5,}-){2,}[0-9A-Za-z]{8,}|xox[ar]-(?:\d-)?[0-9A-Za-z]{8,48}|xox[os]-\d+-\d+-\d+-[a-fA-F\d]+|xoxc-[0-9]{8,14}-[0-9A-Za-z-]{10,})",
         256,
         NotPlaceholder,
     ),
@@ -150,10 +170,11 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
     r("twilio_key", &["SK"], r"^SK[0-9a-fA-F]{32}", 34, Random),
     r("sendgrid_key", &["SG."], r"^SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", 69, None),
     r("npm_token", &["npm_"], r"^npm_[A-Za-z0-9]{36}", 40, Random),
-    r(
+    // The macaroon prefix is distinctive enough to match after any byte (`secrets.pypi-…`).
+    ctx(
         "pypi_token",
         &["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"],
-        r"^pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,}",
+        r"^(pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,})",
         512,
         None,
     ),
@@ -266,14 +287,260 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
     r("octopus_key", &["API-"], r"^API-[A-Z0-9]{26}", 30, Random),
     back("telegram_bot_token", &[":AA"], r"[0-9]{8,10}:AA[A-Za-z0-9_-]{32,35}", 10, 48, None),
     r("aws_appsync_key", &["da2-"], r"^da2-[a-z0-9]{26}", 30, Random),
-    r(
+    // Microsoft Teams incoming webhooks, old (`outlook.office.com/webhook/`) and new
+    // (`<tenant>.webhook.office.com/webhookb2/`, with a trailing signature segment): the whole URL.
+    back(
         "msteams_webhook",
-        &["/webhook/", "/webhookb2/"],
-        r"^/webhook(?:b2)?/[0-9a-f-]{36}@[0-9a-f-]{36}/IncomingWebhook/[0-9a-f]{32}/[0-9a-f-]{36}",
+        &[".office.com/webhook/", ".webhook.office.com/webhookb2/"],
+        r"https?://(?:outlook\.office\.com/webhook|[a-z0-9-]{1,63}\.webhook\.office\.com/webhookb2)/[0-9a-f-]{36}(?:@|%40|%2540)[0-9a-f-]{36}/IncomingWebhook/[0-9a-f]{32}/[0-9a-f-]{36}(?:/[A-Za-z0-9_-]{20,80})?",
+        72,
+        330,
+        None,
+    ),
+    // Azure DevOps PATs (2024 format): 84 characters with `AZDO` at offset 76.
+    back("azure_devops_token", &["AZDO"], r"[A-Za-z0-9]{76}AZDO[A-Za-z0-9]{4}", 76, 84, None),
+    // The older 52-character base32 PATs have no marker: only under an Azure DevOps PAT name.
+    back(
+        "azure_devops_token",
+        &[
+            "_pat\"", "_pat'", "_pat\\", "_pat=", "_pat:", "_pat ", "_PAT\"", "_PAT'", "_PAT=", "_PAT:", "_PAT ",
+            "-pat\"", "-pat=",
+        ],
+        keyed!(r"(?i:ado|devops)[A-Za-z0-9_.-]{0,20}(?i:[_-]pat)", r"[a-z2-7]{52}"),
+        40,
+        120,
+        NotPlaceholder,
+    ),
+    // Password hashes, by their modular-crypt `$id$` prefix and exact shapes (hashcat / passlib
+    // formats): md5crypt and Apache apr1, bcrypt, sha256crypt, sha512crypt, Cisco type 8/9,
+    // scrypt, yescrypt, Argon2, PBKDF2 (passlib and Django), Kerberos AS-REP / TGS-REP / pre-auth.
+    r("password_hash", &["$1$", "$apr1$"], r"^\$(?:1|apr1)\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}", 40, None),
+    r("password_hash", &["$2a$", "$2b$", "$2x$", "$2y$"], r"^\$2[abxy]\$[0-9]{2}\$[./A-Za-z0-9]{53}", 60, None),
+    r(
+        "password_hash",
+        &["$5$", "$6$"],
+        r"^\$(?:5\$(?:rounds=[0-9]{1,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{43}|6\$(?:rounds=[0-9]{1,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86})",
+        130,
+        None,
+    ),
+    r("password_hash", &["$8$", "$9$"], r"^\$[89]\$[./A-Za-z0-9]{14}\$[./A-Za-z0-9]{43}", 62, None),
+    r("password_hash", &["$7$"], r"^\$7\$[./A-Za-z0-9]{11,64}\$[./A-Za-z0-9]{43}", 120, None),
+    r("password_hash", &["$y$"], r"^\$y\$[./A-Za-z0-9]{1,24}\$[./A-Za-z0-9]{1,86}\$[./A-Za-z0-9]{43}", 160, None),
+    r(
+        "password_hash",
+        &["$argon2id$", "$argon2i$", "$argon2d$"],
+        r"^\$argon2(?:id|i|d)\$(?:v=[0-9]{1,3}\$)?m=[0-9]{1,8},t=[0-9]{1,4},p=[0-9]{1,3}\$[A-Za-z0-9+/]{8,}\$[A-Za-z0-9+/]{16,}",
+        300,
+        None,
+    ),
+    r(
+        "password_hash",
+        &["$pbkdf2"],
+        r"^\$pbkdf2(?:-sha(?:1|256|512))?\$[0-9]{1,7}\$[./A-Za-z0-9+]{4,}\$[./A-Za-z0-9+]{20,}",
+        300,
+        None,
+    ),
+    r(
+        "password_hash",
+        &["pbkdf2_sha1$", "pbkdf2_sha256$"],
+        r"^pbkdf2_sha(?:1|256)\$[0-9]{4,7}\$[A-Za-z0-9]{4,64}\$[A-Za-z0-9+/]{27,}={0,2}",
         200,
         None,
     ),
-    r("azure_devops_token", &["AZDO"], r"^AZDO[A-Za-z0-9]{48}", 52, Random),
+    r(
+        "password_hash",
+        &["$krb5asrep$", "$krb5tgs$", "$krb5pa$"],
+        r"^\$krb5(?:asrep\$(?:23\$(?:[^:$\s]{1,256}:)?[a-f0-9]{32}|1[78]\$[^$\s]{1,256}\$[^$\s]{1,256}\$[a-f0-9]{24})\$[a-f0-9]{64,}|tgs\$(?:23\$\*[^*\s]{1,512}\*\$[a-f0-9]{32}|1[78]\$[^$\s]{1,256}\$[^$\s]{1,256}(?:\$\*[^*\s]{1,512}\*)?\$[a-f0-9]{24})\$[a-f0-9]{64,}|pa\$(?:23|1[78])\$[^$\s]{0,256}\$[^$\s]{0,256}\$(?:[^$\s]{0,256}\$)?[a-f0-9]{64,})",
+        16384,
+        None,
+    ),
+    // More vendor tokens with distinctive prefixes (gitleaks, Nosey Parker and vendor docs).
+    r("cratesio_token", &["cio"], r"^cio[A-Za-z0-9]{32}", 35, Random),
+    r("alibaba_key", &["LTAI"], r"^LTAI[A-Za-z0-9]{20}", 24, Random),
+    r("tencent_key", &["AKID"], r"^AKID[A-Za-z0-9]{32}", 36, Random),
+    r("bitbucket_token", &["ATBB"], r"^ATBB[A-Za-z0-9_=.-]{32,}", 128, Random),
+    r("contentful_token", &["CFPAT-"], r"^CFPAT-[A-Za-z0-9_-]{43}", 49, Random),
+    r("defined_networking_key", &["dnkey-"], r"^dnkey-[a-z0-9=_-]{26}-[a-z0-9=_-]{52}", 85, None),
+    r("duffel_token", &["duffel_test_", "duffel_live_"], r"^duffel_(?:test|live)_[A-Za-z0-9_=-]{43}", 55, Random),
+    r("flutterwave_key", &["FLWSECK"], r"^FLWSECK(?:_TEST)?-[a-h0-9]{32}-X", 48, None),
+    r("frameio_token", &["fio-u-"], r"^fio-u-[A-Za-z0-9_=-]{64}", 70, Random),
+    r("harness_token", &["pat."], r"^pat\.[A-Za-z0-9_-]{22}\.[0-9a-f]{24}\.[A-Za-z0-9]{20}", 72, None),
+    r("netlify_token", &["nfp_"], r"^nfp_[A-Za-z0-9]{36}", 40, Random),
+    r("brevo_key", &["xkeysib-", "xsmtpsib-"], r"^x(?:keysib|smtpsib)-[a-f0-9]{64}-[A-Za-z0-9]{16}", 90, None),
+    r("shippo_token", &["shippo_live_", "shippo_test_"], r"^shippo_(?:live|test)_[a-f0-9]{40}", 52, None),
+    r("stripe_webhook_secret", &["whsec_"], r"^whsec_[A-Za-z0-9+/]{32,}={0,2}", 128, Random),
+    r("typeform_token", &["tfp_"], r"^tfp_[A-Za-z0-9_.=-]{59}", 63, Random),
+    r("yandex_key", &["AQVN"], r"^AQVN[A-Za-z0-9_-]{35,38}", 42, Random),
+    r("replicate_token", &["r8_"], r"^r8_[A-Za-z0-9]{37}", 40, Random),
+    r("langsmith_key", &["lsv2_pt_", "lsv2_sk_"], r"^lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}", 51, None),
+    r(
+        "hubspot_token",
+        &["pat-na1-", "pat-eu1-"],
+        r"^pat-(?:na|eu)1-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}",
+        44,
+        None,
+    ),
+    r("packagist_token", &["packagist_"], r"^packagist_[ou][ur]t_[a-f0-9]{68}", 82, None),
+    r("supabase_token", &["sbp_"], r"^sbp_[a-f0-9]{40}", 44, None),
+    r("supabase_token", &["sb_secret_"], r"^sb_secret_[A-Za-z0-9_-]{31,}", 80, Random),
+    r("render_key", &["rnd_"], r"^rnd_[A-Za-z0-9]{32}", 36, Random),
+    r("buildkite_token", &["bkua_"], r"^bkua_[a-f0-9]{40}", 45, None),
+    r("circleci_token", &["CCIPAT_"], r"^CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40}", 70, None),
+    r("pinecone_key", &["pcsk_"], r"^pcsk_[A-Za-z0-9_]{50,}", 120, Random),
+    r("xai_key", &["xai-"], r"^xai-[A-Za-z0-9]{80}", 84, Random),
+    r("figma_token", &["figd_"], r"^figd_[A-Za-z0-9_-]{40}", 45, Random),
+    r("dropbox_token", &["sl."], r"^sl\.(?:u\.)?[A-Za-z0-9_-]{130,1200}", 1210, Random),
+    r("notion_token", &["secret_"], r"^secret_[A-Za-z0-9]{43}", 50, Random),
+    r("langfuse_key", &["sk-lf-"], r"^sk-lf-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", 42, None),
+    r(
+        "discord_webhook",
+        &["discord.com/api/webhooks/", "discordapp.com/api/webhooks/"],
+        r"^discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{60,68}",
+        120,
+        None,
+    ),
+    r("zapier_webhook", &["hooks.zapier.com/"], r"^hooks\.zapier\.com/hooks/catch/[0-9]+/[A-Za-z0-9]{5,}", 80, None),
+    // Vault unseal keys as `vault operator init` prints them and as `vault operator unseal` takes them.
+    ctx("vault_unseal_key", &["Unseal Key "], r"^Unseal Key [0-9]{1,2}: ([A-Za-z0-9+/]{43,44}={0,2})", 72, None),
+    ctx(
+        "vault_unseal_key",
+        &["operator unseal "],
+        r"^operator unseal\s+(?:-[a-z-]+\s+)*([A-Za-z0-9+/]{43,44}={0,2})",
+        120,
+        NotPlaceholder,
+    ),
+    // Credentials passed to well-known calls and tools.
+    ctx(
+        "password",
+        &["NetworkCredential("],
+        r#"^NetworkCredential\(\s*\\?"[^"\\]{0,128}\\?"\s*,\s*\\?"([^"\\]{1,128})\\?""#,
+        300,
+        NotPlaceholder,
+    ),
+    ctx(
+        "password",
+        &["DirectoryEntry("],
+        r#"^DirectoryEntry\(\s*\\?"[^"\\]{0,256}\\?"\s*,(?:\s|\\[nrt])*\\?"[^"\\]{0,128}\\?"\s*,(?:\s|\\[nrt])*\\?"([^"\\]{1,128})\\?""#,
+        600,
+        NotPlaceholder,
+    ),
+    ctx(
+        "password",
+        &["psexec", "PsExec", "PSEXEC", "Psexec", "psExec"],
+        r#"^(?i:psexec)(?:\.exe)?\s[^\n|&]{0,200}?\s-p\s+(\\?"[^"\\]{1,128}\\?"|[^\s"\\]{1,128})"#,
+        360,
+        None,
+    ),
+    ctx(
+        "password",
+        &["Connect-VIServer", "connect-viserver"],
+        r#"^(?i:connect-viserver)\s[^\n|;]{0,200}?\s(?i:-password)\s+(\\?"[^"\\]{1,128}\\?"|'[^']{1,128}'|[^\s"\\']{1,128})"#,
+        360,
+        None,
+    ),
+    ctx(
+        "api_key",
+        &["auth.login_with_api_key"],
+        r#"^auth\.login_with_api_key\\?"[^\[]{0,48}\[(?:\s|\\[nrt])*\\?"([0-9]{1,6}-[A-Za-z0-9]{64})\\?""#,
+        180,
+        None,
+    ),
+    ctx("jenkins_crumb", &["Jenkins-Crumb"], r"^Jenkins-Crumb\s*[:=]\s*([0-9a-f]{32,64})", 90, None),
+    ctx(
+        "api_key",
+        &["password to proceed to installation"],
+        r"^password to proceed to installation:?(?:\s|\\[nrt])*([0-9a-f]{32})",
+        120,
+        None,
+    ),
+    // Vendor names as keys, with the value shape the vendor issues.
+    ctx(
+        "facebook_token",
+        &["facebook", "Facebook", "FACEBOOK"],
+        r"^(?i:facebook)[^\n]{0,40}?\b([0-9]{15,16}(?:\||%7C)[A-Za-z0-9_-]{27,40})",
+        120,
+        NotPlaceholder,
+    ),
+    ctx(
+        "codeclimate_key",
+        &["CC_TEST_REPORTER_ID", "codeclimate", "CodeClimate", "CODECLIMATE"],
+        keyed!(r"^(?i:cc_test_reporter_id|codeclimate[A-Za-z0-9_.-]{0,24})", r"[a-f0-9]{64}"),
+        120,
+        None,
+    ),
+    ctx("sidekiq_secret", &["CONTRIBSYS__COM"], keyed!(r"^CONTRIBSYS__COM", r"[a-f0-9]{8}:[a-f0-9]{8}"), 60, None),
+    ctx(
+        "sumologic_key",
+        &["sumo", "Sumo", "SUMO"],
+        keyed!(r"^(?i:sumo)[A-Za-z0-9_.-]{0,24}", r"su[A-Za-z0-9]{12}"),
+        70,
+        Random,
+    ),
+    ctx(
+        "okta_token",
+        &["okta", "Okta", "OKTA"],
+        r"^(?i:okta)[^\n]{0,60}?\b(00[A-Za-z0-9_-]{40})(?:[^A-Za-z0-9_-]|$)",
+        120,
+        Random,
+    ),
+    ctx(
+        "sourcegraph_token",
+        &["sourcegraph", "Sourcegraph", "SOURCEGRAPH"],
+        keyed!(r"^(?i:sourcegraph)[A-Za-z0-9_.-]{0,24}", r"[a-fA-F0-9]{40}"),
+        90,
+        Random,
+    ),
+    ctx(
+        "cloudant_key",
+        &["cloudant", "Cloudant", "CLOUDANT"],
+        keyed!(r"^(?i:cloudant)[A-Za-z0-9_.-]{0,24}", r"[a-f0-9]{64}|[a-z]{24}"),
+        120,
+        NotPlaceholder,
+    ),
+    ctx(
+        "softlayer_key",
+        &["softlayer", "Softlayer", "SoftLayer", "SOFTLAYER"],
+        r#"^(?i:softlayer)[A-Za-z0-9_.-]{0,24}(?:\\?["'])?(?:[ \t]{0,4}(?::=|=>|[:=,])[ \t]{0,4}|[ \t]{1,4})(?:\\?["'])?([a-z0-9]{64})"#,
+        120,
+        NotPlaceholder,
+    ),
+    ctx(
+        "sonar_token",
+        &["sonar.login", "SONAR_TOKEN", "sonar.token", "SONAR_LOGIN"],
+        keyed!(r"^(?i:sonar[._](?:login|token))", r"[a-f0-9]{40}"),
+        80,
+        None,
+    ),
+    ctx(
+        "postmark_token",
+        &["postmark", "Postmark", "POSTMARK"],
+        keyed!(
+            r"^(?i:postmark(?:[_.-]?(?:server|account|api))?(?:[_.-]?(?:token|key))?)",
+            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+        ),
+        90,
+        None,
+    ),
+    ctx(
+        "messagebird_key",
+        &["MessageBird", "MESSAGEBIRD", "Messagebird"],
+        keyed!(
+            r"^(?i:message[_-]?bird(?:[_.-]?(?:client|api|access))?(?:[_.-]?(?:id|key|token))?)",
+            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9]{25}"
+        ),
+        90,
+        NotPlaceholder,
+    ),
+    ctx(
+        "heroku_key",
+        &["heroku", "Heroku", "HEROKU"],
+        keyed!(
+            r"^(?i:heroku(?:[_.-]?(?:api|oauth|auth))?[_.-]?(?:key|token))",
+            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+        ),
+        90,
+        None,
+    ),
 ];
 
 /// How a name found in the line is treated.
@@ -364,6 +631,8 @@ pub const TOKEN_WORDS: &[&str] = &[
     "login",
     "dsn",
     "cookie",
+    // A personal access token (`ado_pat`, `GITLAB_PAT`); only generated-looking values count.
+    "pat",
 ];
 pub const TOKEN_SUFFIXES: &[&str] = &["token", "key", "apikey", "sessionid", "sessid", "signature"];
 

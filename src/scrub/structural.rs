@@ -253,6 +253,43 @@ pub fn at_name(
         PlaceClass::KeyValue
     };
     let before = out.len();
+    if v.weak {
+        // `'"951bc…"'`: quotes inside the quotes belong to the code, not to the value.
+        let (mut vs, mut ve) = (v.start, v.end);
+        loop {
+            if ve >= vs + 2 && b[vs] == b'\\' && b[vs + 1] == b'"' {
+                vs += 2;
+            } else if ve > vs && b[vs] == b'"' {
+                vs += 1;
+            } else {
+                break;
+            }
+        }
+        loop {
+            if ve >= vs + 2 && b[ve - 2] == b'\\' && b[ve - 1] == b'"' {
+                ve -= 2;
+            } else if ve > vs && b[ve - 1] == b'"' {
+                ve -= 1;
+            } else {
+                break;
+            }
+        }
+        let val = &b[vs..ve];
+        if memchr::memmem::find(val, b"[REDACTED").is_none() && !is_placeholder(val) {
+            if let Some(k) = classify_token(val) {
+                out.push(Found { start: vs, end: ve, kind: k, place });
+            } else if val.len() >= 8 && looks_random(val) {
+                let kind = match class {
+                    NameClass::Rule(NameRule::Always(k) | NameRule::IfRandom(k))
+                    | NameClass::Password(k)
+                    | NameClass::Token(k) => k,
+                    _ => "secret",
+                };
+                out.push(Found { start: vs, end: ve, kind, place });
+            }
+        }
+        return if out.len() > before { ve.max(ident_end) } else { ident_end };
+    }
     // Holds a secret replaced earlier: what is left around it is not a secret of its own.
     if memchr::memmem::find(&b[v.start..v.end], b"[REDACTED").is_some()
         && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))
@@ -300,6 +337,26 @@ struct Value {
     end: usize,
     sep: u8,
     key_quoted: bool,
+    /// A loose pairing (`"name", "value"`, `password <word>`): the value must look generated.
+    weak: bool,
+}
+
+/// Whether `class` says any non-placeholder value is a secret (a password word or an `Always` name).
+fn strong(class: NameClass) -> bool {
+    matches!(class, NameClass::Password(_) | NameClass::Rule(NameRule::Always(_)))
+}
+
+/// A quote at `i`: plain (`"`, `'`), or JSON-escaped once or twice (`\"`, `\\\"`).
+/// Returns the bytes that open (and so close) the quoted value.
+fn quote_at(b: &[u8], i: usize) -> Option<&[u8]> {
+    match b.get(i)? {
+        b'"' | b'\'' => Some(&b[i..i + 1]),
+        b'\\' => {
+            let k = b[i..].iter().take_while(|c| **c == b'\\').count();
+            (k % 2 == 1 && k <= 3 && b.get(i + k) == Some(&b'"')).then(|| &b[i..i + k + 1])
+        }
+        _ => None,
+    }
 }
 
 /// `json`: the line is a JSON document, so a bare `"` can only be JSON structure.
@@ -327,7 +384,40 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
         i += 1;
         spaces += 1;
     }
+    // `<add key="DbPassword" value="…"/>` (.NET config): the attribute after a quoted key.
+    if key_quote.is_some()
+        && s >= 5
+        && (b[..s].ends_with(b"key=\"") || b[..s].ends_with(b"key=\\\"") || b[..s].ends_with(b"key='"))
+        && b[i..].starts_with(b"value=")
+    {
+        i += 5;
+    }
+    let mut weak = false;
     let sep = match b.get(i) {
+        // `password == "…"`, `creds.Secret != '…'`: a comparison with a literal.
+        Some(b'=' | b'!') if b.get(i + 1) == Some(&b'=') && strong(class) => {
+            i += 2;
+            if b.get(i) == Some(&b'=') {
+                i += 1;
+            }
+            b'c'
+        }
+        // `the password is 'Secret123'`.
+        Some(b'i')
+            if spaces > 0
+                && strong(class)
+                && b[i..].starts_with(b"is ")
+                && quote_at(b, i + 3 + b[i + 3..].iter().take_while(|c| **c == b' ').count()).is_some() =>
+        {
+            i += 2;
+            b'c'
+        }
+        // `"API_KEY", "…"`: a quoted name, a comma and a quoted value (argument lists, tuples).
+        Some(b',') if key_quote.is_some() => {
+            i += 1;
+            weak = true;
+            b'c'
+        }
         Some(b':') => {
             match b.get(i + 1) {
                 Some(b':') => return None,
@@ -345,11 +435,23 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
             }
             b'='
         }
-        Some(b'"' | b'\'')
+        Some(b'"' | b'\'' | b'\\')
+            if spaces > 0 && key_quote.is_none() && (cli || strong(class)) && quote_at(b, i).is_some() =>
+        {
+            b' '
+        }
+        // netrc (`machine h login u password p`) and `password <generated>`: a bare word after
+        // exactly `password`; outside netrc it must look generated.
+        Some(c)
             if spaces > 0
                 && key_quote.is_none()
-                && (cli || matches!(class, NameClass::Password(_) | NameClass::Rule(NameRule::Always(_)))) =>
+                && strong(class)
+                && c.is_ascii_alphanumeric()
+                && matches!(&b[s..e], b"password" | b"passwd" | b"PASSWORD" | b"Password") =>
         {
+            let from = s.saturating_sub(240);
+            let line_start = b[from..s].iter().rposition(|c| *c == b'\n').map_or(from, |p| from + p + 1);
+            weak = memchr::memmem::find(&b[line_start..s], b"login ").is_none();
             b' '
         }
         Some(c) if cli && spaces > 0 && !c.is_ascii_whitespace() && *c != b'-' => b' ',
@@ -363,14 +465,17 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
     if i < len && b[i] == b'[' && matches!(b.get(i + 1), Some(b'"' | b'\'')) {
         i += 1;
     }
+    if sep == b'c' && quote_at(b, i).is_none() {
+        return None;
+    }
     let whole_line = matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie));
-    if b[i..].starts_with(b"\\\"") {
-        let vs = i + 2;
-        let ve = vs + memchr::memmem::find(&b[vs..], b"\\\"")?;
+    if let Some(q) = quote_at(b, i).filter(|q| q.len() > 1) {
+        let vs = i + q.len();
+        let ve = vs + memchr::memmem::find(&b[vs..], q)?;
         if json && b[vs..ve].iter().enumerate().any(|(k, c)| *c == b'"' && (k == 0 || b[vs + k - 1] != b'\\')) {
             return None;
         }
-        return Some(Value { start: vs, end: ve, sep, key_quoted: key_quote.is_some() });
+        return Some(Value { start: vs, end: ve, sep, key_quoted: key_quote.is_some(), weak });
     }
     if let Some(&q) = b.get(i) {
         if matches!(q, b'"' | b'\'' | b'`') {
@@ -400,7 +505,7 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
                     {
                         return None;
                     }
-                    return Some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some() });
+                    return Some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some(), weak });
                 }
                 j += 1;
             }
@@ -434,7 +539,7 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
     if b.get(j) == Some(&b'(') {
         return None;
     }
-    (j > vs).then_some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some() })
+    (j > vs).then_some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some(), weak })
 }
 
 /// `Authorization: <scheme> <credentials>`: keeps the scheme, replaces the credentials.
