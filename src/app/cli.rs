@@ -108,6 +108,16 @@ pub enum Command {
         /// Config whose fingerprint key the labels use (default: ./gatewatch.toml, else the development key).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Produce the records to Kafka at these bootstrap servers instead of writing them to
+        /// stdout (keyed by client id, else source address). Needs --topic.
+        #[arg(long, requires = "topic")]
+        brokers: Option<String>,
+        /// The topic --brokers produces to.
+        #[arg(long, requires = "brokers")]
+        topic: Option<String>,
+        /// With --brokers: simulated seconds per wall-clock second (default: as fast as the broker takes them).
+        #[arg(long, requires = "brokers")]
+        speed: Option<f64>,
     },
 }
 
@@ -224,7 +234,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Simulate { minutes, clients, seed, format, no_attacks, attack_rounds, labels, start, config } => {
+        Command::Simulate {
+            minutes,
+            clients,
+            seed,
+            format,
+            no_attacks,
+            attack_rounds,
+            labels,
+            start,
+            config,
+            brokers,
+            topic,
+            speed,
+        } => {
             use crate::simulate::{render, simulate, SimConfig, DEFAULT_START};
             let format = match parse_format(&format)? {
                 f if f != Format::Auto && crate::simulate::render::can_render(f) => f,
@@ -259,6 +282,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     writeln!(f, "{}", l.to_json())?;
                 }
                 f.flush()?;
+            }
+            if let (Some(brokers), Some(topic)) = (brokers, topic) {
+                let mut base = rdkafka::config::ClientConfig::new();
+                base.set("bootstrap.servers", &brokers);
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                let p =
+                    crate::source::kafka::produce::produce_simulated(&base, &topic, &sim.records, format, speed, &stop)
+                        .map_err(|e| anyhow::anyhow!("producing to {topic} at {brokers}: {e}"))?;
+                eprintln!(
+                    "gatewatch simulate: {} {} records produced to {topic}, {} attacks labelled",
+                    p.records,
+                    format.name(),
+                    sim.labels.len()
+                );
+                return Ok(ExitCode::SUCCESS);
             }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());

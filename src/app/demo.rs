@@ -16,14 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::actions::{AlertHandoff, HandoffError};
 use crate::app::run::{pipeline_factory_from, Service, ServiceParts};
 use crate::config::{DetectorFile, GatewatchConfig};
 use crate::event::{format_ts, Alert};
 use crate::normalize::Format;
-use crate::simulate::{render, simulate, Label, SimConfig, DEFAULT_START};
+use crate::simulate::{simulate, Label, SimConfig, DEFAULT_START};
 use crate::source::kafka::{KafkaSettings, StartFrom};
 
 /// The detector files that ship, built in so the demo runs from any directory.
@@ -197,43 +196,17 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         let bootstrap = bootstrap.clone();
         let speed = opts.speed.max(1) as f64;
         std::thread::spawn(move || -> anyhow::Result<(usize, i64)> {
-            let p: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("batch.num.messages", "200")
-                .set("linger.ms", "5")
-                .create()?;
-            let began = Instant::now();
-            let first = records.first().map(|r| r.arrival).unwrap_or(0);
-            let mut sent = 0;
-            let mut last_ts = i64::MIN;
-            for r in &records {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let due = Duration::from_secs_f64(((r.arrival - first).max(0) as f64 / 1000.0) / speed);
-                if let Some(wait) = due.checked_sub(began.elapsed()) {
-                    p.poll(wait.min(Duration::from_millis(200)));
-                    if wait > Duration::from_millis(200) {
-                        std::thread::sleep(wait - Duration::from_millis(200));
-                    }
-                }
-                let payload = render(r, Format::Kong);
-                let key = r.client_id.as_deref().map(str::to_string).unwrap_or_else(|| r.source_ip.to_string());
-                let mut rec = BaseRecord::to(TOPIC).payload(&payload).key(&key);
-                loop {
-                    match p.send(rec) {
-                        Ok(()) => break,
-                        Err((_, back)) => {
-                            rec = back;
-                            p.poll(Duration::from_millis(10));
-                        }
-                    }
-                }
-                sent += 1;
-                last_ts = last_ts.max(r.ts);
-            }
-            p.flush(Duration::from_secs(10))?;
-            Ok((sent, last_ts))
+            let mut base = ClientConfig::new();
+            base.set("bootstrap.servers", &bootstrap);
+            let p = crate::source::kafka::produce::produce_simulated(
+                &base,
+                TOPIC,
+                &records,
+                Format::Kong,
+                Some(speed),
+                &stop,
+            )?;
+            Ok((p.records, p.last_event_ts))
         })
     };
 

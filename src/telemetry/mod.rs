@@ -178,7 +178,9 @@ impl Metrics {
                         "gatewatch_alert_latency_seconds",
                         "Wall time from the Kafka timestamp of the message that completed a detection to its handoff",
                     )
-                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                    ]),
                 )?;
                 r.register(Box::new(h.clone()))?;
                 h

@@ -25,6 +25,7 @@ pub mod alerts;
 pub mod config;
 pub mod dead_letter;
 pub mod output;
+pub mod produce;
 pub mod revocations;
 pub mod scrubbed_copy;
 
