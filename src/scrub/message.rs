@@ -94,6 +94,7 @@ mod tests {
         assert_eq!(truncate_scrubbed("aé", 2), ("a", true));
         let s = "x=[REDACTED:jwt:0123456789abcdef] y";
         assert_eq!(truncate_scrubbed(s, 12), ("x=", true));
-        assert_eq!(truncate_scrubbed(s, 34), ("x=[REDACTED:jwt:0123456789abcdef]", true));
+        assert_eq!(truncate_scrubbed(s, 33), ("x=[REDACTED:jwt:0123456789abcdef]", true));
+        assert_eq!(truncate_scrubbed(s, 32), ("x=", true));
     }
 }
