@@ -477,6 +477,19 @@ async fn no_raw_secret_in_anything_gatewatch_writes() {
     }
     assert!(metric_value(&final_metrics, "gatewatch_secrets_scrubbed_total") >= markers as f64);
     assert!(metric_value(&final_metrics, "gatewatch_credential_exposures_total") > 0.0);
+    // The dispatcher's and revoker's counters are exported too.
+    let series = |prefix: &str| {
+        final_metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!(series("gatewatch_notifications_total{result=\"sent\",sink=\"webhook:secops\"}") >= 1.0, "{final_metrics}");
+    assert!(series("gatewatch_notifications_total{result=\"sent\",sink=\"email:oncall\"}") >= 1.0);
+    assert!(series("gatewatch_notifications_total{result=\"failed\",sink=\"webhook:broken\"}") >= 1.0);
+    assert!(series("gatewatch_revocation_decisions_total{verdict=\"revoke\"}") >= 1.0);
+    assert!(series("gatewatch_dispatcher_alerts_total{outcome=\"received\"}") >= stdout_alerts.len() as f64);
 
     // No raw secret anywhere: whole, percent-encoded, or any 24-byte piece of it.
     const PIECE: usize = 24;

@@ -276,6 +276,12 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
         }
         None => None,
     };
+    let registry = Arc::new(Registry::new());
+    if let Some(d) = &dispatcher {
+        let c = crate::telemetry::actions::ActionsCollector::new(d.clone(), revoker.clone())
+            .context("creating the actions metrics")?;
+        registry.register(Box::new(c)).context("registering the actions metrics")?;
+    }
     let admin = crate::admin::router(crate::admin::AdminState::new(actions.admin.token.clone(), revoker));
     if let Some(topic) = &settings.alerts_topic {
         let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)
@@ -287,7 +293,7 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
         listen,
         new_pipeline,
         handoff: Arc::new(Fanout(outputs)),
-        registry: Arc::new(Registry::new()),
+        registry,
         admin: Some(admin),
         dispatcher,
     };

@@ -3,6 +3,8 @@
 //! labels are reject reasons (a closed set), detector kinds (bounded by the
 //! detector files) and fixed words.
 
+pub mod actions;
+
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::normalize::RejectReason;
