@@ -14,7 +14,7 @@
 #    rebuilt from the topic (offsets_for_times, alerts muted), and no alert is raised twice.
 # 4. Two instances in one group split the partitions and read everything once.
 #
-# Exits non-zero when a step fails. Needs curl and a release build (`cargo build --release`).
+# Exits non-zero when a step fails. Needs curl and pgrep (procps); builds the release binary if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,7 +95,7 @@ while read -r label; do
   if grep -q "\"detector\":\"$detector\"" "$work/alerts-1.jsonl"; then found=$((found + 1)); else missed="$missed $attack"; fi
 done <"$work/labels.jsonl"
 alerts=$(wc -l <"$work/alerts-1.jsonl")
-echo "run 1: read $produced records in $(echo "$t1 - $t0" | bc) s (wall, incl. group join); $alerts alerts; detectors of $found of $(wc -l <"$work/labels.jsonl") labelled attacks fired${missed:+ (not:$missed)}"
+echo "run 1: read $produced records in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s (wall, incl. group join); $alerts alerts; detectors of $found of $(wc -l <"$work/labels.jsonl") labelled attacks fired${missed:+ (not:$missed)}"
 [ "$found" -ge 5 ] || fail "too few attacks detected"
 
 # 3. Restart with the same group: nothing new to read, nothing alerted twice.

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -66,17 +66,9 @@ impl AlertHandoff for KafkaAlertHandoff {
         let key = alert_key(alert);
         let deadline = Instant::now() + self.timeout;
         let (tx, rx) = mpsc::sync_channel(1);
-        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(tx)).payload(&payload).key(&key);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(HandoffError::Overflow(format!("alerts topic {}: {e}", self.topic))),
-            }
-        }
+        let record = BaseRecord::with_opaque_to(&self.topic, Box::new(tx)).payload(&payload).key(&key);
+        super::output::send_until(&self.producer, record, deadline)
+            .map_err(|e| HandoffError::Overflow(format!("alerts topic {}: {e}", self.topic)))?;
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(HandoffError::Overflow(format!("alerts topic {}: {e}", self.topic))),

@@ -10,7 +10,6 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -79,12 +78,9 @@ impl DeadLetter {
         self.out.send(Some(key.as_bytes()), &payload, None);
     }
 
-    pub fn has_pending(&self) -> bool {
-        self.out.has_pending()
-    }
-
-    pub fn flush(&self, timeout: Duration) -> bool {
-        self.out.flush(timeout)
+    /// The producer, to flush before offsets are stored past these dead letters.
+    pub fn output(&self) -> &OutputProducer {
+        &self.out
     }
 }
 

@@ -37,6 +37,30 @@ impl ProducerContext for OutputContext {
     }
 }
 
+/// Queues `record`, waiting while librdkafka's queue is full (backpressure) until
+/// `deadline`; any other refusal, or the deadline, is returned.
+pub(crate) fn send_until<C, K, P>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, K, P, C::DeliveryOpaque>,
+    deadline: Instant,
+) -> Result<(), KafkaError>
+where
+    C: ProducerContext + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// One output topic's producer.
 pub struct OutputProducer {
     producer: ThreadedProducer<OutputContext>,
@@ -82,20 +106,10 @@ impl OutputProducer {
         if let Some(t) = timestamp {
             record = record.timestamp(t);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    self.failed.inc();
-                    tracing::warn!(client = self.name, error = %e, "could not queue a record");
-                    return;
-                }
-            }
+        if let Err(e) = send_until(&self.producer, record, Instant::now() + Duration::from_secs(30)) {
+            self.failed.inc();
+            tracing::warn!(client = self.name, error = %e, "could not queue a record");
+            return;
         }
         self.pending.store(true, Ordering::Relaxed);
         self.sent.inc();

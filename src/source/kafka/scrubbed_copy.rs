@@ -10,7 +10,6 @@
 //! state below the committed offset: those were copied by the previous owner).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -18,32 +17,18 @@ use rdkafka::error::KafkaError;
 use super::output::OutputProducer;
 use crate::telemetry::Metrics;
 
-pub struct ScrubbedCopy {
-    out: Arc<OutputProducer>,
-}
-
-impl ScrubbedCopy {
-    pub fn new(base: &ClientConfig, topic: &str, metrics: &Metrics) -> Result<Arc<Self>, KafkaError> {
-        let out = OutputProducer::new(
-            base,
-            topic,
-            "scrubbed-copy producer",
-            metrics.scrubbed_records.clone(),
-            metrics.scrubbed_record_failures.clone(),
-        )?;
-        Ok(Arc::new(ScrubbedCopy { out }))
-    }
-
-    /// Queues one copy; `key` and `record` are already scrubbed.
-    pub fn send(&self, key: Option<&str>, record: &str, kafka_ts: Option<i64>) {
-        self.out.send(key.map(str::as_bytes), record.as_bytes(), kafka_ts);
-    }
-
-    pub fn has_pending(&self) -> bool {
-        self.out.has_pending()
-    }
-
-    pub fn flush(&self, timeout: Duration) -> bool {
-        self.out.flush(timeout)
-    }
+/// The producer of the scrubbed-copy topic. The caller sends the scrubbed key and record
+/// with the source record's Kafka timestamp.
+pub fn scrubbed_copy_producer(
+    base: &ClientConfig,
+    topic: &str,
+    metrics: &Metrics,
+) -> Result<Arc<OutputProducer>, KafkaError> {
+    OutputProducer::new(
+        base,
+        topic,
+        "scrubbed-copy producer",
+        metrics.scrubbed_records.clone(),
+        metrics.scrubbed_record_failures.clone(),
+    )
 }
