@@ -4,10 +4,10 @@
 //! parse cost and the detection cost can be told apart.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gatewatch::app::pipeline::load_rules;
-use gatewatch::app::Pipeline;
 use gatewatch::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
+use gatewatch::engine::load_rules;
 use gatewatch::engine::Engine;
+use gatewatch::engine::Pipeline;
 use gatewatch::normalize::{Format, Normalizer};
 use gatewatch::simulate::{render::render, simulate, SimConfig};
 
@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
                     let mut p = Pipeline::from_config(&cfg, format, DEV_FINGERPRINT_KEY.as_bytes()).unwrap();
                     let mut alerts = Vec::new();
                     for l in lines {
-                        p.process(l.as_bytes(), &mut alerts);
+                        p.process(l.as_bytes(), None, &mut alerts);
                     }
                     p.finish(&mut alerts);
                     assert!(!alerts.is_empty());

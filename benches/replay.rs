@@ -5,8 +5,9 @@
 use std::io::Write;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gatewatch::app::{replay::replay, Pipeline};
+use gatewatch::app::replay::replay;
 use gatewatch::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
+use gatewatch::engine::Pipeline;
 use gatewatch::normalize::Format;
 use gatewatch::simulate::{render::render, simulate, SimConfig};
 

@@ -2,9 +2,9 @@
 //! (same ids, same order), because the engine orders by event time behind the
 //! watermark. Uses the shipped detector files.
 
-use gatewatch::app::pipeline::load_rules;
 use gatewatch::config::GatewatchConfig;
 use gatewatch::detectors::testing::ev;
+use gatewatch::engine::load_rules;
 use gatewatch::engine::Engine;
 use gatewatch::event::{Alert, Event};
 use proptest::prelude::*;

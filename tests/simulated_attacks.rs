@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use gatewatch::app::replay::{replay, ReplaySummary};
-use gatewatch::app::Pipeline;
 use gatewatch::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
+use gatewatch::engine::Pipeline;
 use gatewatch::event::Alert;
 use gatewatch::normalize::Format;
 use gatewatch::simulate::{render::render, simulate, Label, SimConfig, Simulation};

@@ -14,8 +14,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
-use gatewatch::app::pipeline::Pipeline;
 use gatewatch::config::GatewatchConfig;
+use gatewatch::engine::Pipeline;
 use gatewatch::event::{EntityKind, Event};
 use gatewatch::normalize::{Format, Normalizer};
 use gatewatch::scrub::Fingerprinter;
@@ -405,13 +405,13 @@ fn replay(s: &Simulation, v: &Variant) -> Run {
         if v.batch > 1 {
             msg.push(']');
         }
-        p.process(msg.as_bytes(), &mut out);
+        p.process(msg.as_bytes(), None, &mut out);
     }
     p.finish(&mut out);
     Run {
         alerts: out.into_iter().map(|a| (a.detector, a.entity.kind, a.entity.id)).collect(),
-        events: p.stats.events,
-        rejected: p.stats.rejected_total(),
+        events: p.stats().events,
+        rejected: p.stats().rejected_total(),
     }
 }
 

@@ -324,8 +324,8 @@ fn replay_cmd(config: Option<&std::path::Path>, input: &str, format: &str, alert
     let (cfg, key) = offline_config(config)?;
     let format = parse_format(format)?;
     let mut pipeline =
-        crate::app::Pipeline::from_config(&cfg, format, key.as_bytes()).map_err(crate::config::ConfigErrors)?;
-    if pipeline.engine.rules().is_empty() {
+        crate::engine::Pipeline::from_config(&cfg, format, key.as_bytes()).map_err(crate::config::ConfigErrors)?;
+    if pipeline.rules().is_empty() {
         anyhow::bail!(
             "no detector files found in {} (run from a checkout, or set [detectors] dir)",
             cfg.detectors_dir().display()

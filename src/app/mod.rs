@@ -3,8 +3,5 @@
 pub mod check;
 pub mod cli;
 pub mod demo;
-pub mod pipeline;
 pub mod replay;
 pub mod run;
-
-pub use pipeline::Pipeline;

@@ -3,8 +3,7 @@
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
-use super::pipeline::{Pipeline, PipelineStats};
-use crate::engine::EngineStats;
+use crate::engine::{EngineStats, Pipeline, PipelineStats};
 use crate::event::Alert;
 
 /// What a replay did.
@@ -34,6 +33,12 @@ impl ReplaySummary {
             self.events_per_second()
         );
         out += &format!("  events: {} read, {} late (dropped, beyond allowed lateness)\n", s.events, self.engine.late);
+        if self.engine.out_of_range > 0 || s.lossy_utf8 > 0 {
+            out += &format!(
+                "  suspect input: {} events with a time before 1970 or after 9999 (dropped), {} lines not UTF-8 (read with the bad bytes replaced)\n",
+                self.engine.out_of_range, s.lossy_utf8
+            );
+        }
         let rej: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out += &format!(
             "  rejected: {}{}\n",
@@ -84,7 +89,7 @@ pub fn replay(
     let mut n = 0u64;
     let mut one = |line: &[u8], pipeline: &mut Pipeline, alerts: &mut Vec<Alert>| -> std::io::Result<()> {
         if !super::super::normalize::trim_ascii(line).is_empty() {
-            pipeline.process(line, alerts);
+            pipeline.process(line, None, alerts);
             for a in alerts.drain(..) {
                 on_alert(&a)?;
             }
@@ -125,14 +130,14 @@ pub fn replay(
         on_alert(&a)?;
     }
     progress(bytes);
-    let rules = pipeline.engine.rules();
+    let state = pipeline.state_size();
     Ok(ReplaySummary {
         bytes,
-        stats: pipeline.stats.clone(),
+        stats: pipeline.stats().clone(),
         engine: pipeline.engine_stats(),
         seconds: start.elapsed().as_secs_f64(),
-        state_keys: rules.iter().map(|r| r.stats().keys).sum(),
-        evicted: rules.iter().map(|r| r.stats().evicted_cap + r.stats().evicted_idle).sum(),
+        state_keys: state.keys,
+        evicted: state.evicted,
     })
 }
 

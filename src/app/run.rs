@@ -19,9 +19,9 @@ use axum::routing::get;
 use prometheus::Registry;
 
 use crate::actions::{AlertHandoff, HandoffError, JsonLinesHandoff};
-use crate::app::Pipeline;
 use crate::config::{ConfigError, ConfigErrors, DetectorFile, GatewatchConfig, DEV_FINGERPRINT_KEY};
 use crate::detectors::{build_rule, Limits};
+use crate::engine::Pipeline;
 use crate::event::Alert;
 use crate::normalize::{Format, Normalizer};
 use crate::source::kafka::alerts::KafkaAlertHandoff;

@@ -112,6 +112,11 @@ pub struct EngineConfig {
     /// Cap on events waiting in the reorder buffer; beyond it the watermark is forced forward.
     #[serde(default = "default_max_buffered")]
     pub max_buffered_events: usize,
+    /// How far ahead of the time a message was received (its Kafka timestamp) a record's own
+    /// time may be. A later time is clamped to the received time and counted: a gateway that
+    /// copies a client's timestamp cannot move event time on.
+    #[serde(default = "default_max_future_skew")]
+    pub max_future_skew: DurationStr,
 }
 
 impl Default for EngineConfig {
@@ -121,12 +126,16 @@ impl Default for EngineConfig {
             max_keys_per_detector: default_max_keys(),
             idle_timeout: default_idle(),
             max_buffered_events: default_max_buffered(),
+            max_future_skew: default_max_future_skew(),
         }
     }
 }
 
 fn default_lateness() -> DurationStr {
     DurationStr(30_000)
+}
+fn default_max_future_skew() -> DurationStr {
+    DurationStr(5 * 60_000)
 }
 fn default_max_keys() -> usize {
     200_000
@@ -242,6 +251,9 @@ impl GatewatchConfig {
         }
         if self.engine.allowed_lateness.0 < 0 || self.engine.allowed_lateness.0 > 3_600_000 {
             errs.push(ConfigError::new(&f, "engine.allowed_lateness", "must be between 0s and 1h"));
+        }
+        if self.engine.max_future_skew.0 < 0 {
+            errs.push(ConfigError::new(&f, "engine.max_future_skew", "must not be negative"));
         }
         if self.engine.max_keys_per_detector < 16 {
             errs.push(ConfigError::new(&f, "engine.max_keys_per_detector", "must be at least 16"));

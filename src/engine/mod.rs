@@ -1,16 +1,35 @@
 //! The event-time engine: orders events, keeps the watermark, drives the rules.
 //!
-//! Events wait in a reorder buffer until the watermark (newest event time seen
-//! minus the allowed lateness) passes them, then go to every rule in
-//! `(ts, content hash)` order. So the order the detectors see, and therefore
+//! Events wait in a reorder buffer (a binary heap, O(log n) per event however
+//! disordered the input) until the watermark passes them, then go to every rule
+//! in `(ts, content hash)` order. So the order the detectors see, and therefore
 //! the alerts, do not depend on how events were interleaved on the way in, as
 //! long as none is later than the allowed lateness. Later events are counted
 //! and dropped. Replay and the live service run this same code.
+//!
+//! The watermark is the *frontier* minus the allowed lateness, and the frontier
+//! is the [`WATERMARK_QUORUM`]-th newest event time seen, not the newest: one
+//! record (or a few) with a timestamp far in the future, which anyone who can
+//! write a log line may send, cannot move time on by itself and so cannot make
+//! every honest event after it "late". Time arithmetic saturates everywhere; an
+//! event time outside [`MIN_TS`, `MAX_TS`] is refused before it reaches the buffer.
 
-use std::collections::VecDeque;
+pub mod pipeline;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 
 use crate::detectors::Rule;
 use crate::event::{Alert, Event, Millis};
+
+pub use pipeline::{load_rules, Pipeline, PipelineStats, Processed, StateSize};
+
+/// How many events must reach a time before the watermark follows it.
+pub const WATERMARK_QUORUM: usize = 3;
+/// Earliest event time accepted: the Unix epoch.
+pub const MIN_TS: Millis = 0;
+/// Latest event time accepted: 9999-12-31T23:59:59.999Z.
+pub const MAX_TS: Millis = 253_402_300_799_999;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -18,6 +37,8 @@ pub struct EngineStats {
     pub accepted: u64,
     /// Events dropped for arriving behind the watermark.
     pub late: u64,
+    /// Events refused for a time outside [`MIN_TS`, `MAX_TS`].
+    pub out_of_range: u64,
     /// Events released to the rules.
     pub released: u64,
     /// Times the buffer cap forced the watermark forward.
@@ -29,14 +50,44 @@ pub struct EngineStats {
 struct Pending {
     ts: Millis,
     tie: u64,
+    /// Arrival order, so that equal `(ts, tie)` pairs leave in the order they came.
+    seq: u64,
     ev: Event,
 }
 
+impl Pending {
+    fn key(&self) -> (Millis, u64, u64) {
+        (self.ts, self.tie, self.seq)
+    }
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// The event-time engine of one stream: a reorder buffer, a watermark and the rules it drives.
 pub struct Engine {
     rules: Vec<Rule>,
-    buffer: VecDeque<Pending>,
+    buffer: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
     lateness: Millis,
     max_buffered: usize,
+    /// The [`WATERMARK_QUORUM`] newest event times seen, oldest first.
+    newest: [Millis; WATERMARK_QUORUM],
+    /// Newest event time seen at all (closes windows at the end of input).
     max_ts: Millis,
     /// Everything strictly before this has been released.
     watermark: Millis,
@@ -51,9 +102,11 @@ impl Engine {
     pub fn new(rules: Vec<Rule>, allowed_lateness: Millis, max_buffered: usize) -> Self {
         Engine {
             rules,
-            buffer: VecDeque::new(),
+            buffer: BinaryHeap::new(),
+            seq: 0,
             lateness: allowed_lateness.max(0),
             max_buffered: max_buffered.max(1),
+            newest: [Millis::MIN; WATERMARK_QUORUM],
             max_ts: Millis::MIN,
             watermark: Millis::MIN,
             last_tick: Millis::MIN,
@@ -73,34 +126,35 @@ impl Engine {
         EngineStats { buffered: self.buffer.len(), ..self.stats }
     }
 
-    /// Offers one event. Returns `false` if it was too late and dropped.
+    /// Offers one event. Returns `false` if it was dropped: too late, or out of range.
     pub fn push(&mut self, ev: Event, out: &mut Vec<Alert>) -> bool {
+        if !(MIN_TS..=MAX_TS).contains(&ev.ts) {
+            self.stats.out_of_range += 1;
+            return false;
+        }
         if ev.ts < self.watermark {
             self.stats.late += 1;
             return false;
         }
         self.stats.accepted += 1;
-        let p = Pending { ts: ev.ts, tie: ev.tiebreak(), ev };
-        // Nearly sorted input: find the slot from the back.
-        let key = (p.ts, p.tie);
-        let mut i = self.buffer.len();
-        while i > 0 {
-            let q = &self.buffer[i - 1];
-            if (q.ts, q.tie) <= key {
-                break;
-            }
-            i -= 1;
+        let ts = ev.ts;
+        self.seq += 1;
+        self.buffer.push(Reverse(Pending { ts, tie: ev.tiebreak(), seq: self.seq, ev }));
+        if self.max_ts == Millis::MIN {
+            // The first event stands for the quorum until others come.
+            self.newest = [ts; WATERMARK_QUORUM];
         }
-        if p.ts > self.max_ts {
-            self.max_ts = p.ts;
+        self.max_ts = self.max_ts.max(ts);
+        if ts > self.newest[0] {
+            self.newest[0] = ts;
+            self.newest.sort_unstable();
         }
-        self.buffer.insert(i, p);
-        let target = self.max_ts.saturating_sub(self.lateness);
+        let target = self.newest[0].saturating_sub(self.lateness);
         self.release_before(target, out);
         while self.buffer.len() > self.max_buffered {
             self.stats.forced_releases += 1;
-            let ts = self.buffer.front().map(|p| p.ts).unwrap_or(self.watermark);
-            self.release_before(ts + 1, out);
+            let ts = self.buffer.peek().map(|p| p.0.ts).unwrap_or(self.watermark);
+            self.release_before(ts.saturating_add(1), out);
         }
         true
     }
@@ -112,7 +166,7 @@ impl Engine {
 
     /// End of input: release everything and let rules close their windows.
     pub fn flush(&mut self, out: &mut Vec<Alert>) {
-        let end = self.buffer.back().map(|p| p.ts + 1).unwrap_or(self.watermark).max(self.max_ts.saturating_add(1));
+        let end = self.watermark.max(self.max_ts.saturating_add(1));
         self.release_before(end, out);
         // Close every window still open.
         let final_wm = end.saturating_add(24 * 3_600_000);
@@ -125,8 +179,8 @@ impl Engine {
         if target <= self.watermark {
             return;
         }
-        while self.buffer.front().is_some_and(|p| p.ts < target) {
-            let p = self.buffer.pop_front().expect("front exists");
+        while self.buffer.peek().is_some_and(|p| p.0.ts < target) {
+            let Reverse(p) = self.buffer.pop().expect("peeked");
             self.tick(p.ts, out);
             for r in &mut self.rules {
                 r.on_event(&p.ev, out);
@@ -138,7 +192,7 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Millis, out: &mut Vec<Alert>) {
-        if self.last_tick == Millis::MIN || now - self.last_tick >= TICK {
+        if self.last_tick == Millis::MIN || now.saturating_sub(self.last_tick) >= TICK {
             self.last_tick = now;
             for r in &mut self.rules {
                 r.on_watermark(now, out);

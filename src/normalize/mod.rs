@@ -182,6 +182,13 @@ impl RejectReason {
     }
 }
 
+/// Whether a message was valid UTF-8, or read with invalid bytes replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Utf8 {
+    Valid,
+    Replaced,
+}
+
 /// A record gatewatch could not read. `detail` never quotes the record's values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {detail}", reason.as_str())]
@@ -274,7 +281,7 @@ impl Normalizer {
     /// Reads one message (a line, or a Kafka message value), which may hold one
     /// record, a batch array of records, or an envelope around them. Calls `out`
     /// once per record.
-    pub fn normalize_message(&self, msg: &[u8], out: &mut dyn FnMut(Result<Event, Reject>)) {
+    pub fn normalize_message(&self, msg: &[u8], out: &mut dyn FnMut(Result<Event, Reject>)) -> Utf8 {
         self.normalize_message_at(msg, None, out)
     }
 
@@ -282,13 +289,26 @@ impl Normalizer {
     /// (the Kafka message timestamp): the event time of records whose format
     /// carries none or only part of one (Tyk's text log has no year, APISIX
     /// `origin` has no time at all). Never used when the record has its own time.
+    ///
+    /// Bytes that are not UTF-8 never hide a record: the message is read with each
+    /// invalid sequence replaced by U+FFFD, and the answer says so (to be counted).
     pub fn normalize_message_at(
         &self,
         msg: &[u8],
         received: Option<Millis>,
         out: &mut dyn FnMut(Result<Event, Reject>),
-    ) {
-        self.message(msg, received, 0, out)
+    ) -> Utf8 {
+        match std::str::from_utf8(msg) {
+            Ok(_) => {
+                self.message(msg, received, 0, out);
+                Utf8::Valid
+            }
+            Err(_) => {
+                let text = String::from_utf8_lossy(msg);
+                self.message(text.as_bytes(), received, 0, out);
+                Utf8::Replaced
+            }
+        }
     }
 
     pub(crate) fn message(

@@ -13,6 +13,20 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Days in month `m` (1–12) of year `y`, proleptic Gregorian.
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Latest time an epoch number may stand for: 9999-12-31T23:59:59.999Z. Beyond it a
+/// number is not a time (`1e300` would saturate and poison every window after it).
+const MAX_EPOCH_MS: f64 = 253_402_300_799_999.0;
+
 fn digits(b: &[u8], i: usize, n: usize) -> Option<u32> {
     let s = b.get(i..i + n)?;
     let mut v = 0u32;
@@ -44,7 +58,7 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     if b[13] != b':'
         || b[16] != b':'
         || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
+        || !(1..=days_in_month(y, mo)).contains(&d)
         || h > 23
         || mi > 59
         || sec > 60
@@ -114,6 +128,9 @@ pub fn parse_clf(s: &str) -> Option<Millis> {
         _ => return None,
     };
     let y = digits(b, 7, 4)? as i64;
+    if !(1..=days_in_month(y, mon)).contains(&d) {
+        return None;
+    }
     let h = digits(b, 12, 2)?;
     let mi = digits(b, 15, 2)?;
     let sec = digits(b, 18, 2)?;
@@ -165,7 +182,7 @@ pub fn from_epoch(n: f64) -> Option<Millis> {
     } else {
         n * 1e3
     };
-    Some(ms.round() as Millis)
+    (ms <= MAX_EPOCH_MS).then(|| ms.round() as Millis)
 }
 
 /// Any of the above, for a timestamp given as text.
@@ -214,5 +231,18 @@ mod tests {
         assert_eq!(from_epoch(1_726_783_839_538.0), Some(1_726_783_839_538));
         assert_eq!(from_epoch(1.7267838395395e18), Some(1_726_783_839_540));
         assert_eq!(parse_any("1726783839538"), Some(1_726_783_839_538));
+    }
+
+    #[test]
+    fn impossible_dates_and_huge_numbers_are_not_times() {
+        assert_eq!(parse_rfc3339("2026-02-31T10:00:00Z"), None, "not March 3rd");
+        assert_eq!(parse_rfc3339("2026-04-31T10:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2025-02-29T10:00:00Z"), None);
+        assert!(parse_rfc3339("2024-02-29T10:00:00Z").is_some(), "a leap day");
+        assert_eq!(parse_clf("31/Feb/2026:10:00:00 +0000"), None);
+        assert_eq!(from_epoch(1e300), None);
+        assert_eq!(parse_any("1e300"), None);
+        assert_eq!(from_epoch(f64::MAX), None);
+        assert!(parse_rfc3339("9999-12-31T23:59:59Z").is_some(), "far, but a time: the engine bounds it");
     }
 }

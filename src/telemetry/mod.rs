@@ -41,6 +41,12 @@ pub struct Metrics {
     pub rebuild_messages: IntCounter,
     /// Events dropped for arriving later than the allowed lateness.
     pub late_events: IntCounter,
+    /// Events whose time was ahead of their Kafka timestamp by more than `max_future_skew`,
+    /// clamped to it; and events refused for a time outside year 1970–9999.
+    pub clamped_future_events: IntCounter,
+    pub out_of_range_events: IntCounter,
+    /// Messages that were not valid UTF-8, read with the invalid bytes replaced.
+    pub lossy_utf8_messages: IntCounter,
     /// Events waiting in reorder buffers.
     pub buffered_events: IntGauge,
     /// Keys held in detector state across assigned partitions.
@@ -140,6 +146,21 @@ impl Metrics {
                 "Messages re-read to rebuild state after an assignment",
             )?,
             late_events: counter(r, "gatewatch_late_events_total", "Events dropped for arriving behind the watermark")?,
+            clamped_future_events: counter(
+                r,
+                "gatewatch_clamped_future_events_total",
+                "Events whose time was ahead of their Kafka timestamp by more than max_future_skew, clamped to it",
+            )?,
+            out_of_range_events: counter(
+                r,
+                "gatewatch_out_of_range_events_total",
+                "Events refused for an event time before 1970 or after 9999",
+            )?,
+            lossy_utf8_messages: counter(
+                r,
+                "gatewatch_lossy_utf8_messages_total",
+                "Messages that were not valid UTF-8, read with the invalid bytes replaced",
+            )?,
             buffered_events: gauge(r, "gatewatch_buffered_events", "Events waiting in the event-time reorder buffers")?,
             state_keys: gauge(r, "gatewatch_state_keys", "Keys held in detector state")?,
             state_evictions: counter(

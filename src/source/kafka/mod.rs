@@ -45,7 +45,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::actions::AlertHandoff;
-use crate::app::Pipeline;
+use crate::engine::Pipeline;
 use crate::event::Alert;
 use crate::scrub::message::scrub_message;
 use crate::scrub::ScrubStats;
@@ -53,7 +53,6 @@ use crate::telemetry::Metrics;
 
 pub use config::{KafkaSettings, StartFrom};
 pub use dead_letter::DeadLetter;
-pub use scrubbed_copy::ScrubbedCopy;
 
 /// Builds a fresh pipeline (normalizer, engine, rules) for a newly assigned partition.
 pub type NewPipeline = Arc<dyn Fn() -> Pipeline + Send + Sync>;
@@ -145,6 +144,7 @@ struct PartitionState {
     muted_order: VecDeque<String>,
     was_rebuilding: bool,
     seen_late: u64,
+    seen_out_of_range: u64,
     seen_evicted: u64,
 }
 
@@ -163,6 +163,7 @@ impl PartitionState {
             muted_order: VecDeque::new(),
             was_rebuilding: mute_below >= 0,
             seen_late: 0,
+            seen_out_of_range: 0,
             seen_evicted: 0,
         }
     }
@@ -197,7 +198,7 @@ struct Shared {
     metrics: Metrics,
     handoff: Arc<dyn AlertHandoff>,
     dead_letter: Option<Arc<DeadLetter>>,
-    scrubbed_copy: Option<Arc<ScrubbedCopy>>,
+    scrubbed_copy: Option<Arc<output::OutputProducer>>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 }
@@ -368,13 +369,9 @@ impl Shared {
     /// Flushes dead letters and scrubbed copies, stores every handled offset, and commits if asked.
     /// Returns false if an output could not be flushed (nothing stored then).
     fn checkpoint(&self, consumer: &BaseConsumer<SourceContext>, commit: Option<CommitMode>) -> bool {
-        if let Some(dl) = &self.dead_letter {
-            if dl.has_pending() && !dl.flush(Duration::from_secs(5)) {
-                return false;
-            }
-        }
-        if let Some(c) = &self.scrubbed_copy {
-            if c.has_pending() && !c.flush(Duration::from_secs(5)) {
+        let outputs = [self.dead_letter.as_deref().map(DeadLetter::output), self.scrubbed_copy.as_deref()];
+        for out in outputs.into_iter().flatten() {
+            if out.has_pending() && !out.flush(Duration::from_secs(5)) {
                 return false;
             }
         }
@@ -439,12 +436,13 @@ impl Shared {
                 self.metrics.late_events.inc_by(es.late - st.seen_late);
                 st.seen_late = es.late;
             }
-            let mut evicted = 0;
-            for r in st.pipeline.engine.rules() {
-                let s = r.stats();
-                keys += s.keys;
-                evicted += s.evicted_cap + s.evicted_idle;
+            if es.out_of_range > st.seen_out_of_range {
+                self.metrics.out_of_range_events.inc_by(es.out_of_range - st.seen_out_of_range);
+                st.seen_out_of_range = es.out_of_range;
             }
+            let state = st.pipeline.state_size();
+            keys += state.keys;
+            let evicted = state.evicted;
             if evicted > st.seen_evicted {
                 self.metrics.state_evictions.inc_by(evicted - st.seen_evicted);
                 st.seen_evicted = evicted;
@@ -489,46 +487,29 @@ impl Shared {
         }
         let payload = m.payload().unwrap_or_default();
         let mut alerts: Vec<Alert> = Vec::new();
-        let mut rejects = Vec::new();
-        let mut events = 0u64;
-        {
-            let Pipeline { normalizer, engine, stats, .. } = &mut st.pipeline;
-            stats.messages += 1;
-            normalizer.normalize_message_at(payload, ts, &mut |r| match r {
-                Ok(ev) => {
-                    events += 1;
-                    if !rebuilding && !ev.exposures.is_empty() {
-                        self.metrics.record_exposures(&ev.exposures);
-                    }
-                    engine.push(ev, &mut alerts);
-                }
-                Err(rej) => {
-                    *stats.rejected.entry(rej.reason.as_str()).or_insert(0) += 1;
-                    rejects.push(rej);
-                }
-            });
-            stats.events += events;
-            for a in &alerts {
-                *stats.alerts.entry(a.detector.clone()).or_insert(0) += 1;
-            }
-        }
+        let done = st.pipeline.process(payload, ts, &mut alerts);
         if !rebuilding {
-            self.metrics.events.inc_by(events);
-            for rej in &rejects {
+            self.metrics.events.inc_by(done.events);
+            self.metrics.clamped_future_events.inc_by(done.clamped_future);
+            if done.lossy_utf8 {
+                self.metrics.lossy_utf8_messages.inc();
+            }
+            self.metrics.record_exposures(&done.exposures);
+            for rej in &done.rejects {
                 self.metrics.rejected.with_label_values(&[rej.reason.as_str()]).inc();
             }
-            let dead_letters = if rejects.is_empty() { None } else { self.dead_letter.as_deref() };
+            let dead_letters = if done.rejects.is_empty() { None } else { self.dead_letter.as_deref() };
             if self.scrubbed_copy.is_some() || dead_letters.is_some() {
                 // Whatever leaves gatewatch carrying record text is scrubbed first.
-                let sc = &st.pipeline.normalizer.scrubber;
+                let sc = st.pipeline.scrubber();
                 let mut scrubbed = ScrubStats::default();
                 let record = scrub_message(sc, payload, &mut scrubbed);
                 if let Some(copy) = &self.scrubbed_copy {
                     let key = m.key().map(|k| scrub_message(sc, k, &mut scrubbed));
-                    copy.send(key.as_deref(), &record, ts);
+                    copy.send(key.as_deref().map(str::as_bytes), record.as_bytes(), ts);
                 }
                 if let Some(dl) = dead_letters {
-                    for rej in &rejects {
+                    for rej in &done.rejects {
                         let detail = sc.scrub_line(&rej.detail, &mut scrubbed);
                         dl.send(rej, &detail, (m.topic(), m.partition(), offset), ts, &record);
                     }
@@ -538,32 +519,37 @@ impl Shared {
                 }
             }
         }
-        let mut handed_off = false;
-        for a in &alerts {
+        // Alerts an earlier owner already handed off are muted; the rest leave the lock.
+        alerts.retain(|a| {
+            let muted = rebuilding || st.muted_ids.contains(&a.id);
             if rebuilding {
                 st.remember_muted(&a.id);
-                self.metrics.alerts_muted.inc();
-                continue;
             }
-            if st.muted_ids.contains(&a.id) {
+            if muted {
                 self.metrics.alerts_muted.inc();
-                continue;
             }
+            !muted
+        });
+        drop(parts);
+        // The handoff may wait on a sink; nothing else needs the partition state meanwhile.
+        for a in &alerts {
             if !self.handoff_with_retry(a) {
                 return false;
             }
-            handed_off = true;
             self.metrics.alerts.with_label_values(&[a.detector.as_str()]).inc();
             if let Some(t) = ts {
                 self.metrics.alert_latency.observe((now_ms() - t).max(0) as f64 / 1000.0);
             }
         }
-        st.next_offset = offset + 1;
-        if let Some(t) = ts {
-            st.last_ts = t;
+        let mut parts = self.parts.lock().expect("partition lock");
+        if let Some(st) = parts.get_mut(&key) {
+            st.next_offset = offset + 1;
+            if let Some(t) = ts {
+                st.last_ts = t;
+            }
         }
         drop(parts);
-        if handed_off {
+        if !alerts.is_empty() {
             // Narrow the window in which a crash would repeat this alert.
             self.checkpoint(consumer, Some(CommitMode::Async));
         }
@@ -622,7 +608,7 @@ impl KafkaSource {
             None => None,
         };
         let scrubbed_copy = match &settings.scrubbed_topic {
-            Some(t) => Some(ScrubbedCopy::new(&base, t, &metrics)?),
+            Some(t) => Some(scrubbed_copy::scrubbed_copy_producer(&base, t, &metrics)?),
             None => None,
         };
         let mut cc = base.clone();
