@@ -16,6 +16,7 @@
 //! With `GATEWATCH_BENCH_BROKERS=host:port` it runs against that broker instead (a real one:
 //! `scripts/bench-kafka-real.sh` starts `tansu` on loopback). Topics get a fresh suffix per
 //! run; the CPU time is then gatewatch's alone (the broker is another process).
+#![allow(clippy::disallowed_methods)] // times sockets and timeouts, not detection
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

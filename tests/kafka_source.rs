@@ -2,6 +2,7 @@
 //! an attack produced to the topic comes out as an alert; a malformed record
 //! goes to the dead-letter topic and the records after it are still processed;
 //! `/metrics` and `/readyz` answer over HTTP; shutdown commits everything.
+#![allow(clippy::disallowed_methods)] // times sockets and timeouts, not detection
 
 mod kafka_support;
 

@@ -66,9 +66,7 @@ pub fn check(config: Option<&Path>) -> CheckReport {
         Err(e) => {
             report.errors = e;
             // Still check the detectors next to it, with defaults.
-            let mut c = GatewatchConfig::default();
-            c.path = config.map(Path::to_path_buf);
-            c
+            GatewatchConfig { path: config.map(Path::to_path_buf), ..Default::default() }
         }
     };
     let (files, mut errs) = DetectorFile::load_dir(&cfg.detectors_dir());

@@ -6,15 +6,9 @@ use crate::event::Millis;
 
 /// Counts events in the last `window`, remembering at most `cap` timestamps
 /// (enough to know the count reached a threshold).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SlidingCount {
     times: VecDeque<Millis>,
-}
-
-impl Default for SlidingCount {
-    fn default() -> Self {
-        SlidingCount { times: VecDeque::new() }
-    }
 }
 
 impl SlidingCount {

@@ -276,7 +276,7 @@ mod tests {
         let ex = |kind: &str| crate::event::Exposure {
             kind: kind.into(),
             place: "query:access_token".into(),
-            fingerprint: fp.clone(),
+            fingerprint: fp,
         };
         m.record_exposures(&[ex("jwt"), ex("basic_auth")]);
         let text = render(&r);

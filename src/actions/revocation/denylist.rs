@@ -77,7 +77,7 @@ impl DenyList {
     pub fn snapshot(&self, now: Millis) -> DenySnapshot {
         let active: Vec<DenyEntry> = match self.entries.write() {
             Ok(mut m) => {
-                m.retain(|_, e| e.expires_at.map_or(true, |x| x > now));
+                m.retain(|_, e| e.expires_at.is_none_or(|x| x > now));
                 m.values().cloned().collect()
             }
             Err(_) => Vec::new(),

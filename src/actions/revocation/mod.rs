@@ -240,7 +240,7 @@ fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now:
     let expires_at = r["expires_at"].as_i64();
     let client = r["client_id"].as_str().map(str::to_string);
     policy.restore(verdict, key.to_string(), client.clone(), at, expires_at, now);
-    if verdict == Verdict::Revoke && expires_at.map_or(true, |e| e > now) {
+    if verdict == Verdict::Revoke && expires_at.is_none_or(|e| e > now) {
         deny.insert(DenyEntry {
             fingerprint: r["fingerprint"].as_str().map(str::to_string),
             credential_id: r["credential_id"].as_str().map(str::to_string),

@@ -131,7 +131,7 @@ impl Ledger {
         while self.recent.front().is_some_and(|(t, _)| *t <= now - HOUR) {
             self.recent.pop_front();
         }
-        self.active.retain(|_, exp| exp.map_or(true, |e| e > now));
+        self.active.retain(|_, exp| exp.is_none_or(|e| e > now));
     }
 
     fn record(&mut self, at: Millis, client: Option<String>, key: String, expires_at: Option<Millis>) {

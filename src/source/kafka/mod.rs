@@ -700,11 +700,8 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
     let mut last_gauges = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                if !shared.handle(consumer, &m) {
-                    break;
-                }
-            }
+            Some(Ok(m)) if !shared.handle(consumer, &m) => break,
+            Some(Ok(_)) => {}
             Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
             None => {}
         }
