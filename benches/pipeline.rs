@@ -65,6 +65,30 @@ fn bench(c: &mut Criterion) {
             criterion::BatchSize::LargeInput,
         )
     });
+    // The reorder buffer under disorder: the same events in reverse order within the
+    // allowed lateness (a buffer that scans for its slot is quadratic here).
+    let mut reversed: Vec<_> = events.iter().take(20_000).cloned().collect();
+    let first = reversed[0].ts;
+    let n = reversed.len() as i64;
+    for (i, ev) in reversed.iter_mut().enumerate() {
+        ev.ts = first + (n - 1 - i as i64) * 29_000 / n;
+    }
+    g.throughput(Throughput::Elements(reversed.len() as u64));
+    g.bench_function("events reversed within lateness", |b| {
+        b.iter_batched(
+            || reversed.clone(),
+            |events| {
+                let mut e = Engine::new(Vec::new(), 30_000, 2_000_000);
+                let mut alerts = Vec::new();
+                for ev in events {
+                    e.push(ev, &mut alerts);
+                }
+                e.flush(&mut alerts);
+                e.stats().released
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 

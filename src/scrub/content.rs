@@ -433,7 +433,10 @@ pub fn bearer_token(b: &[u8], hit: usize, len: usize) -> Option<(usize, usize)> 
     }
     let n = b[s..].iter().position(|c| !is_token_byte(*c)).unwrap_or(b.len() - s);
     let t = &b[s..s + n];
-    (t.len() >= 8 && !is_placeholder(t) && (looks_random(t) || t.starts_with(b"eyJ"))).then_some((s, s + n))
+    // A static token a team made up (`my-team-api-token-for-prod`) is as secret as a
+    // generated one: long, one word, with a separator or digit, it is no prose.
+    let made_up = t.len() >= 16 && t.iter().any(|c| matches!(c, b'-' | b'_' | b'.' | b'0'..=b'9'));
+    (t.len() >= 8 && !is_placeholder(t) && (looks_random(t) || t.starts_with(b"eyJ") || made_up)).then_some((s, s + n))
 }
 
 /// `Basic <base64 of user:pass>` in free text.
@@ -500,6 +503,18 @@ mod tests {
         assert!(github_crc_ok(&t));
         t[10] = b'z';
         assert!(!github_crc_ok(&t));
+    }
+
+    #[test]
+    fn a_made_up_bearer_token_is_masked_and_prose_is_not() {
+        fn masked(text: &str) -> Option<&str> {
+            let hit = text.find("Bearer").unwrap();
+            bearer_token(text.as_bytes(), hit, "Bearer".len()).map(|(s, e)| &text[s..e])
+        }
+        assert_eq!(masked("auth: Bearer my-team-api-token-for-prod ok"), Some("my-team-api-token-for-prod"));
+        assert_eq!(masked("Bearer authentication is used here"), None);
+        assert_eq!(masked("Bearer token"), None);
+        assert_eq!(masked("Bearer ${API_TOKEN_FOR_PROD}"), None);
     }
 
     #[test]

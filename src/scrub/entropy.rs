@@ -93,8 +93,15 @@ pub fn is_placeholder(v: &[u8]) -> bool {
             return true;
         }
     }
-    for p in [&b"your"[..], b"insert", b"replace", b"put_your", b"enter_", b"<your", b"my-", b"my_"] {
+    for p in [&b"your"[..], b"insert", b"replace", b"put_your", b"enter_", b"<your"] {
         if lower.starts_with(p) && v.len() < 48 && !looks_random(v) {
+            return true;
+        }
+    }
+    // `my-token`, `my_api_key` stand for one; `my-team-api-token-for-prod` is a team's real
+    // static token, as secret as a generated one.
+    for p in [&b"my-"[..], b"my_"] {
+        if lower.starts_with(p) && v.len() < 20 && !looks_random(v) {
             return true;
         }
     }
