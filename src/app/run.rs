@@ -179,9 +179,7 @@ impl Service {
 
     /// Resolves when the consumer thread ended on its own (a fatal error).
     pub async fn source_ended(&self) {
-        while !self.source.is_finished() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.source.ended().await
     }
 
     /// Graceful stop: final commit within the grace period, then the HTTP endpoints close.

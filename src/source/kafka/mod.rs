@@ -592,6 +592,10 @@ pub struct KafkaSource {
     thread: Option<JoinHandle<Result<(), SourceError>>>,
     stop: Arc<AtomicBool>,
     health: Arc<Health>,
+    /// Disconnected when the consumer thread ends (for the blocking [`Self::shutdown`]).
+    done: std::sync::mpsc::Receiver<()>,
+    /// Closed when the consumer thread ends (for the async [`Self::ended`]).
+    ended: tokio::sync::watch::Receiver<()>,
 }
 
 impl KafkaSource {
@@ -642,11 +646,16 @@ impl KafkaSource {
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         health.running.store(true, Ordering::Relaxed);
+        // The thread holds both senders and drops them as it ends, however it ends: waiting on
+        // either channel is then told so directly (no polling).
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let (ended_tx, ended) = tokio::sync::watch::channel(());
         let thread = std::thread::Builder::new()
             .name("gatewatch-kafka".into())
             .spawn({
                 let stop = stop.clone();
                 move || {
+                    let _ended = (done_tx, ended_tx);
                     let r = consume(&consumer, &shared, &stop);
                     shared.health.running.store(false, Ordering::Relaxed);
                     // Dropping the consumer leaves the group (revocation commits what was stored).
@@ -655,7 +664,7 @@ impl KafkaSource {
                 }
             })
             .map_err(SourceError::Thread)?;
-        Ok(KafkaSource { thread: Some(thread), stop, health })
+        Ok(KafkaSource { thread: Some(thread), stop, health, done, ended })
     }
 
     pub fn health(&self) -> Arc<Health> {
@@ -667,6 +676,12 @@ impl KafkaSource {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
+    /// Resolves when the consumer thread has ended (on its own, or after `stop`).
+    pub async fn ended(&self) {
+        let mut rx = self.ended.clone();
+        while rx.changed().await.is_ok() {}
+    }
+
     /// Asks the consumer to stop fetching; it finishes the message in hand,
     /// flushes dead letters and scrubbed copies, stores and commits, and leaves the group.
     pub fn request_stop(&self) {
@@ -676,13 +691,11 @@ impl KafkaSource {
     /// Stops and waits up to `grace` for the final commit.
     pub fn shutdown(mut self, grace: Duration) -> Result<(), SourceError> {
         self.request_stop();
-        let deadline = Instant::now() + grace;
         let Some(t) = self.thread.take() else { return Ok(()) };
-        while !t.is_finished() {
-            if Instant::now() >= deadline {
-                return Err(SourceError::GraceExceeded(grace));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.done.recv_timeout(grace) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Err(SourceError::GraceExceeded(grace)),
+            // Disconnected: the thread dropped its sender on the way out.
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
         }
         t.join().map_err(|_| SourceError::Panicked)?
     }
