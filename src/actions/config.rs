@@ -288,11 +288,16 @@ pub struct HttpTargetConfig {
     pub secret: Option<Secret>,
 }
 
+/// Fewest characters an admin token may have, after trimming surrounding whitespace.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 /// `[admin]`: the admin HTTP API.
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
-    /// Bearer token for everything under `/api/`; `None`: `/api/` refuses every request.
+    /// Bearer token for everything under `/api/`, read from the variable `token_env` names with
+    /// surrounding whitespace (a trailing newline) trimmed; at least [`MIN_ADMIN_TOKEN_CHARS`]
+    /// characters. `None`: `/api/` refuses every request.
     pub token: Option<Secret>,
 }
 
@@ -814,6 +819,29 @@ impl Parser<'_> {
         (self.errs.len() == before).then_some(c)
     }
 
+    /// The admin token with surrounding whitespace trimmed (a value written with `echo` into
+    /// a secret file ends in a newline, and a bearer token never does), refused when what is
+    /// left is empty or shorter than [`MIN_ADMIN_TOKEN_CHARS`]. The error names the variable,
+    /// never the value.
+    fn admin_token(&mut self, var: &Option<String>, token: Secret) -> Option<Secret> {
+        let var = var.as_deref().unwrap_or_default();
+        let trimmed = token.expose().trim();
+        if trimmed.is_empty() {
+            self.err("admin.token_env", format!("environment variable `{var}` holds only whitespace"));
+            return None;
+        }
+        if trimmed.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            self.err(
+                "admin.token_env",
+                format!(
+                    "the token in `{var}` is shorter than {MIN_ADMIN_TOKEN_CHARS} characters (surrounding whitespace is not counted)"
+                ),
+            );
+            return None;
+        }
+        Some(Secret::new(trimmed))
+    }
+
     fn admin(&mut self, v: Option<&toml::Value>) -> AdminConfig {
         let mut out = AdminConfig::default();
         let Some(v) = v else { return out };
@@ -824,12 +852,7 @@ impl Parser<'_> {
                 Err(_) => self.err("admin.listen", format!("`{l}` is not an address:port")),
             }
         }
-        out.token = self.secret("admin.token_env", &raw.token_env);
-        if let Some(t) = &out.token {
-            if t.expose().len() < 16 {
-                self.err("admin.token_env", "the token must be at least 16 characters");
-            }
-        }
+        out.token = self.secret("admin.token_env", &raw.token_env).and_then(|t| self.admin_token(&raw.token_env, t));
         out
     }
 }
@@ -877,6 +900,11 @@ mod tests {
             "SMTP_PASSWORD" => Some("s3cr3t-smtp".into()),
             "IDP_SECRET" => Some("s3cr3t-idp".into()),
             "ADMIN_TOKEN" => Some("0123456789abcdef-admin".into()),
+            "ADMIN_TOKEN_NEWLINE" => Some("0123456789abcdef-admin\n".into()),
+            "ADMIN_TOKEN_SPACES" => Some(" ".repeat(16)),
+            "ADMIN_TOKEN_BLANK" => Some(" \t\r\n".repeat(5)),
+            // 20 bytes, but 11 characters once the padding is trimmed.
+            "ADMIN_TOKEN_PADDED_SHORT" => Some("    short-token     ".into()),
             _ => None,
         }
     }
@@ -997,6 +1025,34 @@ mod tests {
         assert!(text.contains("MISSING_VAR"), "{text}");
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(errs.iter().all(|e| e.file == Path::new("/etc/gatewatch/gatewatch.toml")));
+    }
+
+    fn admin_token(var: &str) -> Result<Option<Secret>, Vec<ConfigError>> {
+        let c = cfg(&format!("[admin]\ntoken_env = \"{var}\"\n"));
+        ActionsSettings::from_config_with_env(&c, &env).map(|s| s.admin.token)
+    }
+
+    #[test]
+    fn admin_token_is_trimmed_so_a_trailing_newline_still_matches() {
+        let t = admin_token("ADMIN_TOKEN_NEWLINE").unwrap().unwrap();
+        assert_eq!(t.expose(), "0123456789abcdef-admin");
+        assert_eq!(admin_token("ADMIN_TOKEN").unwrap().unwrap().expose(), "0123456789abcdef-admin");
+    }
+
+    #[test]
+    fn admin_token_of_whitespace_or_short_after_trimming_is_refused() {
+        for var in ["ADMIN_TOKEN_SPACES", "ADMIN_TOKEN_BLANK", "ADMIN_TOKEN_PADDED_SHORT"] {
+            let errs = admin_token(var).unwrap_err();
+            assert_eq!(errs.len(), 1, "{var}: {errs:?}");
+            assert_eq!(errs[0].field, "admin.token_env", "{var}");
+            let text = errs[0].to_string();
+            assert!(text.contains(var), "{var}: the error names the variable: {text}");
+            assert!(!text.contains("short-token"), "{var}: the error never quotes the value: {text}");
+        }
+        let spaces = admin_token("ADMIN_TOKEN_SPACES").unwrap_err()[0].message.clone();
+        assert!(spaces.contains("only whitespace"), "{spaces}");
+        let short = admin_token("ADMIN_TOKEN_PADDED_SHORT").unwrap_err()[0].message.clone();
+        assert!(short.contains("shorter than 16 characters"), "{short}");
     }
 
     #[test]
