@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::secret::{resolve, EnvLookup, Secret};
+use super::secret::{redact_url, resolve, EnvLookup, Secret};
 use crate::config::{ConfigError, DurationStr, GatewatchConfig};
 use crate::event::Severity;
 
@@ -154,14 +154,28 @@ pub enum WebhookFormat {
     Slack,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WebhookConfig {
+    /// Where alerts are posted. May carry a credential (a Slack webhook path is one), so
+    /// `Debug` shows its scheme and host only.
     pub url: String,
     pub format: WebhookFormat,
     /// HMAC key for `X-Gatewatch-Signature`.
     pub secret: Option<Secret>,
-    /// Extra headers (non-secret).
+    /// Extra headers (meant to be non-secret; `Debug` shows their names only, in case one is not).
     pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    // Hand-written: the URL and header values may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redact_url(&self.url))
+            .field("format", &self.format)
+            .field("secret", &self.secret)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// How the SMTP connection is secured.
@@ -186,14 +200,26 @@ pub struct EmailConfig {
     pub to: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AlertmanagerConfig {
-    /// Base URL; alerts go to `{url}/api/v2/alerts`.
+    /// Base URL; alerts go to `{url}/api/v2/alerts`. `Debug` shows its scheme and host only
+    /// (it may carry basic-auth credentials).
     pub url: String,
     /// Static labels added to every alert (`team = "secops"`).
     pub labels: BTreeMap<String, String>,
     /// Optional bearer token for an Alertmanager behind an authenticating proxy.
     pub bearer: Option<Secret>,
+}
+
+impl std::fmt::Debug for AlertmanagerConfig {
+    // Hand-written: the URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertmanagerConfig")
+            .field("url", &redact_url(&self.url))
+            .field("labels", &self.labels)
+            .field("bearer", &self.bearer)
+            .finish()
+    }
 }
 
 /// `[revocation]`: what gatewatch may revoke, how fast, and where.
@@ -265,8 +291,9 @@ pub enum ClientAuth {
 /// RFC 7009 revocation endpoint. Sends `token=<credential id>`: gatewatch never holds the
 /// raw token, so this works only where the IdP accepts the logged credential id (a
 /// reference-token handle, a `jti`). Alerts without a credential id are audited as skipped.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OAuthTargetConfig {
+    /// The revocation endpoint; `Debug` shows its scheme and host only.
     pub endpoint: String,
     pub client_id: String,
     pub client_secret: Secret,
@@ -275,17 +302,43 @@ pub struct OAuthTargetConfig {
     pub token_type_hint: Option<String>,
 }
 
+impl std::fmt::Debug for OAuthTargetConfig {
+    // Hand-written: the endpoint URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthTargetConfig")
+            .field("endpoint", &redact_url(&self.endpoint))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("auth", &self.auth)
+            .field("token_type_hint", &self.token_type_hint)
+            .finish()
+    }
+}
+
 /// An HTTP call per revocation: an IdP admin API or a bridge. `url` may hold `{client_id}`,
 /// `{fingerprint}`, `{credential_id}` (URL-encoded on substitution); the body is the
 /// deny-list entry as JSON.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpTargetConfig {
+    /// The URL template; `Debug` shows its scheme and host only.
     pub url: String,
     /// `POST` (default), `PUT` or `DELETE`.
     pub method: String,
     pub bearer: Option<Secret>,
     /// HMAC key for `X-Gatewatch-Signature` on the body.
     pub secret: Option<Secret>,
+}
+
+impl std::fmt::Debug for HttpTargetConfig {
+    // Hand-written: the URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTargetConfig")
+            .field("url", &redact_url(&self.url))
+            .field("method", &self.method)
+            .field("bearer", &self.bearer)
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 /// Fewest characters an admin token may have, after trimming surrounding whitespace.
