@@ -137,10 +137,24 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
                 .into_response()
         }
     };
+    // The revocations run in a task of their own: a request timeout or a client that hangs
+    // up drops this handler, and must not cut a revocation between its audit record and its
+    // target calls (a retry would find it `already_revoked` and never call the targets).
+    let work = tokio::spawn(handle_am_alerts(rev.clone(), payload.alerts, (st.clock)()));
+    match work.await {
+        Ok(results) => (StatusCode::OK, Json(json!({ "results": results }))).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "alertmanager receiver: the revocation task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "the revocation task failed" }))).into_response()
+        }
+    }
+}
+
+/// One verdict per alert of an Alertmanager payload.
+async fn handle_am_alerts(rev: Arc<Revoker>, alerts: Vec<AmAlert>, now: Millis) -> Vec<serde_json::Value> {
     let cfg = rev.config();
-    let now = (st.clock)();
     let mut results = Vec::new();
-    for a in payload.alerts {
+    for a in alerts {
         let alertname = a.labels.get("alertname").cloned().unwrap_or_default();
         if a.status != "firing" {
             results.push(
@@ -197,5 +211,5 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
             "target_failures": out.target_failures,
         }));
     }
-    (StatusCode::OK, Json(json!({ "results": results }))).into_response()
+    results
 }
