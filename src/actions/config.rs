@@ -352,13 +352,49 @@ pub struct AdminConfig {
     /// surrounding whitespace (a trailing newline) trimmed; at least [`MIN_ADMIN_TOKEN_CHARS`]
     /// characters. `None`: `/api/` refuses every request.
     pub token: Option<Secret>,
+    /// Timeouts and the connection cap of the listener.
+    pub limits: AdminLimits,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9977".parse().expect("valid"), token: None }
+        AdminConfig { listen: "127.0.0.1:9977".parse().expect("valid"), token: None, limits: AdminLimits::default() }
     }
 }
+
+/// What one client may cost the admin listener: how long each step of a request may take
+/// and how many connections may be open at once (see `crate::admin::listener`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Time to send a request head: from accept, or from the first byte of the next request on
+    /// a kept-alive connection. Past it the connection is closed.
+    pub header_timeout: Duration,
+    /// Time from the end of the head to the answer (request body and handler). Past it the
+    /// client gets a 503 and the connection is closed.
+    pub request_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request (or a response write may
+    /// make no progress). Past it the connection is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; a connection beyond it is answered 503 and closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        let ms = |d: DurationStr| Duration::from_millis(d.0 as u64);
+        AdminLimits {
+            header_timeout: ms(default_admin_header_timeout()),
+            request_timeout: ms(default_admin_request_timeout()),
+            idle_timeout: ms(default_admin_idle_timeout()),
+            max_connections: default_admin_max_connections(),
+        }
+    }
+}
+
+/// Range every admin timeout must fall in, in milliseconds.
+const ADMIN_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<i64> = 100..=3_600_000;
+/// Range of `[admin] max_connections`.
+const ADMIN_MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
 
 // ---------------------------------------------------------------------------------------
 // Raw TOML shapes.
@@ -498,11 +534,40 @@ struct RawAmReceiver {
     credential_label: Option<String>,
 }
 
+fn default_admin_header_timeout() -> DurationStr {
+    DurationStr(10_000)
+}
+fn default_admin_request_timeout() -> DurationStr {
+    DurationStr(30_000)
+}
+fn default_admin_idle_timeout() -> DurationStr {
+    DurationStr(60_000)
+}
+fn default_admin_max_connections() -> usize {
+    256
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/api/` listen (also read by `admin_listen`).
     listen: Option<String>,
+    /// Environment variable holding the bearer token for `/api/`.
     token_env: Option<String>,
+    /// Time a client has to send a request head, from accept or from the first byte of a
+    /// follow-up request (slow-header clients are closed). Default 10s.
+    #[serde(default = "default_admin_header_timeout")]
+    header_timeout: DurationStr,
+    /// Time from the end of a request head to the answer, body and handler included;
+    /// past it the answer is 503. Default 30s.
+    #[serde(default = "default_admin_request_timeout")]
+    request_timeout: DurationStr,
+    /// Time a kept-alive connection may sit between requests. Default 60s.
+    #[serde(default = "default_admin_idle_timeout")]
+    idle_timeout: DurationStr,
+    /// Connections open at once; beyond it a new one is answered 503 and closed. Default 256.
+    #[serde(default = "default_admin_max_connections")]
+    max_connections: usize,
 }
 
 struct Parser<'a> {
@@ -906,6 +971,19 @@ impl Parser<'_> {
             }
         }
         out.token = self.secret("admin.token_env", &raw.token_env).and_then(|t| self.admin_token(&raw.token_env, t));
+        let mut timeout = |field: &str, d: DurationStr| {
+            if !ADMIN_TIMEOUT_RANGE_MS.contains(&d.0) {
+                self.err(format!("admin.{field}"), "must be between 100ms and 1h");
+            }
+            Duration::from_millis(d.0.clamp(*ADMIN_TIMEOUT_RANGE_MS.start(), *ADMIN_TIMEOUT_RANGE_MS.end()) as u64)
+        };
+        out.limits.header_timeout = timeout("header_timeout", raw.header_timeout);
+        out.limits.request_timeout = timeout("request_timeout", raw.request_timeout);
+        out.limits.idle_timeout = timeout("idle_timeout", raw.idle_timeout);
+        if !ADMIN_MAX_CONNECTIONS_RANGE.contains(&raw.max_connections) {
+            self.err("admin.max_connections", "must be between 1 and 65536");
+        }
+        out.limits.max_connections = raw.max_connections.clamp(1, *ADMIN_MAX_CONNECTIONS_RANGE.end());
         out
     }
 }
@@ -1106,6 +1184,41 @@ mod tests {
         assert!(spaces.contains("only whitespace"), "{spaces}");
         let short = admin_token("ADMIN_TOKEN_PADDED_SHORT").unwrap_err()[0].message.clone();
         assert!(short.contains("shorter than 16 characters"), "{short}");
+    }
+
+    #[test]
+    fn admin_limits_default_and_parse() {
+        let d = ActionsSettings::from_config_with_env(&cfg("[admin]\n"), &env).unwrap().admin.limits;
+        assert_eq!(d, AdminLimits::default());
+        assert_eq!(d.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.request_timeout, Duration::from_secs(30));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.max_connections, 256);
+        let c = cfg(
+            "[admin]\nheader_timeout = \"300ms\"\nrequest_timeout = \"2s\"\nidle_timeout = \"1m\"\nmax_connections = 2\n",
+        );
+        let l = ActionsSettings::from_config_with_env(&c, &env).unwrap().admin.limits;
+        assert_eq!(l.header_timeout, Duration::from_millis(300));
+        assert_eq!(l.request_timeout, Duration::from_secs(2));
+        assert_eq!(l.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.max_connections, 2);
+    }
+
+    #[test]
+    fn admin_limits_out_of_range_are_each_reported() {
+        let c = cfg(
+            "[admin]\nheader_timeout = \"0s\"\nrequest_timeout = \"2h\"\nidle_timeout = \"10ms\"\nmax_connections = 0\n",
+        );
+        let errs = ActionsSettings::from_config_with_env(&c, &env).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["admin.header_timeout", "admin.request_timeout", "admin.idle_timeout", "admin.max_connections"]
+        );
+        let unknown =
+            ActionsSettings::from_config_with_env(&cfg("[admin]\nheader_timout = \"1s\"\n"), &env).unwrap_err();
+        assert_eq!(unknown[0].field, "admin");
+        assert!(unknown[0].message.contains("header_timout"), "{}", unknown[0].message);
     }
 
     #[test]
