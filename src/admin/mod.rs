@@ -1,14 +1,17 @@
 //! The admin HTTP API (axum). This module holds the revocation endpoints and the bearer
 //! auth of everything under `/api/`; `/metrics`, `/healthz` and `/readyz` are mounted
 //! beside [`router`] by the telemetry side (`Router::merge`) and stay open to the scraper.
+//! [`serve`] ([`listener`]) is the server all of them run on, with the `[admin]` timeouts
+//! and connection cap.
 //!
 //! - `GET /api/v1/revocations`: the deny-list, with `ETag` / `If-None-Match`.
 //! - `POST /api/v1/alertmanager`: an Alertmanager webhook receiver; a firing alert whose
 //!   labels name a token fingerprint (or credential id) and client asks for a revocation,
 //!   through the same safety checks as a detector's `revoke`.
 
+pub mod listener;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -24,6 +27,8 @@ use serde_json::json;
 use crate::actions::revocation::{RevocationRequest, Revoker};
 use crate::actions::secret::{constant_time_eq, Secret};
 use crate::event::{Fingerprint, Millis, Severity};
+
+pub use listener::serve;
 
 /// Wall clock in milliseconds; injectable for tests.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
@@ -52,15 +57,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
         .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
         .with_state(state)
-}
-
-/// Serves a router until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 async fn require_bearer(State(st): State<AdminState>, req: Request, next: Next) -> Response {
