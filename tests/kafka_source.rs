@@ -82,6 +82,7 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
             Some(gatewatch::actions::secret::Secret::new("admin-token-for-this-test")),
             None,
         ))),
+        admin_limits: Default::default(),
         dispatcher: None,
     })
     .await

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::secret::{resolve, EnvLookup, Secret};
+use super::secret::{redact_url, resolve, EnvLookup, Secret};
 use crate::config::{ConfigError, DurationStr, GatewatchConfig};
 use crate::event::Severity;
 
@@ -154,14 +154,28 @@ pub enum WebhookFormat {
     Slack,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WebhookConfig {
+    /// Where alerts are posted. May carry a credential (a Slack webhook path is one), so
+    /// `Debug` shows its scheme and host only.
     pub url: String,
     pub format: WebhookFormat,
     /// HMAC key for `X-Gatewatch-Signature`.
     pub secret: Option<Secret>,
-    /// Extra headers (non-secret).
+    /// Extra headers (meant to be non-secret; `Debug` shows their names only, in case one is not).
     pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    // Hand-written: the URL and header values may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redact_url(&self.url))
+            .field("format", &self.format)
+            .field("secret", &self.secret)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// How the SMTP connection is secured.
@@ -186,14 +200,26 @@ pub struct EmailConfig {
     pub to: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AlertmanagerConfig {
-    /// Base URL; alerts go to `{url}/api/v2/alerts`.
+    /// Base URL; alerts go to `{url}/api/v2/alerts`. `Debug` shows its scheme and host only
+    /// (it may carry basic-auth credentials).
     pub url: String,
     /// Static labels added to every alert (`team = "secops"`).
     pub labels: BTreeMap<String, String>,
     /// Optional bearer token for an Alertmanager behind an authenticating proxy.
     pub bearer: Option<Secret>,
+}
+
+impl std::fmt::Debug for AlertmanagerConfig {
+    // Hand-written: the URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertmanagerConfig")
+            .field("url", &redact_url(&self.url))
+            .field("labels", &self.labels)
+            .field("bearer", &self.bearer)
+            .finish()
+    }
 }
 
 /// `[revocation]`: what gatewatch may revoke, how fast, and where.
@@ -265,8 +291,9 @@ pub enum ClientAuth {
 /// RFC 7009 revocation endpoint. Sends `token=<credential id>`: gatewatch never holds the
 /// raw token, so this works only where the IdP accepts the logged credential id (a
 /// reference-token handle, a `jti`). Alerts without a credential id are audited as skipped.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OAuthTargetConfig {
+    /// The revocation endpoint; `Debug` shows its scheme and host only.
     pub endpoint: String,
     pub client_id: String,
     pub client_secret: Secret,
@@ -275,11 +302,25 @@ pub struct OAuthTargetConfig {
     pub token_type_hint: Option<String>,
 }
 
+impl std::fmt::Debug for OAuthTargetConfig {
+    // Hand-written: the endpoint URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthTargetConfig")
+            .field("endpoint", &redact_url(&self.endpoint))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("auth", &self.auth)
+            .field("token_type_hint", &self.token_type_hint)
+            .finish()
+    }
+}
+
 /// An HTTP call per revocation: an IdP admin API or a bridge. `url` may hold `{client_id}`,
 /// `{fingerprint}`, `{credential_id}` (URL-encoded on substitution); the body is the
 /// deny-list entry as JSON.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpTargetConfig {
+    /// The URL template; `Debug` shows its scheme and host only.
     pub url: String,
     /// `POST` (default), `PUT` or `DELETE`.
     pub method: String,
@@ -288,19 +329,72 @@ pub struct HttpTargetConfig {
     pub secret: Option<Secret>,
 }
 
+impl std::fmt::Debug for HttpTargetConfig {
+    // Hand-written: the URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTargetConfig")
+            .field("url", &redact_url(&self.url))
+            .field("method", &self.method)
+            .field("bearer", &self.bearer)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Fewest characters an admin token may have, after trimming surrounding whitespace.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 /// `[admin]`: the admin HTTP API.
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
-    /// Bearer token for everything under `/api/`; `None`: `/api/` refuses every request.
+    /// Bearer token for everything under `/api/`, read from the variable `token_env` names with
+    /// surrounding whitespace (a trailing newline) trimmed; at least [`MIN_ADMIN_TOKEN_CHARS`]
+    /// characters. `None`: `/api/` refuses every request.
     pub token: Option<Secret>,
+    /// Timeouts and the connection cap of the listener.
+    pub limits: AdminLimits,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9977".parse().expect("valid"), token: None }
+        AdminConfig { listen: "127.0.0.1:9977".parse().expect("valid"), token: None, limits: AdminLimits::default() }
     }
 }
+
+/// What one client may cost the admin listener: how long each step of a request may take
+/// and how many connections may be open at once (see `crate::admin::listener`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Time to send a request head: from accept, or from the first byte of the next request on
+    /// a kept-alive connection. Past it the connection is closed.
+    pub header_timeout: Duration,
+    /// Time from the end of the head to the answer (request body and handler). Past it the
+    /// client gets a 503 and the connection is closed.
+    pub request_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request (or a response write may
+    /// make no progress). Past it the connection is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; a connection beyond it is answered 503 and closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        let ms = |d: DurationStr| Duration::from_millis(d.0 as u64);
+        AdminLimits {
+            header_timeout: ms(default_admin_header_timeout()),
+            request_timeout: ms(default_admin_request_timeout()),
+            idle_timeout: ms(default_admin_idle_timeout()),
+            max_connections: default_admin_max_connections(),
+        }
+    }
+}
+
+/// Range every admin timeout must fall in, in milliseconds.
+const ADMIN_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<i64> = 100..=3_600_000;
+/// Range of `[admin] max_connections`.
+const ADMIN_MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
 
 // ---------------------------------------------------------------------------------------
 // Raw TOML shapes.
@@ -440,11 +534,40 @@ struct RawAmReceiver {
     credential_label: Option<String>,
 }
 
+fn default_admin_header_timeout() -> DurationStr {
+    DurationStr(10_000)
+}
+fn default_admin_request_timeout() -> DurationStr {
+    DurationStr(30_000)
+}
+fn default_admin_idle_timeout() -> DurationStr {
+    DurationStr(60_000)
+}
+fn default_admin_max_connections() -> usize {
+    256
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/api/` listen (also read by `admin_listen`).
     listen: Option<String>,
+    /// Environment variable holding the bearer token for `/api/`.
     token_env: Option<String>,
+    /// Time a client has to send a request head, from accept or from the first byte of a
+    /// follow-up request (slow-header clients are closed). Default 10s.
+    #[serde(default = "default_admin_header_timeout")]
+    header_timeout: DurationStr,
+    /// Time from the end of a request head to the answer, body and handler included;
+    /// past it the answer is 503. Default 30s.
+    #[serde(default = "default_admin_request_timeout")]
+    request_timeout: DurationStr,
+    /// Time a kept-alive connection may sit between requests. Default 60s.
+    #[serde(default = "default_admin_idle_timeout")]
+    idle_timeout: DurationStr,
+    /// Connections open at once; beyond it a new one is answered 503 and closed. Default 256.
+    #[serde(default = "default_admin_max_connections")]
+    max_connections: usize,
 }
 
 struct Parser<'a> {
@@ -814,6 +937,29 @@ impl Parser<'_> {
         (self.errs.len() == before).then_some(c)
     }
 
+    /// The admin token with surrounding whitespace trimmed (a value written with `echo` into
+    /// a secret file ends in a newline, and a bearer token never does), refused when what is
+    /// left is empty or shorter than [`MIN_ADMIN_TOKEN_CHARS`]. The error names the variable,
+    /// never the value.
+    fn admin_token(&mut self, var: &Option<String>, token: Secret) -> Option<Secret> {
+        let var = var.as_deref().unwrap_or_default();
+        let trimmed = token.expose().trim();
+        if trimmed.is_empty() {
+            self.err("admin.token_env", format!("environment variable `{var}` holds only whitespace"));
+            return None;
+        }
+        if trimmed.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            self.err(
+                "admin.token_env",
+                format!(
+                    "the token in `{var}` is shorter than {MIN_ADMIN_TOKEN_CHARS} characters (surrounding whitespace is not counted)"
+                ),
+            );
+            return None;
+        }
+        Some(Secret::new(trimmed))
+    }
+
     fn admin(&mut self, v: Option<&toml::Value>) -> AdminConfig {
         let mut out = AdminConfig::default();
         let Some(v) = v else { return out };
@@ -824,12 +970,20 @@ impl Parser<'_> {
                 Err(_) => self.err("admin.listen", format!("`{l}` is not an address:port")),
             }
         }
-        out.token = self.secret("admin.token_env", &raw.token_env);
-        if let Some(t) = &out.token {
-            if t.expose().len() < 16 {
-                self.err("admin.token_env", "the token must be at least 16 characters");
+        out.token = self.secret("admin.token_env", &raw.token_env).and_then(|t| self.admin_token(&raw.token_env, t));
+        let mut timeout = |field: &str, d: DurationStr| {
+            if !ADMIN_TIMEOUT_RANGE_MS.contains(&d.0) {
+                self.err(format!("admin.{field}"), "must be between 100ms and 1h");
             }
+            Duration::from_millis(d.0.clamp(*ADMIN_TIMEOUT_RANGE_MS.start(), *ADMIN_TIMEOUT_RANGE_MS.end()) as u64)
+        };
+        out.limits.header_timeout = timeout("header_timeout", raw.header_timeout);
+        out.limits.request_timeout = timeout("request_timeout", raw.request_timeout);
+        out.limits.idle_timeout = timeout("idle_timeout", raw.idle_timeout);
+        if !ADMIN_MAX_CONNECTIONS_RANGE.contains(&raw.max_connections) {
+            self.err("admin.max_connections", "must be between 1 and 65536");
         }
+        out.limits.max_connections = raw.max_connections.clamp(1, *ADMIN_MAX_CONNECTIONS_RANGE.end());
         out
     }
 }
@@ -877,6 +1031,11 @@ mod tests {
             "SMTP_PASSWORD" => Some("s3cr3t-smtp".into()),
             "IDP_SECRET" => Some("s3cr3t-idp".into()),
             "ADMIN_TOKEN" => Some("0123456789abcdef-admin".into()),
+            "ADMIN_TOKEN_NEWLINE" => Some("0123456789abcdef-admin\n".into()),
+            "ADMIN_TOKEN_SPACES" => Some(" ".repeat(16)),
+            "ADMIN_TOKEN_BLANK" => Some(" \t\r\n".repeat(5)),
+            // 20 bytes, but 11 characters once the padding is trimmed.
+            "ADMIN_TOKEN_PADDED_SHORT" => Some("    short-token     ".into()),
             _ => None,
         }
     }
@@ -997,6 +1156,69 @@ mod tests {
         assert!(text.contains("MISSING_VAR"), "{text}");
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(errs.iter().all(|e| e.file == Path::new("/etc/gatewatch/gatewatch.toml")));
+    }
+
+    fn admin_token(var: &str) -> Result<Option<Secret>, Vec<ConfigError>> {
+        let c = cfg(&format!("[admin]\ntoken_env = \"{var}\"\n"));
+        ActionsSettings::from_config_with_env(&c, &env).map(|s| s.admin.token)
+    }
+
+    #[test]
+    fn admin_token_is_trimmed_so_a_trailing_newline_still_matches() {
+        let t = admin_token("ADMIN_TOKEN_NEWLINE").unwrap().unwrap();
+        assert_eq!(t.expose(), "0123456789abcdef-admin");
+        assert_eq!(admin_token("ADMIN_TOKEN").unwrap().unwrap().expose(), "0123456789abcdef-admin");
+    }
+
+    #[test]
+    fn admin_token_of_whitespace_or_short_after_trimming_is_refused() {
+        for var in ["ADMIN_TOKEN_SPACES", "ADMIN_TOKEN_BLANK", "ADMIN_TOKEN_PADDED_SHORT"] {
+            let errs = admin_token(var).unwrap_err();
+            assert_eq!(errs.len(), 1, "{var}: {errs:?}");
+            assert_eq!(errs[0].field, "admin.token_env", "{var}");
+            let text = errs[0].to_string();
+            assert!(text.contains(var), "{var}: the error names the variable: {text}");
+            assert!(!text.contains("short-token"), "{var}: the error never quotes the value: {text}");
+        }
+        let spaces = admin_token("ADMIN_TOKEN_SPACES").unwrap_err()[0].message.clone();
+        assert!(spaces.contains("only whitespace"), "{spaces}");
+        let short = admin_token("ADMIN_TOKEN_PADDED_SHORT").unwrap_err()[0].message.clone();
+        assert!(short.contains("shorter than 16 characters"), "{short}");
+    }
+
+    #[test]
+    fn admin_limits_default_and_parse() {
+        let d = ActionsSettings::from_config_with_env(&cfg("[admin]\n"), &env).unwrap().admin.limits;
+        assert_eq!(d, AdminLimits::default());
+        assert_eq!(d.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.request_timeout, Duration::from_secs(30));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.max_connections, 256);
+        let c = cfg(
+            "[admin]\nheader_timeout = \"300ms\"\nrequest_timeout = \"2s\"\nidle_timeout = \"1m\"\nmax_connections = 2\n",
+        );
+        let l = ActionsSettings::from_config_with_env(&c, &env).unwrap().admin.limits;
+        assert_eq!(l.header_timeout, Duration::from_millis(300));
+        assert_eq!(l.request_timeout, Duration::from_secs(2));
+        assert_eq!(l.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.max_connections, 2);
+    }
+
+    #[test]
+    fn admin_limits_out_of_range_are_each_reported() {
+        let c = cfg(
+            "[admin]\nheader_timeout = \"0s\"\nrequest_timeout = \"2h\"\nidle_timeout = \"10ms\"\nmax_connections = 0\n",
+        );
+        let errs = ActionsSettings::from_config_with_env(&c, &env).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["admin.header_timeout", "admin.request_timeout", "admin.idle_timeout", "admin.max_connections"]
+        );
+        let unknown =
+            ActionsSettings::from_config_with_env(&cfg("[admin]\nheader_timout = \"1s\"\n"), &env).unwrap_err();
+        assert_eq!(unknown[0].field, "admin");
+        assert!(unknown[0].message.contains("header_timout"), "{}", unknown[0].message);
     }
 
     #[test]

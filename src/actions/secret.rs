@@ -32,6 +32,20 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A URL as `Debug` and logs may show it: scheme, host and port, then `/***`. The user
+/// info, path and query are dropped because they may carry a credential (a Slack webhook
+/// path is one; `https://user:pass@host` holds one).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}/***", u.scheme()),
+            (Some(h), None) => format!("{}://{h}/***", u.scheme()),
+            (None, _) => format!("{}:***", u.scheme()),
+        },
+        Err(_) => "<not a URL>".into(),
+    }
+}
+
 /// Looks up environment variables; injected so config parsing is testable without
 /// touching the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -90,6 +104,17 @@ mod tests {
     fn secret_never_prints() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+    }
+
+    #[test]
+    fn redact_url_keeps_scheme_host_and_port_only() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX?x=1"),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(redact_url("http://user:s3cr3t@am.internal:9093/"), "http://am.internal:9093/***");
+        assert_eq!(redact_url("https://idp/clients/{client_id}/revoke"), "https://idp/***");
+        assert_eq!(redact_url("not a url s3cr3t"), "<not a URL>");
     }
 
     #[test]

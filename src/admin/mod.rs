@@ -1,14 +1,17 @@
 //! The admin HTTP API (axum). This module holds the revocation endpoints and the bearer
 //! auth of everything under `/api/`; `/metrics`, `/healthz` and `/readyz` are mounted
 //! beside [`router`] by the telemetry side (`Router::merge`) and stay open to the scraper.
+//! [`serve`] ([`listener`]) is the server all of them run on, with the `[admin]` timeouts
+//! and connection cap.
 //!
 //! - `GET /api/v1/revocations`: the deny-list, with `ETag` / `If-None-Match`.
 //! - `POST /api/v1/alertmanager`: an Alertmanager webhook receiver; a firing alert whose
 //!   labels name a token fingerprint (or credential id) and client asks for a revocation,
 //!   through the same safety checks as a detector's `revoke`.
 
+pub mod listener;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -24,6 +27,8 @@ use serde_json::json;
 use crate::actions::revocation::{RevocationRequest, Revoker};
 use crate::actions::secret::{constant_time_eq, Secret};
 use crate::event::{Fingerprint, Millis, Severity};
+
+pub use listener::serve;
 
 /// Wall clock in milliseconds; injectable for tests.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
@@ -52,15 +57,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
         .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
         .with_state(state)
-}
-
-/// Serves a router until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 async fn require_bearer(State(st): State<AdminState>, req: Request, next: Next) -> Response {
@@ -137,10 +133,24 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
                 .into_response()
         }
     };
+    // The revocations run in a task of their own: a request timeout or a client that hangs
+    // up drops this handler, and must not cut a revocation between its audit record and its
+    // target calls (a retry would find it `already_revoked` and never call the targets).
+    let work = tokio::spawn(handle_am_alerts(rev.clone(), payload.alerts, (st.clock)()));
+    match work.await {
+        Ok(results) => (StatusCode::OK, Json(json!({ "results": results }))).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "alertmanager receiver: the revocation task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "the revocation task failed" }))).into_response()
+        }
+    }
+}
+
+/// One verdict per alert of an Alertmanager payload.
+async fn handle_am_alerts(rev: Arc<Revoker>, alerts: Vec<AmAlert>, now: Millis) -> Vec<serde_json::Value> {
     let cfg = rev.config();
-    let now = (st.clock)();
     let mut results = Vec::new();
-    for a in payload.alerts {
+    for a in alerts {
         let alertname = a.labels.get("alertname").cloned().unwrap_or_default();
         if a.status != "firing" {
             results.push(
@@ -197,5 +207,5 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
             "target_failures": out.target_failures,
         }));
     }
-    (StatusCode::OK, Json(json!({ "results": results }))).into_response()
+    results
 }

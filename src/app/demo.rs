@@ -164,6 +164,7 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         handoff: printer.clone(),
         registry: registry.clone(),
         admin: None,
+        admin_limits: crate::actions::config::AdminLimits::default(),
         dispatcher: None,
     };
     let service = match Service::start(parts(opts.listen)).await {

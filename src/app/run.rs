@@ -18,6 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::Registry;
 
+use crate::actions::config::AdminLimits;
 use crate::actions::{AlertHandoff, HandoffError, JsonLinesHandoff};
 use crate::config::{ConfigError, ConfigErrors, DetectorFile, GatewatchConfig, DEV_FINGERPRINT_KEY};
 use crate::detectors::{build_rule, Limits};
@@ -27,6 +28,7 @@ use crate::normalize::{Format, Normalizer};
 use crate::source::kafka::alerts::KafkaAlertHandoff;
 use crate::source::kafka::config::admin_listen;
 use crate::source::kafka::{base_client_config, Health, KafkaSettings, KafkaSource, NewPipeline};
+use crate::telemetry::admin::AdminListenerMetrics;
 use crate::telemetry::{render, Metrics};
 
 /// Hands every alert to each output in turn; fails if any fails (the source then
@@ -127,6 +129,8 @@ pub struct ServiceParts {
     pub registry: Arc<Registry>,
     /// The authenticated admin API (`/api/...`), served beside `/metrics`.
     pub admin: Option<axum::Router>,
+    /// Timeouts and connection cap of the HTTP listener (`[admin]`).
+    pub admin_limits: AdminLimits,
     /// The alert dispatcher, drained after the source stopped.
     pub dispatcher: Option<Arc<crate::actions::Dispatcher>>,
 }
@@ -147,6 +151,8 @@ impl Service {
     /// Binds the HTTP listener and starts consuming. Must run inside a Tokio runtime.
     pub async fn start(parts: ServiceParts) -> anyhow::Result<Service> {
         let metrics = Metrics::register(&parts.registry).context("registering metrics")?;
+        let listener_metrics =
+            AdminListenerMetrics::register(&parts.registry).context("registering the admin listener metrics")?;
         let listener = tokio::net::TcpListener::bind(parts.listen)
             .await
             .with_context(|| format!("cannot listen on {} ([admin] listen)", parts.listen))?;
@@ -159,16 +165,10 @@ impl Service {
             router = router.merge(admin);
         }
         let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            let r = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "HTTP endpoint failed");
-            }
-        });
+        let http =
+            tokio::spawn(crate::admin::serve(listener, router, parts.admin_limits, listener_metrics, async move {
+                let _ = stop_rx.await;
+            }));
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
         Ok(Service { addr, metrics, source, http_stop, http, grace, dispatcher: parts.dispatcher })
     }
@@ -293,6 +293,7 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
         handoff: Arc::new(Fanout(outputs)),
         registry,
         admin: Some(admin),
+        admin_limits: actions.admin.limits,
         dispatcher,
     };
     serve(parts, shutdown).await

@@ -18,7 +18,11 @@ pub const OTHER_SECTIONS: &[&str] = &["scrub", "kafka", "admin", "actions", "rev
 /// The whole service configuration. Every section is optional. Unknown
 /// top-level sections are reported by [`GatewatchConfig::validate`] (serde's
 /// `deny_unknown_fields` cannot be combined with the flattened `other`).
-#[derive(Clone, Debug, Default, Deserialize)]
+///
+/// `Debug` is written by hand: it names the raw sections in `other` without their values
+/// (`[kafka.librdkafka]` holds passwords, sink URLs may carry tokens); each section's parsed
+/// type redacts its own secrets.
+#[derive(Clone, Default, Deserialize)]
 pub struct GatewatchConfig {
     /// Token fingerprinting.
     #[serde(default)]
@@ -44,11 +48,32 @@ pub struct GatewatchConfig {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+impl std::fmt::Debug for GatewatchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewatchConfig")
+            .field("fingerprint", &self.fingerprint)
+            .field("input", &self.input)
+            .field("normalize", &self.normalize)
+            .field("engine", &self.engine)
+            .field("detectors", &self.detectors)
+            .field("other", &self.other.keys().collect::<Vec<_>>())
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// `Debug` shows whether a key is set, never the key.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FingerprintConfig {
     /// HMAC key for token fingerprints. `GATEWATCH_FINGERPRINT_KEY` overrides it.
     pub key: Option<String>,
+}
+
+impl std::fmt::Debug for FingerprintConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FingerprintConfig").field("key", &self.key.as_ref().map(|_| "***")).finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -35,8 +35,8 @@ pub const MAX_DISORDER_MS: Millis = 10_000;
 /// How long a bearer token lives before the client must fetch a new one.
 pub const TOKEN_TTL_MS: Millis = 3_600_000;
 
-/// What to simulate.
-#[derive(Clone, Debug)]
+/// What to simulate. `Debug` never shows the fingerprint key.
+#[derive(Clone)]
 pub struct SimConfig {
     /// Seed of every random choice; the same seed gives the same output.
     pub seed: u64,
@@ -53,6 +53,20 @@ pub struct SimConfig {
     pub attacks: bool,
     /// How many times each kind of attack is injected, spread over the span.
     pub attack_rounds: usize,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("seed", &self.seed)
+            .field("start", &self.start)
+            .field("duration_ms", &self.duration_ms)
+            .field("clients", &self.clients)
+            .field("fingerprint_key", &"***")
+            .field("attacks", &self.attacks)
+            .field("attack_rounds", &self.attack_rounds)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {

@@ -4,6 +4,7 @@
 //! detector files) and fixed words.
 
 pub mod actions;
+pub mod admin;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
