@@ -151,3 +151,39 @@ fn check_reports_actions_that_name_no_configured_sink() {
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("a.toml: actions[0]"), "{stdout}");
 }
+
+#[test]
+fn an_unreachable_broker_gets_one_clear_line_and_sighup_does_not_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gatewatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:1\"\ntopics = [\"gateway-access-logs\"]\n[detectors]\ndir = \"{}/detectors\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let mut child = gatewatch()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("GATEWATCH_FINGERPRINT_KEY", "0123456789abcdef-test-key")
+        .env_remove("GATEWATCH_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) }, 0);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP killed the service");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("consuming brokers=127.0.0.1:1 topics=gateway-access-logs group=gatewatch"), "{log}");
+    assert_eq!(log.matches("cannot reach the Kafka brokers").count(), 1, "{log}");
+    assert!(log.lines().count() < 12, "a flood of {} lines:\n{log}", log.lines().count());
+    assert!(!log.contains('\u{1b}'), "colour codes written to a pipe");
+}

@@ -151,7 +151,8 @@ pub fn parse_format(s: &str) -> anyhow::Result<Format> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_tracing();
+    // The service says what it does (startup, assignments, rebuilds); other commands only warn.
+    init_tracing(if matches!(cli.command, Command::Run { .. }) { "warn,gatewatch=info" } else { "warn" });
     match cli.command {
         Command::Demo { minutes, speed, clients, seed, listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -313,10 +314,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `GATEWATCH_LOG` (an `EnvFilter`, e.g. `debug` or
+/// `warn,gatewatch=info`), else `default`; colours only when stderr is a terminal.
+fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn replay_cmd(config: Option<&std::path::Path>, input: &str, format: &str, alerts: &str) -> anyhow::Result<ExitCode> {

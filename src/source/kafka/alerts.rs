@@ -24,6 +24,10 @@ impl ClientContext for AlertsContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
         super::log_librdkafka("alerts producer", level, fac, msg);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::client_error("alerts producer", &error, reason);
+    }
 }
 
 impl ProducerContext for AlertsContext {

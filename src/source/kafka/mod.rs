@@ -28,6 +28,7 @@ pub mod output;
 pub mod produce;
 pub mod revocations;
 pub mod scrubbed_copy;
+pub mod trouble;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -212,13 +213,16 @@ pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, ms
     // The producers share the consumer's [kafka.librdkafka] table; consumer-only
     // properties there are expected, not worth a warning per producer.
     let level = if fac == "CONFWARN" && client != "consumer" { RDKafkaLogLevel::Debug } else { level };
+    // Connection failures come through the error callback as well, rate-limited there.
+    let level = if trouble::is_connection_log(fac) { RDKafkaLogLevel::Debug } else { level };
     match level {
         RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
             tracing::error!(client, facility = fac, "librdkafka: {msg}")
         }
         RDKafkaLogLevel::Warning => tracing::warn!(client, facility = fac, "librdkafka: {msg}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(client, facility = fac, "librdkafka: {msg}"),
-        RDKafkaLogLevel::Debug => tracing::debug!(client, facility = fac, "librdkafka: {msg}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug => {
+            tracing::debug!(client, facility = fac, "librdkafka: {msg}")
+        }
     }
 }
 
@@ -228,7 +232,7 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, "kafka consumer: {reason}");
+        client_error("consumer", &error, reason);
     }
 
     fn stats(&self, stats: Statistics) {
@@ -249,6 +253,7 @@ impl ConsumerContext for SourceContext {
         let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                trouble::BROKERS.answered();
                 self.shared.metrics.rebalances.with_label_values(&["assign"]).inc();
                 self.shared.on_assign(consumer, tpl);
                 let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
@@ -274,6 +279,19 @@ impl ConsumerContext for SourceContext {
             }
         }
         self.shared.update_gauges();
+    }
+}
+
+/// An error reported by a Kafka client's error callback or a poll: connectivity errors go
+/// through the rate limit of [`trouble::BROKERS`], one broker's transport failure is a debug
+/// line (librdkafka reconnects with backoff), anything else a warning.
+pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) {
+    if trouble::is_connectivity(error) {
+        trouble::BROKERS.report(client, error);
+    } else if trouble::is_transport(error) {
+        tracing::debug!(client, %error, "kafka {client}: {reason}");
+    } else {
+        tracing::warn!(client, %error, "kafka {client}: {reason}");
     }
 }
 
@@ -645,6 +663,12 @@ impl KafkaSource {
         let consumer: BaseConsumer<SourceContext> = cc.create_with_context(SourceContext { shared: shared.clone() })?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        tracing::info!(
+            brokers = %settings.brokers,
+            topics = %settings.topics.join(","),
+            group = %settings.group_id,
+            "consuming"
+        );
         health.running.store(true, Ordering::Relaxed);
         // The thread holds both senders and drops them as it ends, however it ends: waiting on
         // either channel is then told so directly (no polling).
@@ -713,9 +737,13 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
     let mut last_gauges = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) if !shared.handle(consumer, &m) => break,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
+            Some(Ok(m)) => {
+                trouble::BROKERS.answered();
+                if !shared.handle(consumer, &m) {
+                    break;
+                }
+            }
+            Some(Err(e)) => client_error("consumer", &e, "poll"),
             None => {}
         }
         if last_store.elapsed() >= store_every {

@@ -24,6 +24,10 @@ impl ClientContext for OutputContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
         super::log_librdkafka(self.name, level, fac, msg);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::client_error(self.name, &error, reason);
+    }
 }
 
 impl ProducerContext for OutputContext {
