@@ -9,7 +9,11 @@ use axum::Router;
 use gatewatch::actions::config::{HttpTargetConfig, RevocationConfig};
 use gatewatch::actions::revocation::{HttpTarget, RevocationRequest, RevocationTarget, Revoker, Verdict};
 use gatewatch::actions::secret::Secret;
-use gatewatch::event::{Fingerprint, Severity};
+use gatewatch::config::{DetectorFile, GatewatchConfig};
+use gatewatch::detectors::{build_rule, Limits};
+use gatewatch::engine::Pipeline;
+use gatewatch::event::{format_ts, Alert, ClientIdSource, Fingerprint, Severity};
+use gatewatch::normalize::{Format, Normalizer};
 
 const T0: i64 = 1_800_000_000_000;
 const IDP_BEARER: &str = "idp-admin-bearer-0123456789";
@@ -71,6 +75,7 @@ fn req(n: u8, client: &str) -> RevocationRequest {
         fingerprint: Some(Fingerprint([0x12, 0, 0, 0, 0, 0, 0, n])),
         credential_id: None,
         client_id: Some(client.into()),
+        client_id_source: ClientIdSource::Gateway,
         alert_id: format!("alert-{n}"),
         reason: "token used from 7 networks".into(),
         severity: Severity::High,
@@ -97,4 +102,82 @@ async fn dot_segment_client_ids_never_move_the_call() {
     let skipped = audit.lines().filter(|l| l.contains("\"target\":\"http\"") && l.contains("\"result\":\"skipped\""));
     assert_eq!(skipped.count(), 2, "{audit}");
     assert!(!audit.contains(IDP_BEARER));
+}
+
+/// A JWT nobody signed (`alg: none`): gatewatch reads its claims but cannot trust them.
+fn unsigned_jwt(claims: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(claims))
+}
+
+/// The shipped token-reuse detector, acting on `revoke`, over the records as one stream.
+fn alerts_from(format: Format, records: &[String]) -> Vec<Alert> {
+    let text = include_str!("../detectors/token-reuse.toml").replace("actions = [\"log\"]", "actions = [\"revoke\"]");
+    let file = DetectorFile::parse(&text, std::path::Path::new("token-reuse.toml")).unwrap();
+    let rule = build_rule(&file, Limits::default()).unwrap();
+    let mut p = Pipeline::new(Normalizer::new(format, b"0123456789abcdef"), vec![rule], &GatewatchConfig::default());
+    let mut out = Vec::new();
+    for r in records {
+        p.process(r.as_bytes(), None, &mut out);
+    }
+    p.finish(&mut out);
+    out
+}
+
+/// One token from five regions: what token_reuse calls stolen.
+const REGIONS: [&str; 5] = ["203.0.113.5", "45.33.1.9", "91.198.174.2", "5.255.255.5", "185.199.108.1"];
+
+/// Item 6: a forged `alg:none` JWT whose `client_id` claim names `billing-prod` raised an alert
+/// that a revoke-by-client target acted on. The token is still revoked (by its fingerprint, on
+/// the deny-list); the client it claims is never a target.
+#[tokio::test]
+async fn a_client_named_only_by_an_unverified_jwt_is_never_revoked_by_client() {
+    let token = unsigned_jwt(r#"{"client_id":"billing-prod","sub":"mallory"}"#);
+    let envoy: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"start_time":"{}","method":"GET","path":"/v1/me","response_code":200,"downstream_remote_address":"{}:4431","authorization":"Bearer {token}"}}"#,
+                format_ts(T0 + i * 10_000),
+                REGIONS[i as usize % 5]
+            )
+        })
+        .collect();
+    let alerts = alerts_from(Format::Envoy, &envoy);
+    assert!(!alerts.is_empty(), "the forged token's use from five regions raises an alert");
+    assert_eq!(alerts[0].client_id.as_deref(), Some("billing-prod"), "the alert still says what the token claims");
+
+    let (idp, base) = Idp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rev = Revoker::with_targets(&enforcing(dir.path()), vec![revoke_by_client(&base)], T0).unwrap();
+    for a in &alerts {
+        assert_eq!(rev.handle_alert(a, false, T0 + 300_000).await.decision.verdict, Verdict::Revoke);
+    }
+    assert_eq!(idp.calls(), Vec::<String>::new(), "no revoke-by-client call for a claimed client");
+    let snap = rev.deny_list().snapshot(T0 + 300_000);
+    let v: serde_json::Value = serde_json::from_slice(&snap.body).unwrap();
+    assert_eq!(snap.len, 1, "{v}");
+    assert!(v["revocations"][0]["fingerprint"].is_string());
+    assert!(v["revocations"][0]["client_id"].is_null(), "an unverified client is not one to act on: {v}");
+    assert_eq!(v["revocations"][0]["claimed_client_id"], "billing-prod");
+
+    // The same traffic through Kong, which authenticated the consumer itself: that client is
+    // the gateway's word, and the revoke-by-client call is made.
+    let kong: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"started_at":{},"client_ip":"{}","request":{{"method":"GET","uri":"/v1/me","headers":{{"authorization":"Bearer {token}"}}}},"response":{{"status":200}},"consumer":{{"id":"billing-prod","username":"billing-prod"}}}}"#,
+                T0 + i * 10_000,
+                REGIONS[i as usize % 5]
+            )
+        })
+        .collect();
+    let alerts = alerts_from(Format::Kong, &kong);
+    assert!(!alerts.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let rev = Revoker::with_targets(&enforcing(dir.path()), vec![revoke_by_client(&base)], T0).unwrap();
+    for a in &alerts {
+        assert_eq!(rev.handle_alert(a, false, T0 + 300_000).await.decision.verdict, Verdict::Revoke);
+    }
+    assert_eq!(idp.calls(), ["POST /admin/clients/billing-prod/revoke"]);
 }

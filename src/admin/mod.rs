@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::actions::revocation::{RevocationRequest, Revoker};
 use crate::actions::secret::{constant_time_eq, Secret};
-use crate::event::{Fingerprint, Millis, Severity};
+use crate::event::{ClientIdSource, Fingerprint, Millis, Severity};
 
 /// Wall clock in milliseconds; injectable for tests.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
@@ -181,6 +181,9 @@ async fn post_alertmanager(State(st): State<AdminState>, body: axum::body::Bytes
             fingerprint,
             credential_id: a.labels.get(&cfg.alertmanager_credential_label).cloned(),
             client_id: a.labels.get(&cfg.alertmanager_client_label).cloned(),
+            // A label says nothing of where its value came from (gatewatch's own Alertmanager
+            // sink passes on clients that tokens merely claim): never acted on by client.
+            client_id_source: ClientIdSource::Claimed,
             alert_id: alert_id.clone(),
             reason: format!("alertmanager {alertname}: {summary}"),
             severity,

@@ -25,7 +25,7 @@ pub use targets::{HttpTarget, OAuthTarget, RevocationTarget, TargetOutcome};
 use crate::actions::config::RevocationConfig;
 use crate::actions::lifecycle::backoff;
 use crate::actions::sink::SinkError;
-use crate::event::{format_ts, Alert, Millis};
+use crate::event::{format_ts, Alert, ClientIdSource, Millis};
 
 /// What handling one request did.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,6 +149,7 @@ impl Revoker {
             "fingerprint": req.fingerprint.map(|f| f.to_hex()),
             "credential_id": req.credential_id,
             "client_id": req.client_id,
+            "client_id_source": req.client_id_source.as_str(),
             "severity": req.severity.as_str(),
             "reason": req.reason,
             "permanent": decision.permanent,
@@ -168,10 +169,12 @@ impl Revoker {
         if decision.verdict != Verdict::Revoke {
             return HandleOutcome { decision, target_failures: 0, audited: true };
         }
+        let verified = req.client_id_source.is_verified();
         let entry = DenyEntry {
             fingerprint: req.fingerprint.map(|f| f.to_hex()),
             credential_id: req.credential_id.clone(),
-            client_id: req.client_id.clone(),
+            client_id: req.client_id.clone().filter(|_| verified),
+            claimed_client_id: req.client_id.clone().filter(|_| !verified),
             reason: req.reason.clone(),
             alert_id: req.alert_id.clone(),
             revoked_at: now,
@@ -239,12 +242,15 @@ fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now:
     let (Some(key), Some(at)) = (r["key"].as_str(), r["at"].as_i64()) else { return };
     let expires_at = r["expires_at"].as_i64();
     let client = r["client_id"].as_str().map(str::to_string);
+    // A line from before provenance was recorded counts as a claim.
+    let verified = r["client_id_source"].as_str().and_then(ClientIdSource::parse).is_some_and(|s| s.is_verified());
     policy.restore(verdict, key.to_string(), client.clone(), at, expires_at, now);
     if verdict == Verdict::Revoke && expires_at.map_or(true, |e| e > now) {
         deny.insert(DenyEntry {
             fingerprint: r["fingerprint"].as_str().map(str::to_string),
             credential_id: r["credential_id"].as_str().map(str::to_string),
-            client_id: client,
+            client_id: client.clone().filter(|_| verified),
+            claimed_client_id: client.filter(|_| !verified),
             reason: r["reason"].as_str().unwrap_or_default().to_string(),
             alert_id: r["alert_id"].as_str().unwrap_or_default().to_string(),
             revoked_at: at,

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::Serialize;
 
 use crate::actions::config::RevocationConfig;
-use crate::event::{Alert, EntityKind, Fingerprint, Millis, Severity};
+use crate::event::{Alert, ClientIdSource, EntityKind, Fingerprint, Millis, Severity};
 
 const HOUR: Millis = 3_600_000;
 
@@ -23,6 +23,10 @@ pub struct RevocationRequest {
     /// A non-secret handle of the credential (JWT `jti`, reference-token handle, key id).
     pub credential_id: Option<String>,
     pub client_id: Option<String>,
+    /// Where `client_id` came from. Only a verified one is ever acted on beyond the token
+    /// (a revoke-by-client target, the deny-list's `client_id`); a claimed one still counts
+    /// for the allow-list and the caps.
+    pub client_id_source: ClientIdSource,
     pub alert_id: String,
     pub reason: String,
     pub severity: Severity,
@@ -41,6 +45,7 @@ impl RevocationRequest {
             fingerprint,
             credential_id,
             client_id: a.client_id.clone(),
+            client_id_source: a.client_id_source,
             alert_id: a.id.clone(),
             reason: format!("{} ({}): {}", a.detector, a.rule, a.summary),
             severity: a.severity,
@@ -284,6 +289,7 @@ mod tests {
             fingerprint: Some(Fingerprint([0, 0, 0, 0, 0, 0, 0, fp])),
             credential_id: None,
             client_id: Some(client.into()),
+            client_id_source: ClientIdSource::Gateway,
             alert_id: format!("a{fp}"),
             reason: "r".into(),
             severity: Severity::High,

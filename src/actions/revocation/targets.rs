@@ -6,7 +6,9 @@
 //!   `jti` the IdP indexes). Without a credential id the call is skipped and audited.
 //! - [`HttpTarget`]: an HTTP call to an IdP admin API or a bridge, with the client id,
 //!   fingerprint and credential id in the URL and the entry as a JSON body: revoke by
-//!   client or session, or feed a gateway that keeps its own deny-list.
+//!   client or session, or feed a gateway that keeps its own deny-list. `{client_id}` is
+//!   only ever a verified client (the entry carries no other as `client_id`): a client a
+//!   JWT merely claims is skipped, audited, never called.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -157,7 +159,15 @@ impl HttpTarget {
             [("{client_id}", &e.client_id), ("{fingerprint}", &e.fingerprint), ("{credential_id}", &e.credential_id)]
         {
             if url.contains(ph) {
-                let v = v.as_deref().ok_or_else(|| format!("the URL needs {ph}, which this revocation lacks"))?;
+                let v = match v.as_deref() {
+                    Some(v) => v,
+                    None if ph == "{client_id}" && e.claimed_client_id.is_some() => {
+                        return Err("the URL needs {client_id}, and this client is only what the token claims \
+                                    (unverified): never revoked by client"
+                            .into())
+                    }
+                    None => return Err(format!("the URL needs {ph}, which this revocation lacks")),
+                };
                 let seg = path_encode(v)
                     .ok_or_else(|| format!("the value for {ph} is empty, `.` or `..`: not a path segment"))?;
                 url = url.replace(ph, &seg);
@@ -241,6 +251,7 @@ mod tests {
             fingerprint: Some("00".into()),
             credential_id: None,
             client_id: Some("a b/c".into()),
+            claimed_client_id: None,
             reason: "r".into(),
             alert_id: "a".into(),
             revoked_at: 0,
@@ -268,6 +279,7 @@ mod tests {
             fingerprint: Some("00".into()),
             credential_id: None,
             client_id: None,
+            claimed_client_id: None,
             reason: "r".into(),
             alert_id: "a".into(),
             revoked_at: 0,
