@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    /// The file and its length after the last complete record.
+    file: Mutex<(File, u64)>,
 }
 
 impl AuditLog {
@@ -18,7 +19,8 @@ impl AuditLog {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(AuditLog { path: path.to_path_buf(), file: Mutex::new(file) })
+        let len = file.metadata()?.len();
+        Ok(AuditLog { path: path.to_path_buf(), file: Mutex::new((file, len)) })
     }
 
     pub fn path(&self) -> &Path {
@@ -26,13 +28,24 @@ impl AuditLog {
     }
 
     /// Appends one record and syncs it to disk: an audit record that can vanish in a crash
-    /// after the revocation went out would defeat the point.
+    /// after the revocation went out would defeat the point. On an error (a full disk) the
+    /// record does not count, and a part of it that reached the file is cut off again where
+    /// the file allows it, so the next record starts on a line of its own.
     pub fn append(&self, rec: &serde_json::Value) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut f = self.file.lock().map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
-        f.write_all(&line)?;
-        f.sync_data()
+        let mut guard = self.file.lock().map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
+        let (f, len) = &mut *guard;
+        match f.write_all(&line).and_then(|_| f.sync_data()) {
+            Ok(()) => {
+                *len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = f.set_len(*len);
+                Err(e)
+            }
+        }
     }
 
     /// Every record of an existing log; unreadable lines are skipped (and counted).

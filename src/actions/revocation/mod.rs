@@ -4,7 +4,8 @@
 //! This module is the shell around it: it audits every decision before acting
 //! ([`audit`]), publishes enforced revocations on the deny-list ([`denylist`]) and calls
 //! the configured targets ([`targets`]) with retries. If the audit record cannot be
-//! written, nothing is revoked.
+//! written, nothing is revoked and nothing is remembered: the verdict is `audit_failed`,
+//! no cap is used, the token is not taken for revoked, the deny-list is unchanged.
 
 pub mod audit;
 pub mod denylist;
@@ -115,72 +116,21 @@ impl Revoker {
         self.handle(RevocationRequest::from_alert(alert, force_dry_run), now).await
     }
 
+    fn count(&self, verdict: Verdict) {
+        if let Ok(mut v) = self.verdicts.lock() {
+            *v.entry(verdict).or_insert(0) += 1;
+        }
+    }
+
     /// Decides, audits, and (when enforcing) publishes and calls the targets.
     pub async fn handle(&self, req: RevocationRequest, now: Millis) -> HandleOutcome {
-        let decision = match self.policy.lock() {
-            Ok(mut p) => p.decide(&req, now),
-            Err(_) => {
-                return HandleOutcome {
-                    decision: Decision {
-                        verdict: Verdict::GlobalCap,
-                        dry_run: true,
-                        key: req.key(),
-                        expires_at: None,
-                        permanent: false,
-                        detail: "policy unavailable".into(),
-                    },
-                    target_failures: 0,
-                    audited: false,
-                }
-            }
+        let (decision, entry) = match self.decide_durably(&req, now) {
+            Ok(d) => d,
+            Err(failed) => return failed,
         };
-        if let Ok(mut v) = self.verdicts.lock() {
-            *v.entry(decision.verdict).or_insert(0) += 1;
-        }
-        let rec = json!({
-            "ts": format_ts(now),
-            "at": now,
-            "event": "decision",
-            "verdict": decision.verdict.as_str(),
-            "mode": if decision.dry_run { "dry-run" } else { "enforce" },
-            "source": req.source,
-            "alert_id": req.alert_id,
-            "key": decision.key,
-            "fingerprint": req.fingerprint.map(|f| f.to_hex()),
-            "credential_id": req.credential_id,
-            "client_id": req.client_id,
-            "client_id_source": req.client_id_source.as_str(),
-            "severity": req.severity.as_str(),
-            "reason": req.reason,
-            "permanent": decision.permanent,
-            "expires_at": decision.expires_at,
-            "detail": decision.detail,
-        });
-        if let Err(e) = self.audit.append(&rec) {
-            tracing::error!(alert = %req.alert_id, error = %e, "revocation audit log write failed; not revoking");
-            return HandleOutcome { decision, target_failures: 0, audited: false };
-        }
-        tracing::info!(
-            alert = %req.alert_id,
-            verdict = decision.verdict.as_str(),
-            client = req.client_id.as_deref().unwrap_or("-"),
-            "revocation decision"
-        );
-        if decision.verdict != Verdict::Revoke {
+        let Some(entry) = entry else {
             return HandleOutcome { decision, target_failures: 0, audited: true };
-        }
-        let verified = req.client_id_source.is_verified();
-        let entry = DenyEntry {
-            fingerprint: req.fingerprint.map(|f| f.to_hex()),
-            credential_id: req.credential_id.clone(),
-            client_id: req.client_id.clone().filter(|_| verified),
-            claimed_client_id: req.client_id.clone().filter(|_| !verified),
-            reason: req.reason.clone(),
-            alert_id: req.alert_id.clone(),
-            revoked_at: now,
-            expires_at: decision.expires_at,
         };
-        self.deny.insert(entry.clone());
         let mut failures = 0;
         for t in &self.targets {
             let (result, attempts) = self.call_target(t.as_ref(), &entry).await;
@@ -210,6 +160,99 @@ impl Revoker {
             }
         }
         HandleOutcome { decision, target_failures: failures, audited: true }
+    }
+
+    /// The decision, made to count (ledger, caps, deny-list, verdict counter) only once its
+    /// audit record is on disk. The policy stays locked from deciding to recording, so two
+    /// decisions never take the same cap slot. An enforced revocation comes back with its
+    /// deny-list entry, for the targets.
+    fn decide_durably(
+        &self,
+        req: &RevocationRequest,
+        now: Millis,
+    ) -> Result<(Decision, Option<DenyEntry>), HandleOutcome> {
+        let Ok(mut policy) = self.policy.lock() else {
+            return Err(HandleOutcome {
+                decision: Decision {
+                    verdict: Verdict::GlobalCap,
+                    dry_run: true,
+                    key: req.key(),
+                    expires_at: None,
+                    permanent: false,
+                    detail: "policy unavailable".into(),
+                },
+                target_failures: 0,
+                audited: false,
+            });
+        };
+        let decision = policy.evaluate(req, now);
+        let rec = json!({
+            "ts": format_ts(now),
+            "at": now,
+            "event": "decision",
+            "verdict": decision.verdict.as_str(),
+            "mode": if decision.dry_run { "dry-run" } else { "enforce" },
+            "source": req.source,
+            "alert_id": req.alert_id,
+            "key": decision.key,
+            "fingerprint": req.fingerprint.map(|f| f.to_hex()),
+            "credential_id": req.credential_id,
+            "client_id": req.client_id,
+            "client_id_source": req.client_id_source.as_str(),
+            "severity": req.severity.as_str(),
+            "reason": req.reason,
+            "permanent": decision.permanent,
+            "expires_at": decision.expires_at,
+            "detail": decision.detail,
+        });
+        if let Err(e) = self.audit.append(&rec) {
+            drop(policy);
+            tracing::error!(
+                alert = %req.alert_id,
+                verdict = decision.verdict.as_str(),
+                error = %e,
+                "revocation audit log write failed; nothing done"
+            );
+            self.count(Verdict::AuditFailed);
+            let failed = Decision {
+                verdict: Verdict::AuditFailed,
+                dry_run: decision.dry_run,
+                key: decision.key,
+                expires_at: None,
+                permanent: false,
+                detail: format!(
+                    "the audit log could not be written ({e}): nothing done instead of {}",
+                    decision.verdict.as_str()
+                ),
+            };
+            return Err(HandleOutcome { decision: failed, target_failures: 0, audited: false });
+        }
+        policy.record(req, &decision, now);
+        tracing::info!(
+            alert = %req.alert_id,
+            verdict = decision.verdict.as_str(),
+            client = req.client_id.as_deref().unwrap_or("-"),
+            "revocation decision"
+        );
+        let entry = (decision.verdict == Verdict::Revoke).then(|| {
+            let verified = req.client_id_source.is_verified();
+            DenyEntry {
+                fingerprint: req.fingerprint.map(|f| f.to_hex()),
+                credential_id: req.credential_id.clone(),
+                client_id: req.client_id.clone().filter(|_| verified),
+                claimed_client_id: req.client_id.clone().filter(|_| !verified),
+                reason: req.reason.clone(),
+                alert_id: req.alert_id.clone(),
+                revoked_at: now,
+                expires_at: decision.expires_at,
+            }
+        });
+        if let Some(e) = &entry {
+            self.deny.insert(e.clone());
+        }
+        drop(policy);
+        self.count(decision.verdict);
+        Ok((decision, entry))
     }
 
     async fn call_target(&self, t: &dyn RevocationTarget, e: &DenyEntry) -> (Result<TargetOutcome, SinkError>, u32) {
@@ -256,5 +299,63 @@ fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now:
             revoked_at: at,
             expires_at,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Fingerprint, Severity};
+
+    const T0: Millis = 1_800_000_000_000;
+
+    fn enforcing(dir: &std::path::Path) -> RevocationConfig {
+        let mut c = RevocationConfig::new(dir.join("audit.jsonl"));
+        c.dry_run = false;
+        c.max_per_hour = 10;
+        c.max_per_client_per_hour = 2;
+        c
+    }
+
+    fn req(n: u8, client: &str) -> RevocationRequest {
+        RevocationRequest {
+            fingerprint: Some(Fingerprint([0x7a, 0, 0, 0, 0, 0, 0, n])),
+            credential_id: None,
+            client_id: Some(client.into()),
+            client_id_source: ClientIdSource::Gateway,
+            alert_id: format!("alert-{n}"),
+            reason: "r".into(),
+            severity: Severity::High,
+            source: "alert",
+            force_dry_run: false,
+        }
+    }
+
+    /// Issue 12 item 7a: with the audit log on a full disk the answer was `revoke` while
+    /// nothing reached the deny-list, and the ledger kept it (`already_revoked` later, caps
+    /// consumed). `/dev/full` fails every write with ENOSPC.
+    #[tokio::test]
+    async fn a_revocation_the_audit_log_cannot_record_is_a_failed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = enforcing(dir.path());
+        let mut rev = Revoker::with_targets(&cfg, vec![], T0).unwrap();
+        rev.audit = AuditLog::open(std::path::Path::new("/dev/full")).unwrap();
+        for n in 1..=3 {
+            let out = rev.handle(req(n, "app-a"), T0 + n as i64).await;
+            assert!(!out.audited);
+            assert_eq!(out.decision.verdict, Verdict::AuditFailed, "{:?}", out.decision);
+            assert!(out.decision.detail.contains("nothing done instead of revoke"), "{}", out.decision.detail);
+        }
+        assert_eq!(rev.deny_list().snapshot(T0).len, 0, "nothing unaudited on the deny-list");
+        assert_eq!(rev.stats().get(&Verdict::Revoke), None, "no revocation counted");
+        assert_eq!(rev.stats().get(&Verdict::AuditFailed), Some(&3), "counted, as a metric label");
+
+        // The disk has room again: the same tokens are revoked (not `already_revoked`), and
+        // the client's cap of 2 is whole.
+        rev.audit = AuditLog::open(&cfg.audit_log).unwrap();
+        assert_eq!(rev.handle(req(1, "app-a"), T0 + 10).await.decision.verdict, Verdict::Revoke);
+        assert_eq!(rev.handle(req(2, "app-a"), T0 + 11).await.decision.verdict, Verdict::Revoke);
+        assert_eq!(rev.handle(req(3, "app-a"), T0 + 12).await.decision.verdict, Verdict::ClientCap);
+        assert_eq!(rev.deny_list().snapshot(T0).len, 2);
     }
 }

@@ -81,6 +81,9 @@ pub enum Verdict {
     ClientCap,
     /// The alert names no token fingerprint or credential id.
     NoCredential,
+    /// The audit record could not be written, so nothing was done: not revoked, no cap
+    /// used, not remembered as revoked.
+    AuditFailed,
 }
 
 impl Verdict {
@@ -93,6 +96,7 @@ impl Verdict {
             Verdict::GlobalCap => "global_cap",
             Verdict::ClientCap => "client_cap",
             Verdict::NoCredential => "no_credential",
+            Verdict::AuditFailed => "audit_failed",
         }
     }
 
@@ -105,6 +109,7 @@ impl Verdict {
             "global_cap" => Verdict::GlobalCap,
             "client_cap" => Verdict::ClientCap,
             "no_credential" => Verdict::NoCredential,
+            "audit_failed" => Verdict::AuditFailed,
             _ => return None,
         })
     }
@@ -177,6 +182,15 @@ impl Policy {
 
     /// Decides, and records a revoke (or would-be revoke) in the matching ledger.
     pub fn decide(&mut self, req: &RevocationRequest, now: Millis) -> Decision {
+        let d = self.evaluate(req, now);
+        self.record(req, &d, now);
+        d
+    }
+
+    /// Decides without recording anything: the caller [`Policy::record`]s the decision once
+    /// it is durably audited, so a decision that could not be audited uses no cap and is not
+    /// remembered as a revocation.
+    pub fn evaluate(&mut self, req: &RevocationRequest, now: Millis) -> Decision {
         let dry_run = self.dry_run || req.force_dry_run;
         let mk = |verdict, key: Option<String>, detail: String| Decision {
             verdict,
@@ -225,7 +239,6 @@ impl Policy {
         }
         let permanent = self.permanent_at.is_some_and(|p| req.severity >= p);
         let expires_at = (!permanent).then(|| now.saturating_add(self.quarantine));
-        ledger.record(now, req.client_id.clone(), key.clone(), expires_at);
         let what = if permanent {
             "permanently".to_string()
         } else {
@@ -238,6 +251,18 @@ impl Policy {
             expires_at,
             permanent,
             detail: if dry_run { format!("dry-run: would revoke {what}") } else { format!("revoked {what}") },
+        }
+    }
+
+    /// Records a revoke (or would-be revoke) in its ledger; a refusal records nothing.
+    pub fn record(&mut self, req: &RevocationRequest, d: &Decision, now: Millis) {
+        let ledger = match d.verdict {
+            Verdict::Revoke => &mut self.enforced,
+            Verdict::DryRun => &mut self.simulated,
+            _ => return,
+        };
+        if let Some(key) = &d.key {
+            ledger.record(now, req.client_id.clone(), key.clone(), d.expires_at);
         }
     }
 
