@@ -1,9 +1,14 @@
 //! The revocation decision: pure and deterministic. Time comes in as `now` (milliseconds);
 //! nothing here reads a clock, opens a socket or writes a file.
 //!
-//! Order of checks: a credential to act on; the allow-lists; already revoked; the global
-//! cap per sliding hour (a breaker against a detector gone wrong); the per-client cap;
-//! then dry-run or revoke, for a quarantine (expiring) or permanently.
+//! Order of checks: a credential to act on; a client it belongs to (unless the config allows
+//! revoking client-less tokens); the allow-lists; already revoked; the global cap per
+//! sliding hour (a breaker against a detector gone wrong); the per-client cap; then dry-run
+//! or revoke, for a quarantine (expiring) or permanently.
+//!
+//! Client ids are compared by [`client_key`]: surrounding whitespace trimmed, ASCII letters
+//! folded to lower case (other characters compared as they are), for the allow-list and the
+//! per-client cap alike.
 //! Dry-run decisions run against their own ledger, so a week of dry-run shows what the caps
 //! would have let through, without using up the real budget.
 
@@ -15,6 +20,12 @@ use crate::actions::config::RevocationConfig;
 use crate::event::{Alert, ClientIdSource, EntityKind, Fingerprint, Millis, Severity};
 
 const HOUR: Millis = 3_600_000;
+
+/// How client ids compare: surrounding whitespace trimmed, ASCII case-insensitive (`A`–`Z`
+/// fold to `a`–`z`; no Unicode case folding, so a look-alike letter is another client).
+pub fn client_key(c: &str) -> String {
+    c.trim().to_ascii_lowercase()
+}
 
 /// What is asked to be revoked, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +92,9 @@ pub enum Verdict {
     ClientCap,
     /// The alert names no token fingerprint or credential id.
     NoCredential,
+    /// The alert names no client, so neither the allow-list nor the client cap can apply:
+    /// refused unless `revoke_without_client` is set.
+    NoClient,
     /// The audit record could not be written, so nothing was done: not revoked, no cap
     /// used, not remembered as revoked.
     AuditFailed,
@@ -96,6 +110,7 @@ impl Verdict {
             Verdict::GlobalCap => "global_cap",
             Verdict::ClientCap => "client_cap",
             Verdict::NoCredential => "no_credential",
+            Verdict::NoClient => "no_client",
             Verdict::AuditFailed => "audit_failed",
         }
     }
@@ -109,6 +124,7 @@ impl Verdict {
             "global_cap" => Verdict::GlobalCap,
             "client_cap" => Verdict::ClientCap,
             "no_credential" => Verdict::NoCredential,
+            "no_client" => Verdict::NoClient,
             "audit_failed" => Verdict::AuditFailed,
             _ => return None,
         })
@@ -130,7 +146,7 @@ pub struct Decision {
 
 #[derive(Default)]
 struct Ledger {
-    /// (time, client) of each revocation in the last hour.
+    /// (time, client as [`client_key`]) of each revocation in the last hour.
     recent: VecDeque<(Millis, Option<String>)>,
     /// Active revocations: key → expiry (`None`: permanent).
     active: HashMap<String, Option<Millis>>,
@@ -155,7 +171,9 @@ impl Ledger {
 /// The revocation policy with its ledgers.
 pub struct Policy {
     dry_run: bool,
+    /// [`client_key`]s.
     allow_clients: HashSet<String>,
+    revoke_without_client: bool,
     allow_tokens: HashSet<String>,
     max_per_hour: u32,
     max_per_client: u32,
@@ -169,7 +187,8 @@ impl Policy {
     pub fn new(cfg: &RevocationConfig) -> Self {
         Policy {
             dry_run: cfg.dry_run,
-            allow_clients: cfg.never_revoke_clients.iter().cloned().collect(),
+            allow_clients: cfg.never_revoke_clients.iter().map(|c| client_key(c)).filter(|c| !c.is_empty()).collect(),
+            revoke_without_client: cfg.revoke_without_client,
             allow_tokens: cfg.never_revoke_tokens.iter().map(|t| t.to_ascii_lowercase()).collect(),
             max_per_hour: cfg.max_per_hour,
             max_per_client: cfg.max_per_client_per_hour,
@@ -203,7 +222,17 @@ impl Policy {
         let Some(key) = req.key() else {
             return mk(Verdict::NoCredential, None, "the alert names no token fingerprint or credential id".into());
         };
-        if let Some(c) = req.client_id.as_ref().filter(|c| self.allow_clients.contains(*c)) {
+        let client = req.client_id.as_deref().map(client_key).filter(|c| !c.is_empty());
+        if client.is_none() && !self.revoke_without_client {
+            return mk(
+                Verdict::NoClient,
+                Some(key),
+                "the alert names no client, so the allow-list and the client cap cannot apply \
+                 (revoke_without_client is off)"
+                    .into(),
+            );
+        }
+        if let Some(c) = client.as_ref().filter(|c| self.allow_clients.contains(*c)) {
             return mk(Verdict::AllowListed, Some(key), format!("client `{c}` is in never_revoke_clients"));
         }
         if req.fingerprint.is_some_and(|fp| self.allow_tokens.contains(&fp.to_hex())) {
@@ -229,7 +258,7 @@ impl Policy {
                 ),
             );
         }
-        let client_count = ledger.recent.iter().filter(|(_, c)| *c == req.client_id).count();
+        let client_count = ledger.recent.iter().filter(|(_, c)| *c == client).count();
         if client_count >= self.max_per_client as usize {
             return mk(
                 Verdict::ClientCap,
@@ -262,7 +291,8 @@ impl Policy {
             _ => return,
         };
         if let Some(key) = &d.key {
-            ledger.record(now, req.client_id.clone(), key.clone(), d.expires_at);
+            let client = req.client_id.as_deref().map(client_key).filter(|c| !c.is_empty());
+            ledger.record(now, client, key.clone(), d.expires_at);
         }
     }
 
@@ -285,6 +315,7 @@ impl Policy {
         if expires_at.is_some_and(|e| e <= now) && at <= now - HOUR {
             return;
         }
+        let client = client.as_deref().map(client_key).filter(|c| !c.is_empty());
         ledger.record(at, client, key, expires_at);
         ledger.prune(now);
     }
@@ -387,6 +418,50 @@ mod tests {
         r.credential_id = Some("jti-1".into());
         let d = p.decide(&r, T0);
         assert_eq!((d.verdict, d.key.as_deref()), (Verdict::Revoke, Some("cred:jti-1")));
+    }
+
+    /// Issue 12 item 7b: `never_revoke_clients = ["healthcheck"]` did not stop `healthcheck `
+    /// or `HealthCheck`.
+    #[test]
+    fn allow_listed_clients_match_trimmed_and_ascii_case_insensitively() {
+        let mut c = cfg();
+        c.never_revoke_clients = vec![" HealthCheck ".into(), "billing-batch".into()];
+        let mut p = Policy::new(&c);
+        for client in ["healthcheck", "healthcheck ", "HealthCheck", "\tHEALTHCHECK\n", " Billing-Batch"] {
+            assert_eq!(p.decide(&req(1, client), T0).verdict, Verdict::AllowListed, "{client:?}");
+        }
+        // ASCII only: a look-alike with a non-ASCII letter (Kelvin sign for `k`) is another client.
+        assert_eq!(p.decide(&req(2, "healthchec\u{212A}"), T0).verdict, Verdict::Revoke);
+    }
+
+    /// The per-client cap counts a client under the same rule, so case and spaces do not
+    /// buy extra revocations.
+    #[test]
+    fn the_client_cap_counts_trimmed_and_ascii_case_insensitively() {
+        let mut p = Policy::new(&cfg());
+        assert_eq!(p.decide(&req(1, "App-A"), T0).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(2, "app-a "), T0 + 1).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(3, "APP-A"), T0 + 2).verdict, Verdict::ClientCap);
+    }
+
+    /// Issue 12 item 7c: an alert with a fingerprint and no client was revoked (fail-open).
+    #[test]
+    fn a_token_without_a_client_is_not_revoked() {
+        let mut p = Policy::new(&cfg());
+        for client in [None, Some(""), Some("  ")] {
+            let mut r = req(1, "x");
+            r.client_id = client.map(str::to_string);
+            let d = p.decide(&r, T0);
+            assert_eq!(d.verdict, Verdict::NoClient, "{client:?}: {d:?}");
+        }
+        // Only where the config says so explicitly.
+        let mut c = cfg();
+        c.revoke_without_client = true;
+        let mut p = Policy::new(&c);
+        let mut r = req(1, "x");
+        r.client_id = None;
+        assert_eq!(p.decide(&r, T0).verdict, Verdict::Revoke);
+        assert!(!RevocationConfig::new("/dev/null").revoke_without_client, "off by default");
     }
 
     #[test]
