@@ -181,3 +181,97 @@ async fn a_client_named_only_by_an_unverified_jwt_is_never_revoked_by_client() {
     }
     assert_eq!(idp.calls(), ["POST /admin/clients/billing-prod/revoke"]);
 }
+
+fn capped(dir: &std::path::Path, max_per_hour: u32) -> RevocationConfig {
+    let mut c = enforcing(dir);
+    c.max_per_hour = max_per_hour;
+    c.max_per_client_per_hour = max_per_hour;
+    c
+}
+
+/// Item 7d: after rotating `audit.jsonl` and restarting, the deny-list was empty and the caps
+/// were whole again. The state now lives in a snapshot beside the audit log.
+#[tokio::test]
+async fn rotating_the_audit_log_loses_no_revocation_and_no_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = capped(dir.path(), 2);
+    {
+        let rev = Revoker::with_targets(&cfg, vec![], T0).unwrap();
+        assert_eq!(rev.handle(req(1, "app-a"), T0).await.decision.verdict, Verdict::Revoke);
+        assert_eq!(rev.handle(req(2, "app-b"), T0 + 1).await.decision.verdict, Verdict::Revoke);
+    }
+    // logrotate's default: the file is renamed, a new one is started.
+    std::fs::rename(dir.path().join("audit.jsonl"), dir.path().join("audit.jsonl.1")).unwrap();
+    let rev = Revoker::with_targets(&cfg, vec![], T0 + 60_000).unwrap();
+    assert_eq!(rev.deny_list().snapshot(T0 + 60_000).len, 2, "the deny-list survived the rotation");
+    assert_eq!(rev.handle(req(1, "app-a"), T0 + 60_001).await.decision.verdict, Verdict::AlreadyRevoked);
+    assert_eq!(rev.handle(req(3, "app-c"), T0 + 60_002).await.decision.verdict, Verdict::GlobalCap, "the cap too");
+    // copytruncate: same file, emptied in place.
+    std::fs::write(dir.path().join("audit.jsonl"), b"").unwrap();
+    let rev = Revoker::with_targets(&cfg, vec![], T0 + 120_000).unwrap();
+    assert_eq!(rev.deny_list().snapshot(T0 + 120_000).len, 2);
+    assert_eq!(rev.handle(req(4, "app-d"), T0 + 120_001).await.decision.verdict, Verdict::GlobalCap);
+    // An hour on, the cap has room again and the quarantines have ended.
+    let later = T0 + 2 * 3_600_000;
+    let rev = Revoker::with_targets(&cfg, vec![], later).unwrap();
+    assert_eq!(rev.deny_list().snapshot(later).len, 0);
+    assert_eq!(rev.handle(req(5, "app-e"), later).await.decision.verdict, Verdict::Revoke);
+}
+
+/// Item 7d, the other half: a decision audited but not yet in the snapshot (a crash in
+/// between) comes back from the audit lines that follow the snapshot, and only once.
+#[tokio::test]
+async fn a_decision_the_snapshot_missed_comes_back_from_the_audit_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = capped(dir.path(), 3);
+    let state = dir.path().join("audit.state.json");
+    {
+        let rev = Revoker::with_targets(&cfg, vec![], T0).unwrap();
+        assert_eq!(rev.handle(req(1, "app-a"), T0).await.decision.verdict, Verdict::Revoke);
+        let before = std::fs::read(&state).unwrap();
+        assert_eq!(rev.handle(req(2, "app-b"), T0 + 1).await.decision.verdict, Verdict::Revoke);
+        // As if the process died after the second audit line, before its snapshot.
+        std::fs::write(&state, before).unwrap();
+    }
+    let rev = Revoker::with_targets(&cfg, vec![], T0 + 10).unwrap();
+    let r = rev.restored();
+    assert!(r.snapshot);
+    assert_eq!(r.decisions, 1, "only the decision after the snapshot is replayed: {r:?}");
+    assert_eq!(rev.deny_list().snapshot(T0 + 10).len, 2);
+    // Two of three used, not four: nothing was counted twice.
+    assert_eq!(rev.handle(req(3, "app-c"), T0 + 11).await.decision.verdict, Verdict::Revoke);
+    assert_eq!(rev.handle(req(4, "app-d"), T0 + 12).await.decision.verdict, Verdict::GlobalCap);
+}
+
+/// Item 7e: every refused decision was appended and read back at start (5,000 refusals,
+/// 2.2 MB). Refusals are audited and counted by verdict, but the start does not read them.
+#[tokio::test]
+async fn refusals_are_audited_and_counted_but_not_read_back_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = capped(dir.path(), 1);
+    cfg.never_revoke_clients = vec!["healthcheck".into()];
+    const REFUSALS: u8 = 250;
+    {
+        let rev = Revoker::with_targets(&cfg, vec![], T0).unwrap();
+        assert_eq!(rev.handle(req(0, "app-a"), T0).await.decision.verdict, Verdict::Revoke);
+        for n in 1..=REFUSALS {
+            let client = if n % 2 == 0 { "healthcheck" } else { "app-b" };
+            assert_ne!(rev.handle(req(n, client), T0 + n as i64).await.decision.verdict, Verdict::Revoke);
+        }
+        let stats = rev.stats();
+        assert_eq!(stats.get(&Verdict::AllowListed), Some(&(REFUSALS as u64 / 2)));
+        assert_eq!(stats.get(&Verdict::GlobalCap), Some(&(REFUSALS as u64 / 2)));
+    }
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(audit.lines().count(), 1 + REFUSALS as usize, "every refusal is audited");
+    assert!(audit.len() > 100_000, "{} bytes of refusals", audit.len());
+    let state = std::fs::read_to_string(dir.path().join("audit.state.json")).unwrap();
+    assert!(!state.contains("allow_listed") && !state.contains("global_cap") && state.len() < 2_000, "{state}");
+
+    let rev = Revoker::with_targets(&cfg, vec![], T0 + 1000).unwrap();
+    let r = rev.restored();
+    assert!(r.snapshot && r.decisions == 0, "{r:?}");
+    assert!(r.audit_records < REFUSALS as usize / 2, "{} of {REFUSALS} refusals read back at start", r.audit_records);
+    assert_eq!(rev.deny_list().snapshot(T0 + 1000).len, 1);
+    assert_eq!(rev.handle(req(99, "app-z"), T0 + 1001).await.decision.verdict, Verdict::GlobalCap);
+}

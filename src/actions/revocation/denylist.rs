@@ -78,6 +78,14 @@ impl DenyList {
         }
     }
 
+    /// The entries active at `now`, sorted by key.
+    pub fn active(&self, now: Millis) -> Vec<DenyEntry> {
+        match self.entries.read() {
+            Ok(m) => m.values().filter(|e| e.expires_at.map_or(true, |x| x > now)).cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Active entries at `now`, as JSON `{"revocations": [...]}` sorted by key, with an ETag
     /// that is a hash of exactly that body (so it changes when an entry expires too).
     pub fn snapshot(&self, now: Millis) -> DenySnapshot {

@@ -6,13 +6,21 @@
 //! the configured targets ([`targets`]) with retries. If the audit record cannot be
 //! written, nothing is revoked and nothing is remembered: the verdict is `audit_failed`,
 //! no cap is used, the token is not taken for revoked, the deny-list is unchanged.
+//!
+//! What a restart needs (caps, active revocations, the deny-list) is kept in a snapshot
+//! beside the audit log ([`state`]), written after each decision that changes it; a start
+//! loads it and the audit lines that follow it. Refusals are audited and counted by
+//! verdict, never part of that state.
 
 pub mod audit;
 pub mod denylist;
 pub mod policy;
+pub mod state;
 pub mod targets;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rand::{Rng, SeedableRng};
@@ -38,18 +46,46 @@ pub struct HandleOutcome {
     pub audited: bool,
 }
 
+/// What a start restored, and from where.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// A state snapshot was found and loaded.
+    pub snapshot: bool,
+    /// Audit records read after it (all of them without a snapshot).
+    pub audit_records: usize,
+    /// Of those, decisions replayed into the state.
+    pub decisions: usize,
+}
+
+/// After refusals, the snapshot is written again once this many audit bytes follow it, so
+/// a start never reads back more than about this much of the log.
+const MAX_AUDIT_TAIL: u64 = 64 * 1024;
+
+/// The policy, and the bookkeeping that must change with it under one lock.
+struct Core {
+    policy: Policy,
+    /// Sequence number of the last decision audited.
+    seq: u64,
+    /// The audit log's length when the snapshot was last written.
+    saved_at: u64,
+}
+
 pub struct Revoker {
     cfg: RevocationConfig,
-    policy: Mutex<Policy>,
+    core: Mutex<Core>,
     audit: AuditLog,
+    state_path: PathBuf,
     deny: Arc<DenyList>,
     targets: Vec<Arc<dyn RevocationTarget>>,
     verdicts: Mutex<BTreeMap<Verdict, u64>>,
+    state_write_failures: AtomicU64,
+    restored: Restored,
 }
 
 impl Revoker {
-    /// Opens the audit log, replays it (caps, active revocations, the deny-list survive a
-    /// restart) and builds the configured targets. `now` is wall time in milliseconds.
+    /// Opens the audit log, loads the state snapshot and the audit lines that follow it (caps,
+    /// active revocations, the deny-list survive a restart and a rotation of the log) and
+    /// builds the configured targets. `now` is wall time in milliseconds.
     pub fn open(cfg: &RevocationConfig, now: Millis) -> Result<Self, String> {
         Self::open_with(cfg, Vec::new(), now)
     }
@@ -77,26 +113,94 @@ impl Revoker {
         targets: Vec<Arc<dyn RevocationTarget>>,
         now: Millis,
     ) -> Result<Self, String> {
-        let (records, bad) = AuditLog::read_all(&cfg.audit_log)
-            .map_err(|e| format!("cannot read audit log {}: {e}", cfg.audit_log.display()))?;
+        let state_path = state::path_for(&cfg.audit_log);
+        let snap = state::load(&state_path).map_err(|e| {
+            format!(
+                "cannot read revocation state {}: {e} (move it away to start again from the audit log alone)",
+                state_path.display()
+            )
+        })?;
+        let mut policy = Policy::new(cfg);
+        let deny = Arc::new(DenyList::new());
+        let mut restored = Restored { snapshot: snap.is_some(), ..Restored::default() };
+        let mut seq = 0;
+        if let Some(s) = &snap {
+            policy.load(&s.policy, now);
+            for e in &s.deny {
+                if e.expires_at.map_or(true, |x| x > now) {
+                    deny.insert(e.clone().into());
+                }
+            }
+            seq = s.seq;
+        }
+        let held = seq;
+        let (records, bad) = AuditLog::read_after(&cfg.audit_log, snap.as_ref().map(|s| s.audit), |r| {
+            if r["event"] != "decision" {
+                return;
+            }
+            // A line without `seq` predates the snapshot; with no snapshot, every line counts.
+            let newer = match r["seq"].as_u64() {
+                Some(n) => n > held,
+                None => snap.is_none(),
+            };
+            if newer {
+                seq = seq.max(r["seq"].as_u64().unwrap_or(0));
+                restored.decisions += restore_one(&r, &mut policy, &deny, now) as usize;
+            }
+        })
+        .map_err(|e| format!("cannot read audit log {}: {e}", cfg.audit_log.display()))?;
+        restored.audit_records = records;
         if bad > 0 {
             tracing::warn!(path = %cfg.audit_log.display(), lines = bad, "unreadable lines in the revocation audit log");
         }
         let audit = AuditLog::open(&cfg.audit_log)
             .map_err(|e| format!("cannot open audit log {}: {e}", cfg.audit_log.display()))?;
-        let mut policy = Policy::new(cfg);
-        let deny = Arc::new(DenyList::new());
-        for r in &records {
-            restore_one(r, &mut policy, &deny, now);
-        }
-        Ok(Revoker {
+        let rev = Revoker {
             cfg: cfg.clone(),
-            policy: Mutex::new(policy),
+            core: Mutex::new(Core { policy, seq, saved_at: 0 }),
             audit,
+            state_path,
             deny,
             targets,
             verdicts: Mutex::new(BTreeMap::new()),
-        })
+            state_write_failures: AtomicU64::new(0),
+            restored,
+        };
+        // From now on the snapshot holds what was restored: the log may be rotated at once.
+        {
+            let mut core = rev.core.lock().map_err(|_| "revocation state lock poisoned".to_string())?;
+            rev.save(&mut core, now)
+                .map_err(|e| format!("cannot write revocation state {}: {e}", rev.state_path.display()))?;
+        }
+        Ok(rev)
+    }
+
+    /// What the start restored.
+    pub fn restored(&self) -> Restored {
+        self.restored
+    }
+
+    /// State snapshots that could not be written (each decision stays in the audit log, read
+    /// back at start as long as the log is not rotated before the next snapshot succeeds).
+    pub fn state_write_failures(&self) -> u64 {
+        self.state_write_failures.load(Ordering::Relaxed)
+    }
+
+    /// Writes the state snapshot: the ledgers, the active deny-list, the last sequence number
+    /// and where the audit log stands.
+    fn save(&self, core: &mut Core, now: Millis) -> std::io::Result<()> {
+        let mark = self.audit.mark();
+        let snap = state::Snapshot {
+            version: state::VERSION,
+            seq: core.seq,
+            audit: mark,
+            written_at: now,
+            policy: core.policy.state(),
+            deny: self.deny.active(now).iter().map(state::SavedEntry::from).collect(),
+        };
+        state::write(&self.state_path, &snap)?;
+        core.saved_at = mark.offset;
+        Ok(())
     }
 
     pub fn deny_list(&self) -> Arc<DenyList> {
@@ -171,7 +275,7 @@ impl Revoker {
         req: &RevocationRequest,
         now: Millis,
     ) -> Result<(Decision, Option<DenyEntry>), HandleOutcome> {
-        let Ok(mut policy) = self.policy.lock() else {
+        let Ok(mut core) = self.core.lock() else {
             return Err(HandleOutcome {
                 decision: Decision {
                     verdict: Verdict::GlobalCap,
@@ -185,11 +289,13 @@ impl Revoker {
                 audited: false,
             });
         };
-        let decision = policy.evaluate(req, now);
+        let decision = core.policy.evaluate(req, now);
+        let seq = core.seq + 1;
         let rec = json!({
             "ts": format_ts(now),
             "at": now,
             "event": "decision",
+            "seq": seq,
             "verdict": decision.verdict.as_str(),
             "mode": if decision.dry_run { "dry-run" } else { "enforce" },
             "source": req.source,
@@ -206,7 +312,7 @@ impl Revoker {
             "detail": decision.detail,
         });
         if let Err(e) = self.audit.append(&rec) {
-            drop(policy);
+            drop(core);
             tracing::error!(
                 alert = %req.alert_id,
                 verdict = decision.verdict.as_str(),
@@ -227,7 +333,8 @@ impl Revoker {
             };
             return Err(HandleOutcome { decision: failed, target_failures: 0, audited: false });
         }
-        policy.record(req, &decision, now);
+        core.seq = seq;
+        core.policy.record(req, &decision, now);
         tracing::info!(
             alert = %req.alert_id,
             verdict = decision.verdict.as_str(),
@@ -250,7 +357,20 @@ impl Revoker {
         if let Some(e) = &entry {
             self.deny.insert(e.clone());
         }
-        drop(policy);
+        // A revocation (or a dry-run one) changed the state: save it now. A refusal did not;
+        // the snapshot only moves past refusals once enough of them follow it.
+        let changed = matches!(decision.verdict, Verdict::Revoke | Verdict::DryRun);
+        if changed || self.audit.mark().offset.saturating_sub(core.saved_at) > MAX_AUDIT_TAIL {
+            if let Err(e) = self.save(&mut core, now) {
+                self.state_write_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    path = %self.state_path.display(),
+                    error = %e,
+                    "revocation state snapshot write failed; the audit log still holds the decision"
+                );
+            }
+        }
+        drop(core);
         self.count(decision.verdict);
         Ok((decision, entry))
     }
@@ -277,12 +397,16 @@ impl Revoker {
     }
 }
 
-fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now: Millis) {
+/// Replays one decision line into the state; `true` when it was one that changes it.
+fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now: Millis) -> bool {
     if r["event"] != "decision" {
-        return;
+        return false;
     }
-    let Some(verdict) = r["verdict"].as_str().and_then(Verdict::parse) else { return };
-    let (Some(key), Some(at)) = (r["key"].as_str(), r["at"].as_i64()) else { return };
+    let Some(verdict) = r["verdict"].as_str().and_then(Verdict::parse) else { return false };
+    if !matches!(verdict, Verdict::Revoke | Verdict::DryRun) {
+        return false;
+    }
+    let (Some(key), Some(at)) = (r["key"].as_str(), r["at"].as_i64()) else { return false };
     let expires_at = r["expires_at"].as_i64();
     let client = r["client_id"].as_str().map(str::to_string);
     // A line from before provenance was recorded counts as a claim.
@@ -300,6 +424,7 @@ fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now:
             expires_at,
         });
     }
+    true
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::actions::config::RevocationConfig;
 use crate::event::{Alert, ClientIdSource, EntityKind, Fingerprint, Millis, Severity};
@@ -168,6 +168,39 @@ impl Ledger {
     }
 }
 
+/// One ledger as saved in the state snapshot (sorted, so equal state saves equal bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// (time, client key) of each revocation in the last hour.
+    pub recent: Vec<(Millis, Option<String>)>,
+    /// Active revocations: (key, expiry; `None`: permanent).
+    pub active: Vec<(String, Option<Millis>)>,
+}
+
+/// Both ledgers, for the state snapshot: what makes caps and active revocations survive a
+/// restart and the rotation of the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    pub enforced: LedgerState,
+    pub simulated: LedgerState,
+}
+
+impl Ledger {
+    fn save(&self) -> LedgerState {
+        let mut active: Vec<(String, Option<Millis>)> = self.active.iter().map(|(k, e)| (k.clone(), *e)).collect();
+        active.sort();
+        LedgerState { recent: self.recent.iter().cloned().collect(), active }
+    }
+
+    fn load(&mut self, s: &LedgerState, now: Millis) {
+        let mut recent = s.recent.clone();
+        recent.sort_by_key(|(t, _)| *t);
+        self.recent = recent.into();
+        self.active = s.active.iter().cloned().collect();
+        self.prune(now);
+    }
+}
+
 /// The revocation policy with its ledgers.
 pub struct Policy {
     dry_run: bool,
@@ -294,6 +327,17 @@ impl Policy {
             let client = req.client_id.as_deref().map(client_key).filter(|c| !c.is_empty());
             ledger.record(now, client, key.clone(), d.expires_at);
         }
+    }
+
+    /// The ledgers, for the state snapshot.
+    pub fn state(&self) -> PolicyState {
+        PolicyState { enforced: self.enforced.save(), simulated: self.simulated.save() }
+    }
+
+    /// Takes the ledgers from a state snapshot, dropping what has expired by `now`.
+    pub fn load(&mut self, s: &PolicyState, now: Millis) {
+        self.enforced.load(&s.enforced, now);
+        self.simulated.load(&s.simulated, now);
     }
 
     /// Replays a past decision from the audit log (after a restart), so caps and active
@@ -462,6 +506,27 @@ mod tests {
         r.client_id = None;
         assert_eq!(p.decide(&r, T0).verdict, Verdict::Revoke);
         assert!(!RevocationConfig::new("/dev/null").revoke_without_client, "off by default");
+    }
+
+    #[test]
+    fn saved_state_loads_back_to_the_same_decisions() {
+        let mut p = Policy::new(&cfg());
+        assert_eq!(p.decide(&req(1, "a"), T0).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(2, "a"), T0 + 1).verdict, Verdict::Revoke);
+        let mut r = req(3, "b");
+        r.force_dry_run = true;
+        assert_eq!(p.decide(&r, T0 + 2).verdict, Verdict::DryRun);
+        let saved = p.state();
+        let mut q = Policy::new(&cfg());
+        q.load(&saved, T0 + 10);
+        assert_eq!(q.state(), saved);
+        assert_eq!(q.decide(&req(1, "x"), T0 + 10).verdict, Verdict::AlreadyRevoked);
+        assert_eq!(q.decide(&req(4, "a"), T0 + 11).verdict, Verdict::ClientCap);
+        assert_eq!(q.decide(&r, T0 + 12).verdict, Verdict::AlreadyRevoked, "the dry-run ledger too");
+        // Loaded later, the quarantines are over and the hour has passed.
+        let mut q = Policy::new(&cfg());
+        q.load(&saved, T0 + HOUR + 600_000);
+        assert_eq!(q.state(), PolicyState::default());
     }
 
     #[test]
