@@ -77,6 +77,9 @@ pub struct Event {
     pub gateway: &'static str,
     /// The calling application: gateway consumer, JWT `client_id`/`azp`, or API-key identity.
     pub client_id: Option<String>,
+    /// Where `client_id` came from: the gateway's word, the API key itself, or a claim
+    /// nobody verified. Not part of the printed event.
+    pub client_id_source: ClientIdSource,
     /// The end user or principal (`sub`, consumer username).
     pub subject: Option<String>,
     /// Fingerprint of the bearer token / API key the request carried.
@@ -106,6 +109,78 @@ pub struct Event {
     /// Credentials seen where they do not belong (in a URL, a basic-auth
     /// header, ...), by kind; filled by the scrubber, read by `credential_exposure`.
     pub exposures: Vec<Exposure>,
+}
+
+/// Where an event's `client_id` came from. An action that reaches beyond the token seen
+/// (revoking a whole client at the IdP) acts only on a verified one ([`Self::is_verified`]).
+/// The order is by trust: `Claimed < ApiKey < Gateway`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIdSource {
+    /// Written by the caller and vouched for by nobody: a JWT payload (gatewatch decodes
+    /// tokens, it does not verify signatures, so an `alg: none` token can claim any client),
+    /// a basic-auth user name the gateway logs whether or not the password was right
+    /// (NGINX `$remote_user`, Traefik on a 401), an Alertmanager label. Also the default,
+    /// when nothing says where the value came from.
+    #[default]
+    Claimed,
+    /// Derived from the API key the request carried (`key:<fingerprint>`): it names that very
+    /// credential, so nobody can make it name another.
+    ApiKey,
+    /// The gateway's own authenticated identity: Kong / APISIX consumer, AWS authorizer
+    /// context, API-key id or IAM caller, Envoy `jwt_authn` / `ext_authz` metadata, NGINX Plus
+    /// `$jwt_claim_*` (validated by `auth_jwt`), Tyk session, Azure APIM subscription,
+    /// Traefik's authenticated user, a generic record's own client field.
+    Gateway,
+}
+
+impl ClientIdSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientIdSource::Claimed => "claimed",
+            ClientIdSource::ApiKey => "api_key",
+            ClientIdSource::Gateway => "gateway",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "claimed" => ClientIdSource::Claimed,
+            "api_key" => ClientIdSource::ApiKey,
+            "gateway" => ClientIdSource::Gateway,
+            _ => return None,
+        })
+    }
+
+    /// Something other than the caller's say-so established the client.
+    pub fn is_verified(self) -> bool {
+        self != ClientIdSource::Claimed
+    }
+}
+
+/// The client a detector's per-key state names in its finding, and where it came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenClient {
+    pub id: Option<String>,
+    pub source: ClientIdSource,
+}
+
+impl SeenClient {
+    /// One more event of the key. A different client replaces the one held (the last client
+    /// seen is the one named). The same client again keeps the weakest source that named it,
+    /// so forged events cannot borrow the standing of verified ones in the same state; except
+    /// when `same_token` (the key is one token fingerprint, so every event carried the very
+    /// same token string): then one the gateway authenticated vouches for the others.
+    pub fn observe(&mut self, ev: &Event, same_token: bool) {
+        let Some(c) = &ev.client_id else { return };
+        if self.id.as_ref() == Some(c) {
+            self.source =
+                if same_token { self.source.max(ev.client_id_source) } else { self.source.min(ev.client_id_source) };
+        } else {
+            self.id = Some(c.clone());
+            self.source = ev.client_id_source;
+        }
+    }
 }
 
 /// A credential sent where it does not belong; names the kind and place, never the secret.
@@ -300,6 +375,8 @@ impl Severity {
 pub struct Finding {
     pub entity: Entity,
     pub client_id: Option<String>,
+    /// Where `client_id` came from (see [`SeenClient`] for a state that saw many events).
+    pub client_id_source: ClientIdSource,
     pub token_fingerprint: Option<Fingerprint>,
     pub window_start: Millis,
     pub window_end: Millis,
@@ -316,6 +393,9 @@ pub struct Alert {
     pub severity: Severity,
     pub entity: Entity,
     pub client_id: Option<String>,
+    /// Where `client_id` came from. Not serialized: the alert JSON is the contract and does
+    /// not change; an alert read back from JSON has no provenance and counts as `Claimed`.
+    pub client_id_source: ClientIdSource,
     pub token_fingerprint: Option<Fingerprint>,
     pub window_start: Millis,
     pub window_end: Millis,
@@ -389,6 +469,27 @@ mod tests {
         assert_ne!(a, Alert::make_id("r", &e, 2000));
         assert_ne!(a, Alert::make_id("r2", &e, 1000));
         assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn a_claim_never_borrows_a_verified_source_except_for_the_same_token() {
+        let ev = |c: &str, source| Event { client_id: Some(c.into()), client_id_source: source, ..Default::default() };
+        let mut per_client = SeenClient::default();
+        per_client.observe(&ev("billing-prod", ClientIdSource::Gateway), false);
+        assert_eq!(per_client.source, ClientIdSource::Gateway);
+        per_client.observe(&ev("billing-prod", ClientIdSource::Claimed), false);
+        per_client.observe(&ev("billing-prod", ClientIdSource::Gateway), false);
+        assert_eq!(per_client.source, ClientIdSource::Claimed, "forged events stay forged");
+        per_client.observe(&Event::default(), false);
+        assert_eq!(per_client.id.as_deref(), Some("billing-prod"), "an event without a client changes nothing");
+        per_client.observe(&ev("app-2", ClientIdSource::Gateway), false);
+        assert_eq!((per_client.id.as_deref(), per_client.source), (Some("app-2"), ClientIdSource::Gateway));
+
+        let mut per_token = SeenClient::default();
+        per_token.observe(&ev("app-1", ClientIdSource::Claimed), true);
+        per_token.observe(&ev("app-1", ClientIdSource::Gateway), true);
+        assert_eq!(per_token.source, ClientIdSource::Gateway, "the gateway authenticated this very token");
+        assert!(!ClientIdSource::default().is_verified());
     }
 
     #[test]

@@ -38,6 +38,7 @@ fn alert(severity: Severity, actions: &[&str]) -> Alert {
         severity,
         entity,
         client_id: Some("app-69736b".into()),
+        client_id_source: Default::default(),
         token_fingerprint: Some(fp),
         window_start: 1_795_257_000_000,
         window_end: 1_795_257_300_000,

@@ -32,6 +32,7 @@ fn alert() -> Alert {
         severity: Severity::High,
         entity,
         client_id: Some("app-69736b".into()),
+        client_id_source: Default::default(),
         token_fingerprint: Some(fp),
         window_start: 1_795_257_000_000,
         window_end: 1_795_257_300_000,

@@ -78,6 +78,7 @@ fn alert(entity: &str, window_end: i64) -> Alert {
         severity: Severity::High,
         entity: e,
         client_id: Some(entity.into()),
+        client_id_source: Default::default(),
         token_fingerprint: None,
         window_start: window_end - 300_000,
         window_end,

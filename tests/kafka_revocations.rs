@@ -12,7 +12,7 @@ use gatewatch::actions::revocation::targets::RevocationTarget;
 use gatewatch::actions::revocation::{Revoker, Verdict};
 use gatewatch::actions::ActionsSettings;
 use gatewatch::config::GatewatchConfig;
-use gatewatch::event::{Fingerprint, Severity};
+use gatewatch::event::{ClientIdSource, Fingerprint, Severity};
 use gatewatch::source::kafka::revocations::KafkaRevocationsTopic;
 use kafka_support::*;
 use rdkafka::config::ClientConfig;
@@ -32,6 +32,7 @@ fn req(n: u8, client: &str) -> RevocationRequest {
         fingerprint: Some(Fingerprint([0xab, 0, 0, 0, 0, 0, 0, n])),
         credential_id: None,
         client_id: Some(client.into()),
+        client_id_source: ClientIdSource::Gateway,
         alert_id: format!("alert-{n}"),
         reason: "token used from 7 regions".into(),
         severity: Severity::High,

@@ -15,7 +15,7 @@ use axum::Router;
 use gatewatch::actions::revocation::{RevocationRequest, Revoker, Verdict};
 use gatewatch::actions::{ActionsSettings, AlertHandoff, Dispatcher};
 use gatewatch::config::GatewatchConfig;
-use gatewatch::event::{Alert, Entity, EntityKind, Fingerprint, Severity};
+use gatewatch::event::{Alert, ClientIdSource, Entity, EntityKind, Fingerprint, Severity};
 
 #[derive(Clone, Default)]
 struct Idp {
@@ -54,6 +54,7 @@ fn alert(n: usize, client: &str, jti: &str) -> Alert {
         severity: Severity::High,
         entity,
         client_id: Some(client.into()),
+        client_id_source: Default::default(),
         token_fingerprint: None,
         window_start: 1_800_000_000_000,
         window_end: 1_800_000_300_000,
@@ -178,6 +179,7 @@ fn req(fp: u8, client: &str, severity: Severity) -> RevocationRequest {
         fingerprint: Some(Fingerprint([9, 9, 9, 9, 9, 9, 9, fp])),
         credential_id: None,
         client_id: Some(client.into()),
+        client_id_source: ClientIdSource::Gateway,
         alert_id: format!("alert-{fp}"),
         reason: "test".into(),
         severity,

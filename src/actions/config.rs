@@ -229,8 +229,13 @@ pub struct RevocationConfig {
     pub dry_run: bool,
     /// Append-only JSON-lines audit log of every decision.
     pub audit_log: PathBuf,
-    /// Clients never revoked, whatever an alert says.
+    /// Clients never revoked, whatever an alert says. Compared with surrounding whitespace
+    /// trimmed and ASCII case-insensitively (`HealthCheck ` is `healthcheck`; no Unicode
+    /// case folding), on both sides.
     pub never_revoke_clients: Vec<String>,
+    /// Revoke a token whose alert names no client. Off (the default): such a token is refused
+    /// with `no_client`, because neither the allow-list nor the client cap can protect it.
+    pub revoke_without_client: bool,
     /// Token fingerprints never revoked.
     pub never_revoke_tokens: Vec<String>,
     /// Revocations (all clients) per sliding hour; beyond it every revocation is refused.
@@ -262,6 +267,7 @@ impl RevocationConfig {
             dry_run: true,
             audit_log: audit_log.into(),
             never_revoke_clients: Vec::new(),
+            revoke_without_client: false,
             never_revoke_tokens: Vec::new(),
             max_per_hour: 20,
             max_per_client_per_hour: 3,
@@ -490,8 +496,12 @@ struct RawRevocation {
     /// `dry-run` (default) or `enforce`.
     mode: Option<String>,
     audit_log: Option<PathBuf>,
+    /// Client ids, compared trimmed and ASCII case-insensitively.
     #[serde(default)]
     never_revoke_clients: Vec<String>,
+    /// Revoke tokens whose alert names no client (default false: refused as `no_client`).
+    #[serde(default)]
+    revoke_without_client: bool,
     #[serde(default)]
     never_revoke_tokens: Vec<String>,
     max_per_hour: Option<u32>,
@@ -843,7 +853,13 @@ impl Parser<'_> {
                 true
             }
         };
+        for (i, name) in raw.never_revoke_clients.iter().enumerate() {
+            if name.trim().is_empty() {
+                self.err(format!("revocation.never_revoke_clients[{i}]"), "must name a client (it is blank)");
+            }
+        }
         c.never_revoke_clients = raw.never_revoke_clients;
+        c.revoke_without_client = raw.revoke_without_client;
         for (i, t) in raw.never_revoke_tokens.iter().enumerate() {
             if crate::event::Fingerprint::from_hex(t).is_none() {
                 self.err(format!("revocation.never_revoke_tokens[{i}]"), "must be a token fingerprint (16 hex digits)");
@@ -1109,7 +1125,13 @@ mod tests {
     fn revocation_defaults_to_dry_run() {
         let c = cfg("[revocation]\n");
         let s = ActionsSettings::from_config_with_env(&c, &env).unwrap();
-        assert!(s.revocation.unwrap().dry_run);
+        let r = s.revocation.unwrap();
+        assert!(r.dry_run);
+        assert!(!r.revoke_without_client, "a client-less token is refused unless asked for");
+        let c = cfg("[revocation]
+revoke_without_client = true
+");
+        assert!(ActionsSettings::from_config_with_env(&c, &env).unwrap().revocation.unwrap().revoke_without_client);
     }
 
     #[test]
@@ -1131,6 +1153,7 @@ mod tests {
             mode = "yes"
             max_per_hour = 1
             max_per_client_per_hour = 5
+            never_revoke_clients = ["healthcheck", "  "]
             [admin]
             listen = "nowhere"
         "#);
@@ -1144,6 +1167,7 @@ mod tests {
             "actions.email.x.to",
             "revocation.mode",
             "revocation.max_per_client_per_hour",
+            "revocation.never_revoke_clients[1]",
             "admin.listen",
         ] {
             assert!(fields.contains(&f), "missing {f} in {fields:?}");

@@ -592,6 +592,17 @@ async fn revoke_worker(
         }
         let now = chrono::Utc::now().timestamp_millis();
         let outcome = revoker.handle_alert(&alert, force_dry_run, now).await;
+        if !outcome.audited {
+            // Nothing was decided for good: keep the alert where an operator can replay it.
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            if dead_letter
+                .write("revoke", "the revocation audit log could not be written", &Notification::firing(alert))
+                .is_ok()
+            {
+                counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
         counters.sent.fetch_add(1, Ordering::Relaxed);
         if outcome.target_failures > 0 {
             counters.failed.fetch_add(1, Ordering::Relaxed);

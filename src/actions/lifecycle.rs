@@ -389,6 +389,7 @@ mod tests {
             severity: Severity::High,
             entity: e,
             client_id: Some(entity.into()),
+            client_id_source: Default::default(),
             token_fingerprint: None,
             window_start: window_end - 60_000,
             window_end,

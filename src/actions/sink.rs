@@ -158,6 +158,7 @@ pub(crate) mod tests_support {
             severity: Severity::High,
             entity: Entity::new(EntityKind::Token, fp.to_hex()),
             client_id: Some("app-69736b".into()),
+            client_id_source: Default::default(),
             token_fingerprint: Some(fp),
             window_start: 1_763_720_400_000,
             window_end: 1_763_720_700_000,

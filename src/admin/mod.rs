@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::actions::revocation::{RevocationRequest, Revoker};
 use crate::actions::secret::{constant_time_eq, Secret};
-use crate::event::{Fingerprint, Millis, Severity};
+use crate::event::{ClientIdSource, Fingerprint, Millis, Severity};
 
 pub use listener::serve;
 
@@ -191,6 +191,9 @@ async fn handle_am_alerts(rev: Arc<Revoker>, alerts: Vec<AmAlert>, now: Millis) 
             fingerprint,
             credential_id: a.labels.get(&cfg.alertmanager_credential_label).cloned(),
             client_id: a.labels.get(&cfg.alertmanager_client_label).cloned(),
+            // A label says nothing of where its value came from (gatewatch's own Alertmanager
+            // sink passes on clients that tokens merely claim): never acted on by client.
+            client_id_source: ClientIdSource::Claimed,
             alert_id: alert_id.clone(),
             reason: format!("alertmanager {alertname}: {summary}"),
             severity,

@@ -263,6 +263,7 @@ mod tests {
             severity: Severity::High,
             entity: Entity::new(EntityKind::SourceIp, "91.92.189.89"),
             client_id: Some("app-1".into()),
+            client_id_source: Default::default(),
             token_fingerprint: None,
             window_start: DEFAULT_START,
             window_end: DEFAULT_START + 125_000,

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of an `auth_failure_spike` file.
@@ -145,7 +145,7 @@ struct KeyState {
     /// Tokens the failures carried (client key only; `None` = no token).
     tokens: SlidingSet<Option<Fingerprint>>,
     /// A client / token seen on the failures, for the alert.
-    client: Option<String>,
+    client: SeenClient,
     token: Option<Fingerprint>,
 }
 
@@ -232,9 +232,7 @@ impl AuthFailureSpike {
         if !failed {
             return;
         }
-        if ev.client_id.is_some() {
-            st.client = ev.client_id.clone();
-        }
+        st.client.observe(ev, matches!(key, Key::Token(_)) && ev.token_fingerprint.is_some());
         if ev.token_fingerprint.is_some() {
             st.token = ev.token_fingerprint;
         }
@@ -285,7 +283,8 @@ impl AuthFailureSpike {
         }
         out.push(Finding {
             entity,
-            client_id: st.client.clone(),
+            client_id: st.client.id.clone(),
+            client_id_source: st.client.source,
             token_fingerprint: st.token,
             window_start,
             window_end: ev.ts,

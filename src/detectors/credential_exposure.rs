@@ -161,6 +161,7 @@ impl Detector for CredentialExposure {
         out.push(Finding {
             entity,
             client_id: ev.client_id.clone(),
+            client_id_source: ev.client_id_source,
             token_fingerprint: ev.token_fingerprint,
             window_start: start,
             window_end: ev.ts,

@@ -449,6 +449,7 @@ impl RouteState {
         Finding {
             entity: Entity::new(EntityKind::Route, self.route.clone()),
             client_id: None,
+            client_id_source: Default::default(),
             token_fingerprint: None,
             window_start: start,
             window_end: end,

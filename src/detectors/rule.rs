@@ -150,6 +150,7 @@ impl Rule {
                 severity: self.severity,
                 entity: f.entity,
                 client_id: f.client_id,
+                client_id_source: f.client_id_source,
                 token_fingerprint: f.token_fingerprint,
                 window_start: f.window_start,
                 window_end: f.window_end,

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `scope_misuse` file.
@@ -200,7 +200,7 @@ struct RouteLearning {
 struct TokenState {
     calls: BucketCounter,      // hits = 403s
     violations: BucketCounter, // hits = violating successful calls
-    client: Option<String>,
+    client: SeenClient,
     fingerprint: Option<Fingerprint>,
     routes: Vec<String>,
     missing: Vec<String>,
@@ -349,9 +349,7 @@ impl Detector for ScopeMisuse {
         let (window, bucket) = (self.p.window.0, self.bucket);
         let st = self.tokens.entry(&key, ev.ts, TokenState::default);
         st.calls.add(ev.ts, forbidden, window, bucket);
-        if ev.client_id.is_some() {
-            st.client = ev.client_id.clone();
-        }
+        st.client.observe(ev, ev.token_fingerprint.is_some() && !key.starts_with("client:"));
         st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
         let entity = if key.starts_with("client:") {
             Entity::new(EntityKind::ClientId, ev.client_id.clone().unwrap_or_default())
@@ -379,7 +377,8 @@ impl Detector for ScopeMisuse {
                 evidence.insert("status".into(), json!(ev.status));
                 out.push(Finding {
                     entity: entity.clone(),
-                    client_id: st.client.clone(),
+                    client_id: st.client.id.clone(),
+                    client_id_source: st.client.source,
                     token_fingerprint: st.fingerprint,
                     window_start: st.violations.first_hit().unwrap_or(ev.ts),
                     window_end: ev.ts,
@@ -412,7 +411,8 @@ impl Detector for ScopeMisuse {
                 evidence.insert("last_route".into(), json!(route));
                 out.push(Finding {
                     entity,
-                    client_id: st.client.clone(),
+                    client_id: st.client.id.clone(),
+                    client_id_source: st.client.source,
                     token_fingerprint: st.fingerprint,
                     window_start: st.calls.first_hit().unwrap_or(ev.ts),
                     window_end: ev.ts,

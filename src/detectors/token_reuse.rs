@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient};
 use crate::state::{KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `token_reuse` file.
@@ -90,7 +90,7 @@ const MAX_ADDRS: usize = 64;
 #[derive(Default)]
 struct TokenState {
     addrs: SlidingSet<IpAddr>,
-    client: Option<String>,
+    client: SeenClient,
     fingerprint: Option<Fingerprint>,
     /// After an alert, the same episode is not reported again before this time.
     quiet_until: Millis,
@@ -146,9 +146,7 @@ impl Detector for TokenReuse {
         let st = self.state.entry(&key, ev.ts, TokenState::default);
         let before = st.addrs.len();
         st.addrs.insert(ip, ev.ts, window, MAX_ADDRS);
-        if ev.client_id.is_some() {
-            st.client = ev.client_id.clone();
-        }
+        st.client.observe(ev, ev.token_fingerprint.is_some());
         st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
         if (st.addrs.len() <= before && self.p.min_requests_per_region == 1) || ev.ts < st.quiet_until {
             return; // no new address (the region count cannot have grown), or episode already reported
@@ -174,13 +172,14 @@ impl Detector for TokenReuse {
         evidence.insert("networks".into(), json!(networks));
         evidence.insert("source_ips".into(), json!(source_ips));
         evidence.insert("limit".into(), json!(self.p.max_regions));
-        let who = match &st.client {
+        let who = match &st.client.id {
             Some(c) => format!(" (client {c})"),
             None => String::new(),
         };
         out.push(Finding {
             entity: Entity::new(EntityKind::Token, key.clone()),
-            client_id: st.client.clone(),
+            client_id: st.client.id.clone(),
+            client_id_source: st.client.source,
             token_fingerprint: st.fingerprint,
             window_start: st.addrs.earliest().unwrap_or(ev.ts),
             window_end: ev.ts,

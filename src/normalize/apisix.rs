@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::fields::{Num, Str};
 use super::text::split_request_line;
 use super::{client_ip::parse_ip, secs_to_ms, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::{Event, Millis};
+use crate::event::{ClientIdSource, Event, Millis};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -173,6 +173,8 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
         upstream: r.upstream.get().or_else(|| r.service_id.get()),
         creds: super::identity::RawCredentials {
             consumer_name: r.consumer.as_ref().and_then(|c| c.username.get()).or_else(|| r.consumer_name.get()),
+            // APISIX attaches a consumer only after an auth plugin matched its credential.
+            consumer_source: ClientIdSource::Gateway,
             authorization: h
                 .and_then(|h| h.authorization.get().or_else(|| h.x_access_token.get()))
                 .or_else(|| r.http_authorization.get()),

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::fields::{Num, Str};
 use super::{client_ip::parse_ip, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::Event;
+use crate::event::{ClientIdSource, Event};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -205,6 +205,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
             ..Default::default()
         },
         client_id,
+        // The authorizer's verdict, the usage-plan key API Gateway matched, the IAM caller it checked.
+        client_id_source: ClientIdSource::Gateway,
         subject,
         scopes,
         route,
@@ -224,6 +226,7 @@ mod tests {
         let flat = br#"{"requestId":"r1","ip":"203.0.113.7","requestTimeEpoch":"1700000000123","httpMethod":"GET","routeKey":"GET /orders/{id}","path":"/orders/42","status":"403","responseLatency":"12","integrationLatency":"-","authorizer.claims.client_id":"app-1","authorizer.claims.sub":"u-1","authorizer.claims.scope":"orders:read orders:write"}"#;
         let ev = parse(&n, flat).unwrap();
         assert_eq!(ev.client_id.as_deref(), Some("app-1"));
+        assert_eq!(ev.client_id_source, ClientIdSource::Gateway, "the authorizer's verdict");
         assert_eq!(ev.subject.as_deref(), Some("u-1"));
         assert_eq!(ev.scopes, vec!["orders:read", "orders:write"]);
         assert_eq!(ev.route.as_deref(), Some("GET /orders/{id}"));

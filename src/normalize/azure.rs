@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::fields::{Num, Str};
 use super::{client_ip::parse_ip, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::Event;
+use crate::event::{ClientIdSource, Event};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -116,6 +116,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         creds: super::identity::RawCredentials {
             consumer_id: p.subscription_id.get(),
             consumer_name: p.user_id.get(),
+            // APIM resolved the subscription from the key it checked.
+            consumer_source: ClientIdSource::Gateway,
             authorization: h.and_then(|h| h.authorization.get()),
             api_key: h.and_then(|h| h.subscription_key.get()),
             ..Default::default()

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::fields::{Num, Str};
 use super::{client_ip::parse_ip, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::Event;
+use crate::event::{ClientIdSource, Event};
 
 /// Every alternative key name is its own field (no serde aliases): a record that
 /// logs the same value under two names (Contour's `@timestamp` next to
@@ -110,6 +110,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
             ..Default::default()
         },
         client_id: r.client_id.get(),
+        // jwt_authn / ext_authz metadata: logged by Envoy after its own check.
+        client_id_source: ClientIdSource::Gateway,
         subject: r.subject.get().or_else(|| r.sub.get()),
         scopes: r.scopes.get().or_else(|| r.scope.get()),
         ..Default::default()

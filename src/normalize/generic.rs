@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use super::text::{unescape, Logfmt};
 use super::{client_ip::parse_ip, fields::parse_num_str, time, Normalizer, Parts, Reject, RejectReason};
 use crate::config::GenericInputConfig;
-use crate::event::{Event, Fingerprint};
+use crate::event::{ClientIdSource, Event, Fingerprint};
 
 /// Normalized names a field map may target.
 pub const FIELD_NAMES: &[&str] = &[
@@ -293,6 +293,9 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
             ..Default::default()
         },
         client_id: g.str(&root, "client_id"),
+        // The record's own client field (or the field it is mapped to) is taken as the
+        // gateway's word; a client read from a JWT in `authorization` stays a claim.
+        client_id_source: ClientIdSource::Gateway,
         subject: g.str(&root, "subject"),
         scopes,
         route: None,

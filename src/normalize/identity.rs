@@ -1,10 +1,14 @@
 //! Who made a request: the gateway's consumer, else the bearer token's JWT
 //! claims (decoded, not verified), else an API key. Every raw credential is
 //! fingerprinted here and dropped; only the fingerprint leaves this module.
+//!
+//! The client id says where it came from ([`ClientIdSource`]): a client read from a JWT
+//! payload is `Claimed` (anybody can write an `alg: none` token naming any client), a
+//! consumer is whatever the format says its consumer is (see [`RawCredentials::consumer_source`]).
 
 use base64::Engine as _;
 
-use crate::event::Fingerprint;
+use crate::event::{ClientIdSource, Fingerprint};
 use crate::scrub::Fingerprinter;
 
 /// Query parameters that carry a bearer token or API key.
@@ -20,6 +24,10 @@ pub struct RawCredentials<'a> {
     pub consumer_id: Option<&'a str>,
     /// Consumer username.
     pub consumer_name: Option<&'a str>,
+    /// Whether the gateway authenticated the consumer above: `Gateway` for a consumer the
+    /// gateway resolved from a credential it checked; the default `Claimed` for a name the
+    /// gateway logs as the caller sent it (NGINX `$remote_user`, even after a wrong password).
+    pub consumer_source: ClientIdSource,
     /// A non-secret credential id (Kong `authenticated_entity.id`).
     pub credential_id: Option<&'a str>,
     /// `Authorization` header value (may be `REDACTED`).
@@ -36,6 +44,7 @@ pub struct RawCredentials<'a> {
 #[derive(Default, Debug, PartialEq)]
 pub struct Identity {
     pub client_id: Option<String>,
+    pub client_id_source: ClientIdSource,
     pub subject: Option<String>,
     pub token_fingerprint: Option<Fingerprint>,
     pub credential_id: Option<String>,
@@ -131,14 +140,17 @@ pub fn resolve(fp: &Fingerprinter, raw: &RawCredentials<'_>) -> Identity {
             }
         } else if how == "api_key" {
             id.client_id = id.token_fingerprint.map(|f| format!("key:{f}"));
+            id.client_id_source = ClientIdSource::ApiKey;
         }
     }
 
-    // Precedence: gateway consumer, then JWT claims, then API key.
+    // Precedence: gateway consumer, then JWT claims (never verified here), then API key.
     if let Some(c) = raw.consumer_id.or(raw.consumer_name).filter(|v| !is_sentinel(v)) {
         id.client_id = Some(c.to_string());
+        id.client_id_source = raw.consumer_source;
     } else if claims.client_id.is_some() {
         id.client_id = claims.client_id.take();
+        id.client_id_source = ClientIdSource::Claimed;
     }
     if let Some(n) = raw.consumer_name.filter(|v| !is_sentinel(v)) {
         id.subject = Some(n.to_string());
@@ -244,6 +256,30 @@ mod tests {
         assert_eq!(id.scopes, vec!["orders:read", "orders:write"]);
         assert_eq!(id.credential_id.as_deref(), Some("j-1"));
         assert_eq!(id.token_fingerprint, Some(fp.fingerprint(t.as_bytes())));
+    }
+
+    #[test]
+    fn a_client_from_jwt_claims_is_only_claimed() {
+        let fp = Fingerprinter::new(b"0123456789abcdef");
+        // Nobody signed this one: its claims are whatever the caller wrote.
+        let t = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"client_id":"billing-prod"}"#));
+        let auth = format!("Bearer {t}");
+        let id = resolve(&fp, &RawCredentials { authorization: Some(&auth), ..Default::default() });
+        assert_eq!((id.client_id.as_deref(), id.client_id_source), (Some("billing-prod"), ClientIdSource::Claimed));
+        // A consumer the gateway authenticated wins, with the gateway's standing.
+        let raw = RawCredentials {
+            consumer_id: Some("c-1"),
+            consumer_source: ClientIdSource::Gateway,
+            authorization: Some(&auth),
+            ..Default::default()
+        };
+        assert_eq!(resolve(&fp, &raw).client_id_source, ClientIdSource::Gateway);
+        // A consumer name the format does not vouch for stays a claim.
+        let raw = RawCredentials { consumer_name: Some("billing-prod"), ..Default::default() };
+        assert_eq!(resolve(&fp, &raw).client_id_source, ClientIdSource::Claimed);
+        // An API key names itself.
+        let id = resolve(&fp, &RawCredentials { api_key: Some("k-123456789"), ..Default::default() });
+        assert_eq!(id.client_id_source, ClientIdSource::ApiKey);
     }
 
     #[test]

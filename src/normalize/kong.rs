@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::fields::{Num, Str};
 use super::{client_ip::parse_ip, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::Event;
+use crate::event::{ClientIdSource, Event};
 
 #[derive(Deserialize)]
 struct Record<'a> {
@@ -147,6 +147,8 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
                 .and_then(|c| c.id.get().or_else(|| c.custom_id.get()))
                 .or_else(|| r.authenticated_entity.as_ref().and_then(|a| a.consumer_id.get())),
             consumer_name: consumer.and_then(|c| c.username.get().or_else(|| c.custom_id.get())),
+            // Kong logs a consumer only once an auth plugin has accepted the credential.
+            consumer_source: ClientIdSource::Gateway,
             credential_id: r.authenticated_entity.as_ref().and_then(|a| a.id.get()),
             authorization: headers.and_then(|h| h.authorization.get()),
             api_key,

@@ -28,7 +28,7 @@ pub mod tyk;
 use std::net::IpAddr;
 
 use crate::config::GatewatchConfig;
-use crate::event::{Event, Millis};
+use crate::event::{ClientIdSource, Event, Millis};
 use crate::scrub::{Fingerprinter, ScrubConfig, ScrubStats, Scrubber};
 
 pub use client_ip::TrustedProxies;
@@ -232,6 +232,9 @@ pub struct Parts<'a> {
     pub creds: identity::RawCredentials<'a>,
     /// Identity a format carries directly (e.g. authorizer claims), overriding the token's.
     pub client_id: Option<&'a str>,
+    /// Where that `client_id` came from: `Gateway` when the format logs an identity the
+    /// gateway established (an authorizer's verdict); the default `Claimed` otherwise.
+    pub client_id_source: ClientIdSource,
     pub subject: Option<&'a str>,
     pub scopes: Option<&'a str>,
     /// The gateway's own route template (`/pets/{petId}`, `GET /pets/{petId}`),
@@ -433,10 +436,15 @@ impl Normalizer {
         if let Some(s) = p.scopes {
             scopes = s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_string).collect();
         }
+        let (client_id, client_id_source) = match p.client_id.filter(|v| !identity::is_sentinel(v)) {
+            Some(c) => (Some(c.to_string()), p.client_id_source),
+            None => (id.client_id, id.client_id_source),
+        };
         Ok(Event {
             ts,
             gateway,
-            client_id: p.client_id.filter(|v| !identity::is_sentinel(v)).map(str::to_string).or(id.client_id),
+            client_id,
+            client_id_source,
             subject: p.subject.filter(|v| !identity::is_sentinel(v)).map(str::to_string).or(id.subject),
             token_fingerprint: id.token_fingerprint,
             credential_id: id.credential_id,

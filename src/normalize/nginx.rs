@@ -124,6 +124,9 @@ mod tests {
         let ev = parse(&norm(), line).unwrap();
         assert!(ev.token_fingerprint.is_some());
         assert_eq!(ev.subject.as_deref(), Some("alice"));
+        // `$remote_user` is logged as sent, right password or not: the caller's claim.
+        assert_eq!(ev.client_id.as_deref(), Some("alice"));
+        assert_eq!(ev.client_id_source, crate::event::ClientIdSource::Claimed);
         assert_eq!(ev.path.as_deref(), Some("/x"));
         assert!(!serde_json::to_string(&ev).unwrap().contains("s3cr3tvalue"));
     }

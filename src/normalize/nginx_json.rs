@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::fields::{parse_num_str, Str};
 use super::text::split_request_line;
 use super::{client_ip::parse_ip, secs_to_ms, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::Event;
+use crate::event::{ClientIdSource, Event};
 
 /// The record's top-level keys and values, borrowed. Operators often log the
 /// same thing twice under two names (`time_local` and `time_iso8601`,
@@ -92,6 +92,9 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
             ..Default::default()
         },
         client_id: r.get(&["jwt_claim_client_id", "jwt_claim_azp"]),
+        // NGINX Plus sets `$jwt_claim_*` from a token `auth_jwt` validated. `remote_user` (a
+        // consumer name above) is logged as sent, so it stays a claim.
+        client_id_source: ClientIdSource::Gateway,
         subject: r.get(&["jwt_claim_sub"]),
         scopes: r.get(&["jwt_claim_scope", "jwt_claim_scp"]),
         ..Default::default()

@@ -4,7 +4,9 @@
 //! Durations: `Duration` and `OriginDuration` are **nanoseconds** → ms.
 //! `OriginStatus` 0 (or absent) means Traefik answered itself: no upstream
 //! latency. Identity: `ClientUsername` (`-` when none) is set by BasicAuth /
-//! DigestAuth or by ForwardAuth's `headerField`; `TLSClientSubject` for mTLS.
+//! DigestAuth or by ForwardAuth's `headerField`; `TLSClientSubject` for mTLS. BasicAuth
+//! logs the user name it was sent even when it refuses the password, so on a 401 the name
+//! is only the caller's claim; otherwise it is the identity Traefik authenticated.
 //! Request headers appear as `request_<Header>` only when the operator keeps
 //! them (`fields.headers`); a kept `request_Authorization` / API-key / cookie
 //! header is fingerprinted (Traefik's `redact` mode logs `REDACTED`, a sentinel).
@@ -15,7 +17,7 @@ use serde::Deserialize;
 
 use super::fields::{Num, Str};
 use super::{client_ip::parse_ip, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::Event;
+use crate::event::{ClientIdSource, Event};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -83,6 +85,7 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         None => None,
     };
     let answered_by_origin = r.origin_status.0.is_some_and(|s| s > 0.0);
+    let refused_auth = r.downstream_status.0 == Some(401.0);
     let parts = Parts {
         ts,
         method: r.method.get(),
@@ -99,6 +102,7 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         upstream: r.service.get().or_else(|| r.router.get()),
         creds: super::identity::RawCredentials {
             consumer_name: r.client_username.get().or_else(|| r.tls_client_subject.get()),
+            consumer_source: if refused_auth { ClientIdSource::Claimed } else { ClientIdSource::Gateway },
             authorization: r.authorization.get(),
             api_key: r.api_key.get(),
             cookie: r.cookie.get(),
@@ -128,5 +132,21 @@ mod tests {
         assert_eq!(ev.client_id, None);
         let s = serde_json::to_string(&ev).unwrap();
         assert!(!s.contains("tok-xyz") && !s.contains("abc123secret"));
+    }
+
+    #[test]
+    fn a_user_name_basic_auth_refused_is_only_claimed() {
+        let n = Normalizer::new(Format::Traefik, b"k");
+        let rec = |status: u16| {
+            format!(
+                r#"{{"ClientHost":"198.51.100.4","ClientUsername":"billing-prod","DownstreamStatus":{status},"Duration":1500000,"RequestMethod":"GET","RequestPath":"/v1/x","StartUTC":"2026-03-08T14:32:15Z"}}"#
+            )
+        };
+        let refused = parse(&n, rec(401).as_bytes()).unwrap();
+        assert_eq!(
+            (refused.client_id.as_deref(), refused.client_id_source),
+            (Some("billing-prod"), ClientIdSource::Claimed)
+        );
+        assert_eq!(parse(&n, rec(200).as_bytes()).unwrap().client_id_source, ClientIdSource::Gateway);
     }
 }

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use super::fields::{parse_num_str, Num, Str};
 use super::text::{unescape, Logfmt};
 use super::{client_ip::parse_ip, time, Normalizer, Parts, Reject, RejectReason};
-use crate::event::{Event, Millis};
+use crate::event::{ClientIdSource, Event, Millis};
 
 /// The access-log fields, from logfmt or JSON.
 #[derive(Deserialize, Default)]
@@ -227,6 +227,8 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
         creds: super::identity::RawCredentials {
             consumer_id: a.oauth_id.get(),
             consumer_name: a.alias.get(),
+            // From the session Tyk found for the key or OAuth token it checked.
+            consumer_source: ClientIdSource::Gateway,
             authorization,
             api_key: a.api_key.get().and_then(usable_key).or(header_key),
             cookie,

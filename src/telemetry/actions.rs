@@ -21,6 +21,7 @@ pub struct ActionsCollector {
     circuit_open: IntGaugeVec,
     alerts: IntCounterVec,
     revocations: IntCounterVec,
+    state_write_failures: IntCounterVec,
     /// Last value seen per series, so counters advance by the difference.
     seen: Mutex<HashMap<(&'static str, String), u64>>,
 }
@@ -49,6 +50,13 @@ impl ActionsCollector {
             revocations: IntCounterVec::new(
                 Opts::new("gatewatch_revocation_decisions_total", "Revocation decisions, by verdict"),
                 &["verdict"],
+            )?,
+            state_write_failures: IntCounterVec::new(
+                Opts::new(
+                    "gatewatch_revocation_state_write_failures_total",
+                    "Revocation state snapshots that could not be written",
+                ),
+                &[],
             )?,
             seen: Mutex::new(HashMap::new()),
         })
@@ -88,6 +96,7 @@ impl ActionsCollector {
             for (verdict, v) in r.stats() {
                 self.advance(&self.revocations, "revocations", &[verdict.as_str()], v);
             }
+            self.advance(&self.state_write_failures, "state_write_failures", &[], r.state_write_failures());
         }
     }
 }
@@ -100,6 +109,7 @@ impl Collector for ActionsCollector {
             self.circuit_open.desc(),
             self.alerts.desc(),
             self.revocations.desc(),
+            self.state_write_failures.desc(),
         ]
         .concat()
     }
@@ -112,6 +122,7 @@ impl Collector for ActionsCollector {
             self.circuit_open.collect(),
             self.alerts.collect(),
             self.revocations.collect(),
+            self.state_write_failures.collect(),
         ]
         .concat()
     }

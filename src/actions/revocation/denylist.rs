@@ -16,7 +16,13 @@ pub struct DenyEntry {
     pub fingerprint: Option<String>,
     /// Credential handle (`jti`, key id), when known.
     pub credential_id: Option<String>,
+    /// The client, only when verified (the gateway's consumer, the API key itself): a
+    /// consumer of the list may act on it. `null` for a client only a token claimed.
     pub client_id: Option<String>,
+    /// A client the token claimed that nobody verified (a JWT payload gatewatch decoded but
+    /// could not check): for people reading the list, never for revoking a client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_client_id: Option<String>,
     pub reason: String,
     pub alert_id: String,
     #[serde(serialize_with = "ser_ts")]
@@ -72,6 +78,14 @@ impl DenyList {
         }
     }
 
+    /// The entries active at `now`, sorted by key.
+    pub fn active(&self, now: Millis) -> Vec<DenyEntry> {
+        match self.entries.read() {
+            Ok(m) => m.values().filter(|e| e.expires_at.map_or(true, |x| x > now)).cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Active entries at `now`, as JSON `{"revocations": [...]}` sorted by key, with an ETag
     /// that is a hash of exactly that body (so it changes when an entry expires too).
     pub fn snapshot(&self, now: Millis) -> DenySnapshot {
@@ -98,6 +112,7 @@ mod tests {
             fingerprint: Some(fp.into()),
             credential_id: None,
             client_id: Some("c".into()),
+            claimed_client_id: None,
             reason: "r".into(),
             alert_id: "a".into(),
             revoked_at: 1000,

@@ -1,20 +1,31 @@
 //! The revocation decision: pure and deterministic. Time comes in as `now` (milliseconds);
 //! nothing here reads a clock, opens a socket or writes a file.
 //!
-//! Order of checks: a credential to act on; the allow-lists; already revoked; the global
-//! cap per sliding hour (a breaker against a detector gone wrong); the per-client cap;
-//! then dry-run or revoke, for a quarantine (expiring) or permanently.
+//! Order of checks: a credential to act on; a client it belongs to (unless the config allows
+//! revoking client-less tokens); the allow-lists; already revoked; the global cap per
+//! sliding hour (a breaker against a detector gone wrong); the per-client cap; then dry-run
+//! or revoke, for a quarantine (expiring) or permanently.
+//!
+//! Client ids are compared by [`client_key`]: surrounding whitespace trimmed, ASCII letters
+//! folded to lower case (other characters compared as they are), for the allow-list and the
+//! per-client cap alike.
 //! Dry-run decisions run against their own ledger, so a week of dry-run shows what the caps
 //! would have let through, without using up the real budget.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::actions::config::RevocationConfig;
-use crate::event::{Alert, EntityKind, Fingerprint, Millis, Severity};
+use crate::event::{Alert, ClientIdSource, EntityKind, Fingerprint, Millis, Severity};
 
 const HOUR: Millis = 3_600_000;
+
+/// How client ids compare: surrounding whitespace trimmed, ASCII case-insensitive (`A`–`Z`
+/// fold to `a`–`z`; no Unicode case folding, so a look-alike letter is another client).
+pub fn client_key(c: &str) -> String {
+    c.trim().to_ascii_lowercase()
+}
 
 /// What is asked to be revoked, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +34,10 @@ pub struct RevocationRequest {
     /// A non-secret handle of the credential (JWT `jti`, reference-token handle, key id).
     pub credential_id: Option<String>,
     pub client_id: Option<String>,
+    /// Where `client_id` came from. Only a verified one is ever acted on beyond the token
+    /// (a revoke-by-client target, the deny-list's `client_id`); a claimed one still counts
+    /// for the allow-list and the caps.
+    pub client_id_source: ClientIdSource,
     pub alert_id: String,
     pub reason: String,
     pub severity: Severity,
@@ -41,6 +56,7 @@ impl RevocationRequest {
             fingerprint,
             credential_id,
             client_id: a.client_id.clone(),
+            client_id_source: a.client_id_source,
             alert_id: a.id.clone(),
             reason: format!("{} ({}): {}", a.detector, a.rule, a.summary),
             severity: a.severity,
@@ -76,6 +92,12 @@ pub enum Verdict {
     ClientCap,
     /// The alert names no token fingerprint or credential id.
     NoCredential,
+    /// The alert names no client, so neither the allow-list nor the client cap can apply:
+    /// refused unless `revoke_without_client` is set.
+    NoClient,
+    /// The audit record could not be written, so nothing was done: not revoked, no cap
+    /// used, not remembered as revoked.
+    AuditFailed,
 }
 
 impl Verdict {
@@ -88,6 +110,8 @@ impl Verdict {
             Verdict::GlobalCap => "global_cap",
             Verdict::ClientCap => "client_cap",
             Verdict::NoCredential => "no_credential",
+            Verdict::NoClient => "no_client",
+            Verdict::AuditFailed => "audit_failed",
         }
     }
 
@@ -100,6 +124,8 @@ impl Verdict {
             "global_cap" => Verdict::GlobalCap,
             "client_cap" => Verdict::ClientCap,
             "no_credential" => Verdict::NoCredential,
+            "no_client" => Verdict::NoClient,
+            "audit_failed" => Verdict::AuditFailed,
             _ => return None,
         })
     }
@@ -120,7 +146,7 @@ pub struct Decision {
 
 #[derive(Default)]
 struct Ledger {
-    /// (time, client) of each revocation in the last hour.
+    /// (time, client as [`client_key`]) of each revocation in the last hour.
     recent: VecDeque<(Millis, Option<String>)>,
     /// Active revocations: key → expiry (`None`: permanent).
     active: HashMap<String, Option<Millis>>,
@@ -142,10 +168,45 @@ impl Ledger {
     }
 }
 
+/// One ledger as saved in the state snapshot (sorted, so equal state saves equal bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// (time, client key) of each revocation in the last hour.
+    pub recent: Vec<(Millis, Option<String>)>,
+    /// Active revocations: (key, expiry; `None`: permanent).
+    pub active: Vec<(String, Option<Millis>)>,
+}
+
+/// Both ledgers, for the state snapshot: what makes caps and active revocations survive a
+/// restart and the rotation of the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    pub enforced: LedgerState,
+    pub simulated: LedgerState,
+}
+
+impl Ledger {
+    fn save(&self) -> LedgerState {
+        let mut active: Vec<(String, Option<Millis>)> = self.active.iter().map(|(k, e)| (k.clone(), *e)).collect();
+        active.sort();
+        LedgerState { recent: self.recent.iter().cloned().collect(), active }
+    }
+
+    fn load(&mut self, s: &LedgerState, now: Millis) {
+        let mut recent = s.recent.clone();
+        recent.sort_by_key(|(t, _)| *t);
+        self.recent = recent.into();
+        self.active = s.active.iter().cloned().collect();
+        self.prune(now);
+    }
+}
+
 /// The revocation policy with its ledgers.
 pub struct Policy {
     dry_run: bool,
+    /// [`client_key`]s.
     allow_clients: HashSet<String>,
+    revoke_without_client: bool,
     allow_tokens: HashSet<String>,
     max_per_hour: u32,
     max_per_client: u32,
@@ -159,7 +220,8 @@ impl Policy {
     pub fn new(cfg: &RevocationConfig) -> Self {
         Policy {
             dry_run: cfg.dry_run,
-            allow_clients: cfg.never_revoke_clients.iter().cloned().collect(),
+            allow_clients: cfg.never_revoke_clients.iter().map(|c| client_key(c)).filter(|c| !c.is_empty()).collect(),
+            revoke_without_client: cfg.revoke_without_client,
             allow_tokens: cfg.never_revoke_tokens.iter().map(|t| t.to_ascii_lowercase()).collect(),
             max_per_hour: cfg.max_per_hour,
             max_per_client: cfg.max_per_client_per_hour,
@@ -172,6 +234,15 @@ impl Policy {
 
     /// Decides, and records a revoke (or would-be revoke) in the matching ledger.
     pub fn decide(&mut self, req: &RevocationRequest, now: Millis) -> Decision {
+        let d = self.evaluate(req, now);
+        self.record(req, &d, now);
+        d
+    }
+
+    /// Decides without recording anything: the caller [`Policy::record`]s the decision once
+    /// it is durably audited, so a decision that could not be audited uses no cap and is not
+    /// remembered as a revocation.
+    pub fn evaluate(&mut self, req: &RevocationRequest, now: Millis) -> Decision {
         let dry_run = self.dry_run || req.force_dry_run;
         let mk = |verdict, key: Option<String>, detail: String| Decision {
             verdict,
@@ -184,7 +255,17 @@ impl Policy {
         let Some(key) = req.key() else {
             return mk(Verdict::NoCredential, None, "the alert names no token fingerprint or credential id".into());
         };
-        if let Some(c) = req.client_id.as_ref().filter(|c| self.allow_clients.contains(*c)) {
+        let client = req.client_id.as_deref().map(client_key).filter(|c| !c.is_empty());
+        if client.is_none() && !self.revoke_without_client {
+            return mk(
+                Verdict::NoClient,
+                Some(key),
+                "the alert names no client, so the allow-list and the client cap cannot apply \
+                 (revoke_without_client is off)"
+                    .into(),
+            );
+        }
+        if let Some(c) = client.as_ref().filter(|c| self.allow_clients.contains(*c)) {
             return mk(Verdict::AllowListed, Some(key), format!("client `{c}` is in never_revoke_clients"));
         }
         if req.fingerprint.is_some_and(|fp| self.allow_tokens.contains(&fp.to_hex())) {
@@ -210,7 +291,7 @@ impl Policy {
                 ),
             );
         }
-        let client_count = ledger.recent.iter().filter(|(_, c)| *c == req.client_id).count();
+        let client_count = ledger.recent.iter().filter(|(_, c)| *c == client).count();
         if client_count >= self.max_per_client as usize {
             return mk(
                 Verdict::ClientCap,
@@ -220,7 +301,6 @@ impl Policy {
         }
         let permanent = self.permanent_at.is_some_and(|p| req.severity >= p);
         let expires_at = (!permanent).then(|| now.saturating_add(self.quarantine));
-        ledger.record(now, req.client_id.clone(), key.clone(), expires_at);
         let what = if permanent {
             "permanently".to_string()
         } else {
@@ -234,6 +314,30 @@ impl Policy {
             permanent,
             detail: if dry_run { format!("dry-run: would revoke {what}") } else { format!("revoked {what}") },
         }
+    }
+
+    /// Records a revoke (or would-be revoke) in its ledger; a refusal records nothing.
+    pub fn record(&mut self, req: &RevocationRequest, d: &Decision, now: Millis) {
+        let ledger = match d.verdict {
+            Verdict::Revoke => &mut self.enforced,
+            Verdict::DryRun => &mut self.simulated,
+            _ => return,
+        };
+        if let Some(key) = &d.key {
+            let client = req.client_id.as_deref().map(client_key).filter(|c| !c.is_empty());
+            ledger.record(now, client, key.clone(), d.expires_at);
+        }
+    }
+
+    /// The ledgers, for the state snapshot.
+    pub fn state(&self) -> PolicyState {
+        PolicyState { enforced: self.enforced.save(), simulated: self.simulated.save() }
+    }
+
+    /// Takes the ledgers from a state snapshot, dropping what has expired by `now`.
+    pub fn load(&mut self, s: &PolicyState, now: Millis) {
+        self.enforced.load(&s.enforced, now);
+        self.simulated.load(&s.simulated, now);
     }
 
     /// Replays a past decision from the audit log (after a restart), so caps and active
@@ -255,6 +359,7 @@ impl Policy {
         if expires_at.is_some_and(|e| e <= now) && at <= now - HOUR {
             return;
         }
+        let client = client.as_deref().map(client_key).filter(|c| !c.is_empty());
         ledger.record(at, client, key, expires_at);
         ledger.prune(now);
     }
@@ -284,6 +389,7 @@ mod tests {
             fingerprint: Some(Fingerprint([0, 0, 0, 0, 0, 0, 0, fp])),
             credential_id: None,
             client_id: Some(client.into()),
+            client_id_source: ClientIdSource::Gateway,
             alert_id: format!("a{fp}"),
             reason: "r".into(),
             severity: Severity::High,
@@ -356,6 +462,71 @@ mod tests {
         r.credential_id = Some("jti-1".into());
         let d = p.decide(&r, T0);
         assert_eq!((d.verdict, d.key.as_deref()), (Verdict::Revoke, Some("cred:jti-1")));
+    }
+
+    /// Issue 12 item 7b: `never_revoke_clients = ["healthcheck"]` did not stop `healthcheck `
+    /// or `HealthCheck`.
+    #[test]
+    fn allow_listed_clients_match_trimmed_and_ascii_case_insensitively() {
+        let mut c = cfg();
+        c.never_revoke_clients = vec![" HealthCheck ".into(), "billing-batch".into()];
+        let mut p = Policy::new(&c);
+        for client in ["healthcheck", "healthcheck ", "HealthCheck", "\tHEALTHCHECK\n", " Billing-Batch"] {
+            assert_eq!(p.decide(&req(1, client), T0).verdict, Verdict::AllowListed, "{client:?}");
+        }
+        // ASCII only: a look-alike with a non-ASCII letter (Kelvin sign for `k`) is another client.
+        assert_eq!(p.decide(&req(2, "healthchec\u{212A}"), T0).verdict, Verdict::Revoke);
+    }
+
+    /// The per-client cap counts a client under the same rule, so case and spaces do not
+    /// buy extra revocations.
+    #[test]
+    fn the_client_cap_counts_trimmed_and_ascii_case_insensitively() {
+        let mut p = Policy::new(&cfg());
+        assert_eq!(p.decide(&req(1, "App-A"), T0).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(2, "app-a "), T0 + 1).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(3, "APP-A"), T0 + 2).verdict, Verdict::ClientCap);
+    }
+
+    /// Issue 12 item 7c: an alert with a fingerprint and no client was revoked (fail-open).
+    #[test]
+    fn a_token_without_a_client_is_not_revoked() {
+        let mut p = Policy::new(&cfg());
+        for client in [None, Some(""), Some("  ")] {
+            let mut r = req(1, "x");
+            r.client_id = client.map(str::to_string);
+            let d = p.decide(&r, T0);
+            assert_eq!(d.verdict, Verdict::NoClient, "{client:?}: {d:?}");
+        }
+        // Only where the config says so explicitly.
+        let mut c = cfg();
+        c.revoke_without_client = true;
+        let mut p = Policy::new(&c);
+        let mut r = req(1, "x");
+        r.client_id = None;
+        assert_eq!(p.decide(&r, T0).verdict, Verdict::Revoke);
+        assert!(!RevocationConfig::new("/dev/null").revoke_without_client, "off by default");
+    }
+
+    #[test]
+    fn saved_state_loads_back_to_the_same_decisions() {
+        let mut p = Policy::new(&cfg());
+        assert_eq!(p.decide(&req(1, "a"), T0).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(2, "a"), T0 + 1).verdict, Verdict::Revoke);
+        let mut r = req(3, "b");
+        r.force_dry_run = true;
+        assert_eq!(p.decide(&r, T0 + 2).verdict, Verdict::DryRun);
+        let saved = p.state();
+        let mut q = Policy::new(&cfg());
+        q.load(&saved, T0 + 10);
+        assert_eq!(q.state(), saved);
+        assert_eq!(q.decide(&req(1, "x"), T0 + 10).verdict, Verdict::AlreadyRevoked);
+        assert_eq!(q.decide(&req(4, "a"), T0 + 11).verdict, Verdict::ClientCap);
+        assert_eq!(q.decide(&r, T0 + 12).verdict, Verdict::AlreadyRevoked, "the dry-run ledger too");
+        // Loaded later, the quarantines are over and the hour has passed.
+        let mut q = Policy::new(&cfg());
+        q.load(&saved, T0 + HOUR + 600_000);
+        assert_eq!(q.state(), PolicyState::default());
     }
 
     #[test]

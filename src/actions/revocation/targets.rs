@@ -6,7 +6,9 @@
 //!   `jti` the IdP indexes). Without a credential id the call is skipped and audited.
 //! - [`HttpTarget`]: an HTTP call to an IdP admin API or a bridge, with the client id,
 //!   fingerprint and credential id in the URL and the entry as a JSON body: revoke by
-//!   client or session, or feed a gateway that keeps its own deny-list.
+//!   client or session, or feed a gateway that keeps its own deny-list. `{client_id}` is
+//!   only ever a verified client (the entry carries no other as `client_id`): a client a
+//!   JWT merely claims is skipped, audited, never called.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,16 +49,22 @@ pub fn form_encode(s: &str) -> String {
     out
 }
 
-/// Percent-encoding for a URL path segment.
-fn path_encode(s: &str) -> String {
+/// One URL path segment from a value gatewatch read in a log: every byte outside the
+/// unreserved `ALPHA / DIGIT / "-" / "_" / "~"` is percent-encoded, `.` and `%` included.
+/// A value that is empty, `.` or `..` is refused (`None`): encoded or not, URL parsers
+/// (WHATWG, and so reqwest) read `%2E%2E` as `..` and would move the call up the path.
+pub fn path_encode(s: &str) -> Option<String> {
+    if matches!(s, "" | "." | "..") {
+        return None;
+    }
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
-    out
+    Some(out)
 }
 
 pub struct OAuthTarget {
@@ -137,17 +145,35 @@ impl HttpTarget {
     }
 
     /// The URL with `{client_id}`, `{fingerprint}`, `{credential_id}` filled in; `None` when
-    /// the URL needs a value the entry lacks.
+    /// the URL needs a value the entry lacks or cannot carry (see [`HttpTarget::resolve_url`]).
     pub fn url_for(&self, e: &DenyEntry) -> Option<String> {
+        self.resolve_url(e).ok()
+    }
+
+    /// The URL with its placeholders filled in, or why the call cannot be made: a value the
+    /// URL needs is missing, or is not a usable path segment (empty, `.`, `..`). The reason
+    /// names the placeholder, never the value.
+    pub fn resolve_url(&self, e: &DenyEntry) -> Result<String, String> {
         let mut url = self.cfg.url.clone();
         for (ph, v) in
             [("{client_id}", &e.client_id), ("{fingerprint}", &e.fingerprint), ("{credential_id}", &e.credential_id)]
         {
             if url.contains(ph) {
-                url = url.replace(ph, &path_encode(v.as_deref()?));
+                let v = match v.as_deref() {
+                    Some(v) => v,
+                    None if ph == "{client_id}" && e.claimed_client_id.is_some() => {
+                        return Err("the URL needs {client_id}, and this client is only what the token claims \
+                                    (unverified): never revoked by client"
+                            .into())
+                    }
+                    None => return Err(format!("the URL needs {ph}, which this revocation lacks")),
+                };
+                let seg = path_encode(v)
+                    .ok_or_else(|| format!("the value for {ph} is empty, `.` or `..`: not a path segment"))?;
+                url = url.replace(ph, &seg);
             }
         }
-        Some(url)
+        Ok(url)
     }
 }
 
@@ -158,8 +184,9 @@ impl RevocationTarget for HttpTarget {
 
     fn revoke<'a>(&'a self, e: &'a DenyEntry) -> TargetFuture<'a> {
         Box::pin(async move {
-            let Some(url) = self.url_for(e) else {
-                return Ok(TargetOutcome::Skipped("the URL needs a value this revocation lacks".into()));
+            let url = match self.resolve_url(e) {
+                Ok(u) => u,
+                Err(why) => return Ok(TargetOutcome::Skipped(why)),
             };
             let body = serde_json::to_vec(e).expect("json");
             let method = reqwest::Method::from_bytes(self.cfg.method.as_bytes()).unwrap_or(reqwest::Method::POST);
@@ -224,6 +251,7 @@ mod tests {
             fingerprint: Some("00".into()),
             credential_id: None,
             client_id: Some("a b/c".into()),
+            claimed_client_id: None,
             reason: "r".into(),
             alert_id: "a".into(),
             revoked_at: 0,
@@ -232,5 +260,49 @@ mod tests {
         assert_eq!(t.url_for(&e).unwrap(), "https://idp/clients/a%20b%2Fc/revoke");
         e.client_id = None;
         assert_eq!(t.url_for(&e), None);
+    }
+
+    /// Issue 12 item 6: `..` and `.` went into the path as they were, so the call went to
+    /// `/admin/revoke` or `/admin/clients/revoke` with the IdP bearer.
+    #[test]
+    fn dot_segments_never_reach_the_path() {
+        let t = HttpTarget::new(
+            HttpTargetConfig {
+                url: "https://idp/admin/clients/{client_id}/revoke".into(),
+                method: "POST".into(),
+                bearer: None,
+                secret: None,
+            },
+            reqwest::Client::new(),
+        );
+        let mut e = DenyEntry {
+            fingerprint: Some("00".into()),
+            credential_id: None,
+            client_id: None,
+            claimed_client_id: None,
+            reason: "r".into(),
+            alert_id: "a".into(),
+            revoked_at: 0,
+            expires_at: None,
+        };
+        for refused in ["..", ".", "", "%2e%2e"] {
+            e.client_id = Some(refused.into());
+            let url = t.url_for(&e);
+            assert!(
+                url.as_deref().map_or(true, |u| u.contains("/clients/%") && !u.contains("/clients/%2e")),
+                "`{refused}` gave {url:?}"
+            );
+            if matches!(refused, ".." | "." | "") {
+                assert_eq!(url, None, "`{refused}` must be refused, not encoded");
+            }
+        }
+        // Every byte outside ALPHA / DIGIT / `-` / `_` / `~` is encoded, `.` and `%` included.
+        e.client_id = Some("app.v2~x_y-z%2F".into());
+        assert_eq!(t.url_for(&e).unwrap(), "https://idp/admin/clients/app%2Ev2~x_y-z%252F/revoke");
+        e.client_id = Some("..%2F..".into());
+        assert_eq!(t.url_for(&e).unwrap(), "https://idp/admin/clients/%2E%2E%252F%2E%2E/revoke");
+        // reqwest's URL parser keeps the encoded segment: the request goes where it says.
+        let parsed = reqwest::Url::parse(&t.url_for(&e).unwrap()).unwrap();
+        assert_eq!(parsed.path(), "/admin/clients/%2E%2E%252F%2E%2E/revoke");
     }
 }
