@@ -28,7 +28,7 @@ pub struct Params {
     pub window: DurationStr,
     /// Which entities to count per: `source_ip`, `client_id`, `token`, `route`.
     #[serde(default = "default_keys")]
-    pub keys: Vec<String>,
+    pub keys: Vec<KeyName>,
     /// Failures in the window that raise an alert, per key kind.
     #[serde(default)]
     pub threshold: Thresholds,
@@ -52,6 +52,42 @@ pub struct Params {
     /// Token / login endpoints (path prefixes, no method): a 400 there is a failed grant too.
     #[serde(default = "default_token_endpoints")]
     pub token_endpoints: Vec<String>,
+}
+
+/// What failures are counted per: the closed set of `keys` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// One source address.
+    SourceIp,
+    /// One client id.
+    ClientId,
+    /// One token (its fingerprint, or the credential id when the token is not logged).
+    Token,
+    /// One templated route, with failures spread over many networks.
+    Route,
+}
+
+impl KeyKind {
+    pub const ALL: [KeyKind; 4] = [KeyKind::SourceIp, KeyKind::ClientId, KeyKind::Token, KeyKind::Route];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::SourceIp => "source_ip",
+            KeyKind::ClientId => "client_id",
+            KeyKind::Token => "token",
+            KeyKind::Route => "route",
+        }
+    }
+}
+
+/// An entry of `keys` as written: a known name, or any other string, kept so that every bad
+/// entry is reported with its index (`params.keys[i]`) along with the other errors.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KeyName {
+    Known(KeyKind),
+    Unknown(String),
 }
 
 /// Failures per window, per key kind.
@@ -82,8 +118,8 @@ impl Default for Thresholds {
 fn default_window() -> DurationStr {
     DurationStr(10 * 60_000)
 }
-fn default_keys() -> Vec<String> {
-    vec!["source_ip".into(), "client_id".into(), "token".into(), "route".into()]
+fn default_keys() -> Vec<KeyName> {
+    KeyKind::ALL.iter().map(|k| KeyName::Known(*k)).collect()
 }
 fn default_ratio() -> f64 {
     0.5
@@ -151,7 +187,8 @@ struct KeyState {
 
 pub struct AuthFailureSpike {
     p: Params,
-    by: [bool; 4], // ip, client, token, route
+    /// Which key kinds are counted, indexed by `KeyKind as usize`.
+    by: [bool; KeyKind::ALL.len()],
     state: KeyedState<Key, KeyState>,
     bucket: Millis,
 }
@@ -162,13 +199,10 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     c.check(p.window.0 >= 10_000, "window", "must be at least 10s");
     c.check((0.0..=1.0).contains(&p.min_failure_ratio), "min_failure_ratio", "must be between 0 and 1");
     c.check((0.0..=1.0).contains(&p.route_min_failure_ratio), "route_min_failure_ratio", "must be between 0 and 1");
-    c.check(!p.keys.is_empty(), "keys", "name at least one of source_ip, client_id, token, route");
+    let names = KeyKind::ALL.map(KeyKind::as_str).join(", ");
+    c.check(!p.keys.is_empty(), "keys", &format!("name at least one of {names}"));
     for (i, k) in p.keys.iter().enumerate() {
-        c.check(
-            ["source_ip", "client_id", "token", "route"].contains(&k.as_str()),
-            &format!("keys[{i}]"),
-            "one of source_ip, client_id, token, route",
-        );
+        c.check(matches!(k, KeyName::Known(_)), &format!("keys[{i}]"), &format!("one of {names}"));
     }
     let t = &p.threshold;
     c.check(
@@ -178,12 +212,7 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     );
     c.check(!p.failure_statuses.is_empty(), "failure_statuses", "must not be empty");
     c.check(p.client_min_failures_per_token >= 1.0, "client_min_failures_per_token", "must be at least 1");
-    let by = [
-        p.keys.iter().any(|k| k == "source_ip"),
-        p.keys.iter().any(|k| k == "client_id"),
-        p.keys.iter().any(|k| k == "token"),
-        p.keys.iter().any(|k| k == "route"),
-    ];
+    let by = KeyKind::ALL.map(|kind| p.keys.contains(&KeyName::Known(kind)));
     let bucket = (p.window.0 / 30).max(1000);
     let d = AuthFailureSpike {
         state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)),
@@ -195,6 +224,10 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
 }
 
 impl AuthFailureSpike {
+    fn counts_per(&self, kind: KeyKind) -> bool {
+        self.by[kind as usize]
+    }
+
     fn is_failure(&self, ev: &Event) -> bool {
         let Some(s) = ev.status else { return false };
         if self.p.failure_statuses.contains(&s) {
@@ -302,22 +335,22 @@ impl AuthFailureSpike {
 impl Detector for AuthFailureSpike {
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
         let failed = self.is_failure(ev);
-        if self.by[0] {
+        if self.counts_per(KeyKind::SourceIp) {
             if let Some(ip) = ev.source_ip {
                 self.observe(Key::Ip(ip), ev, failed, out);
             }
         }
-        if self.by[1] {
+        if self.counts_per(KeyKind::ClientId) {
             if let Some(c) = &ev.client_id {
                 self.observe(Key::Client(c.clone()), ev, failed, out);
             }
         }
-        if self.by[2] {
+        if self.counts_per(KeyKind::Token) {
             if let Some(t) = ev.token_entity() {
                 self.observe(Key::Token(t), ev, failed, out);
             }
         }
-        if self.by[3] {
+        if self.counts_per(KeyKind::Route) {
             if let Some(r) = &ev.route {
                 self.observe(Key::Route(r.clone()), ev, failed, out);
             }
