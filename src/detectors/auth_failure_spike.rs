@@ -323,7 +323,9 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     let by = KeyKind::ALL.map(|kind| p.keys.contains(&KeyName::Known(kind)));
     let bucket = (p.window.0 / 30).max(1000);
     let d = AuthFailureSpike {
-        state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)),
+        // A key with a failure in the window is evicted at the cap only when every key has one:
+        // a flood of one-off addresses cannot push a slow brute force out.
+        state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)).with_hit_protection(p.window.0),
         by,
         bucket,
         p,
@@ -369,7 +371,7 @@ impl AuthFailureSpike {
         let min_networks = self.p.route_min_networks;
         let min_addresses = self.p.network_min_addresses;
         let per_token = self.p.client_min_failures_per_token;
-        let st = self.state.entry(&key, ev.ts, || KeyState::new(&key));
+        let st = self.state.entry_hit(&key, ev.ts, failed, || KeyState::new(&key));
         st.counts.add(ev.ts, failed, window, bucket);
         if !failed {
             return;
@@ -767,6 +769,32 @@ mod tests {
             ]
         );
         assert!(errs[0].to_string().contains("source_network"), "the message lists the names: {}", errs[0]);
+    }
+
+    #[test]
+    fn slow_brute_force_survives_a_flood_of_distinct_addresses_at_the_cap() {
+        let file = crate::detectors::testing::file_from_toml("auth_failure_spike", "");
+        let mut d = build(&file, Limits { max_keys: 10_000, idle_timeout: 2 * 3_600_000 }).expect("valid");
+        let attacker: IpAddr = "203.0.113.7".parse().unwrap();
+        // 200k distinct addresses scattered over the IPv4 space, one successful call each, in 10 minutes
+        let mut events: Vec<Event> = (0..200_000u32)
+            .map(|i| {
+                let mut e = ev(i as i64 * 3).get("/v1/items").build();
+                e.source_ip = Some(IpAddr::V4(std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761))));
+                e
+            })
+            .filter(|e| e.source_ip != Some(attacker))
+            .collect();
+        // ...and a slow brute force from one address: 25 failures, one every 24 s
+        events.extend((0..25).map(|k| ev(k * 24_000 + 1).ip("203.0.113.7").post("/login").status(401).build()));
+        events.sort_by_key(|e| e.ts);
+        let f = run(&mut *d, &events);
+        let stats = d.stats();
+        assert!(stats.keys <= 10_000);
+        assert!(stats.evicted_cap > 300_000, "the flood went through the cap: {stats:?}");
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity, Entity::new(EntityKind::SourceIp, "203.0.113.7"));
+        assert_eq!(f[0].evidence["failures"], json!(20));
     }
 
     #[test]
