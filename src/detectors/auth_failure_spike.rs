@@ -18,6 +18,10 @@
 //! alert names the network in CIDR form as a `source_ip` entity
 //! (`203.0.113.0/24`, `2001:db8:1:2::/64`).
 //!
+//! Failures are hits for the keyed state: at the key cap, a key with a failure
+//! still in the window is evicted only when every key has one, so a flood of
+//! one-off addresses cannot push a slow brute force out (`crate::state::keyed`).
+//!
 //! Touches: events, its own keyed state, the findings it returns. No clock.
 
 use std::net::IpAddr;
@@ -62,7 +66,7 @@ pub struct Params {
     #[serde(default = "default_network_v6")]
     pub network_prefix_v6: u8,
     /// For the `source_network` key: distinct addresses among the failures, at least this
-    /// (2–64). Fewer means one address is failing, which the `source_ip` key reports.
+    /// (2–64). A brute force from one address is the `source_ip` key's, reported once there.
     #[serde(default = "default_network_addresses")]
     pub network_min_addresses: usize,
     /// For the `client_id` key: failures per distinct token at least this. A public client id
