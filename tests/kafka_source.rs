@@ -127,6 +127,12 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     assert!(body.contains(&format!("gatewatch_records_rejected_total{{reason=\"{expected}\"}} 1")), "{body}");
     assert!(body.contains("gatewatch_alerts_total{detector=\"auth_failure_spike\"}"), "{body}");
     assert!(body.contains("gatewatch_kafka_assigned_partitions 2"), "{body}");
+    // evictions per detector id and reason, every series present from the first scrape
+    for reason in ["idle", "cap", "cap_protected"] {
+        let series =
+            format!("gatewatch_state_evictions_total{{detector=\"auth-failure-default\",reason=\"{reason}\"}}");
+        assert!(body.contains(&series), "{series} missing:\n{body}");
+    }
     assert!(body.contains(&format!("gatewatch_scrubbed_records_total {}", recs.len())), "{body}");
     assert!(body.contains("gatewatch_secrets_scrubbed_total{kind=\"jwt\","), "{body}");
     assert!(!body.contains(BAD_JWT));

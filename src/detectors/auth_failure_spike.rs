@@ -2,15 +2,31 @@
 //! credential stuffing, replay of a revoked or expired token.
 //!
 //! Counts failures (401/403, and 400/401 on token endpoints) in a sliding
-//! window per source IP, per client, per token and per route. A key alerts
-//! when its failures reach the threshold for its kind **and** make up at least
-//! `min_failure_ratio` of its requests, so a busy client that sends a few 401s
-//! while rotating its token, or an office NAT with one tired user, stays quiet.
-//! The route key also needs failures from many distinct networks: that is
-//! credential stuffing spread thin over a botnet.
+//! window per source IP, per source network, per client, per token and per
+//! route. A key alerts when its failures reach the threshold for its kind
+//! **and** make up at least `min_failure_ratio` of its requests, so a busy
+//! client that sends a few 401s while rotating its token, or an office NAT with
+//! one tired user, stays quiet. The route key also needs failures from many
+//! distinct networks: that is credential stuffing spread thin over a botnet.
+//!
+//! The source network key (IPv4 /24, IPv6 /64 by default) catches one host
+//! rotating its address: a single machine owns a whole IPv6 /64, and a cloud
+//! or proxy pool hands out addresses inside one /24, so 300 failures from 300
+//! addresses never make one address loud. It alerts only when the failures come
+//! from at least `network_min_addresses` distinct addresses: a brute force from
+//! one address stays the business of the address key (one alert, not two). Its
+//! alert names the network in CIDR form as a `source_ip` entity
+//! (`203.0.113.0/24`, `2001:db8:1:2::/64`).
+//!
+//! Failures are hits for the keyed state: at the key cap, a key with a failure
+//! still in the window is evicted only when every key has one, so a flood of
+//! one-off addresses cannot push a slow brute force out (`crate::state::keyed`).
 //!
 //! Touches: events, its own keyed state, the findings it returns. No clock.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -26,9 +42,10 @@ pub struct Params {
     /// Sliding window the failures are counted in.
     #[serde(default = "default_window")]
     pub window: DurationStr,
-    /// Which entities to count per: `source_ip`, `client_id`, `token`, `route`.
+    /// Which entities to count per: `source_ip`, `source_network`, `client_id`, `token`, `route`.
+    /// Default: all of them.
     #[serde(default = "default_keys")]
-    pub keys: Vec<String>,
+    pub keys: Vec<KeyName>,
     /// Failures in the window that raise an alert, per key kind.
     #[serde(default)]
     pub threshold: Thresholds,
@@ -41,6 +58,17 @@ pub struct Params {
     /// For the `route` key: distinct source networks (/24, /48) among the failures.
     #[serde(default = "default_route_networks")]
     pub route_min_networks: usize,
+    /// For the `source_network` key: IPv4 prefix length of a network (8–31).
+    #[serde(default = "default_network_v4")]
+    pub network_prefix_v4: u8,
+    /// For the `source_network` key: IPv6 prefix length of a network (16–127). A /64 is one
+    /// host's (or one LAN's) share of the address space.
+    #[serde(default = "default_network_v6")]
+    pub network_prefix_v6: u8,
+    /// For the `source_network` key: distinct addresses among the failures, at least this
+    /// (2–64). A brute force from one address is the `source_ip` key's, reported once there.
+    #[serde(default = "default_network_addresses")]
+    pub network_min_addresses: usize,
     /// For the `client_id` key: failures per distinct token at least this. A public client id
     /// shared by a mobile fleet sees many users' expired tokens fail once each: that is
     /// rotation, not an attack on the client.
@@ -54,16 +82,64 @@ pub struct Params {
     pub token_endpoints: Vec<String>,
 }
 
+/// What failures are counted per: the closed set of `keys` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// One source address.
+    SourceIp,
+    /// One source network (`network_prefix_v4` / `network_prefix_v6`), from several addresses.
+    SourceNetwork,
+    /// One client id.
+    ClientId,
+    /// One token (its fingerprint, or the credential id when the token is not logged).
+    Token,
+    /// One templated route, with failures spread over many networks.
+    Route,
+}
+
+impl KeyKind {
+    /// Every kind, in declaration order (`kind as usize` indexes this).
+    pub const ALL: [KeyKind; 5] =
+        [KeyKind::SourceIp, KeyKind::SourceNetwork, KeyKind::ClientId, KeyKind::Token, KeyKind::Route];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::SourceIp => "source_ip",
+            KeyKind::SourceNetwork => "source_network",
+            KeyKind::ClientId => "client_id",
+            KeyKind::Token => "token",
+            KeyKind::Route => "route",
+        }
+    }
+}
+
+/// An entry of `keys` as written: a known name, or any other string, kept so that every bad
+/// entry is reported with its index (`params.keys[i]`) along with the other errors.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KeyName {
+    Known(KeyKind),
+    Unknown(String),
+}
+
 /// Failures per window, per key kind.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
+    /// Per source address.
     #[serde(default = "default_t_ip")]
     pub source_ip: u64,
+    /// Per source network, summed over its addresses.
+    #[serde(default = "default_t_network")]
+    pub source_network: u64,
+    /// Per client id.
     #[serde(default = "default_t_client")]
     pub client_id: u64,
+    /// Per token.
     #[serde(default = "default_t_token")]
     pub token: u64,
+    /// Per route, spread over `route_min_networks` networks.
     #[serde(default = "default_t_route")]
     pub route: u64,
 }
@@ -72,6 +148,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             source_ip: default_t_ip(),
+            source_network: default_t_network(),
             client_id: default_t_client(),
             token: default_t_token(),
             route: default_t_route(),
@@ -82,8 +159,8 @@ impl Default for Thresholds {
 fn default_window() -> DurationStr {
     DurationStr(10 * 60_000)
 }
-fn default_keys() -> Vec<String> {
-    vec!["source_ip".into(), "client_id".into(), "token".into(), "route".into()]
+fn default_keys() -> Vec<KeyName> {
+    KeyKind::ALL.iter().map(|k| KeyName::Known(*k)).collect()
 }
 fn default_ratio() -> f64 {
     0.5
@@ -93,6 +170,15 @@ fn default_route_ratio() -> f64 {
 }
 fn default_route_networks() -> usize {
     10
+}
+fn default_network_v4() -> u8 {
+    24
+}
+fn default_network_v6() -> u8 {
+    64
+}
+fn default_network_addresses() -> usize {
+    3
 }
 fn default_client_per_token() -> f64 {
     3.0
@@ -119,6 +205,9 @@ fn default_token_endpoints() -> Vec<String> {
 fn default_t_ip() -> u64 {
     20
 }
+fn default_t_network() -> u64 {
+    40
+}
 fn default_t_client() -> u64 {
     30
 }
@@ -129,29 +218,78 @@ fn default_t_route() -> u64 {
     60
 }
 
+/// The most failing addresses remembered per source network: enough to pass
+/// `network_min_addresses` and to show samples, bounded memory under a rotating flood.
+const MAX_NETWORK_ADDRS: usize = 64;
+/// Sample addresses shown in a network alert's evidence.
+const SAMPLE_ADDRS: usize = 5;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Key {
-    Ip(std::net::IpAddr),
+    Ip(IpAddr),
+    Net(IpNet),
     Client(String),
     Token(String),
     Route(String),
 }
 
-#[derive(Default)]
 struct KeyState {
     counts: BucketCounter,
-    /// Networks the failures came from (route key only).
-    networks: SlidingSet<ipnet::IpNet>,
-    /// Tokens the failures carried (client key only; `None` = no token).
-    tokens: SlidingSet<Option<Fingerprint>>,
+    /// What the key's kind tracks besides the counts, fed by failures only.
+    spread: Spread,
     /// A client / token seen on the failures, for the alert.
     client: SeenClient,
     token: Option<Fingerprint>,
 }
 
+/// Distinct values among a key's failures: one set per key, whose type depends on the key kind.
+enum Spread {
+    None,
+    /// Route key: the networks the failures came from.
+    Networks(SlidingSet<IpNet>),
+    /// Source network key: the addresses the failures came from.
+    Addresses(SlidingSet<IpAddr>),
+    /// Client key: the tokens the failures carried (`None` = no token).
+    Tokens(SlidingSet<Option<Fingerprint>>),
+}
+
+impl KeyState {
+    fn new(key: &Key) -> Self {
+        let spread = match key {
+            Key::Ip(_) | Key::Token(_) => Spread::None,
+            Key::Net(_) => Spread::Addresses(SlidingSet::default()),
+            Key::Client(_) => Spread::Tokens(SlidingSet::default()),
+            Key::Route(_) => Spread::Networks(SlidingSet::default()),
+        };
+        KeyState { counts: BucketCounter::default(), spread, client: None, token: None }
+    }
+
+    /// Distinct values among the failures in the window (0 for kinds that track none).
+    fn distinct(&self) -> usize {
+        match &self.spread {
+            Spread::None => 0,
+            Spread::Networks(s) => s.len(),
+            Spread::Addresses(s) => s.len(),
+            Spread::Tokens(s) => s.len(),
+        }
+    }
+
+    /// Forget the failures: the next alert (after the cooldown) needs a new burst.
+    fn reset(&mut self) {
+        self.counts = BucketCounter::default();
+        match &mut self.spread {
+            Spread::None => {}
+            Spread::Networks(s) => *s = SlidingSet::default(),
+            Spread::Addresses(s) => *s = SlidingSet::default(),
+            Spread::Tokens(s) => *s = SlidingSet::default(),
+        }
+    }
+}
+
 pub struct AuthFailureSpike {
     p: Params,
-    by: [bool; 4], // ip, client, token, route
+    /// Which key kinds are counted, indexed by `KeyKind as usize`.
+    by: [bool; KeyKind::ALL.len()],
     state: KeyedState<Key, KeyState>,
     bucket: Millis,
 }
@@ -162,31 +300,36 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     c.check(p.window.0 >= 10_000, "window", "must be at least 10s");
     c.check((0.0..=1.0).contains(&p.min_failure_ratio), "min_failure_ratio", "must be between 0 and 1");
     c.check((0.0..=1.0).contains(&p.route_min_failure_ratio), "route_min_failure_ratio", "must be between 0 and 1");
-    c.check(!p.keys.is_empty(), "keys", "name at least one of source_ip, client_id, token, route");
+    let names = KeyKind::ALL.map(KeyKind::as_str).join(", ");
+    c.check(!p.keys.is_empty(), "keys", &format!("name at least one of {names}"));
     for (i, k) in p.keys.iter().enumerate() {
-        c.check(
-            ["source_ip", "client_id", "token", "route"].contains(&k.as_str()),
-            &format!("keys[{i}]"),
-            "one of source_ip, client_id, token, route",
-        );
+        c.check(matches!(k, KeyName::Known(_)), &format!("keys[{i}]"), &format!("one of {names}"));
     }
     let t = &p.threshold;
+    for (field, value) in [
+        ("source_ip", t.source_ip),
+        ("source_network", t.source_network),
+        ("client_id", t.client_id),
+        ("token", t.token),
+        ("route", t.route),
+    ] {
+        c.check(value > 0, &format!("threshold.{field}"), "must be > 0");
+    }
+    c.check((8..=31).contains(&p.network_prefix_v4), "network_prefix_v4", "must be 8–31");
+    c.check((16..=127).contains(&p.network_prefix_v6), "network_prefix_v6", "must be 16–127");
     c.check(
-        t.source_ip > 0 && t.client_id > 0 && t.token > 0 && t.route > 0,
-        "threshold",
-        "every threshold must be > 0",
+        (2..=MAX_NETWORK_ADDRS).contains(&p.network_min_addresses),
+        "network_min_addresses",
+        "must be 2–64 (one address is the source_ip key's)",
     );
     c.check(!p.failure_statuses.is_empty(), "failure_statuses", "must not be empty");
     c.check(p.client_min_failures_per_token >= 1.0, "client_min_failures_per_token", "must be at least 1");
-    let by = [
-        p.keys.iter().any(|k| k == "source_ip"),
-        p.keys.iter().any(|k| k == "client_id"),
-        p.keys.iter().any(|k| k == "token"),
-        p.keys.iter().any(|k| k == "route"),
-    ];
+    let by = KeyKind::ALL.map(|kind| p.keys.contains(&KeyName::Known(kind)));
     let bucket = (p.window.0 / 30).max(1000);
     let d = AuthFailureSpike {
-        state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)),
+        // A key with a failure in the window is evicted at the cap only when every key has one:
+        // a flood of one-off addresses cannot push a slow brute force out.
+        state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)).with_hit_protection(p.window.0),
         by,
         bucket,
         p,
@@ -195,6 +338,10 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
 }
 
 impl AuthFailureSpike {
+    fn counts_per(&self, kind: KeyKind) -> bool {
+        self.by[kind as usize]
+    }
+
     fn is_failure(&self, ev: &Event) -> bool {
         let Some(s) = ev.status else { return false };
         if self.p.failure_statuses.contains(&s) {
@@ -212,6 +359,7 @@ impl AuthFailureSpike {
     fn threshold(&self, k: &Key) -> u64 {
         match k {
             Key::Ip(_) => self.p.threshold.source_ip,
+            Key::Net(_) => self.p.threshold.source_network,
             Key::Client(_) => self.p.threshold.client_id,
             Key::Token(_) => self.p.threshold.token,
             Key::Route(_) => self.p.threshold.route,
@@ -225,9 +373,9 @@ impl AuthFailureSpike {
         let is_route = matches!(key, Key::Route(_));
         let min_ratio = if is_route { self.p.route_min_failure_ratio } else { self.p.min_failure_ratio };
         let min_networks = self.p.route_min_networks;
-        let is_client = matches!(key, Key::Client(_));
+        let min_addresses = self.p.network_min_addresses;
         let per_token = self.p.client_min_failures_per_token;
-        let st = self.state.entry(&key, ev.ts, KeyState::default);
+        let st = self.state.entry_hit(&key, ev.ts, failed, || KeyState::new(&key));
         st.counts.add(ev.ts, failed, window, bucket);
         if !failed {
             return;
@@ -236,28 +384,28 @@ impl AuthFailureSpike {
         if ev.token_fingerprint.is_some() {
             st.token = ev.token_fingerprint;
         }
-        if is_client {
-            st.tokens.insert(ev.token_fingerprint, ev.ts, window, 64);
-        }
-        if is_route {
-            if let Some(ip) = ev.source_ip {
-                st.networks.insert(network_of(ip, 24, 48), ev.ts, window, min_networks + 1);
-            }
+        match (&mut st.spread, ev.source_ip) {
+            (Spread::Tokens(s), _) => s.insert(ev.token_fingerprint, ev.ts, window, 64),
+            (Spread::Networks(s), Some(ip)) => s.insert(network_of(ip, 24, 48), ev.ts, window, min_networks + 1),
+            (Spread::Addresses(s), Some(ip)) => s.insert(ip, ev.ts, window, MAX_NETWORK_ADDRS),
+            _ => {}
         }
         let failures = st.counts.hits();
         let total = st.counts.total();
         if failures < threshold || (failures as f64) < min_ratio * total as f64 {
             return;
         }
-        if is_route && st.networks.len() < min_networks {
-            return;
-        }
-        if is_client && (failures as f64) < per_token * st.tokens.len().max(1) as f64 {
-            return;
+        let distinct = st.distinct();
+        match key {
+            Key::Route(_) if distinct < min_networks => return,
+            Key::Net(_) if distinct < min_addresses => return,
+            Key::Client(_) if (failures as f64) < per_token * distinct.max(1) as f64 => return,
+            _ => {}
         }
         let window_start = st.counts.first_hit().unwrap_or(ev.ts);
         let (entity, what) = match &key {
             Key::Ip(ip) => (Entity::new(EntityKind::SourceIp, ip.to_string()), format!("source {ip}")),
+            Key::Net(n) => (Entity::new(EntityKind::SourceIp, n.to_string()), format!("network {n}")),
             Key::Client(c) => (Entity::new(EntityKind::ClientId, c.clone()), format!("client {c}")),
             Key::Token(t) => (Entity::new(EntityKind::Token, t.clone()), format!("token {t}")),
             Key::Route(r) => (Entity::new(EntityKind::Route, r.clone()), format!("route {r}")),
@@ -274,9 +422,22 @@ impl AuthFailureSpike {
         evidence.insert("failure_ratio".into(), json!((ratio * 1000.0).round() / 1000.0));
         evidence.insert("threshold".into(), json!(threshold));
         evidence.insert("window".into(), json!(human_duration(window)));
-        if is_route {
-            summary.push_str(&format!(", from {} networks", st.networks.len()));
-            evidence.insert("distinct_networks".into(), json!(st.networks.len()));
+        match &st.spread {
+            Spread::Networks(_) => {
+                summary.push_str(&format!(", from {distinct} networks"));
+                evidence.insert("distinct_networks".into(), json!(distinct));
+            }
+            Spread::Addresses(addrs) => {
+                // The set keeps at most MAX_NETWORK_ADDRS: beyond that the count is a floor.
+                let more = if distinct >= MAX_NETWORK_ADDRS { " or more" } else { "" };
+                summary.push_str(&format!(", from {distinct}{more} addresses"));
+                evidence.insert("network".into(), json!(entity.id));
+                evidence.insert("distinct_addresses".into(), json!(distinct));
+                evidence.insert("distinct_addresses_capped".into(), json!(distinct >= MAX_NETWORK_ADDRS));
+                let samples: Vec<String> = addrs.iter().take(SAMPLE_ADDRS).map(|(a, ..)| a.to_string()).collect();
+                evidence.insert("source_ips".into(), json!(samples));
+            }
+            Spread::None | Spread::Tokens(_) => {}
         }
         if let Some(r) = &ev.route {
             evidence.insert("last_route".into(), json!(r));
@@ -291,32 +452,37 @@ impl AuthFailureSpike {
             summary,
             evidence,
         });
-        // Start counting afresh: the next alert (after the cooldown) needs a new burst.
-        st.counts = BucketCounter::default();
-        st.networks = SlidingSet::default();
-        st.tokens = SlidingSet::default();
+        st.reset();
     }
 }
 
 impl Detector for AuthFailureSpike {
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
         let failed = self.is_failure(ev);
-        if self.by[0] {
+        if self.counts_per(KeyKind::SourceIp) {
             if let Some(ip) = ev.source_ip {
                 self.observe(Key::Ip(ip), ev, failed, out);
             }
         }
-        if self.by[1] {
+        if self.counts_per(KeyKind::SourceNetwork) {
+            if let Some(ip) = ev.source_ip {
+                // An IPv4-mapped IPv6 address (dual-stack listener) belongs to its IPv4 network,
+                // not to ::/64 with every other IPv4 client.
+                let net = network_of(ip.to_canonical(), self.p.network_prefix_v4, self.p.network_prefix_v6);
+                self.observe(Key::Net(net), ev, failed, out);
+            }
+        }
+        if self.counts_per(KeyKind::ClientId) {
             if let Some(c) = &ev.client_id {
                 self.observe(Key::Client(c.clone()), ev, failed, out);
             }
         }
-        if self.by[2] {
+        if self.counts_per(KeyKind::Token) {
             if let Some(t) = ev.token_entity() {
                 self.observe(Key::Token(t), ev, failed, out);
             }
         }
-        if self.by[3] {
+        if self.counts_per(KeyKind::Route) {
             if let Some(r) = &ev.route {
                 self.observe(Key::Route(r.clone()), ev, failed, out);
             }
@@ -454,6 +620,184 @@ mod tests {
         let events: Vec<Event> =
             (0..25).map(|i| ev(i * 1_000).ip("203.0.113.8").post("/v1/orders").status(400).build()).collect();
         assert!(run(&mut *d, &events).is_empty());
+    }
+
+    fn net_findings(f: &[Finding]) -> Vec<&Finding> {
+        f.iter().filter(|f| f.entity.kind == EntityKind::SourceIp && f.entity.id.contains('/')).collect()
+    }
+
+    #[test]
+    fn key_kinds_index_in_declaration_order() {
+        for (i, k) in KeyKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn brute_force_rotating_inside_one_ipv6_64_fires_on_the_network() {
+        let mut d = det("");
+        // 300 failed logins in 5 minutes, every one from a new address of 2001:db8:1:2::/64
+        let events: Vec<Event> = (0..300)
+            .map(|i| {
+                ev(i * 1_000).ip(&format!("2001:db8:1:2:{:x}:{:x}::1", 0x100 + i, i * 7)).post("/login").status(401)
+            })
+            .map(|b| b.build())
+            .collect();
+        let f = run(&mut *d, &events);
+        let nets = net_findings(&f);
+        assert_eq!(nets.len(), f.len(), "no address, route or other key is loud: {f:#?}");
+        assert_eq!(nets.len(), 300 / 40, "threshold 40, counter reset after each finding");
+        let first = nets[0];
+        assert_eq!(first.entity, Entity::new(EntityKind::SourceIp, "2001:db8:1:2::/64"));
+        assert_eq!(first.evidence["distinct_addresses"], json!(40));
+        assert_eq!(first.evidence["network"], json!("2001:db8:1:2::/64"));
+        assert_eq!(first.evidence["source_ips"].as_array().unwrap().len(), SAMPLE_ADDRS);
+        assert_eq!(first.evidence["source_ips"][0], json!("2001:db8:1:2:100::1"));
+        assert!(first.summary.contains("from network 2001:db8:1:2::/64"), "{}", first.summary);
+        assert!(first.summary.contains("from 40 addresses"), "{}", first.summary);
+    }
+
+    #[test]
+    fn brute_force_rotating_inside_one_ipv4_24_fires_on_the_network() {
+        let mut d = det("");
+        // 300 failures in 5 minutes over 250 addresses of one /24, as a proxy pool hands them out;
+        // a few arrive as IPv4-mapped IPv6 from a dual-stack listener
+        let events: Vec<Event> = (0..300)
+            .map(|i| {
+                let host = 2 + (i * 37) % 250;
+                let ip = if i % 10 == 0 { format!("::ffff:203.0.113.{host}") } else { format!("203.0.113.{host}") };
+                ev(i * 1_000).ip(&ip).post("/login").status(401).build()
+            })
+            .collect();
+        let f = run(&mut *d, &events);
+        let nets = net_findings(&f);
+        assert_eq!(nets.len(), f.len(), "{f:#?}");
+        assert_eq!(nets.len(), 7);
+        assert!(nets.iter().all(|f| f.entity == Entity::new(EntityKind::SourceIp, "203.0.113.0/24")));
+        assert_eq!(nets[0].window_start, 0);
+        assert_eq!(nets[0].evidence["failures"], json!(40));
+    }
+
+    #[test]
+    fn one_or_two_addresses_are_not_also_a_network() {
+        // one address: only the address alerts (the network would say the same thing twice)
+        let mut d = det("");
+        let events: Vec<Event> =
+            (0..40).map(|i| ev(i * 5_000).ip("203.0.113.7").post("/login").status(401).build()).collect();
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert!(f.iter().all(|f| f.entity == Entity::new(EntityKind::SourceIp, "203.0.113.7")));
+        // two addresses of one /24, 30 failures each: each address alerts, the network does not
+        let mut d = det("");
+        let events: Vec<Event> = (0..60)
+            .map(|i| ev(i * 5_000).ip(["203.0.113.7", "203.0.113.8"][i as usize % 2]).post("/login").status(401))
+            .map(|b| b.build())
+            .collect();
+        let f = run(&mut *d, &events);
+        assert!(net_findings(&f).is_empty(), "{f:#?}");
+        assert_eq!(f.len(), 2);
+    }
+
+    /// A campus NAT pool: 250 addresses of one /24, 400 users making 15 calls each in 10
+    /// minutes; every user fails a login once, every third user twice (typos, expired sessions).
+    fn campus() -> Vec<Event> {
+        (0..6000)
+            .map(|i| {
+                let (user, round) = (i % 400, i / 400);
+                let ip = format!("192.0.2.{}", 2 + (user * 53) % 250);
+                let client = format!("app-{user}");
+                let fails = round == user % 15 || (user % 3 == 0 && round == (user + 7) % 15);
+                let e = ev(i * 100).ip(&ip).client(&client);
+                if fails {
+                    e.post("/login").status(401).build()
+                } else {
+                    e.get("/v1/courses").status(200).build()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn campus_nat_with_many_users_failing_once_or_twice_stays_quiet() {
+        let events = campus();
+        let failures = events.iter().filter(|e| e.status == Some(401)).count();
+        assert_eq!(failures, 534, "far above the network threshold in 10 minutes");
+        let mut d = det("");
+        let f = run(&mut *d, &events);
+        assert!(f.is_empty(), "{f:#?}");
+        // what keeps the network quiet is the failure ratio (9 % of its requests)
+        let mut d = det("min_failure_ratio = 0.08");
+        let f = run(&mut *d, &events);
+        assert!(!f.is_empty());
+        assert!(f.iter().all(|f| f.entity == Entity::new(EntityKind::SourceIp, "192.0.2.0/24")), "{f:#?}");
+    }
+
+    #[test]
+    fn network_prefix_and_minimum_addresses_are_params() {
+        // a /56 per customer: rotating inside it is one network at 56, many at 64
+        let events: Vec<Event> = (0..60)
+            .map(|i| ev(i * 1_000).ip(&format!("2001:db8:0:{:x}::1", i % 200)).post("/login").status(401).build())
+            .collect();
+        let mut d = det("network_prefix_v6 = 56");
+        let f = run(&mut *d, &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity.id, "2001:db8::/56");
+        let mut d = det("");
+        assert!(run(&mut *d, &events).is_empty(), "60 networks of one failure each at /64");
+        // network_min_addresses = 61: 60 addresses are not enough
+        let mut d = det("network_prefix_v6 = 56\nnetwork_min_addresses = 61");
+        assert!(run(&mut *d, &events).is_empty());
+        // without the key in `keys`, no network is counted
+        let mut d = det("network_prefix_v6 = 56\nkeys = [\"source_ip\", \"route\"]");
+        assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn bad_network_params_are_reported_with_their_field() {
+        let file = crate::detectors::testing::file_from_toml(
+            "auth_failure_spike",
+            "network_prefix_v4 = 32\nnetwork_prefix_v6 = 8\nnetwork_min_addresses = 1\n\
+             keys = [\"source_ip\", \"network\"]\n[params.threshold]\nsource_network = 0",
+        );
+        let errs = build(&file, Limits::default()).err().expect("invalid");
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "params.keys[1]",
+                "params.threshold.source_network",
+                "params.network_prefix_v4",
+                "params.network_prefix_v6",
+                "params.network_min_addresses",
+            ]
+        );
+        assert!(errs[0].to_string().contains("source_network"), "the message lists the names: {}", errs[0]);
+    }
+
+    #[test]
+    fn slow_brute_force_survives_a_flood_of_distinct_addresses_at_the_cap() {
+        let file = crate::detectors::testing::file_from_toml("auth_failure_spike", "");
+        let mut d = build(&file, Limits { max_keys: 10_000, idle_timeout: 2 * 3_600_000 }).expect("valid");
+        let attacker: IpAddr = "203.0.113.7".parse().unwrap();
+        // 200k distinct addresses scattered over the IPv4 space, one successful call each, in 10 minutes
+        let mut events: Vec<Event> = (0..200_000u32)
+            .map(|i| {
+                let mut e = ev(i as i64 * 3).get("/v1/items").build();
+                e.source_ip = Some(IpAddr::V4(std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761))));
+                e
+            })
+            .filter(|e| e.source_ip != Some(attacker))
+            .collect();
+        // ...and a slow brute force from one address: 25 failures, one every 24 s
+        events.extend((0..25).map(|k| ev(k * 24_000 + 1).ip("203.0.113.7").post("/login").status(401).build()));
+        events.sort_by_key(|e| e.ts);
+        let f = run(&mut *d, &events);
+        let stats = d.stats();
+        assert!(stats.keys <= 10_000);
+        assert!(stats.evicted_cap > 300_000, "the flood went through the cap: {stats:?}");
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity, Entity::new(EntityKind::SourceIp, "203.0.113.7"));
+        assert_eq!(f[0].evidence["failures"], json!(20));
     }
 
     #[test]

@@ -433,12 +433,7 @@ impl Detector for ScopeMisuse {
     }
 
     fn stats(&self) -> StateStats {
-        let (a, b) = (self.tokens.stats(), self.routes.stats());
-        StateStats {
-            keys: a.keys + b.keys,
-            evicted_idle: a.evicted_idle + b.evicted_idle,
-            evicted_cap: a.evicted_cap + b.evicted_cap,
-        }
+        self.tokens.stats() + self.routes.stats()
     }
 }
 

@@ -4,5 +4,5 @@
 pub mod keyed;
 pub mod window;
 
-pub use keyed::{KeyedState, StateStats};
+pub use keyed::{EvictionReason, KeyedState, StateStats};
 pub use window::{BucketCounter, SlidingCount, SlidingSet};

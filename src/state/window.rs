@@ -60,6 +60,10 @@ impl<T: PartialEq + Clone> SlidingSet<T> {
             e.3 += 1;
             return;
         }
+        if self.items.capacity() == 0 {
+            // Most keys only ever see one value: do not allocate room for four.
+            self.items.reserve_exact(1);
+        }
         if self.items.len() >= cap {
             let oldest = self.items.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i).unwrap_or(0);
             self.items.remove(oldest);
@@ -108,7 +112,13 @@ impl BucketCounter {
                 b.1 += 1;
                 b.2 += hit as u32;
             }
-            _ => self.buckets.push_back((start, 1, hit as u32)),
+            _ => {
+                if self.buckets.capacity() == 0 {
+                    // Under a flood most keys see one event: one bucket, not room for four.
+                    self.buckets.reserve_exact(1);
+                }
+                self.buckets.push_back((start, 1, hit as u32))
+            }
         }
         self.total += 1;
         self.hits += hit as u64;

@@ -1,7 +1,7 @@
 //! Metric definitions. The Prometheus registry is passed in (never global), every
 //! handle is registered once at start-up, and no label takes an unbounded value:
-//! labels are reject reasons (a closed set), detector kinds (bounded by the
-//! detector files) and fixed words.
+//! labels are reject reasons (a closed set), detector kinds and detector ids
+//! (bounded by the detector files) and fixed words.
 
 pub mod actions;
 pub mod admin;
@@ -52,8 +52,9 @@ pub struct Metrics {
     pub buffered_events: IntGauge,
     /// Keys held in detector state across assigned partitions.
     pub state_keys: IntGauge,
-    /// Keys evicted from detector state (cap or idle).
-    pub state_evictions: IntCounter,
+    /// Keys evicted from detector state, by detector id (the file's `id`) and reason
+    /// ([`crate::state::EvictionReason`]: idle, cap, cap_protected).
+    pub state_evictions: IntCounterVec,
     /// Sum and maximum of (high watermark − next offset) over assigned partitions.
     pub lag_messages: IntGauge,
     pub lag_max_messages: IntGauge,
@@ -164,10 +165,12 @@ impl Metrics {
             )?,
             buffered_events: gauge(r, "gatewatch_buffered_events", "Events waiting in the event-time reorder buffers")?,
             state_keys: gauge(r, "gatewatch_state_keys", "Keys held in detector state")?,
-            state_evictions: counter(
+            state_evictions: counter_vec_n(
                 r,
                 "gatewatch_state_evictions_total",
-                "Keys evicted from detector state (cap or idle)",
+                "Keys evicted from detector state, by detector id and reason (idle; cap; cap_protected: \
+                 a key with a recent failure, evicted because every key had one)",
+                &["detector", "reason"],
             )?,
             lag_messages: gauge(
                 r,

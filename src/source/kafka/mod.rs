@@ -50,6 +50,7 @@ use crate::engine::Pipeline;
 use crate::event::Alert;
 use crate::scrub::message::scrub_message;
 use crate::scrub::ScrubStats;
+use crate::state::EvictionReason;
 use crate::telemetry::Metrics;
 
 pub use config::{KafkaSettings, StartFrom};
@@ -146,7 +147,8 @@ struct PartitionState {
     was_rebuilding: bool,
     seen_late: u64,
     seen_out_of_range: u64,
-    seen_evicted: u64,
+    /// Per rule (in `pipeline.rules()` order), evictions already counted, by `EvictionReason::ALL`.
+    seen_evicted: Vec<[u64; EvictionReason::ALL.len()]>,
 }
 
 impl PartitionState {
@@ -165,7 +167,7 @@ impl PartitionState {
             was_rebuilding: mute_below >= 0,
             seen_late: 0,
             seen_out_of_range: 0,
-            seen_evicted: 0,
+            seen_evicted: Vec::new(),
         }
     }
 
@@ -458,12 +460,20 @@ impl Shared {
                 self.metrics.out_of_range_events.inc_by(es.out_of_range - st.seen_out_of_range);
                 st.seen_out_of_range = es.out_of_range;
             }
-            let state = st.pipeline.state_size();
-            keys += state.keys;
-            let evicted = state.evicted;
-            if evicted > st.seen_evicted {
-                self.metrics.state_evictions.inc_by(evicted - st.seen_evicted);
-                st.seen_evicted = evicted;
+            keys += st.pipeline.state_size().keys;
+            let rules = st.pipeline.rules();
+            st.seen_evicted.resize(rules.len(), [0; EvictionReason::ALL.len()]);
+            for (rule, seen) in rules.iter().zip(st.seen_evicted.iter_mut()) {
+                let stats = rule.stats();
+                for (reason, seen) in EvictionReason::ALL.iter().zip(seen.iter_mut()) {
+                    let n = stats.evicted(*reason);
+                    // inc_by(0) too: every detector's series exists from the first scrape
+                    self.metrics
+                        .state_evictions
+                        .with_label_values(&[&rule.id, reason.as_str()])
+                        .inc_by(n.saturating_sub(*seen));
+                    *seen = n;
+                }
             }
         }
         let n = parts.len() as i64;
