@@ -26,12 +26,19 @@ fn lines(sim: &Simulation) -> Vec<String> {
 }
 
 fn run_with(cfg: &GatewatchConfig, lines: &[String]) -> (Vec<Alert>, ReplaySummary) {
-    let input = lines.join("\n") + "\n";
-    let mut pipeline = Pipeline::from_config(cfg, Format::Kong, DEV_FINGERPRINT_KEY.as_bytes()).expect("config");
+    replay_with(cfg, Format::Kong, (lines.join("\n") + "\n").as_bytes())
+}
+
+fn replay_bytes(format: Format, input: &[u8]) -> (Vec<Alert>, ReplaySummary) {
+    replay_with(&config(), format, input)
+}
+
+fn replay_with(cfg: &GatewatchConfig, format: Format, input: &[u8]) -> (Vec<Alert>, ReplaySummary) {
+    let mut pipeline = Pipeline::from_config(cfg, format, DEV_FINGERPRINT_KEY.as_bytes()).expect("config");
     let mut alerts = Vec::new();
     let summary = replay(
         &mut pipeline,
-        input.as_bytes(),
+        input,
         &mut |a| {
             alerts.push(a.clone());
             Ok(())
@@ -151,18 +158,7 @@ fn a_byte_that_is_not_utf8_does_not_hide_a_record() {
         input.extend_from_slice(br#"/8"}},"response":{"status":401},"latencies":{"request":12,"kong":1,"proxy":10}}"#);
         input.push(b'\n');
     }
-    let mut pipeline = Pipeline::from_config(&config(), Format::Kong, DEV_FINGERPRINT_KEY.as_bytes()).unwrap();
-    let mut alerts = Vec::new();
-    let summary = replay(
-        &mut pipeline,
-        &input[..],
-        &mut |a| {
-            alerts.push(a.clone());
-            Ok(())
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let (alerts, summary) = replay_bytes(Format::Kong, &input);
     assert_eq!(summary.stats.rejected_total(), 0, "{:?}", summary.stats.rejected);
     assert_eq!(summary.stats.lossy_utf8, 40);
     assert!(
@@ -179,18 +175,7 @@ fn a_byte_that_is_not_utf8_does_not_hide_a_record() {
         nginx.push(0xfe);
         nginx.extend_from_slice(b"\"\n");
     }
-    let mut pipeline = Pipeline::from_config(&config(), Format::Nginx, DEV_FINGERPRINT_KEY.as_bytes()).unwrap();
-    let mut alerts = Vec::new();
-    let summary = replay(
-        &mut pipeline,
-        &nginx[..],
-        &mut |a| {
-            alerts.push(a.clone());
-            Ok(())
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let (alerts, summary) = replay_bytes(Format::Nginx, &nginx);
     assert_eq!(summary.stats.rejected_total(), 0, "{:?}", summary.stats.rejected);
     assert!(alerts.iter().any(|a| a.entity.id == "203.0.113.10"), "NGINX brute force found");
 }

@@ -261,7 +261,7 @@ impl KeyState {
             Key::Client(_) => Spread::Tokens(SlidingSet::default()),
             Key::Route(_) => Spread::Networks(SlidingSet::default()),
         };
-        KeyState { counts: BucketCounter::default(), spread, client: None, token: None }
+        KeyState { counts: BucketCounter::default(), spread, client: SeenClient::default(), token: None }
     }
 
     /// Distinct values among the failures in the window (0 for kinds that track none).
