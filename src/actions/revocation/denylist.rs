@@ -81,7 +81,7 @@ impl DenyList {
     /// The entries active at `now`, sorted by key.
     pub fn active(&self, now: Millis) -> Vec<DenyEntry> {
         match self.entries.read() {
-            Ok(m) => m.values().filter(|e| e.expires_at.map_or(true, |x| x > now)).cloned().collect(),
+            Ok(m) => m.values().filter(|e| e.expires_at.is_none_or(|x| x > now)).cloned().collect(),
             Err(_) => Vec::new(),
         }
     }

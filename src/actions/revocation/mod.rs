@@ -127,7 +127,7 @@ impl Revoker {
         if let Some(s) = &snap {
             policy.load(&s.policy, now);
             for e in &s.deny {
-                if e.expires_at.map_or(true, |x| x > now) {
+                if e.expires_at.is_none_or(|x| x > now) {
                     deny.insert(e.clone().into());
                 }
             }

@@ -289,7 +289,7 @@ mod tests {
             e.client_id = Some(refused.into());
             let url = t.url_for(&e);
             assert!(
-                url.as_deref().map_or(true, |u| u.contains("/clients/%") && !u.contains("/clients/%2e")),
+                url.as_deref().is_none_or(|u| u.contains("/clients/%") && !u.contains("/clients/%2e")),
                 "`{refused}` gave {url:?}"
             );
             if matches!(refused, ".." | "." | "") {
