@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
         let ts = i64::from_le_bytes(chunk[0..8].try_into().unwrap());
         let status = [200, 401, 403, 404, 500][chunk[8] as usize % 5];
         let ip = format!("198.51.{}.{}", chunk[9] % 4, chunk[10] % 8);
-        let e = ev(ts).ip(&ip).client("app-1").token(chunk[10] % 3).post("/login").status(status).latency(chunk[9] as f64);
+        let e =
+            ev(ts).ip(&ip).client("app-1").token(chunk[10] % 3).post("/login").status(status).latency(chunk[9] as f64);
         engine.push(e.build(), &mut alerts);
     }
     engine.flush(&mut alerts);
