@@ -187,3 +187,28 @@ fn an_unreachable_broker_gets_one_clear_line_and_sighup_does_not_kill() {
     assert!(log.lines().count() < 12, "a flood of {} lines:\n{log}", log.lines().count());
     assert!(!log.contains('\u{1b}'), "colour codes written to a pipe");
 }
+
+#[test]
+fn offline_commands_work_from_any_folder_and_say_which_detectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = gatewatch().args(["simulate", "--format", "kong"]).output().unwrap();
+    assert!(sim.status.success());
+    let mut replay = gatewatch();
+    replay.current_dir(dir.path()).args(["replay", "--input", "-"]);
+    let (code, alerts, err) = run_with_stdin(replay, &String::from_utf8_lossy(&sim.stdout));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the built-in detector files (detectors not found"), "{err}");
+    assert!(alerts.lines().count() >= 7, "the attacks are found with the built-in set:\n{alerts}");
+
+    let out = gatewatch().current_dir(dir.path()).arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("checking the built-in detector files"), "{stdout}");
+
+    // A folder the config names must exist: the error names the path.
+    std::fs::write(dir.path().join("gatewatch.toml"), "[detectors]\ndir = \"my-rules\"\n").unwrap();
+    let out = gatewatch().current_dir(dir.path()).arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("my-rules") && stdout.contains("no such detector folder"), "{stdout}");
+}

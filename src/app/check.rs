@@ -21,6 +21,8 @@ pub struct CaseResult {
 
 #[derive(Debug, Default)]
 pub struct CheckReport {
+    /// Which detector files were checked, in a user's words.
+    pub detectors: String,
     pub errors: Vec<ConfigError>,
     pub rules: usize,
     pub cases: Vec<CaseResult>,
@@ -32,7 +34,7 @@ impl CheckReport {
     }
 
     pub fn render(&self) -> String {
-        let mut s = String::new();
+        let mut s = format!("checking {}\n", self.detectors);
         for e in &self.errors {
             s += &format!("error: {e}\n");
         }
@@ -69,7 +71,9 @@ pub fn check(config: Option<&Path>) -> CheckReport {
             GatewatchConfig { path: config.map(Path::to_path_buf), ..Default::default() }
         }
     };
-    let (files, mut errs) = DetectorFile::load_dir(&cfg.detectors_dir());
+    let source = crate::config::DetectorSource::for_config(&cfg);
+    let (files, mut errs) = source.load();
+    report.detectors = source.describe();
     report.errors.append(&mut errs);
     // Sinks, revocation and admin sections, and every detector's `actions` naming something configured.
     match crate::actions::ActionsSettings::from_config(&cfg) {

@@ -333,12 +333,11 @@ fn replay_cmd(config: Option<&std::path::Path>, input: &str, format: &str, alert
     let format = parse_format(format)?;
     let mut pipeline =
         crate::engine::Pipeline::from_config(&cfg, format, key.as_bytes()).map_err(crate::config::ConfigErrors)?;
+    let source = crate::config::DetectorSource::for_config(&cfg);
     if pipeline.rules().is_empty() {
-        anyhow::bail!(
-            "no detector files found in {} (run from a checkout, or set [detectors] dir)",
-            cfg.detectors_dir().display()
-        );
+        anyhow::bail!("no enabled detector files: {} (set [detectors] dir)", source.describe());
     }
+    eprintln!("gatewatch replay: {}", source.describe());
     let (reader, size): (Box<dyn BufRead>, Option<u64>) = if input == "-" {
         (Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())), None)
     } else {

@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,15 +23,6 @@ use crate::event::{format_ts, Alert};
 use crate::normalize::Format;
 use crate::simulate::{simulate, Label, SimConfig, DEFAULT_START};
 use crate::source::kafka::{KafkaSettings, StartFrom};
-
-/// The detector files that ship, built in so the demo runs from any directory.
-const EMBEDDED_DETECTORS: &[(&str, &str)] = &[
-    ("auth-failure-spike.toml", include_str!("../../detectors/auth-failure-spike.toml")),
-    ("token-reuse.toml", include_str!("../../detectors/token-reuse.toml")),
-    ("scope-misuse.toml", include_str!("../../detectors/scope-misuse.toml")),
-    ("latency-anomaly.toml", include_str!("../../detectors/latency-anomaly.toml")),
-    ("credential-exposure.toml", include_str!("../../detectors/credential-exposure.toml")),
-];
 
 const TOPIC: &str = "gateway-logs";
 
@@ -98,22 +88,7 @@ impl<W: Write + Send> AlertHandoff for ReadableLines<W> {
 
 /// The detector files: `./detectors` (or `[detectors] dir`) when present, else the built-in defaults.
 fn detector_files(cfg: &GatewatchConfig) -> (Vec<DetectorFile>, Vec<crate::config::ConfigError>) {
-    let dir = cfg.detectors_dir();
-    if dir.is_dir() {
-        let (files, errs) = DetectorFile::load_dir(&dir);
-        if !files.is_empty() || !errs.is_empty() {
-            return (files, errs);
-        }
-    }
-    let mut files = Vec::new();
-    let mut errs = Vec::new();
-    for (name, text) in EMBEDDED_DETECTORS {
-        match DetectorFile::parse(text, Path::new(name)) {
-            Ok(f) => files.push(f),
-            Err(mut e) => errs.append(&mut e),
-        }
-    }
-    (files, errs)
+    crate::config::DetectorSource::for_config(cfg).load()
 }
 
 /// Did an alert name the attack (its entity or a related one)?
@@ -280,10 +255,10 @@ mod tests {
 
     #[test]
     fn embedded_detector_files_parse() {
-        let mut cfg = GatewatchConfig::default();
-        cfg.detectors.dir = Some("/nonexistent-gatewatch-detectors".into());
+        // No folder configured, and none beside the config: the built-in set.
+        let cfg = GatewatchConfig { path: Some("/nonexistent-gatewatch/gatewatch.toml".into()), ..Default::default() };
         let (files, errs) = detector_files(&cfg);
         assert!(errs.is_empty(), "{errs:?}");
-        assert_eq!(files.len(), EMBEDDED_DETECTORS.len());
+        assert_eq!(files.len(), crate::config::BUILT_IN.len());
     }
 }

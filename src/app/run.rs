@@ -46,7 +46,9 @@ impl AlertHandoff for Fanout {
 
 /// Builds the per-partition pipeline factory, checking the detector files once, up front.
 pub fn pipeline_factory(cfg: &GatewatchConfig, key: &[u8]) -> Result<NewPipeline, Vec<ConfigError>> {
-    let (files, errs) = DetectorFile::load_dir(&cfg.detectors_dir());
+    let source = crate::config::DetectorSource::for_config(cfg);
+    tracing::info!("using {}", source.describe());
+    let (files, errs) = source.load();
     pipeline_factory_from(cfg, files, errs, key)
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{toml_error, ConfigError, DurationStr};
+use super::{toml_error, ConfigError, DurationStr, GatewatchConfig};
 use crate::event::Severity;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -213,5 +213,71 @@ impl DetectorFile {
             }
         }
         (files, errs)
+    }
+}
+
+/// The detector files that ship, built into the binary so every command runs from any folder.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("auth-failure-spike.toml", include_str!("../../detectors/auth-failure-spike.toml")),
+    ("token-reuse.toml", include_str!("../../detectors/token-reuse.toml")),
+    ("scope-misuse.toml", include_str!("../../detectors/scope-misuse.toml")),
+    ("latency-anomaly.toml", include_str!("../../detectors/latency-anomaly.toml")),
+    ("credential-exposure.toml", include_str!("../../detectors/credential-exposure.toml")),
+];
+
+/// Where a command's detector files come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DetectorSource {
+    /// A folder: `[detectors] dir`, or `detectors/` beside the config or in the working directory.
+    Dir(PathBuf),
+    /// No folder was configured and `detectors/` is absent: the files built into the binary.
+    BuiltIn { looked_in: PathBuf },
+}
+
+impl DetectorSource {
+    /// Which set applies: an explicitly configured folder always (it must then exist);
+    /// otherwise `detectors/` when present, else the built-in set.
+    pub fn for_config(cfg: &GatewatchConfig) -> Self {
+        let dir = cfg.detectors_dir();
+        if cfg.detectors.dir.is_some() || dir.is_dir() {
+            DetectorSource::Dir(dir)
+        } else {
+            DetectorSource::BuiltIn { looked_in: dir }
+        }
+    }
+
+    /// One line for a user: which set is in force, and how to choose another.
+    pub fn describe(&self) -> String {
+        match self {
+            DetectorSource::Dir(d) => format!("detector files from {}", d.display()),
+            DetectorSource::BuiltIn { looked_in } => format!(
+                "the built-in detector files ({} not found; set [detectors] dir, or pass --config, to use your own)",
+                looked_in.display()
+            ),
+        }
+    }
+
+    /// Reads the files of this source; every error is collected.
+    pub fn load(&self) -> (Vec<DetectorFile>, Vec<ConfigError>) {
+        match self {
+            DetectorSource::Dir(d) => {
+                if !d.is_dir() {
+                    let msg = "no such detector folder (check [detectors] dir, relative to the config file)";
+                    return (Vec::new(), vec![ConfigError::new(d, "", msg)]);
+                }
+                DetectorFile::load_dir(d)
+            }
+            DetectorSource::BuiltIn { .. } => {
+                let mut files = Vec::new();
+                let mut errs = Vec::new();
+                for (name, text) in BUILT_IN {
+                    match DetectorFile::parse(text, Path::new(name)) {
+                        Ok(f) => files.push(f),
+                        Err(mut e) => errs.append(&mut e),
+                    }
+                }
+                (files, errs)
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ mod detector_file;
 mod duration;
 mod service;
 
-pub use detector_file::{AllowList, DetectorFile, TestCase, TestEventSpec, TestExpect};
+pub use detector_file::{AllowList, DetectorFile, DetectorSource, TestCase, TestEventSpec, TestExpect, BUILT_IN};
 pub use duration::{parse_duration, DurationStr};
 pub use service::{
     EngineConfig, FingerprintConfig, GatewatchConfig, GenericInputConfig, InputConfig, NormalizeConfig,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::{Engine, EngineStats};
-use crate::config::{ConfigError, DetectorFile, GatewatchConfig};
+use crate::config::{ConfigError, DetectorSource, GatewatchConfig};
 use crate::detectors::{build_rule, Limits, Rule};
 use crate::event::{Alert, Exposure, Millis};
 use crate::normalize::{Format, Normalizer, Reject, Utf8};
@@ -77,9 +77,10 @@ pub struct Pipeline {
     max_future_skew: Millis,
 }
 
-/// Loads and builds every enabled rule in the configured detector directory.
+/// Loads and builds every enabled rule of the configured detector files
+/// ([`DetectorSource::for_config`]: the configured folder, or the built-in set).
 pub fn load_rules(cfg: &GatewatchConfig) -> Result<Vec<Rule>, Vec<ConfigError>> {
-    let (files, mut errs) = DetectorFile::load_dir(&cfg.detectors_dir());
+    let (files, mut errs) = DetectorSource::for_config(cfg).load();
     let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
     let mut rules = Vec::new();
     for f in files.iter().filter(|f| f.enabled) {
