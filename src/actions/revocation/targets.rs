@@ -236,27 +236,30 @@ mod tests {
         assert_eq!(String::from_utf8(decoded).unwrap(), "gate+watch:p%3Aw");
     }
 
-    #[test]
-    fn http_url_placeholders_are_encoded_or_skip() {
-        let t = HttpTarget::new(
-            HttpTargetConfig {
-                url: "https://idp/clients/{client_id}/revoke".into(),
-                method: "POST".into(),
-                bearer: None,
-                secret: None,
-            },
+    fn http_target(url: &str) -> HttpTarget {
+        HttpTarget::new(
+            HttpTargetConfig { url: url.into(), method: "POST".into(), bearer: None, secret: None },
             reqwest::Client::new(),
-        );
-        let mut e = DenyEntry {
+        )
+    }
+
+    fn entry(client_id: Option<&str>) -> DenyEntry {
+        DenyEntry {
             fingerprint: Some("00".into()),
             credential_id: None,
-            client_id: Some("a b/c".into()),
+            client_id: client_id.map(Into::into),
             claimed_client_id: None,
             reason: "r".into(),
             alert_id: "a".into(),
             revoked_at: 0,
             expires_at: None,
-        };
+        }
+    }
+
+    #[test]
+    fn http_url_placeholders_are_encoded_or_skip() {
+        let t = http_target("https://idp/clients/{client_id}/revoke");
+        let mut e = entry(Some("a b/c"));
         assert_eq!(t.url_for(&e).unwrap(), "https://idp/clients/a%20b%2Fc/revoke");
         e.client_id = None;
         assert_eq!(t.url_for(&e), None);
@@ -266,25 +269,8 @@ mod tests {
     /// `/admin/revoke` or `/admin/clients/revoke` with the IdP bearer.
     #[test]
     fn dot_segments_never_reach_the_path() {
-        let t = HttpTarget::new(
-            HttpTargetConfig {
-                url: "https://idp/admin/clients/{client_id}/revoke".into(),
-                method: "POST".into(),
-                bearer: None,
-                secret: None,
-            },
-            reqwest::Client::new(),
-        );
-        let mut e = DenyEntry {
-            fingerprint: Some("00".into()),
-            credential_id: None,
-            client_id: None,
-            claimed_client_id: None,
-            reason: "r".into(),
-            alert_id: "a".into(),
-            revoked_at: 0,
-            expires_at: None,
-        };
+        let t = http_target("https://idp/admin/clients/{client_id}/revoke");
+        let mut e = entry(None);
         for refused in ["..", ".", "", "%2e%2e"] {
             e.client_id = Some(refused.into());
             let url = t.url_for(&e);
