@@ -6,9 +6,12 @@ COPY . .
 RUN cargo build --release --locked && strip target/release/gatewatch
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 gatewatch
+# librdkafka is linked against OpenSSL and zlib; TLS to brokers, sinks and IdPs needs the CA bundle.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 gatewatch
 COPY --from=build /src/target/release/gatewatch /usr/local/bin/gatewatch
 COPY detectors /etc/gatewatch/detectors
+COPY gatewatch.toml /etc/gatewatch/gatewatch.toml
 USER gatewatch
 EXPOSE 9977
 ENTRYPOINT ["gatewatch"]
