@@ -336,6 +336,45 @@ impl EntityKind {
     }
 }
 
+/// The entity kinds events are repartitioned by, so that every detector sees each entity of
+/// the kind it keys on whole, whichever instance and partition reads it. A detector names,
+/// per event, the shard and key it keeps state under ([`crate::detectors::Detector::shard_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shard {
+    /// The source address, grouped into its network where a detector counts networks.
+    Source,
+    ClientId,
+    /// The token fingerprint, or the credential id when the token is not logged.
+    Token,
+    Route,
+}
+
+impl Shard {
+    /// Every shard, in declaration order (`shard as usize` indexes this).
+    pub const ALL: [Shard; 4] = [Shard::Source, Shard::ClientId, Shard::Token, Shard::Route];
+
+    /// A 64-bit hash (FNV-1a) of a key of this shard: what a repartition record carries in
+    /// place of the key, and what picks its partition. The same on every instance and build.
+    pub fn key_hash(self, key: &str) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in [self as u8].into_iter().chain(key.bytes()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shard::Source => "source",
+            Shard::ClientId => "client_id",
+            Shard::Token => "token",
+            Shard::Route => "route",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Entity {
     pub kind: EntityKind,
@@ -374,6 +413,10 @@ impl Severity {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
     pub entity: Entity,
+    /// The part of the entity's activity the finding is about, when it is one of several
+    /// watched apart (the route, for a token's calls to one route): the cooldown is per entity
+    /// and this. `None`: the entity as a whole.
+    pub within: Option<String>,
     pub client_id: Option<String>,
     /// Where `client_id` came from (see [`SeenClient`] for a state that saw many events).
     pub client_id_source: ClientIdSource,

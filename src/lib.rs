@@ -18,6 +18,7 @@ pub mod detectors;
 pub mod engine;
 pub mod event;
 pub mod normalize;
+pub mod repartition;
 pub mod scrub;
 pub mod simulate;
 #[allow(clippy::disallowed_methods)]

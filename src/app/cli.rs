@@ -43,6 +43,10 @@ pub enum Command {
     Run {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Which stages to run: both (default), or only `ingest` (input topics → repartition
+        /// topic) or only `detect` (repartition topic → alerts), to scale them apart.
+        #[arg(long, value_enum, default_value = "both")]
+        stage: crate::app::run::StageArg,
     },
     /// Backtest: the live engine over a file of access logs; alerts as JSON lines, summary on stderr.
     Replay {
@@ -160,10 +164,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::app::demo::demo(opts, crate::app::run::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { config } => {
+        Command::Run { config, stage } => {
             let cfg = GatewatchConfig::load_default(config.as_deref()).map_err(crate::config::ConfigErrors)?;
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            rt.block_on(crate::app::run::run(cfg, crate::app::run::shutdown_signal()))?;
+            rt.block_on(crate::app::run::run(cfg, stage, crate::app::run::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { config, input, format, alerts } => replay_cmd(config.as_deref(), &input, &format, &alerts),

@@ -133,6 +133,7 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
     let printer = Arc::new(ReadableLines::new(std::io::stdout()));
     let registry = Arc::new(prometheus::Registry::new());
     let parts = |listen| ServiceParts {
+        run_as: crate::app::run::RunAs::Single,
         settings: settings.clone(),
         listen,
         new_pipeline: new_pipeline.clone(),
@@ -195,7 +196,7 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
             _ = &mut deadline => break,
             _ = &mut shutdown => { ended_early = true; break }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if producer_thread.is_finished() && service.metrics.lag_messages.get() == 0 {
+                if producer_thread.is_finished() && service.metrics.lag_total() == 0 {
                     break;
                 }
             }

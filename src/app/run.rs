@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +22,13 @@ use prometheus::Registry;
 use crate::actions::config::AdminLimits;
 use crate::actions::{AlertHandoff, HandoffError, JsonLinesHandoff};
 use crate::config::{ConfigError, ConfigErrors, DetectorFile, GatewatchConfig, DEV_FINGERPRINT_KEY};
-use crate::detectors::{build_rule, Limits};
-use crate::engine::Pipeline;
+use crate::engine::PipelineFactory;
 use crate::event::Alert;
-use crate::normalize::{Format, Normalizer};
 use crate::source::kafka::alerts::KafkaAlertHandoff;
 use crate::source::kafka::config::admin_listen;
-use crate::source::kafka::{base_client_config, Health, KafkaSettings, KafkaSource, NewPipeline};
+use crate::source::kafka::output::OutputProducer;
+use crate::source::kafka::repartition::{count_partitions, detect_workers, ingest_workers, Enabled, RepartitionTopic};
+use crate::source::kafka::{base_client_config, Health, KafkaSettings, KafkaSource, NewPipeline, Stage};
 use crate::telemetry::admin::AdminListenerMetrics;
 use crate::telemetry::{render, Metrics};
 
@@ -56,41 +57,33 @@ pub fn pipeline_factory(cfg: &GatewatchConfig, key: &[u8]) -> Result<NewPipeline
 pub fn pipeline_factory_from(
     cfg: &GatewatchConfig,
     files: Vec<DetectorFile>,
-    mut errs: Vec<ConfigError>,
+    errs: Vec<ConfigError>,
     key: &[u8],
 ) -> Result<NewPipeline, Vec<ConfigError>> {
-    let format = Format::parse(&cfg.input.format).unwrap_or(Format::Auto);
-    let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
-    let files: Vec<DetectorFile> = files.into_iter().filter(|f| f.enabled).collect();
-    for f in &files {
-        if let Err(mut e) = build_rule(f, limits) {
-            errs.append(&mut e);
-        }
-    }
-    if files.is_empty() && errs.is_empty() {
-        errs.push(ConfigError::new(
-            cfg.detectors_dir(),
-            "",
-            "no enabled detector files (run from a checkout, or set [detectors] dir)",
-        ));
-    }
-    if !errs.is_empty() {
-        return Err(errs);
-    }
-    let cfg = cfg.clone();
-    let key = key.to_vec();
-    Ok(Arc::new(move || {
-        let rules =
-            files.iter().map(|f| build_rule(f, limits).expect("detector files were checked at start")).collect();
-        Pipeline::new(Normalizer::from_config(&cfg, format, &key), rules, &cfg)
-    }))
+    PipelineFactory::new(cfg, files, errs, key).map(Arc::new)
 }
 
-/// What the HTTP endpoints read.
+/// What the HTTP endpoints read: the registry, and the health of every stage this process runs.
 #[derive(Clone)]
 pub struct HttpState {
     pub registry: Arc<Registry>,
-    pub health: Arc<Health>,
+    pub health: Vec<Arc<Health>>,
+}
+
+impl HttpState {
+    fn live(&self) -> bool {
+        !self.health.is_empty() && self.health.iter().all(|h| h.live())
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        for h in &self.health {
+            h.readiness().map_err(|why| match h.stage() {
+                Stage::Single => why,
+                stage => format!("{} stage: {why}", stage.as_str()),
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// `/metrics`, `/healthz`, `/readyz`: open to the scraper. A plain `Router` so
@@ -108,7 +101,7 @@ async fn metrics_handler(State(s): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
-    if s.health.live() {
+    if s.live() {
         (StatusCode::OK, "ok\n".to_string())
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "consumer is not running\n".to_string())
@@ -116,15 +109,29 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
-    match s.health.readiness() {
+    match s.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
     }
 }
 
+/// Which stages a service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAs {
+    /// Normalize and detect in one consumer per input partition: for a one-partition input.
+    Single,
+    /// Ingest and detect, through the repartition topic, in this one process.
+    Both,
+    /// Only ingest (`--stage ingest`): input topics → repartition topic.
+    Ingest,
+    /// Only detect (`--stage detect`): repartition topic → alerts.
+    Detect,
+}
+
 /// The parts a service runs with; `run` builds them from the config, tests and the demo build their own.
 pub struct ServiceParts {
     pub settings: KafkaSettings,
+    pub run_as: RunAs,
     pub listen: SocketAddr,
     pub new_pipeline: NewPipeline,
     pub handoff: Arc<dyn AlertHandoff>,
@@ -137,16 +144,79 @@ pub struct ServiceParts {
     pub dispatcher: Option<Arc<crate::actions::Dispatcher>>,
 }
 
-/// A running service: the Kafka source and its HTTP endpoints.
+/// A running service: its Kafka sources (one per stage) and its HTTP endpoints.
 pub struct Service {
     /// Where `/metrics`, `/healthz`, `/readyz` listen (the real port when `listen` said `:0`).
     pub addr: SocketAddr,
     pub metrics: Metrics,
-    source: KafkaSource,
+    /// Ingest before detect: stopping in this order lets detect hand off what ingest sent last.
+    sources: Vec<KafkaSource>,
+    topic_stop: Arc<AtomicBool>,
     http_stop: tokio::sync::oneshot::Sender<()>,
     http: tokio::task::JoinHandle<()>,
     grace: Duration,
     dispatcher: Option<Arc<crate::actions::Dispatcher>>,
+}
+
+/// Starts the sources of the stages `run_as` names.
+fn start_sources(
+    settings: KafkaSettings,
+    run_as: RunAs,
+    new_pipeline: NewPipeline,
+    handoff: Arc<dyn AlertHandoff>,
+    metrics: &Metrics,
+    topic_stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<KafkaSource>> {
+    if run_as == RunAs::Single {
+        let s = KafkaSource::start(settings, new_pipeline, handoff, metrics.clone())
+            .context("starting the Kafka consumer")?;
+        return Ok(vec![s]);
+    }
+    let mut sources = Vec::new();
+    let topic = RepartitionTopic::ensure(&settings, topic_stop.clone());
+    if matches!(run_as, RunAs::Both | RunAs::Ingest) {
+        let mut base = base_client_config(&settings);
+        for (k, v) in [("linger.ms", "5"), ("compression.type", "lz4"), ("enable.idempotence", "true")] {
+            if !settings.librdkafka.contains_key(k) {
+                base.set(k, v);
+            }
+        }
+        let producer = OutputProducer::new(
+            &base,
+            &topic.name,
+            "repartition producer",
+            prometheus::IntCounter::new("repartition_queued", "queued").expect("a valid counter"),
+            metrics.repartition_failures.clone(),
+        )
+        .context("creating the repartition producer")?;
+        let workers = ingest_workers(new_pipeline.clone(), &settings, topic.clone(), producer.clone());
+        let mut s = settings.clone();
+        // Ingest keeps no state worth rebuilding: it starts where it committed.
+        s.rebuild_horizon_ms = 0;
+        let src = KafkaSource::start_stage(s, Stage::Ingest, workers, vec![producer], handoff.clone(), metrics.clone())
+            .context("starting the ingest stage")?;
+        sources.push(src);
+    }
+    if matches!(run_as, RunAs::Both | RunAs::Detect) {
+        let mut s = settings.clone();
+        s.topics = vec![topic.name.clone()];
+        s.group_id = settings.repartition.detect_group_id(&settings.group_id);
+        // The repartition topic is gatewatch's own: a new detect group reads all of it.
+        s.start_from = crate::source::kafka::StartFrom::Earliest;
+        s.dead_letter_topic = None;
+        s.scrubbed_topic = None;
+        let src = KafkaSource::start_stage(
+            s,
+            Stage::Detect,
+            detect_workers(new_pipeline),
+            Vec::new(),
+            handoff,
+            metrics.clone(),
+        )
+        .context("starting the detect stage")?;
+        sources.push(src);
+    }
+    Ok(sources)
 }
 
 impl Service {
@@ -160,9 +230,11 @@ impl Service {
             .with_context(|| format!("cannot listen on {} ([admin] listen)", parts.listen))?;
         let addr = listener.local_addr()?;
         let grace = parts.settings.shutdown_grace;
-        let source = KafkaSource::start(parts.settings, parts.new_pipeline, parts.handoff, metrics.clone())
-            .context("starting the Kafka consumer")?;
-        let mut router = health_router(HttpState { registry: parts.registry, health: source.health() });
+        let topic_stop = Arc::new(AtomicBool::new(false));
+        let sources =
+            start_sources(parts.settings, parts.run_as, parts.new_pipeline, parts.handoff, &metrics, &topic_stop)?;
+        let health = sources.iter().map(KafkaSource::health).collect();
+        let mut router = health_router(HttpState { registry: parts.registry, health });
         if let Some(admin) = parts.admin {
             router = router.merge(admin);
         }
@@ -172,23 +244,35 @@ impl Service {
                 let _ = stop_rx.await;
             }));
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-        Ok(Service { addr, metrics, source, http_stop, http, grace, dispatcher: parts.dispatcher })
+        Ok(Service { addr, metrics, sources, topic_stop, http_stop, http, grace, dispatcher: parts.dispatcher })
     }
 
+    /// The health of the first stage (the only one, unless the service repartitions).
     pub fn health(&self) -> Arc<Health> {
-        self.source.health()
+        self.sources[0].health()
     }
 
-    /// Resolves when the consumer thread ended on its own (a fatal error).
+    /// Resolves when a consumer thread ended on its own (a fatal error).
     pub async fn source_ended(&self) {
-        self.source.ended().await
+        let ended: Vec<_> = self.sources.iter().map(|s| Box::pin(s.ended())).collect();
+        futures_select_any(ended).await
     }
 
-    /// Graceful stop: final commit within the grace period, then the HTTP endpoints close.
+    /// Graceful stop: final commits within the grace period, then the HTTP endpoints close.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let Service { source, http_stop, http, grace, dispatcher, .. } = self;
-        let r = tokio::task::spawn_blocking(move || source.shutdown(grace)).await;
-        // The source handed its last alerts off; let the sinks deliver them (or dead-letter them).
+        let Service { sources, topic_stop, http_stop, http, grace, dispatcher, .. } = self;
+        topic_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let r = tokio::task::spawn_blocking(move || {
+            let mut first_err = None;
+            for s in sources {
+                if let Err(e) = s.shutdown(grace) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            first_err.map_or(Ok(()), Err)
+        })
+        .await;
+        // The sources handed their last alerts off; let the sinks deliver them (or dead-letter them).
         if let Some(d) = dispatcher {
             d.shutdown(grace).await;
         }
@@ -199,6 +283,19 @@ impl Service {
             Err(e) => Err(anyhow::anyhow!("shutdown task failed: {e}")),
         }
     }
+}
+
+/// Resolves when the first of `futs` does.
+async fn futures_select_any<F: Future<Output = ()> + Unpin>(mut futs: Vec<F>) {
+    std::future::poll_fn(|cx| {
+        for f in futs.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Runs a service until `shutdown` completes (or the consumer fails), then stops it gracefully.
@@ -215,8 +312,62 @@ pub async fn serve(parts: ServiceParts, shutdown: impl Future<Output = ()>) -> a
     r
 }
 
+/// `gatewatch run --stage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StageArg {
+    Both,
+    Ingest,
+    Detect,
+}
+
+/// Which stages to run: `--stage`, `[kafka.repartition] enabled`, and (for `auto`) how many
+/// partitions the input topics have.
+async fn choose_stages(settings: &KafkaSettings, stage: StageArg) -> anyhow::Result<RunAs> {
+    let topic = settings.repartition.topic(&settings.group_id);
+    let run_as = match (stage, settings.repartition.enabled) {
+        (StageArg::Ingest | StageArg::Detect, Enabled::Never) => anyhow::bail!(
+            "--stage {} needs the repartition topic, and [kafka.repartition] enabled = \"never\"",
+            if stage == StageArg::Ingest { "ingest" } else { "detect" }
+        ),
+        (StageArg::Ingest, _) => RunAs::Ingest,
+        (StageArg::Detect, _) => RunAs::Detect,
+        (StageArg::Both, Enabled::Never) => RunAs::Single,
+        (StageArg::Both, Enabled::Always) => RunAs::Both,
+        (StageArg::Both, Enabled::Auto) => {
+            let base = base_client_config(settings);
+            let topics = settings.topics.clone();
+            let counted = tokio::task::spawn_blocking(move || count_partitions(&base, &topics, Duration::from_secs(5)))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            match counted {
+                Ok(1) => {
+                    tracing::info!("the input has one partition: detecting in place, without the repartition topic");
+                    return Ok(RunAs::Single);
+                }
+                Ok(n) => {
+                    tracing::info!(input_partitions = n, "the input has several partitions: repartitioning");
+                    RunAs::Both
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "could not count the input partitions yet: repartitioning, which is right for any count");
+                    RunAs::Both
+                }
+            }
+        }
+    };
+    if run_as == RunAs::Single {
+        return Ok(run_as);
+    }
+    tracing::info!(
+        topic = %topic,
+        detect_group = %settings.repartition.detect_group_id(&settings.group_id),
+        "events go through the repartition topic, keyed by the entity each detector counts"
+    );
+    Ok(run_as)
+}
+
 /// `gatewatch run`: the service, built from the configuration.
-pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let key = match cfg.fingerprint_key() {
         Some(k) if k != DEV_FINGERPRINT_KEY => k,
         Some(_) => anyhow::bail!(
@@ -288,8 +439,10 @@ pub async fn run(cfg: GatewatchConfig, shutdown: impl Future<Output = ()>) -> an
             .context("creating the alerts-topic producer")?;
         outputs.push(Arc::new(h));
     }
+    let run_as = choose_stages(&settings, stage).await?;
     let parts = ServiceParts {
         settings,
+        run_as,
         listen,
         new_pipeline,
         handoff: Arc::new(Fanout(outputs)),

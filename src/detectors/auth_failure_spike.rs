@@ -32,7 +32,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient, Shard};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of an `auth_failure_spike` file.
@@ -99,6 +99,16 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    /// The shard whose key covers this kind's keys.
+    pub fn shard(self) -> Shard {
+        match self {
+            KeyKind::SourceIp | KeyKind::SourceNetwork => Shard::Source,
+            KeyKind::ClientId => Shard::ClientId,
+            KeyKind::Token => Shard::Token,
+            KeyKind::Route => Shard::Route,
+        }
+    }
+
     /// Every kind, in declaration order (`kind as usize` indexes this).
     pub const ALL: [KeyKind; 5] =
         [KeyKind::SourceIp, KeyKind::SourceNetwork, KeyKind::ClientId, KeyKind::Token, KeyKind::Route];
@@ -443,6 +453,7 @@ impl AuthFailureSpike {
             evidence.insert("last_route".into(), json!(r));
         }
         out.push(Finding {
+            within: None,
             entity,
             client_id: st.client.id.clone(),
             client_id_source: st.client.source,
@@ -456,15 +467,17 @@ impl AuthFailureSpike {
     }
 }
 
-impl Detector for AuthFailureSpike {
-    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+impl AuthFailureSpike {
+    /// Observes `ev` under every key kind counted that belongs to `only` (every kind: `None`).
+    fn observe_all(&mut self, ev: &Event, only: Option<Shard>, out: &mut Vec<Finding>) {
         let failed = self.is_failure(ev);
-        if self.counts_per(KeyKind::SourceIp) {
+        let wanted = |k: KeyKind| only.is_none_or(|s| s == k.shard());
+        if self.counts_per(KeyKind::SourceIp) && wanted(KeyKind::SourceIp) {
             if let Some(ip) = ev.source_ip {
                 self.observe(Key::Ip(ip), ev, failed, out);
             }
         }
-        if self.counts_per(KeyKind::SourceNetwork) {
+        if self.counts_per(KeyKind::SourceNetwork) && wanted(KeyKind::SourceNetwork) {
             if let Some(ip) = ev.source_ip {
                 // An IPv4-mapped IPv6 address (dual-stack listener) belongs to its IPv4 network,
                 // not to ::/64 with every other IPv4 client.
@@ -472,21 +485,45 @@ impl Detector for AuthFailureSpike {
                 self.observe(Key::Net(net), ev, failed, out);
             }
         }
-        if self.counts_per(KeyKind::ClientId) {
+        if self.counts_per(KeyKind::ClientId) && wanted(KeyKind::ClientId) {
             if let Some(c) = &ev.client_id {
                 self.observe(Key::Client(c.clone()), ev, failed, out);
             }
         }
-        if self.counts_per(KeyKind::Token) {
+        if self.counts_per(KeyKind::Token) && wanted(KeyKind::Token) {
             if let Some(t) = ev.token_entity() {
                 self.observe(Key::Token(t), ev, failed, out);
             }
         }
-        if self.counts_per(KeyKind::Route) {
+        if self.counts_per(KeyKind::Route) && wanted(KeyKind::Route) {
             if let Some(r) = &ev.route {
                 self.observe(Key::Route(r.clone()), ev, failed, out);
             }
         }
+    }
+}
+
+impl Detector for AuthFailureSpike {
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.observe_all(ev, None, out);
+    }
+
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        let counted = |k: KeyKind| self.counts_per(k) && k.shard() == shard;
+        match shard {
+            // Every address and network of one coarse network lands together.
+            Shard::Source if counted(KeyKind::SourceIp) || counted(KeyKind::SourceNetwork) => ev.source_ip.map(|ip| {
+                network_of(ip.to_canonical(), self.p.network_prefix_v4, self.p.network_prefix_v6).to_string()
+            }),
+            Shard::ClientId if counted(KeyKind::ClientId) => ev.client_id.clone(),
+            Shard::Token if counted(KeyKind::Token) => ev.token_entity(),
+            Shard::Route if counted(KeyKind::Route) => ev.route.clone(),
+            _ => None,
+        }
+    }
+
+    fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
+        self.observe_all(ev, Some(shard), out);
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {

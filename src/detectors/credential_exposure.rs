@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{parse_params, Checker, Detector, Limits};
 use crate::config::{DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Exposure, Finding, Millis};
+use crate::event::{Entity, EntityKind, Event, Exposure, Finding, Millis, Shard};
 use crate::state::{KeyedState, SlidingCount, StateStats};
 
 /// `[params]` of a `credential_exposure` detector file.
@@ -109,6 +109,18 @@ impl CredentialExposure {
 }
 
 impl Detector for CredentialExposure {
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        let first = ev.exposures.iter().find(|x| self.counts(x))?;
+        let entity = Self::entity(ev, first)?;
+        let of = match entity.kind {
+            EntityKind::ClientId => Shard::ClientId,
+            EntityKind::Token => Shard::Token,
+            EntityKind::SourceIp => Shard::Source,
+            EntityKind::Route => Shard::Route,
+        };
+        (of == shard).then_some(entity.id)
+    }
+
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
         let counted: Vec<&Exposure> = ev.exposures.iter().filter(|x| self.counts(x)).collect();
         let Some(first) = counted.first() else { return };
@@ -159,6 +171,7 @@ impl Detector for CredentialExposure {
             evidence.insert("source_ip".into(), ip.to_string().into());
         }
         out.push(Finding {
+            within: None,
             entity,
             client_id: ev.client_id.clone(),
             client_id_source: ev.client_id_source,

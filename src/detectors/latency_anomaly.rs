@@ -35,7 +35,7 @@ use serde_json::{json, Map, Value};
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Millis};
+use crate::event::{Entity, EntityKind, Event, Finding, Millis, Shard};
 use crate::state::{KeyedState, StateStats};
 
 /// Which latency of a request is watched.
@@ -447,6 +447,7 @@ impl RouteState {
             ),
         );
         Finding {
+            within: None,
             entity: Entity::new(EntityKind::Route, self.route.clone()),
             client_id: None,
             client_id_source: Default::default(),
@@ -520,6 +521,11 @@ impl LatencyAnomaly {
 }
 
 impl Detector for LatencyAnomaly {
+    /// A route's baseline is route-wide: every instance of the route (and upstream) lands together.
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        (shard == Shard::Route).then(|| ev.route.clone()).flatten()
+    }
+
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
         let Some(route) = ev.route.as_deref() else { return };
         let latency = match self.p.latency {

@@ -21,7 +21,7 @@ pub use rule::{Allow, Rule};
 use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigError, DetectorFile};
-use crate::event::{Event, Finding, Millis};
+use crate::event::{Event, Finding, Millis, Shard};
 use crate::state::StateStats;
 
 /// Limits every detector's keyed state obeys (from `[engine]`).
@@ -41,6 +41,17 @@ impl Default for Limits {
 pub trait Detector: Send {
     /// Sees every event (allow-listed ones excluded) in event-time order.
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>);
+    /// The key this detector keeps `ev`'s state under in `shard`, if it needs `ev` there at
+    /// all. When events are repartitioned, `ev` reaches the detector once per shard it names a
+    /// key for, through [`Detector::on_shard_event`], on the instance that owns that key; what
+    /// the detector keeps for one key (and every finding about it) must therefore depend only
+    /// on the events it names that key for.
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String>;
+    /// `ev`, delivered under `shard` only: update what is kept under that shard's key and
+    /// nothing else. The default suits detectors that name at most one shard per event.
+    fn on_shard_event(&mut self, ev: &Event, _shard: Shard, out: &mut Vec<Finding>) {
+        self.on_event(ev, out)
+    }
     /// Event time has advanced to `watermark`: close windows, evict idle keys.
     fn on_watermark(&mut self, _watermark: Millis, _out: &mut Vec<Finding>) {}
     /// Keys held, evictions.

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::Detector;
 use crate::config::DetectorFile;
-use crate::event::{Alert, Entity, Event, Finding, Fingerprint, Millis, Severity};
+use crate::event::{Alert, Entity, Event, Finding, Fingerprint, Millis, Severity, Shard};
 use crate::state::StateStats;
 
 /// Entities a rule never alerts on and never learns from.
@@ -79,7 +79,7 @@ pub struct Rule {
     pub runbook: Option<String>,
     allow: Allow,
     detector: Box<dyn Detector>,
-    last_fired: HashMap<Entity, Millis>,
+    last_fired: HashMap<(Entity, Option<String>), Millis>,
     last_cooldown_sweep: Millis,
     findings: Vec<Finding>,
     /// Alerts held back by the cooldown.
@@ -118,6 +118,25 @@ impl Rule {
         }
     }
 
+    /// The key this rule keeps `ev` under in `shard` ([`super::Detector::shard_key`]).
+    pub fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        self.detector.shard_key(ev, shard)
+    }
+
+    /// `ev`, repartitioned: delivered under `shard` only ([`super::Detector::on_shard_event`]).
+    /// An alert's entity is of the shard that raised it, so the cooldown per entity, like the
+    /// detector's state, is whole on the instance that owns the key.
+    pub fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Alert>) {
+        if !self.allow.is_empty() && self.allow.allows(ev) {
+            self.allowed += 1;
+            return;
+        }
+        self.detector.on_shard_event(ev, shard, &mut self.findings);
+        if !self.findings.is_empty() {
+            self.emit(out);
+        }
+    }
+
     pub fn on_watermark(&mut self, wm: Millis, out: &mut Vec<Alert>) {
         self.detector.on_watermark(wm, &mut self.findings);
         if !self.findings.is_empty() {
@@ -136,13 +155,14 @@ impl Rule {
 
     fn emit(&mut self, out: &mut Vec<Alert>) {
         for f in self.findings.drain(..) {
-            if let Some(last) = self.last_fired.get(&f.entity) {
+            let cooldown_key = (f.entity.clone(), f.within.clone());
+            if let Some(last) = self.last_fired.get(&cooldown_key) {
                 if f.window_end - *last < self.cooldown {
                     self.suppressed += 1;
                     continue;
                 }
             }
-            self.last_fired.insert(f.entity.clone(), f.window_end);
+            self.last_fired.insert(cooldown_key, f.window_end);
             out.push(Alert {
                 id: Alert::make_id(&self.id, &f.entity, f.window_start),
                 detector: self.kind.to_string(),

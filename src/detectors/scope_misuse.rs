@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient, Shard};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `scope_misuse` file.
@@ -196,16 +196,23 @@ struct RouteLearning {
     violators: Vec<(String, Vec<String>)>,
 }
 
+/// Per token (or client): its calls and 403s in the window, for the probing signal.
 #[derive(Default)]
 struct TokenState {
-    calls: BucketCounter,      // hits = 403s
-    violations: BucketCounter, // hits = violating successful calls
+    calls: BucketCounter, // hits = 403s
     client: SeenClient,
     fingerprint: Option<Fingerprint>,
-    routes: Vec<String>,
-    missing: Vec<String>,
     /// Distinct routes refused with 403 in the window.
     forbidden_routes: SlidingSet<String>,
+}
+
+/// Per (route, token): successful calls without a required scope.
+#[derive(Default)]
+struct ViolationState {
+    violations: BucketCounter,
+    client: SeenClient,
+    fingerprint: Option<Fingerprint>,
+    missing: Vec<String>,
 }
 
 pub struct ScopeMisuse {
@@ -213,6 +220,8 @@ pub struct ScopeMisuse {
     policies: Vec<Policy>,
     routes: KeyedState<String, RouteLearning>,
     tokens: KeyedState<String, TokenState>,
+    /// Keyed by (route, token key): what a route's instance knows of each caller's violations.
+    violations: KeyedState<(String, String), ViolationState>,
     bucket: Millis,
 }
 
@@ -250,6 +259,7 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     let d = ScopeMisuse {
         routes: KeyedState::new(limits.max_keys.min(50_000), Millis::MAX / 4),
         tokens: KeyedState::new(limits.max_keys, idle),
+        violations: KeyedState::new(limits.max_keys, idle),
         policies,
         bucket,
         p,
@@ -333,107 +343,151 @@ impl ScopeMisuse {
     }
 }
 
-impl Detector for ScopeMisuse {
-    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
-        let Some(route) = ev.route.as_deref() else { return };
-        if ev.scopes.is_empty() {
+/// The caller a call counts for: its token, else its client (`client:<id>`).
+fn caller_key(ev: &Event) -> Option<String> {
+    match (ev.token_entity(), &ev.client_id) {
+        (Some(t), _) => Some(t),
+        (None, Some(c)) => Some(format!("client:{c}")),
+        _ => None,
+    }
+}
+
+fn caller_entity(key: &str, ev: &Event) -> Entity {
+    match key.strip_prefix("client:") {
+        Some(c) if ev.token_entity().is_none() => Entity::new(EntityKind::ClientId, c),
+        _ => Entity::new(EntityKind::Token, key),
+    }
+}
+
+impl ScopeMisuse {
+    /// A route's half: learn what it requires, and count each caller's successful calls
+    /// without it. Whole on the instance that owns the route.
+    fn on_route_call(&mut self, route: &str, key: &str, ev: &Event, out: &mut Vec<Finding>) {
+        if !ev.is_success() {
             return;
         }
-        let key = match (ev.token_entity(), &ev.client_id) {
-            (Some(t), _) => t,
-            (None, Some(c)) => format!("client:{c}"),
-            _ => return,
-        };
-        let forbidden = ev.status == Some(403);
-        let violation = if ev.is_success() { self.check_and_learn(route, ev) } else { None };
+        let Some((missing, source)) = self.check_and_learn(route, ev) else { return };
         let (window, bucket) = (self.p.window.0, self.bucket);
-        let st = self.tokens.entry(&key, ev.ts, TokenState::default);
+        let st = self.violations.entry(&(route.to_string(), key.to_string()), ev.ts, ViolationState::default);
+        st.violations.add(ev.ts, true, window, bucket);
+        st.client.observe(ev, ev.token_fingerprint.is_some() && !key.starts_with("client:"));
+        st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
+        for m in missing {
+            if !st.missing.contains(&m) {
+                st.missing.push(m);
+            }
+        }
+        let needed = if source == "policy" { self.p.min_violations } else { self.p.learned_min_violations };
+        if st.violations.hits() < needed {
+            return;
+        }
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("violations".into(), json!(st.violations.hits()));
+        evidence.insert("routes".into(), json!([route]));
+        evidence.insert("missing_scopes".into(), json!(st.missing));
+        evidence.insert("token_scopes".into(), json!(ev.scopes));
+        evidence.insert("requirement".into(), json!(source));
+        evidence.insert("status".into(), json!(ev.status));
+        out.push(Finding {
+            entity: caller_entity(key, ev),
+            within: Some(route.to_string()),
+            client_id: st.client.id.clone(),
+            client_id_source: st.client.source,
+            token_fingerprint: st.fingerprint,
+            window_start: st.violations.first_hit().unwrap_or(ev.ts),
+            window_end: ev.ts,
+            summary: format!(
+                "{} successful call(s) to {route} without scope {} ({source} requirement)",
+                st.violations.hits(),
+                st.missing.join(", "),
+            ),
+            evidence,
+        });
+        *st = ViolationState::default();
+    }
+
+    /// A caller's half: its 403s across routes. Whole on the instance that owns the token.
+    fn on_caller_call(&mut self, route: &str, key: &str, ev: &Event, out: &mut Vec<Finding>) {
+        let forbidden = ev.status == Some(403);
+        let (window, bucket) = (self.p.window.0, self.bucket);
+        let st = self.tokens.entry(&key.to_string(), ev.ts, TokenState::default);
         st.calls.add(ev.ts, forbidden, window, bucket);
         st.client.observe(ev, ev.token_fingerprint.is_some() && !key.starts_with("client:"));
         st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
-        let entity = if key.starts_with("client:") {
-            Entity::new(EntityKind::ClientId, ev.client_id.clone().unwrap_or_default())
-        } else {
-            Entity::new(EntityKind::Token, key.clone())
-        };
-        if let Some((missing, source)) = violation {
-            st.violations.add(ev.ts, true, window, bucket);
-            if !st.routes.iter().any(|r| r == route) && st.routes.len() < 10 {
-                st.routes.push(route.to_string());
-            }
-            for m in missing {
-                if !st.missing.contains(&m) {
-                    st.missing.push(m);
-                }
-            }
-            let needed = if source == "policy" { self.p.min_violations } else { self.p.learned_min_violations };
-            if st.violations.hits() >= needed {
-                let mut evidence = serde_json::Map::new();
-                evidence.insert("violations".into(), json!(st.violations.hits()));
-                evidence.insert("routes".into(), json!(st.routes));
-                evidence.insert("missing_scopes".into(), json!(st.missing));
-                evidence.insert("token_scopes".into(), json!(ev.scopes));
-                evidence.insert("requirement".into(), json!(source));
-                evidence.insert("status".into(), json!(ev.status));
-                out.push(Finding {
-                    entity: entity.clone(),
-                    client_id: st.client.id.clone(),
-                    client_id_source: st.client.source,
-                    token_fingerprint: st.fingerprint,
-                    window_start: st.violations.first_hit().unwrap_or(ev.ts),
-                    window_end: ev.ts,
-                    summary: format!(
-                        "{} successful call(s) to {} without scope {} ({} requirement)",
-                        st.violations.hits(),
-                        st.routes.join(", "),
-                        st.missing.join(", "),
-                        source
-                    ),
-                    evidence,
-                });
-                st.violations = BucketCounter::default();
-                st.routes.clear();
-                st.missing.clear();
-            }
+        if !forbidden || self.p.forbidden_threshold == 0 {
+            return;
         }
-        if forbidden && self.p.forbidden_threshold > 0 {
-            st.forbidden_routes.insert(route.to_string(), ev.ts, window, 32);
-            let (n, total) = (st.calls.hits(), st.calls.total());
-            let routes = st.forbidden_routes.len();
-            if n >= self.p.forbidden_threshold
-                && (n as f64 >= self.p.min_forbidden_ratio * total as f64 || routes >= self.p.min_forbidden_routes)
-            {
-                let mut evidence = serde_json::Map::new();
-                evidence.insert("forbidden".into(), json!(n));
-                evidence.insert("distinct_routes".into(), json!(routes));
-                evidence.insert("requests".into(), json!(total));
-                evidence.insert("token_scopes".into(), json!(ev.scopes));
-                evidence.insert("last_route".into(), json!(route));
-                out.push(Finding {
-                    entity,
-                    client_id: st.client.id.clone(),
-                    client_id_source: st.client.source,
-                    token_fingerprint: st.fingerprint,
-                    window_start: st.calls.first_hit().unwrap_or(ev.ts),
-                    window_end: ev.ts,
-                    summary: format!(
-                        "{n} of {total} calls refused with 403 on {routes} routes in {}: token probing routes outside its scopes",
-                        human_duration(window)
-                    ),
-                    evidence,
-                });
-                st.calls = BucketCounter::default();
-                st.forbidden_routes = SlidingSet::default();
-            }
+        st.forbidden_routes.insert(route.to_string(), ev.ts, window, 32);
+        let (n, total) = (st.calls.hits(), st.calls.total());
+        let routes = st.forbidden_routes.len();
+        if n < self.p.forbidden_threshold
+            || (n as f64) < self.p.min_forbidden_ratio * total as f64 && routes < self.p.min_forbidden_routes
+        {
+            return;
+        }
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("forbidden".into(), json!(n));
+        evidence.insert("distinct_routes".into(), json!(routes));
+        evidence.insert("requests".into(), json!(total));
+        evidence.insert("token_scopes".into(), json!(ev.scopes));
+        evidence.insert("last_route".into(), json!(route));
+        out.push(Finding {
+            entity: caller_entity(key, ev),
+            within: None,
+            client_id: st.client.id.clone(),
+            client_id_source: st.client.source,
+            token_fingerprint: st.fingerprint,
+            window_start: st.calls.first_hit().unwrap_or(ev.ts),
+            window_end: ev.ts,
+            summary: format!(
+                "{n} of {total} calls refused with 403 on {routes} routes in {}: token probing routes outside its scopes",
+                human_duration(window)
+            ),
+            evidence,
+        });
+        st.calls = BucketCounter::default();
+        st.forbidden_routes = SlidingSet::default();
+    }
+}
+
+impl Detector for ScopeMisuse {
+    /// Two halves, each whole where it runs: what a route requires, and who called it without,
+    /// by route; a caller's 403s across routes, by token (or client without a token).
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        let route = ev.route.as_ref().filter(|_| !ev.scopes.is_empty())?;
+        let key = caller_key(ev)?;
+        match shard {
+            Shard::Route if ev.is_success() => Some(route.clone()),
+            Shard::Token if ev.token_entity().is_some() => Some(key),
+            Shard::ClientId if ev.token_entity().is_none() => ev.client_id.clone(),
+            _ => None,
+        }
+    }
+
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let Some(route) = ev.route.as_deref().filter(|_| !ev.scopes.is_empty()) else { return };
+        let Some(key) = caller_key(ev) else { return };
+        self.on_route_call(route, &key, ev, out);
+        self.on_caller_call(route, &key, ev, out);
+    }
+
+    fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
+        let Some(route) = ev.route.as_deref().filter(|_| !ev.scopes.is_empty()) else { return };
+        let Some(key) = caller_key(ev) else { return };
+        match shard {
+            Shard::Route => self.on_route_call(route, &key, ev, out),
+            Shard::Token | Shard::ClientId => self.on_caller_call(route, &key, ev, out),
+            Shard::Source => {}
         }
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
         self.tokens.sweep(wm);
+        self.violations.sweep(wm);
     }
 
     fn stats(&self) -> StateStats {
-        self.tokens.stats() + self.routes.stats()
+        self.tokens.stats() + self.routes.stats() + self.violations.stats()
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient, Shard};
 use crate::state::{KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `token_reuse` file.
@@ -131,17 +131,29 @@ impl TokenReuse {
     }
 }
 
+impl TokenReuse {
+    /// The token `ev` counts for, if it counts at all.
+    fn key(&self, ev: &Event) -> Option<String> {
+        ev.source_ip?;
+        if self.p.successful_only && ev.status.is_some() && !ev.is_success() {
+            return None;
+        }
+        match (&ev.token_fingerprint, &ev.credential_id) {
+            (Some(fp), _) => Some(fp.to_hex()),
+            (None, Some(c)) if self.p.use_credential_id => Some(format!("cred:{c}")),
+            _ => None,
+        }
+    }
+}
+
 impl Detector for TokenReuse {
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        (shard == Shard::Token).then(|| self.key(ev)).flatten()
+    }
+
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
         let Some(ip) = ev.source_ip else { return };
-        if self.p.successful_only && ev.status.is_some() && !ev.is_success() {
-            return;
-        }
-        let key = match (&ev.token_fingerprint, &ev.credential_id) {
-            (Some(fp), _) => fp.to_hex(),
-            (None, Some(c)) if self.p.use_credential_id => format!("cred:{c}"),
-            _ => return,
-        };
+        let Some(key) = self.key(ev) else { return };
         let window = self.p.window.0;
         let st = self.state.entry(&key, ev.ts, TokenState::default);
         let before = st.addrs.len();
@@ -177,6 +189,7 @@ impl Detector for TokenReuse {
             None => String::new(),
         };
         out.push(Finding {
+            within: None,
             entity: Entity::new(EntityKind::Token, key.clone()),
             client_id: st.client.id.clone(),
             client_id_source: st.client.source,

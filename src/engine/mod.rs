@@ -20,9 +20,11 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use crate::detectors::Rule;
-use crate::event::{Alert, Event, Millis};
+use crate::event::{Alert, Event, Millis, Shard};
 
-pub use pipeline::{load_rules, Pipeline, PipelineStats, Processed, StateSize};
+pub use pipeline::{
+    load_rules, state_size, MessageReader, Pipeline, PipelineFactory, PipelineStats, Processed, StateSize,
+};
 
 /// How many events must reach a time before the watermark follows it.
 pub const WATERMARK_QUORUM: usize = 3;
@@ -53,6 +55,9 @@ struct Pending {
     /// Arrival order, so that equal `(ts, tie)` pairs leave in the order they came.
     seq: u64,
     ev: Event,
+    /// Repartitioned: the shard and key ([`Shard::key_hash`]) the event was routed by; it goes
+    /// only to the rules that keep it under that very key. `None`: every rule sees it whole.
+    routed: Option<(Shard, u64)>,
 }
 
 impl Pending {
@@ -78,16 +83,50 @@ impl Ord for Pending {
     }
 }
 
+/// Where event time stands in one stream: the [`WATERMARK_QUORUM`] newest event times seen,
+/// and the watermark they allow (the oldest of them minus the allowed lateness).
+#[derive(Clone, Debug)]
+pub struct Frontier {
+    /// The newest times seen, oldest first.
+    newest: [Millis; WATERMARK_QUORUM],
+    /// Newest event time seen at all.
+    max_ts: Millis,
+    lateness: Millis,
+}
+
+impl Frontier {
+    pub fn new(allowed_lateness: Millis) -> Self {
+        Frontier { newest: [Millis::MIN; WATERMARK_QUORUM], max_ts: Millis::MIN, lateness: allowed_lateness.max(0) }
+    }
+
+    /// Counts `ts` in and returns the watermark the stream allows now.
+    pub fn observe(&mut self, ts: Millis) -> Millis {
+        if self.max_ts == Millis::MIN {
+            // The first event stands for the quorum until others come.
+            self.newest = [ts; WATERMARK_QUORUM];
+        }
+        self.max_ts = self.max_ts.max(ts);
+        if ts > self.newest[0] {
+            self.newest[0] = ts;
+            self.newest.sort_unstable();
+        }
+        self.newest[0].saturating_sub(self.lateness)
+    }
+
+    /// Newest event time seen, `Millis::MIN` before the first.
+    pub fn max_ts(&self) -> Millis {
+        self.max_ts
+    }
+}
+
 /// The event-time engine of one stream: a reorder buffer, a watermark and the rules it drives.
 pub struct Engine {
     rules: Vec<Rule>,
     buffer: BinaryHeap<Reverse<Pending>>,
     seq: u64,
-    lateness: Millis,
     max_buffered: usize,
-    /// The [`WATERMARK_QUORUM`] newest event times seen, oldest first.
-    newest: [Millis; WATERMARK_QUORUM],
-    /// Newest event time seen at all (closes windows at the end of input).
+    frontier: Frontier,
+    /// Newest event time pushed (closes windows at the end of input).
     max_ts: Millis,
     /// Everything strictly before this has been released.
     watermark: Millis,
@@ -104,9 +143,8 @@ impl Engine {
             rules,
             buffer: BinaryHeap::new(),
             seq: 0,
-            lateness: allowed_lateness.max(0),
             max_buffered: max_buffered.max(1),
-            newest: [Millis::MIN; WATERMARK_QUORUM],
+            frontier: Frontier::new(allowed_lateness),
             max_ts: Millis::MIN,
             watermark: Millis::MIN,
             last_tick: Millis::MIN,
@@ -126,8 +164,33 @@ impl Engine {
         EngineStats { buffered: self.buffer.len(), ..self.stats }
     }
 
-    /// Offers one event. Returns `false` if it was dropped: too late, or out of range.
+    /// Offers one event; the watermark follows the events offered ([`Frontier`]). Returns
+    /// `false` if it was dropped: too late, or out of range.
     pub fn push(&mut self, ev: Event, out: &mut Vec<Alert>) -> bool {
+        let ts = ev.ts;
+        let tie = ev.tiebreak();
+        if !self.buffer_event(ev, tie, None) {
+            return false;
+        }
+        let target = self.frontier.observe(ts);
+        self.release_before(target, out);
+        self.enforce_cap(out);
+        true
+    }
+
+    /// Offers one repartitioned event, routed by `shard` and a key (its hash), whose order among equal
+    /// times (`tie`, [`Event::tiebreak`] of the whole event) was taken before the fields the
+    /// rules do not read were left behind. The watermark moves only by [`Self::advance_to`]:
+    /// it is the upstream partitions' to set. Returns `false` if the event was dropped.
+    pub fn push_routed(&mut self, ev: Event, tie: u64, shard: Shard, key_hash: u64, out: &mut Vec<Alert>) -> bool {
+        if !self.buffer_event(ev, tie, Some((shard, key_hash))) {
+            return false;
+        }
+        self.enforce_cap(out);
+        true
+    }
+
+    fn buffer_event(&mut self, ev: Event, tie: u64, routed: Option<(Shard, u64)>) -> bool {
         if !(MIN_TS..=MAX_TS).contains(&ev.ts) {
             self.stats.out_of_range += 1;
             return false;
@@ -139,24 +202,18 @@ impl Engine {
         self.stats.accepted += 1;
         let ts = ev.ts;
         self.seq += 1;
-        self.buffer.push(Reverse(Pending { ts, tie: ev.tiebreak(), seq: self.seq, ev }));
-        if self.max_ts == Millis::MIN {
-            // The first event stands for the quorum until others come.
-            self.newest = [ts; WATERMARK_QUORUM];
-        }
+        self.buffer.push(Reverse(Pending { ts, tie, seq: self.seq, ev, routed }));
         self.max_ts = self.max_ts.max(ts);
-        if ts > self.newest[0] {
-            self.newest[0] = ts;
-            self.newest.sort_unstable();
-        }
-        let target = self.newest[0].saturating_sub(self.lateness);
-        self.release_before(target, out);
+        true
+    }
+
+    /// Past the buffer cap, time is forced forward to the oldest waiting event.
+    fn enforce_cap(&mut self, out: &mut Vec<Alert>) {
         while self.buffer.len() > self.max_buffered {
             self.stats.forced_releases += 1;
             let ts = self.buffer.peek().map(|p| p.0.ts).unwrap_or(self.watermark);
             self.release_before(ts.saturating_add(1), out);
         }
-        true
     }
 
     /// Moves the watermark to `wm` (never backwards), releasing what precedes it.
@@ -182,8 +239,19 @@ impl Engine {
         while self.buffer.peek().is_some_and(|p| p.0.ts < target) {
             let Reverse(p) = self.buffer.pop().expect("peeked");
             self.tick(p.ts, out);
-            for r in &mut self.rules {
-                r.on_event(&p.ev, out);
+            match &p.routed {
+                None => {
+                    for r in &mut self.rules {
+                        r.on_event(&p.ev, out);
+                    }
+                }
+                Some((shard, key_hash)) => {
+                    for r in &mut self.rules {
+                        if r.shard_key(&p.ev, *shard).is_some_and(|k| shard.key_hash(&k) == *key_hash) {
+                            r.on_shard_event(&p.ev, *shard, out);
+                        }
+                    }
+                }
             }
             self.stats.released += 1;
         }

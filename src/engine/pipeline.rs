@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use super::{Engine, EngineStats};
-use crate::config::{ConfigError, DetectorSource, GatewatchConfig};
+use crate::config::{ConfigError, DetectorFile, DetectorSource, GatewatchConfig};
 use crate::detectors::{build_rule, Limits, Rule};
-use crate::event::{Alert, Exposure, Millis};
+use crate::event::{Alert, Event, Exposure, Millis};
 use crate::normalize::{Format, Normalizer, Reject, Utf8};
 use crate::scrub::Scrubber;
 
@@ -69,12 +69,137 @@ pub struct StateSize {
     pub evicted: u64,
 }
 
-/// One stream's runner: its normalizer, its event-time engine and rules, and its totals.
-pub struct Pipeline {
+/// The reading half of a pipeline: messages in, events out, with the totals of what was read.
+/// The whole [`Pipeline`] hands its events to the engine; the ingest stage of a repartitioned
+/// run hands them to the repartition topic.
+pub struct MessageReader {
     normalizer: Normalizer,
-    engine: Engine,
     stats: PipelineStats,
     max_future_skew: Millis,
+}
+
+impl MessageReader {
+    pub fn new(normalizer: Normalizer, cfg: &GatewatchConfig) -> Self {
+        MessageReader {
+            normalizer,
+            stats: PipelineStats::default(),
+            max_future_skew: cfg.engine.max_future_skew.0.max(0),
+        }
+    }
+
+    /// One message (a line, a Kafka message value) that holds one record, a batch of
+    /// them or an envelope. `received` is when it was received (the Kafka timestamp),
+    /// the event time of formats that log none. Each event goes to `on_event`, its time
+    /// clamped to `received + [engine] max_future_skew`; the rest is returned.
+    pub fn read(&mut self, msg: &[u8], received: Option<Millis>, on_event: &mut dyn FnMut(Event)) -> Processed {
+        self.stats.messages += 1;
+        let mut done = Processed::default();
+        let MessageReader { normalizer, stats, max_future_skew } = self;
+        let latest = received.map(|r| r.saturating_add(*max_future_skew));
+        let utf8 = normalizer.normalize_message_at(msg, received, &mut |r| match r {
+            Ok(mut ev) => {
+                done.events += 1;
+                if let (Some(latest), Some(r)) = (latest, received) {
+                    if ev.ts > latest {
+                        ev.ts = r;
+                        done.clamped_future += 1;
+                    }
+                }
+                stats.missing.record(&ev);
+                done.exposures.extend_from_slice(&ev.exposures);
+                on_event(ev);
+            }
+            Err(rej) => {
+                *stats.rejected.entry(rej.reason.as_str()).or_insert(0) += 1;
+                done.rejects.push(rej);
+            }
+        });
+        if utf8 == Utf8::Replaced {
+            self.stats.lossy_utf8 += 1;
+            done.lossy_utf8 = true;
+        }
+        self.stats.events += done.events;
+        self.stats.clamped_future += done.clamped_future;
+        done
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    /// The scrubber the normalizer uses, for record text that leaves gatewatch
+    /// (scrubbed copies, dead letters).
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.normalizer.scrubber
+    }
+}
+
+/// One stream's runner: its reader, its event-time engine and rules, and its totals.
+pub struct Pipeline {
+    reader: MessageReader,
+    engine: Engine,
+}
+
+/// Builds pipelines, rules and readers from one checked configuration: one per assigned
+/// partition, for either stage.
+pub struct PipelineFactory {
+    cfg: GatewatchConfig,
+    files: Vec<DetectorFile>,
+    limits: Limits,
+    format: Format,
+    key: Vec<u8>,
+}
+
+impl PipelineFactory {
+    /// Checks every enabled detector file once, up front; every error is returned.
+    pub fn new(
+        cfg: &GatewatchConfig,
+        files: Vec<DetectorFile>,
+        mut errs: Vec<ConfigError>,
+        key: &[u8],
+    ) -> Result<Self, Vec<ConfigError>> {
+        let format = Format::parse(&cfg.input.format).unwrap_or(Format::Auto);
+        let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
+        let files: Vec<DetectorFile> = files.into_iter().filter(|f| f.enabled).collect();
+        for f in &files {
+            if let Err(mut e) = build_rule(f, limits) {
+                errs.append(&mut e);
+            }
+        }
+        if files.is_empty() && errs.is_empty() {
+            errs.push(ConfigError::new(
+                cfg.detectors_dir(),
+                "",
+                "no enabled detector files (run from a checkout, or set [detectors] dir)",
+            ));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(PipelineFactory { cfg: cfg.clone(), files, limits, format, key: key.to_vec() })
+    }
+
+    pub fn config(&self) -> &GatewatchConfig {
+        &self.cfg
+    }
+
+    /// A fresh set of the rules, in file order.
+    pub fn rules(&self) -> Vec<Rule> {
+        self.files.iter().map(|f| build_rule(f, self.limits).expect("detector files were checked at start")).collect()
+    }
+
+    pub fn reader(&self) -> MessageReader {
+        MessageReader::new(Normalizer::from_config(&self.cfg, self.format, &self.key), &self.cfg)
+    }
+
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline::new(Normalizer::from_config(&self.cfg, self.format, &self.key), self.rules(), &self.cfg)
+    }
+
+    /// An engine over fresh rules, for the detect stage.
+    pub fn engine(&self) -> Engine {
+        Engine::new(self.rules(), self.cfg.engine.allowed_lateness.0, self.cfg.engine.max_buffered_events)
+    }
 }
 
 /// Loads and builds every enabled rule of the configured detector files
@@ -99,10 +224,8 @@ pub fn load_rules(cfg: &GatewatchConfig) -> Result<Vec<Rule>, Vec<ConfigError>> 
 impl Pipeline {
     pub fn new(normalizer: Normalizer, rules: Vec<Rule>, cfg: &GatewatchConfig) -> Self {
         Pipeline {
-            normalizer,
+            reader: MessageReader::new(normalizer, cfg),
             engine: Engine::new(rules, cfg.engine.allowed_lateness.0, cfg.engine.max_buffered_events),
-            stats: PipelineStats::default(),
-            max_future_skew: cfg.engine.max_future_skew.0.max(0),
         }
     }
 
@@ -117,36 +240,12 @@ impl Pipeline {
     /// the event time of formats that log none. Alerts raised are appended to `alerts`;
     /// the rest of what the message caused is returned.
     pub fn process(&mut self, msg: &[u8], received: Option<Millis>, alerts: &mut Vec<Alert>) -> Processed {
-        self.stats.messages += 1;
         let before = alerts.len();
-        let mut done = Processed::default();
-        let Pipeline { normalizer, engine, stats, max_future_skew } = self;
-        let latest = received.map(|r| r.saturating_add(*max_future_skew));
-        let utf8 = normalizer.normalize_message_at(msg, received, &mut |r| match r {
-            Ok(mut ev) => {
-                done.events += 1;
-                if let (Some(latest), Some(r)) = (latest, received) {
-                    if ev.ts > latest {
-                        ev.ts = r;
-                        done.clamped_future += 1;
-                    }
-                }
-                stats.missing.record(&ev);
-                done.exposures.extend_from_slice(&ev.exposures);
-                engine.push(ev, alerts);
-            }
-            Err(rej) => {
-                *stats.rejected.entry(rej.reason.as_str()).or_insert(0) += 1;
-                done.rejects.push(rej);
-            }
+        let Pipeline { reader, engine } = self;
+        let done = reader.read(msg, received, &mut |ev| {
+            engine.push(ev, alerts);
         });
-        if utf8 == Utf8::Replaced {
-            self.stats.lossy_utf8 += 1;
-            done.lossy_utf8 = true;
-        }
-        self.stats.events += done.events;
-        self.stats.clamped_future += done.clamped_future;
-        count_alerts(&mut self.stats, &alerts[before..]);
+        count_alerts(&mut self.reader.stats, &alerts[before..]);
         done
     }
 
@@ -154,11 +253,11 @@ impl Pipeline {
     pub fn finish(&mut self, alerts: &mut Vec<Alert>) {
         let before = alerts.len();
         self.engine.flush(alerts);
-        count_alerts(&mut self.stats, &alerts[before..]);
+        count_alerts(&mut self.reader.stats, &alerts[before..]);
     }
 
     pub fn stats(&self) -> &PipelineStats {
-        &self.stats
+        self.reader.stats()
     }
 
     pub fn engine_stats(&self) -> EngineStats {
@@ -172,17 +271,22 @@ impl Pipeline {
 
     /// What the rules hold now, summed.
     pub fn state_size(&self) -> StateSize {
-        self.rules().iter().map(Rule::stats).fold(StateSize::default(), |acc, s| StateSize {
-            keys: acc.keys + s.keys,
-            evicted: acc.evicted + s.evicted_cap + s.evicted_idle,
-        })
+        state_size(self.rules())
     }
 
     /// The scrubber this pipeline's normalizer uses, for record text that leaves
     /// gatewatch (scrubbed copies, dead letters).
     pub fn scrubber(&self) -> &Scrubber {
-        &self.normalizer.scrubber
+        self.reader.scrubber()
     }
+}
+
+/// What the rules of `rules` hold now, summed.
+pub fn state_size(rules: &[Rule]) -> StateSize {
+    rules.iter().map(Rule::stats).fold(StateSize::default(), |acc, s| StateSize {
+        keys: acc.keys + s.keys,
+        evicted: acc.evicted + s.evicted_cap + s.evicted_idle,
+    })
 }
 
 fn count_alerts(stats: &mut PipelineStats, alerts: &[Alert]) {

@@ -6,7 +6,7 @@
 pub mod actions;
 pub mod admin;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::normalize::RejectReason;
 
@@ -48,19 +48,31 @@ pub struct Metrics {
     pub out_of_range_events: IntCounter,
     /// Messages that were not valid UTF-8, read with the invalid bytes replaced.
     pub lossy_utf8_messages: IntCounter,
-    /// Events waiting in reorder buffers.
-    pub buffered_events: IntGauge,
-    /// Keys held in detector state across assigned partitions.
-    pub state_keys: IntGauge,
+    /// Events waiting in reorder buffers, by stage ([`crate::source::kafka::Stage`]).
+    pub buffered_events: IntGaugeVec,
+    /// Keys held in detector state across assigned partitions, by stage.
+    pub state_keys: IntGaugeVec,
     /// Keys evicted from detector state, by detector id (the file's `id`) and reason
     /// ([`crate::state::EvictionReason`]: idle, cap, cap_protected).
     pub state_evictions: IntCounterVec,
-    /// Sum and maximum of (high watermark − next offset) over assigned partitions.
-    pub lag_messages: IntGauge,
-    pub lag_max_messages: IntGauge,
-    /// Partitions this instance holds, and how many of them are still rebuilding.
-    pub assigned_partitions: IntGauge,
-    pub rebuilding_partitions: IntGauge,
+    /// Sum and maximum of (high watermark − next offset) over assigned partitions, by stage.
+    pub lag_messages: IntGaugeVec,
+    pub lag_max_messages: IntGaugeVec,
+    /// Partitions this instance holds, and how many of them are still rebuilding, by stage.
+    pub assigned_partitions: IntGaugeVec,
+    pub rebuilding_partitions: IntGaugeVec,
+    /// Repartition records and their bytes, by direction (sent, received) and kind (event, heartbeat).
+    pub repartition_records: IntCounterVec,
+    pub repartition_bytes: IntCounterVec,
+    /// Repartition records dropped: sent again by an ingest that restarted, or unreadable.
+    pub repartition_duplicates: IntCounter,
+    pub repartition_undecodable: IntCounter,
+    /// Repartition records the broker did not accept (after librdkafka's retries).
+    pub repartition_failures: IntCounter,
+    /// Largest spread of upstream watermarks seen by one detect partition (seconds).
+    pub watermark_skew: Gauge,
+    /// Detect partitions that have not yet heard from every input partition (time stands still there).
+    pub detect_waiting_partitions: IntGauge,
     /// Rebalance events, by kind (assign, revoke, lost, error).
     pub rebalances: IntCounterVec,
     /// Offset commits, by result (ok, error).
@@ -78,6 +90,11 @@ impl Metrics {
         }
         fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
             let g = IntGauge::new(name, help)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        }
+        fn gauge_vec(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["stage"])?;
             r.register(Box::new(g.clone()))?;
             Ok(g)
         }
@@ -163,8 +180,12 @@ impl Metrics {
                 "gatewatch_lossy_utf8_messages_total",
                 "Messages that were not valid UTF-8, read with the invalid bytes replaced",
             )?,
-            buffered_events: gauge(r, "gatewatch_buffered_events", "Events waiting in the event-time reorder buffers")?,
-            state_keys: gauge(r, "gatewatch_state_keys", "Keys held in detector state")?,
+            buffered_events: gauge_vec(
+                r,
+                "gatewatch_buffered_events",
+                "Events waiting in the event-time reorder buffers, by stage",
+            )?,
+            state_keys: gauge_vec(r, "gatewatch_state_keys", "Keys held in detector state, by stage")?,
             state_evictions: counter_vec_n(
                 r,
                 "gatewatch_state_evictions_total",
@@ -172,25 +193,65 @@ impl Metrics {
                  a key with a recent failure, evicted because every key had one)",
                 &["detector", "reason"],
             )?,
-            lag_messages: gauge(
+            lag_messages: gauge_vec(
                 r,
                 "gatewatch_kafka_lag_messages",
-                "Messages behind the high watermark, summed over assigned partitions",
+                "Messages behind the high watermark, summed over assigned partitions, by stage",
             )?,
-            lag_max_messages: gauge(
+            lag_max_messages: gauge_vec(
                 r,
                 "gatewatch_kafka_lag_max_messages",
-                "Messages behind the high watermark on the furthest-behind partition",
+                "Messages behind the high watermark on the furthest-behind partition, by stage",
             )?,
-            assigned_partitions: gauge(
+            assigned_partitions: gauge_vec(
                 r,
                 "gatewatch_kafka_assigned_partitions",
-                "Partitions assigned to this instance",
+                "Partitions assigned to this instance, by stage",
             )?,
-            rebuilding_partitions: gauge(
+            rebuilding_partitions: gauge_vec(
                 r,
                 "gatewatch_kafka_rebuilding_partitions",
-                "Assigned partitions still re-reading below their committed offset",
+                "Assigned partitions still re-reading below their committed offset, by stage",
+            )?,
+            repartition_records: counter_vec_n(
+                r,
+                "gatewatch_repartition_records_total",
+                "Repartition-topic records, by direction (sent by ingest, received by detect) and kind (event, heartbeat)",
+                &["direction", "kind"],
+            )?,
+            repartition_bytes: counter_vec(
+                r,
+                "gatewatch_repartition_bytes_total",
+                "Bytes of repartition-topic records (before compression), by direction",
+                "direction",
+            )?,
+            repartition_duplicates: counter(
+                r,
+                "gatewatch_repartition_duplicates_total",
+                "Repartition records dropped because an ingest that restarted sent them again",
+            )?,
+            repartition_undecodable: counter(
+                r,
+                "gatewatch_repartition_undecodable_total",
+                "Repartition records that could not be read (another encoding version, corruption), skipped",
+            )?,
+            repartition_failures: counter(
+                r,
+                "gatewatch_repartition_failures_total",
+                "Repartition records the broker did not accept after retries (their input offsets are not committed)",
+            )?,
+            watermark_skew: {
+                let g = Gauge::new(
+                    "gatewatch_watermark_skew_seconds",
+                    "Largest spread between the newest and oldest input-partition watermark one detect partition hears",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            detect_waiting_partitions: gauge(
+                r,
+                "gatewatch_detect_waiting_partitions",
+                "Detect partitions that have not heard from every input partition yet (their time stands still)",
             )?,
             rebalances: counter_vec(
                 r,
@@ -226,11 +287,22 @@ impl Metrics {
         for result in ["ok", "error"] {
             m.commits.with_label_values(&[result]);
         }
+        for direction in ["sent", "received"] {
+            m.repartition_bytes.with_label_values(&[direction]);
+            for kind in ["event", "heartbeat"] {
+                m.repartition_records.with_label_values(&[direction, kind]);
+            }
+        }
         Ok(m)
     }
 }
 
 impl Metrics {
+    /// Messages behind, summed over every stage's assigned partitions.
+    pub fn lag_total(&self) -> i64 {
+        ["single", "ingest", "detect"].iter().map(|s| self.lag_messages.with_label_values(&[s]).get()).sum()
+    }
+
     /// Adds what a scrubber replaced to `gatewatch_secrets_scrubbed_total`.
     pub fn record_scrubbed(&self, stats: &crate::scrub::ScrubStats) {
         for (kind, place, n) in stats.by_kind_and_place() {

@@ -86,6 +86,8 @@ pub struct KafkaSettings {
     pub alert_delivery_timeout: Duration,
     /// Verbatim librdkafka properties (may hold secrets: never log the values).
     pub librdkafka: BTreeMap<String, String>,
+    /// `[kafka.repartition]`: the two-stage run.
+    pub repartition: super::repartition::RepartitionSettings,
 }
 
 impl std::fmt::Debug for KafkaSettings {
@@ -124,6 +126,7 @@ impl KafkaSettings {
             shutdown_grace: Duration::from_secs(10),
             alert_delivery_timeout: Duration::from_secs(30),
             librdkafka: BTreeMap::new(),
+            repartition: Default::default(),
         }
     }
 
@@ -213,6 +216,8 @@ impl KafkaSettings {
                     }
                     _ => err(k, "must be a non-negative integer".into()),
                 },
+                // Read after the loop: its retention depends on rebuild_horizon.
+                "repartition" => {}
                 "librdkafka" => match v.as_table() {
                     Some(t) => {
                         for (name, val) in t {
@@ -237,7 +242,7 @@ impl KafkaSettings {
                 },
                 other => err(
                     other,
-                    "unknown field (brokers, topics, group_id, dead_letter_topic, dead_letter_max_record_bytes, scrubbed_topic, alerts_topic, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka)".into(),
+                    "unknown field (brokers, topics, group_id, dead_letter_topic, dead_letter_max_record_bytes, scrubbed_topic, alerts_topic, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka, repartition)".into(),
                 ),
             }
         }
@@ -251,6 +256,12 @@ impl KafkaSettings {
         {
             if s.topics.contains(t) {
                 err("topics", format!("`{t}` is also an output topic: gatewatch would read its own output"));
+            }
+        }
+        if let Some(r) = table.get("repartition") {
+            match super::repartition::RepartitionSettings::from_value(r, s.rebuild_horizon_ms, file) {
+                Ok(r) => s.repartition = r,
+                Err(mut e) => errs.append(&mut e),
             }
         }
         if errs.is_empty() {
@@ -288,7 +299,7 @@ fn duration(v: &toml::Value) -> Result<i64, String> {
     }
 }
 
-fn valid_topic(t: &str) -> bool {
+pub(crate) fn valid_topic(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 249
         && t != "."

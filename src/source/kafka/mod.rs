@@ -26,9 +26,11 @@ pub mod config;
 pub mod dead_letter;
 pub mod output;
 pub mod produce;
+pub mod repartition;
 pub mod revocations;
 pub mod scrubbed_copy;
 pub mod trouble;
+pub mod worker;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -46,7 +48,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::actions::AlertHandoff;
-use crate::engine::Pipeline;
+use crate::engine::PipelineFactory;
 use crate::event::Alert;
 use crate::scrub::message::scrub_message;
 use crate::scrub::ScrubStats;
@@ -55,9 +57,10 @@ use crate::telemetry::Metrics;
 
 pub use config::{KafkaSettings, StartFrom};
 pub use dead_letter::DeadLetter;
+pub use worker::{Incoming, NewWorker, PartitionWorker, Stage};
 
-/// Builds a fresh pipeline (normalizer, engine, rules) for a newly assigned partition.
-pub type NewPipeline = Arc<dyn Fn() -> Pipeline + Send + Sync>;
+/// Builds a fresh pipeline (normalizer, engine, rules) for each newly assigned partition.
+pub type NewPipeline = Arc<PipelineFactory>;
 
 /// Why the source could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -87,17 +90,27 @@ pub struct Health {
     lag_max: AtomicI64,
     running: AtomicBool,
     ready_max_lag: i64,
+    stage: Stage,
 }
 
 impl Health {
     pub fn new(ready_max_lag: i64) -> Self {
+        Self::for_stage(ready_max_lag, Stage::Single)
+    }
+
+    pub fn for_stage(ready_max_lag: i64, stage: Stage) -> Self {
         Health {
             assigned: AtomicI64::new(0),
             rebuilding: AtomicI64::new(0),
             lag_max: AtomicI64::new(-1),
             running: AtomicBool::new(false),
             ready_max_lag,
+            stage,
         }
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.stage
     }
 
     /// The consumer thread is alive.
@@ -128,7 +141,7 @@ impl Health {
 
 /// One assigned partition's pipeline and position.
 struct PartitionState {
-    pipeline: Pipeline,
+    pipeline: Box<dyn PartitionWorker>,
     /// Offsets below this were handled by an earlier owner: alerts are muted.
     mute_below: i64,
     /// While rebuilding, messages older than this (Kafka time) are skipped unread.
@@ -152,7 +165,7 @@ struct PartitionState {
 }
 
 impl PartitionState {
-    fn new(pipeline: Pipeline, mute_below: i64, skip_before_ts: i64) -> Self {
+    fn new(pipeline: Box<dyn PartitionWorker>, mute_below: i64, skip_before_ts: i64) -> Self {
         PartitionState {
             pipeline,
             mute_below,
@@ -196,12 +209,16 @@ type PartitionKey = (String, i32);
 /// Everything the consumer thread and the rebalance callback share.
 struct Shared {
     parts: Mutex<HashMap<PartitionKey, PartitionState>>,
-    new_pipeline: NewPipeline,
+    new_worker: NewWorker,
+    stage: Stage,
     settings: KafkaSettings,
     metrics: Metrics,
     handoff: Arc<dyn AlertHandoff>,
     dead_letter: Option<Arc<DeadLetter>>,
     scrubbed_copy: Option<Arc<output::OutputProducer>>,
+    /// Outputs flushed, with the dead letters and scrubbed copies, before offsets are stored
+    /// (the repartition topic, for ingest).
+    outputs: Vec<Arc<output::OutputProducer>>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 }
@@ -334,10 +351,10 @@ impl Shared {
                         let _ = times.add_partition_offset(el.topic(), el.partition(), Offset::Offset(target));
                     }
                     plans.push((key.0.clone(), key.1, c, target));
-                    parts.insert(key, PartitionState::new((self.new_pipeline)(), c, target));
+                    parts.insert(key, PartitionState::new((self.new_worker)(el.topic(), el.partition()), c, target));
                 }
                 _ => {
-                    parts.insert(key, PartitionState::new((self.new_pipeline)(), -1, i64::MIN));
+                    parts.insert(key, PartitionState::new((self.new_worker)(el.topic(), el.partition()), -1, i64::MIN));
                 }
             }
         }
@@ -390,7 +407,7 @@ impl Shared {
     /// Returns false if an output could not be flushed (nothing stored then).
     fn checkpoint(&self, consumer: &BaseConsumer<SourceContext>, commit: Option<CommitMode>) -> bool {
         let outputs = [self.dead_letter.as_deref().map(DeadLetter::output), self.scrubbed_copy.as_deref()];
-        for out in outputs.into_iter().flatten() {
+        for out in outputs.into_iter().flatten().chain(self.outputs.iter().map(|o| &**o)) {
             if out.has_pending() && !out.flush(Duration::from_secs(5)) {
                 return false;
             }
@@ -439,7 +456,13 @@ impl Shared {
         let mut parts = self.parts.lock().expect("partition lock");
         let (mut lag_sum, mut lag_max, mut unknown) = (0i64, 0i64, false);
         let (mut keys, mut buffered, mut rebuilding) = (0usize, 0usize, 0i64);
+        let (mut skew_max, mut waiting) = (0i64, 0i64);
         for st in parts.values_mut() {
+            st.pipeline.publish(&self.metrics);
+            if let Some((skew, waits)) = st.pipeline.watermark_status() {
+                skew_max = skew_max.max(skew);
+                waiting += waits as i64;
+            }
             match st.lag() {
                 Some(l) => {
                     lag_sum += l;
@@ -477,12 +500,18 @@ impl Shared {
             }
         }
         let n = parts.len() as i64;
-        self.metrics.assigned_partitions.set(n);
-        self.metrics.rebuilding_partitions.set(rebuilding);
-        self.metrics.lag_messages.set(lag_sum);
-        self.metrics.lag_max_messages.set(lag_max);
-        self.metrics.state_keys.set(keys as i64);
-        self.metrics.buffered_events.set(buffered as i64);
+        let stage = [self.stage.as_str()];
+        let m = &self.metrics;
+        m.assigned_partitions.with_label_values(&stage).set(n);
+        m.rebuilding_partitions.with_label_values(&stage).set(rebuilding);
+        m.lag_messages.with_label_values(&stage).set(lag_sum);
+        m.lag_max_messages.with_label_values(&stage).set(lag_max);
+        m.state_keys.with_label_values(&stage).set(keys as i64);
+        m.buffered_events.with_label_values(&stage).set(buffered as i64);
+        if self.stage == Stage::Detect {
+            m.watermark_skew.set(skew_max as f64 / 1000.0);
+            m.detect_waiting_partitions.set(waiting);
+        }
         self.health.assigned.store(n, Ordering::Relaxed);
         self.health.rebuilding.store(rebuilding, Ordering::Relaxed);
         self.health.lag_max.store(if unknown { -1 } else { lag_max }, Ordering::Relaxed);
@@ -507,7 +536,9 @@ impl Shared {
                 return true;
             }
         } else {
-            self.metrics.messages.inc();
+            if self.stage != Stage::Detect {
+                self.metrics.messages.inc();
+            }
             if st.was_rebuilding {
                 st.was_rebuilding = false;
                 tracing::info!(topic = %key.0, partition = key.1, offset, "state rebuilt; alerts live from here");
@@ -515,7 +546,7 @@ impl Shared {
         }
         let payload = m.payload().unwrap_or_default();
         let mut alerts: Vec<Alert> = Vec::new();
-        let done = st.pipeline.process(payload, ts, &mut alerts);
+        let done = st.pipeline.process(&Incoming { payload, ts, offset, wall_ms: now_ms() }, &mut alerts);
         if !rebuilding {
             self.metrics.events.inc_by(done.events);
             self.metrics.clamped_future_events.inc_by(done.clamped_future);
@@ -527,9 +558,9 @@ impl Shared {
                 self.metrics.rejected.with_label_values(&[rej.reason.as_str()]).inc();
             }
             let dead_letters = if done.rejects.is_empty() { None } else { self.dead_letter.as_deref() };
-            if self.scrubbed_copy.is_some() || dead_letters.is_some() {
+            let scrubber = st.pipeline.scrubber().filter(|_| self.scrubbed_copy.is_some() || dead_letters.is_some());
+            if let Some(sc) = scrubber {
                 // Whatever leaves gatewatch carrying record text is scrubbed first.
-                let sc = st.pipeline.scrubber();
                 let mut scrubbed = ScrubStats::default();
                 let record = scrub_message(sc, payload, &mut scrubbed);
                 if let Some(copy) = &self.scrubbed_copy {
@@ -627,10 +658,24 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Subscribes and starts consuming on a thread of its own.
+    /// Subscribes and starts consuming on a thread of its own: the whole pipeline per partition.
     pub fn start(
         settings: KafkaSettings,
         new_pipeline: NewPipeline,
+        handoff: Arc<dyn AlertHandoff>,
+        metrics: Metrics,
+    ) -> Result<KafkaSource, SourceError> {
+        let new_worker: NewWorker = Arc::new(move |_, _| Box::new(new_pipeline.pipeline()) as Box<dyn PartitionWorker>);
+        Self::start_stage(settings, Stage::Single, new_worker, Vec::new(), handoff, metrics)
+    }
+
+    /// Subscribes and starts consuming one stage on a thread of its own. `outputs` are flushed
+    /// before any offset is stored.
+    pub fn start_stage(
+        settings: KafkaSettings,
+        stage: Stage,
+        new_worker: NewWorker,
+        outputs: Vec<Arc<output::OutputProducer>>,
         handoff: Arc<dyn AlertHandoff>,
         metrics: Metrics,
     ) -> Result<KafkaSource, SourceError> {
@@ -653,20 +698,27 @@ impl KafkaSource {
         if !settings.librdkafka.contains_key("statistics.interval.ms") {
             cc.set("statistics.interval.ms", "1000");
         }
+        if !settings.librdkafka.contains_key("fetch.wait.max.ms") {
+            // librdkafka waits up to 500 ms for a fetch to fill; on a quiet topic that is
+            // latency before every alert.
+            cc.set("fetch.wait.max.ms", "100");
+        }
         if !settings.librdkafka.contains_key("queued.max.messages.kbytes") {
             // Bounded prefetch per partition: the backpressure when processing falls behind.
             cc.set("queued.max.messages.kbytes", "16384");
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let health = Arc::new(Health::new(settings.ready_max_lag));
+        let health = Arc::new(Health::for_stage(settings.ready_max_lag, stage));
         let shared = Arc::new(Shared {
             parts: Mutex::new(HashMap::new()),
-            new_pipeline,
+            new_worker,
+            stage,
             settings: settings.clone(),
             metrics,
             handoff,
             dead_letter,
             scrubbed_copy,
+            outputs,
             health: health.clone(),
             stop: stop.clone(),
         });
@@ -677,6 +729,7 @@ impl KafkaSource {
             brokers = %settings.brokers,
             topics = %settings.topics.join(","),
             group = %settings.group_id,
+            stage = stage.as_str(),
             "consuming"
         );
         health.running.store(true, Ordering::Relaxed);
@@ -745,6 +798,7 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
     let store_every = (shared.settings.commit_interval / 2).max(Duration::from_millis(50));
     let mut last_store = Instant::now();
     let mut last_gauges = Instant::now();
+    let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
@@ -759,6 +813,13 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
         if last_store.elapsed() >= store_every {
             shared.checkpoint(consumer, None);
             last_store = Instant::now();
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            let wall = now_ms();
+            for st in shared.parts.lock().expect("partition lock").values_mut() {
+                st.pipeline.tick(wall);
+            }
+            last_tick = Instant::now();
         }
         if last_gauges.elapsed() >= Duration::from_secs(1) {
             shared.update_gauges();

@@ -103,7 +103,15 @@ impl OutputProducer {
     /// Queues one record. Waits while librdkafka's queue is full (backpressure),
     /// up to 30 s; never drops silently (a refusal is counted and logged).
     pub fn send(&self, key: Option<&[u8]>, payload: &[u8], timestamp: Option<i64>) {
+        self.send_to(None, key, payload, timestamp)
+    }
+
+    /// As [`Self::send`], to a chosen partition (`None`: the partitioner's choice by key).
+    pub fn send_to(&self, partition: Option<i32>, key: Option<&[u8]>, payload: &[u8], timestamp: Option<i64>) {
         let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }
