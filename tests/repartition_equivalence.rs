@@ -118,3 +118,40 @@ fn repartitioned_stages_raise_exactly_what_replay_raises() {
         );
     }
 }
+
+#[test]
+fn scratch_sequential_partitions() {
+    use gatewatch::repartition::wire::upstream_id;
+    use gatewatch::repartition::{Detect, Ingest, MemoryPartitions, RecordSink, DEFAULT_TIMING};
+    let sim = simulate(&SimConfig { duration_ms: 20 * 60_000, clients: 60, ..SimConfig::default() });
+    let f = factory();
+    let msgs = messages(&sim.records);
+    let want = ids(&replay_alerts(&f, &msgs));
+    let inputs = split(&msgs, 12, Keying::ClientId);
+    let mut sink = MemoryPartitions::new(12);
+    for (i, input) in inputs.iter().enumerate() {
+        let mut ing = Ingest::new(f.reader(), f.rules(), 30_000, upstream_id("m", i as i32), 12, DEFAULT_TIMING);
+        for (n, (m, ts)) in input.iter().enumerate() {
+            ing.process(m, *ts, n as i64, 0, &mut sink);
+            if n % 50 == 0 {
+                ing.heartbeat(n as i64 * 1000, false, &mut sink);
+            }
+        }
+        ing.finish(&mut sink);
+    }
+    let _ = sink.partitions();
+    let mut alerts = Vec::new();
+    let mut late = 0;
+    for records in &sink.0 {
+        let mut d = Detect::new(f.engine());
+        for r in records {
+            d.process(r, &mut alerts).unwrap();
+        }
+        d.finish(&mut alerts);
+        late += d.engine_stats().late;
+    }
+    let got = ids(&alerts);
+    let names = describe(&replay_alerts(&f, &msgs));
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).map(|k| &names[k]).collect();
+    assert!(missing.is_empty() && got.len() == want.len(), "late {late} missing {missing:?} got {}", got.len());
+}

@@ -52,6 +52,9 @@ pub struct Ingest {
     last_message_wall: Option<i64>,
     last_heartbeat_wall: Option<i64>,
     last_said: Option<(Millis, bool)>,
+    /// Kafka time of the last input message: the time heartbeats are stamped with, so that a
+    /// repartition partition's record times follow its inputs' clock (rebuilds seek by them).
+    last_received: Option<Millis>,
     stats: IngestStats,
     keys: Vec<(Shard, String)>,
     buf: Vec<u8>,
@@ -77,6 +80,7 @@ impl Ingest {
             last_message_wall: None,
             last_heartbeat_wall: None,
             last_said: None,
+            last_received: None,
             stats: IngestStats::default(),
             keys: Vec::new(),
             buf: Vec::new(),
@@ -105,6 +109,9 @@ impl Ingest {
         sink: &mut dyn RecordSink,
     ) -> Processed {
         self.last_message_wall = Some(wall_ms);
+        if received.is_some() {
+            self.last_received = received;
+        }
         let Ingest { reader, rules, frontier, watermark, upstream, stats, keys, buf, .. } = self;
         let partitions = sink.partitions();
         let mut sub = 0u32;
@@ -163,14 +170,16 @@ impl Ingest {
     }
 
     /// Called now and then with the wall time: every `interval`, tells every repartition
-    /// partition where this input partition's time stands, and whether it has gone idle.
-    pub fn heartbeat(&mut self, wall_ms: i64, sink: &mut dyn RecordSink) {
+    /// partition where this input partition's time stands, and whether it has gone idle: read
+    /// to its end (`caught_up`) and quiet for `idle_after`. A partition with records still to
+    /// read is never idle, however long the consumer took to come back to it.
+    pub fn heartbeat(&mut self, wall_ms: i64, caught_up: bool, sink: &mut dyn RecordSink) {
         let due = self.last_heartbeat_wall.is_none_or(|t| wall_ms - t >= self.timing.interval_ms);
         if !due {
             return;
         }
         let quiet_since = *self.last_message_wall.get_or_insert(wall_ms);
-        let idle = wall_ms - quiet_since >= self.timing.idle_after_ms;
+        let idle = caught_up && wall_ms - quiet_since >= self.timing.idle_after_ms;
         let said = (self.watermark, idle);
         // Unchanged news goes out less often; it still goes out, for detect partitions that
         // rebuild from the topic and must hear from every input partition.
@@ -187,7 +196,7 @@ impl Ingest {
         self.upstream.watermark = self.watermark;
         Record::Heartbeat { upstream: self.upstream, idle }.encode_into(&mut self.buf);
         for p in 0..sink.partitions() as i32 {
-            sink.send(p, &self.buf, None);
+            sink.send(p, &self.buf, self.last_received);
             self.stats.heartbeats += 1;
         }
     }

@@ -109,8 +109,8 @@ pub fn run_in_memory(
             }
         }
         if per_beat > 0 && round % per_beat == per_beat - 1 {
-            for ing in &mut ingests {
-                ing.heartbeat(wall(round), &mut sink);
+            for (i, ing) in ingests.iter_mut().enumerate() {
+                ing.heartbeat(wall(round), round + 1 >= inputs[i].len(), &mut sink);
             }
         }
     }

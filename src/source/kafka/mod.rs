@@ -354,6 +354,11 @@ impl Shared {
                     parts.insert(key, PartitionState::new((self.new_worker)(el.topic(), el.partition()), c, target));
                 }
                 _ => {
+                    tracing::info!(
+                        topic = el.topic(),
+                        partition = el.partition(),
+                        "partition assigned (nothing committed)"
+                    );
                     parts.insert(key, PartitionState::new((self.new_worker)(el.topic(), el.partition()), -1, i64::MIN));
                 }
             }
@@ -596,6 +601,7 @@ impl Shared {
                 return false;
             }
             self.metrics.alerts.with_label_values(&[a.detector.as_str()]).inc();
+            tracing::debug!(alert = %a.id, topic = %key.0, partition = key.1, offset, "alert handed off");
             if let Some(t) = ts {
                 self.metrics.alert_latency.observe((now_ms() - t).max(0) as f64 / 1000.0);
             }
@@ -817,7 +823,8 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
         if last_tick.elapsed() >= Duration::from_millis(100) {
             let wall = now_ms();
             for st in shared.parts.lock().expect("partition lock").values_mut() {
-                st.pipeline.tick(wall);
+                let caught_up = st.lag() == Some(0);
+                st.pipeline.tick(wall, caught_up);
             }
             last_tick = Instant::now();
         }

@@ -323,8 +323,8 @@ impl PartitionWorker for IngestWorker {
     fn process(&mut self, msg: &Incoming<'_>, _alerts: &mut Vec<Alert>) -> Processed {
         self.ingest.process(msg.payload, msg.ts, msg.offset, msg.wall_ms, &mut self.sink)
     }
-    fn tick(&mut self, wall_ms: i64) {
-        self.ingest.heartbeat(wall_ms, &mut self.sink);
+    fn tick(&mut self, wall_ms: i64, caught_up: bool) {
+        self.ingest.heartbeat(wall_ms, caught_up, &mut self.sink);
     }
     fn scrubber(&self) -> Option<&Scrubber> {
         Some(self.ingest.reader().scrubber())

@@ -49,8 +49,9 @@ pub struct Incoming<'a> {
 pub trait PartitionWorker: Send {
     /// One message; alerts raised are appended to `alerts`.
     fn process(&mut self, msg: &Incoming<'_>, alerts: &mut Vec<Alert>) -> Processed;
-    /// Called about every 100 ms of wall time, between messages.
-    fn tick(&mut self, _wall_ms: i64) {}
+    /// Called about every 100 ms of wall time, between messages; `caught_up`: the partition
+    /// was read to its end when last measured.
+    fn tick(&mut self, _wall_ms: i64, _caught_up: bool) {}
     fn engine_stats(&self) -> EngineStats {
         EngineStats::default()
     }
