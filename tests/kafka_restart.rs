@@ -65,6 +65,9 @@ alerts_topic = "alerts"
 start_from = "earliest"
 commit_interval = "200ms"
 shutdown_grace = "10s"
+[kafka.repartition]
+# The single stage's own restart (tests/repartition_live.rs kills a two-stage instance).
+enabled = "never"
 [kafka.librdkafka]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500

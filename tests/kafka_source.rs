@@ -73,6 +73,7 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     let handoff = Arc::new(Collect::default());
     let registry = Arc::new(prometheus::Registry::new());
     let service = Service::start(ServiceParts {
+        run_as: gatewatch::app::run::RunAs::Single,
         settings,
         listen: "127.0.0.1:0".parse().unwrap(),
         new_pipeline: pipelines(),
@@ -126,7 +127,7 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
     assert_eq!(code, 200);
     assert!(body.contains(&format!("gatewatch_records_rejected_total{{reason=\"{expected}\"}} 1")), "{body}");
     assert!(body.contains("gatewatch_alerts_total{detector=\"auth_failure_spike\"}"), "{body}");
-    assert!(body.contains("gatewatch_kafka_assigned_partitions 2"), "{body}");
+    assert!(body.contains("gatewatch_kafka_assigned_partitions{stage=\"single\"} 2"), "{body}");
     // evictions per detector id and reason, every series present from the first scrape
     for reason in ["idle", "cap", "cap_protected"] {
         let series =

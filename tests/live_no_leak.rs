@@ -208,6 +208,11 @@ scrubbed_topic = "logs-clean"
 alerts_topic = "alerts"
 revocations_topic = "revocations"
 commit_interval = "500ms"
+[kafka.repartition]
+# Both stages, so the repartition records are read for secrets too.
+enabled = "always"
+topic = "leak-test-repartition"
+partitions = 4
 [admin]
 listen = "127.0.0.1:{admin}"
 token_env = "GW_LEAK_ADMIN_TOKEN"
@@ -324,7 +329,14 @@ fn metric_value(metrics: &str, name: &str) -> f64 {
 async fn no_raw_secret_in_anything_gatewatch_writes() {
     let dir = tempfile::tempdir().unwrap();
     let (recs, secrets, malformed) = traffic();
-    let mc = cluster(&[("logs", P), ("dlq", 1), ("logs-clean", P), ("alerts", 1), ("revocations", 1)]);
+    let mc = cluster(&[
+        ("logs", P),
+        ("dlq", 1),
+        ("logs-clean", P),
+        ("alerts", 1),
+        ("revocations", 1),
+        ("leak-test-repartition", 4),
+    ]);
     let bootstrap = mc.bootstrap_servers();
 
     let smtp = smtp_support::start_smtp(dir.path(), "gatewatch", SMTP_PASSWORD);
@@ -412,7 +424,7 @@ async fn no_raw_secret_in_anything_gatewatch_writes() {
     for ((p, o), m) in copies {
         outputs.push((format!("topic logs-clean {p}/{o}"), String::from_utf8_lossy(&m).into_owned()));
     }
-    for (topic, parts) in [("alerts", 1), ("dlq", 1), ("revocations", 1)] {
+    for (topic, parts) in [("alerts", 1), ("dlq", 1), ("revocations", 1), ("leak-test-repartition", 4)] {
         let msgs = read_all(&bootstrap, topic, parts);
         topic_counts.insert(topic, msgs.len());
         for (p, o, m) in msgs {
@@ -461,6 +473,7 @@ async fn no_raw_secret_in_anything_gatewatch_writes() {
     assert_eq!(topic_counts["dlq"], malformed, "one dead letter per malformed record");
     assert!(topic_counts["alerts"] >= stdout_alerts.len());
     assert!(topic_counts["revocations"] >= 1);
+    assert!(topic_counts["leak-test-repartition"] > recs.len(), "events went through the repartition topic");
     for f in ["actions-dead-letter.jsonl", "revocations.audit.jsonl"] {
         assert!(outputs.iter().any(|(w, t)| w == f && !t.is_empty()), "{f} is empty");
     }

@@ -180,6 +180,18 @@ idle_after = "2s"
     path
 }
 
+/// Kills the processes it holds when dropped, so a failed check leaves none behind.
+struct Procs(Vec<Option<Child>>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn start(config: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_gatewatch"))
         .args(["run", "--config"])
@@ -241,7 +253,7 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
     let cfg = config(dir.path(), &bootstrap, group);
     let log = |i: usize| dir.path().join(format!("gatewatch-{i}.log"));
     let began = Instant::now();
-    let mut procs: Vec<Option<Child>> = (0..3).map(|i| Some(start(&cfg, &log(i)))).collect();
+    let mut procs = Procs((0..3).map(|i| Some(start(&cfg, &log(i)))).collect());
     produce(&bootstrap, "logs", recs);
     let ends = ends_of(recs, P);
     let total: i64 = ends.iter().sum();
@@ -252,11 +264,11 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
             "a third of the input was not read: {} of {total}",
             progress()
         );
-        let mut victim = procs[1].take().unwrap();
+        let mut victim = procs.0[1].take().unwrap();
         victim.kill().unwrap();
         victim.wait().unwrap();
         std::thread::sleep(Duration::from_secs(2));
-        procs[1] = Some(start(&cfg, &log(3)));
+        procs.0[1] = Some(start(&cfg, &log(3)));
     }
     let read_all_input = wait_until(Duration::from_secs(900), || committed(&bootstrap, group, "logs", P) == ends);
     // The mock broker drops the oldest records of a partition past about 5 MB, silently.
@@ -275,7 +287,7 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
     }
     let wall = began.elapsed();
     let counters = scrape_all(&(0..4).map(log).collect::<Vec<_>>());
-    for p in procs.into_iter().flatten() {
+    for p in procs.0.iter_mut().filter_map(Option::take) {
         stop(p);
     }
     let logs: String = (0..4).filter_map(|i| std::fs::read_to_string(log(i)).ok()).collect::<Vec<_>>().join("\n");
@@ -365,17 +377,19 @@ fn input_keyed_by_client_or_by_source_alerts_like_replay_on_tansu() {
     }
 }
 
-/// The hour on a real broker, with a kill; prints the wall time (a figure, not a check).
+/// The hour on a real broker; prints the wall time (a figure, not a check). No kill here:
+/// tansu 0.6 does not expire a killed member's session, so its partitions would stay with it
+/// (the kill runs on the mock broker, above).
 #[test]
-fn an_hour_on_tansu_with_a_kill_alerts_like_replay() {
+fn an_hour_on_tansu_alerts_like_replay() {
     let sim = simulate(&SimConfig { fingerprint_key: KEY.as_bytes().to_vec(), ..SimConfig::default() });
     let recs = records(&sim.records, Keying::Unkeyed);
     let group = "gw-hour";
     let broker = Broker::tansu(&[("logs", P), ("alerts", 1), ("gw-hour-repartition", REPARTITIONS as i32)]);
-    let out = three_instances_alert_like_replay(&broker, &recs, group, true);
+    let out = three_instances_alert_like_replay(&broker, &recs, group, false);
     let bytes: usize = recs.iter().map(|r| r.payload.len()).sum();
     eprintln!(
-        "tansu: {} records ({} MB) through 3 instances with a kill in {:.1} s",
+        "tansu: {} records ({} MB) through 3 instances in {:.1} s",
         recs.len(),
         bytes / 1_000_000,
         out.wall.as_secs_f64()

@@ -13,8 +13,10 @@ use crate::event::{Millis, Shard};
 pub trait RecordSink {
     /// How many repartition partitions there are.
     fn partitions(&self) -> u32;
-    /// Queues one record for `partition`, with `timestamp` as its Kafka time.
-    fn send(&mut self, partition: i32, payload: &[u8], timestamp: Option<Millis>);
+    /// Queues one record for `partition`. Its Kafka time is when it is sent (the producer's
+    /// clock), whatever the input's: detect rebuilds seek the repartition topic by it, so its
+    /// times must grow with its offsets, heartbeats and events alike.
+    fn send(&mut self, partition: i32, payload: &[u8]);
 }
 
 /// Running totals of one input partition's ingest.
@@ -52,9 +54,6 @@ pub struct Ingest {
     last_message_wall: Option<i64>,
     last_heartbeat_wall: Option<i64>,
     last_said: Option<(Millis, bool)>,
-    /// Kafka time of the last input message: the time heartbeats are stamped with, so that a
-    /// repartition partition's record times follow its inputs' clock (rebuilds seek by them).
-    last_received: Option<Millis>,
     stats: IngestStats,
     keys: Vec<(Shard, String)>,
     buf: Vec<u8>,
@@ -80,7 +79,6 @@ impl Ingest {
             last_message_wall: None,
             last_heartbeat_wall: None,
             last_said: None,
-            last_received: None,
             stats: IngestStats::default(),
             keys: Vec::new(),
             buf: Vec::new(),
@@ -109,9 +107,6 @@ impl Ingest {
         sink: &mut dyn RecordSink,
     ) -> Processed {
         self.last_message_wall = Some(wall_ms);
-        if received.is_some() {
-            self.last_received = received;
-        }
         let Ingest { reader, rules, frontier, watermark, upstream, stats, keys, buf, .. } = self;
         let partitions = sink.partitions();
         let mut sub = 0u32;
@@ -140,7 +135,7 @@ impl Ingest {
                 return;
             }
             let tie = ev.tiebreak();
-            let mut record = EventRecord {
+            let mut record = Box::new(EventRecord {
                 upstream_id: upstream.id,
                 upstream_count: upstream.count,
                 watermark_lag: ev.ts.saturating_sub(*watermark),
@@ -150,7 +145,7 @@ impl Ingest {
                 key_hash: 0,
                 tie,
                 event: WireEvent::from_event(&ev),
-            };
+            });
             for (shard, key) in keys.drain(..) {
                 record.sub = sub;
                 sub += 1;
@@ -161,7 +156,7 @@ impl Ingest {
                 rec.encode_into(buf);
                 let Record::Event(r) = rec else { unreachable!("built as an event") };
                 record = r;
-                sink.send(p, buf, received);
+                sink.send(p, buf);
                 stats.records += 1;
                 stats.bytes += buf.len() as u64;
                 *stats.by_shard.entry(shard.as_str()).or_insert(0) += 1;
@@ -196,7 +191,7 @@ impl Ingest {
         self.upstream.watermark = self.watermark;
         Record::Heartbeat { upstream: self.upstream, idle }.encode_into(&mut self.buf);
         for p in 0..sink.partitions() as i32 {
-            sink.send(p, &self.buf, self.last_received);
+            sink.send(p, &self.buf);
             self.stats.heartbeats += 1;
         }
     }

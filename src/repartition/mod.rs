@@ -52,7 +52,7 @@ impl RecordSink for MemoryPartitions {
         self.0.len() as u32
     }
 
-    fn send(&mut self, partition: i32, payload: &[u8], _timestamp: Option<Millis>) {
+    fn send(&mut self, partition: i32, payload: &[u8]) {
         self.0[partition as usize].push(payload.to_vec());
     }
 }

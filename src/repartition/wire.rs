@@ -33,7 +33,7 @@ pub struct Upstream {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     /// An event, routed by one shard's key.
-    Event(EventRecord),
+    Event(Box<EventRecord>),
     /// Time moved on upstream, or stands still: sent to every partition now and then, so that
     /// detect partitions the upstream sends no events to still hear its watermark.
     Heartbeat {
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn an_event_round_trips_with_the_fields_detectors_read() {
         let ev = sample();
-        let rec = Record::Event(EventRecord {
+        let rec = Record::Event(Box::new(EventRecord {
             upstream_id: upstream_id("logs", 3),
             upstream_count: 12,
             watermark_lag: 30_000,
@@ -264,7 +264,7 @@ mod tests {
             key_hash: Shard::Token.key_hash("0908070605040302"),
             tie: ev.tiebreak(),
             event: WireEvent::from_event(&ev),
-        });
+        }));
         let bytes = rec.encode();
         assert_eq!(bytes[0], VERSION);
         let back = Record::decode(&bytes).unwrap();

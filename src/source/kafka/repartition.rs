@@ -31,7 +31,7 @@ use super::KafkaSettings;
 use crate::config::{ConfigError, DurationStr};
 use crate::detectors::Rule;
 use crate::engine::{EngineStats, PipelineFactory, Processed};
-use crate::event::{Alert, Millis};
+use crate::event::Alert;
 use crate::repartition::wire::upstream_id;
 use crate::repartition::{Detect, DetectStats, HeartbeatTiming, Ingest, IngestStats, RecordSink};
 use crate::scrub::Scrubber;
@@ -307,8 +307,8 @@ impl RecordSink for KafkaSink {
     fn partitions(&self) -> u32 {
         self.partitions
     }
-    fn send(&mut self, partition: i32, payload: &[u8], timestamp: Option<Millis>) {
-        self.producer.send_to(Some(partition), None, payload, timestamp);
+    fn send(&mut self, partition: i32, payload: &[u8]) {
+        self.producer.send_to(Some(partition), None, payload, None);
     }
 }
 
