@@ -156,7 +156,13 @@ pub fn parse_format(s: &str) -> anyhow::Result<Format> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // The service says what it does (startup, assignments, rebuilds); other commands only warn.
-    init_tracing(if matches!(cli.command, Command::Run { .. }) { "warn,gatewatch=info" } else { "warn" });
+    // rdkafka 0.37 also logs every producer error event it has handed to the client context
+    // ("Ignored event 'Error' on base producer poll"): the context reports them, once.
+    init_tracing(if matches!(cli.command, Command::Run { .. }) {
+        "warn,gatewatch=info,rdkafka::producer::base_producer=error"
+    } else {
+        "warn,rdkafka::producer::base_producer=error"
+    });
     match cli.command {
         Command::Demo { minutes, speed, clients, seed, listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -324,19 +324,20 @@ pub enum StageArg {
 /// partitions the input topics have.
 async fn choose_stages(settings: &KafkaSettings, stage: StageArg) -> anyhow::Result<RunAs> {
     let topic = settings.repartition.topic(&settings.group_id);
-    let run_as = match (stage, settings.repartition.enabled) {
+    let detect_group = settings.repartition.detect_group_id(&settings.group_id);
+    let (run_as, why) = match (stage, settings.repartition.enabled) {
         (StageArg::Ingest | StageArg::Detect, Enabled::Never) => anyhow::bail!(
             "--stage {} needs the repartition topic, and [kafka.repartition] enabled = \"never\"",
             if stage == StageArg::Ingest { "ingest" } else { "detect" }
         ),
-        (StageArg::Ingest, _) => RunAs::Ingest,
-        (StageArg::Detect, _) => RunAs::Detect,
-        (StageArg::Both, Enabled::Never) => RunAs::Single,
-        (StageArg::Both, Enabled::Always) => RunAs::Both,
+        (StageArg::Ingest, _) => (RunAs::Ingest, "--stage ingest".to_string()),
+        (StageArg::Detect, _) => (RunAs::Detect, "--stage detect".to_string()),
+        (StageArg::Both, Enabled::Never) => return Ok(RunAs::Single),
+        (StageArg::Both, Enabled::Always) => (RunAs::Both, "enabled = \"always\"".to_string()),
         (StageArg::Both, Enabled::Auto) => {
             let base = base_client_config(settings);
             let topics = settings.topics.clone();
-            let counted = tokio::task::spawn_blocking(move || count_partitions(&base, &topics, Duration::from_secs(5)))
+            let counted = tokio::task::spawn_blocking(move || count_partitions(&base, &topics, Duration::from_secs(2)))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
             match counted {
@@ -344,25 +345,14 @@ async fn choose_stages(settings: &KafkaSettings, stage: StageArg) -> anyhow::Res
                     tracing::info!("the input has one partition: detecting in place, without the repartition topic");
                     return Ok(RunAs::Single);
                 }
-                Ok(n) => {
-                    tracing::info!(input_partitions = n, "the input has several partitions: repartitioning");
-                    RunAs::Both
-                }
+                Ok(n) => (RunAs::Both, format!("the input has {n} partitions")),
                 Err(e) => {
-                    tracing::info!(error = %e, "could not count the input partitions yet: repartitioning, which is right for any count");
-                    RunAs::Both
+                    (RunAs::Both, format!("the input partitions cannot be counted yet ({e}); right for any count"))
                 }
             }
         }
     };
-    if run_as == RunAs::Single {
-        return Ok(run_as);
-    }
-    tracing::info!(
-        topic = %topic,
-        detect_group = %settings.repartition.detect_group_id(&settings.group_id),
-        "events go through the repartition topic, keyed by the entity each detector counts"
-    );
+    tracing::info!(%topic, %detect_group, "repartitioning by the entity each detector counts: {why}");
     Ok(run_as)
 }
 
@@ -439,7 +429,12 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
             .context("creating the alerts-topic producer")?;
         outputs.push(Arc::new(h));
     }
-    let run_as = choose_stages(&settings, stage).await?;
+    // Polled from here on, so SIGTERM and SIGHUP are handled while the input is being counted.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let run_as = tokio::select! {
+        r = choose_stages(&settings, stage) => r?,
+        _ = &mut shutdown => return Ok(()),
+    };
     let parts = ServiceParts {
         settings,
         run_as,

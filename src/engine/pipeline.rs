@@ -260,6 +260,11 @@ impl Pipeline {
         self.reader.stats()
     }
 
+    /// The engine's watermark: everything before it has gone to the rules.
+    pub fn watermark(&self) -> Millis {
+        self.engine.watermark()
+    }
+
     pub fn engine_stats(&self) -> EngineStats {
         self.engine.stats()
     }

@@ -144,6 +144,11 @@ struct PartitionState {
     pipeline: Box<dyn PartitionWorker>,
     /// Offsets below this were handled by an earlier owner: alerts are muted.
     mute_below: i64,
+    /// The earlier owner's event-time watermark at that commit: it had handed off every alert
+    /// completed before it, so such an alert is muted here too, wherever it is raised again (a
+    /// rebuilt detect partition can reach the same time later, once it has heard from every
+    /// input partition again).
+    handed_off_before: i64,
     /// While rebuilding, messages older than this (Kafka time) are skipped unread.
     skip_before_ts: i64,
     /// Offset after the last message handled; -1 before the first.
@@ -169,6 +174,7 @@ impl PartitionState {
         PartitionState {
             pipeline,
             mute_below,
+            handed_off_before: i64::MIN,
             skip_before_ts,
             next_offset: -1,
             stored: -1,
@@ -319,8 +325,15 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// The Kafka time in the commit metadata (`gatewatch:ts=<ms>[;wm=<ms>]`).
 fn parse_meta(meta: &str) -> Option<i64> {
-    meta.strip_prefix(META_PREFIX)?.parse().ok()
+    meta.strip_prefix(META_PREFIX)?.split(';').next()?.parse().ok()
+}
+
+/// The event-time watermark the committing owner had reached (`;wm=<ms>`): it had handed off
+/// every alert completed before it.
+fn parse_meta_watermark(meta: &str) -> Option<i64> {
+    meta.strip_prefix(META_PREFIX)?.split(';').find_map(|kv| kv.strip_prefix("wm=")?.parse().ok())
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -344,14 +357,17 @@ impl Shared {
         for el in tpl.elements() {
             let key = (el.topic().to_string(), el.partition());
             let committed_el = committed.find_partition(el.topic(), el.partition());
-            match committed_el.as_ref().map(|c| (c.offset(), parse_meta(c.metadata()))) {
+            let meta = committed_el.as_ref().map(|c| c.metadata().to_string()).unwrap_or_default();
+            match committed_el.as_ref().map(|c| (c.offset(), parse_meta(&meta))) {
                 Some((Offset::Offset(c), t)) if c >= 0 => {
                     let target = t.unwrap_or_else(now_ms).saturating_sub(self.settings.rebuild_horizon_ms);
                     if self.settings.rebuild_horizon_ms > 0 {
                         let _ = times.add_partition_offset(el.topic(), el.partition(), Offset::Offset(target));
                     }
                     plans.push((key.0.clone(), key.1, c, target));
-                    parts.insert(key, PartitionState::new((self.new_worker)(el.topic(), el.partition()), c, target));
+                    let mut st = PartitionState::new((self.new_worker)(el.topic(), el.partition()), c, target);
+                    st.handed_off_before = parse_meta_watermark(&meta).unwrap_or(i64::MIN);
+                    parts.insert(key, st);
                 }
                 _ => {
                     tracing::info!(
@@ -424,7 +440,10 @@ impl Shared {
             if st.next_offset > st.stored && st.next_offset > st.mute_below {
                 let mut el = tpl.add_partition(topic, *p);
                 if el.set_offset(Offset::Offset(st.next_offset)).is_ok() {
-                    el.set_metadata(format!("{META_PREFIX}{}", st.last_ts));
+                    match st.pipeline.watermark() {
+                        Some(wm) if wm != i64::MIN => el.set_metadata(format!("{META_PREFIX}{};wm={wm}", st.last_ts)),
+                        _ => el.set_metadata(format!("{META_PREFIX}{}", st.last_ts)),
+                    }
                 }
             }
         }
@@ -585,7 +604,7 @@ impl Shared {
         }
         // Alerts an earlier owner already handed off are muted; the rest leave the lock.
         alerts.retain(|a| {
-            let muted = rebuilding || st.muted_ids.contains(&a.id);
+            let muted = rebuilding || a.window_end < st.handed_off_before || st.muted_ids.contains(&a.id);
             if rebuilding {
                 st.remember_muted(&a.id);
             }
@@ -861,6 +880,9 @@ mod tests {
     fn commit_metadata_round_trips() {
         assert_eq!(parse_meta(&format!("{META_PREFIX}1795255200000")), Some(1_795_255_200_000));
         assert_eq!(parse_meta("something else"), None);
+        assert_eq!(parse_meta(&format!("{META_PREFIX}17;wm=12")), Some(17));
+        assert_eq!(parse_meta_watermark(&format!("{META_PREFIX}17;wm=12")), Some(12));
+        assert_eq!(parse_meta_watermark(&format!("{META_PREFIX}17")), None);
         assert_eq!(parse_meta(""), None);
     }
 }

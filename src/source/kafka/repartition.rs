@@ -31,7 +31,7 @@ use super::KafkaSettings;
 use crate::config::{ConfigError, DurationStr};
 use crate::detectors::Rule;
 use crate::engine::{EngineStats, PipelineFactory, Processed};
-use crate::event::Alert;
+use crate::event::{Alert, Millis};
 use crate::repartition::wire::upstream_id;
 use crate::repartition::{Detect, DetectStats, HeartbeatTiming, Ingest, IngestStats, RecordSink};
 use crate::scrub::Scrubber;
@@ -423,6 +423,9 @@ impl PartitionWorker for DetectWorker {
     }
     fn engine_stats(&self) -> EngineStats {
         self.detect.engine_stats()
+    }
+    fn watermark(&self) -> Option<Millis> {
+        Some(self.detect.engine().watermark())
     }
     fn rules(&self) -> &[Rule] {
         self.detect.engine().rules()

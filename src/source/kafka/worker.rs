@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::detectors::Rule;
 use crate::engine::{state_size, EngineStats, Pipeline, Processed, StateSize};
-use crate::event::Alert;
+use crate::event::{Alert, Millis};
 use crate::scrub::Scrubber;
 use crate::telemetry::Metrics;
 
@@ -55,6 +55,10 @@ pub trait PartitionWorker: Send {
     fn engine_stats(&self) -> EngineStats {
         EngineStats::default()
     }
+    /// The event-time watermark: every alert completed before it has been raised.
+    fn watermark(&self) -> Option<Millis> {
+        None
+    }
     /// The rules this worker drives (none for ingest).
     fn rules(&self) -> &[Rule] {
         &[]
@@ -84,6 +88,9 @@ impl PartitionWorker for Pipeline {
     }
     fn engine_stats(&self) -> EngineStats {
         Pipeline::engine_stats(self)
+    }
+    fn watermark(&self) -> Option<Millis> {
+        Some(Pipeline::watermark(self))
     }
     fn rules(&self) -> &[Rule] {
         Pipeline::rules(self)
