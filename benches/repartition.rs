@@ -102,12 +102,14 @@ struct Running {
 }
 
 fn start(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, run_as: RunAs, lateness_ms: i64) -> Running {
+    // A group (and repartition topic) of its own per run: each reads the topic from the start.
+    let group = format!("{topic}-{run_as:?}").to_lowercase();
     let mut cfg = GatewatchConfig::default();
     cfg.detectors.dir = Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("detectors"));
     cfg.input.format = "kong".into();
     cfg.engine.allowed_lateness.0 = lateness_ms;
     let new_pipeline = gatewatch::app::run::pipeline_factory(&cfg, DEV_FINGERPRINT_KEY.as_bytes()).expect("detectors");
-    let mut s = KafkaSettings::new(bootstrap, vec![topic.into()], format!("{topic}-group"));
+    let mut s = KafkaSettings::new(bootstrap, vec![topic.into()], group);
     s.start_from = StartFrom::Earliest;
     s.repartition = s.repartition.clone().with_topic(&format!("{topic}-repartition"));
     let handed = Arc::new(Handed::default());
