@@ -162,6 +162,37 @@ mod tests {
     }
 
     #[test]
+    fn a_record_an_ingest_sends_again_after_a_restart_is_taken_once() {
+        use crate::event::{Event, Shard};
+        use crate::repartition::wire::{EventRecord, WireEvent};
+        let rec = |offset: i64, sub: u32| {
+            let ev = Event { ts: 10_000 + offset, ..Event::default() };
+            Record::Event(Box::new(EventRecord {
+                upstream_id: 1,
+                upstream_count: 1,
+                watermark_lag: 0,
+                offset,
+                sub,
+                shard: Shard::Route,
+                key_hash: 7,
+                tie: ev.tiebreak(),
+                event: WireEvent::from_event(&ev),
+            }))
+            .encode()
+        };
+        let mut d = Detect::new(Engine::new(Vec::new(), 0, 1000));
+        let mut alerts = Vec::new();
+        for (o, s) in [(1, 0), (1, 1), (2, 0), (1, 1), (2, 0), (3, 0)] {
+            d.process(&rec(o, s), &mut alerts).unwrap();
+        }
+        assert_eq!(d.stats().records, 4);
+        assert_eq!(d.stats().duplicates, 2);
+        assert_eq!(d.engine_stats().accepted, 4);
+        assert!(d.process(&[0xff], &mut alerts).is_err());
+        assert_eq!(d.stats().undecodable, 1);
+    }
+
+    #[test]
     fn an_idle_input_partition_holds_nothing_up_until_it_sends_again() {
         let mut w = UpstreamWatermarks::default();
         w.update(&up(1, 2, 1_000), true);

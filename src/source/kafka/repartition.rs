@@ -460,3 +460,36 @@ pub fn detect_workers(factory: Arc<PipelineFactory>) -> NewWorker {
         }) as Box<dyn PartitionWorker>
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<KafkaSettings, Vec<ConfigError>> {
+        let cfg: crate::config::GatewatchConfig = toml::from_str(text).unwrap();
+        KafkaSettings::from_config(&cfg)
+    }
+
+    #[test]
+    fn repartition_settings_default_from_the_group_and_refuse_bad_values_by_field() {
+        let s = parse("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\ngroup_id = \"gw\"\n").unwrap();
+        assert_eq!(s.repartition.enabled, Enabled::Auto);
+        assert_eq!(s.repartition.topic("gw"), "gw-repartition");
+        assert_eq!(s.repartition.detect_group_id("gw"), "gw-detect");
+        assert_eq!(s.repartition.retention_ms(s.rebuild_horizon_ms), 3_600_000, "twice the 30m horizon");
+        let errs = parse(
+            "[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nrebuild_horizon = \"2h\"\n[kafka.repartition]\n\
+             enabled = \"always\"\npartitions = 0\nretention = \"3h\"\nidle_after = \"1ms\"\n",
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["kafka.repartition.partitions", "kafka.repartition.retention", "kafka.repartition.idle_after"],
+            "{errs:?}"
+        );
+        let unknown =
+            parse("[kafka]\nbrokers = \"k\"\ntopics = [\"l\"]\n[kafka.repartition]\nparts = 3\n").unwrap_err();
+        assert!(unknown[0].to_string().contains("unknown field `parts`"), "{unknown:?}");
+    }
+}
