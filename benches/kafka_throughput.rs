@@ -18,6 +18,9 @@
 //! run; the CPU time is then gatewatch's alone (the broker is another process).
 #![allow(clippy::disallowed_methods)] // times sockets and timeouts, not detection
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +35,7 @@ use gatewatch::telemetry::Metrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use support::{cpu_seconds, create_topics};
 
 #[derive(Default)]
 struct Count(AtomicUsize);
@@ -40,16 +44,6 @@ impl AlertHandoff for Count {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-}
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, from /proc (Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 /// Records how long the broker took to acknowledge each message (delivery report time minus
@@ -123,19 +117,6 @@ fn source(bootstrap: &str, topic: &str, group: &str) -> (KafkaSource, Metrics, A
     let count = Arc::new(Count::default());
     let src = KafkaSource::start(s, pipelines, count.clone(), metrics.clone()).expect("source");
     (src, metrics, count)
-}
-
-/// Creates topics on an external broker (and waits for the answer).
-fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let new: Vec<NewTopic> = topics.iter().map(|(t, n)| NewTopic::new(t, *n, TopicReplication::Fixed(1))).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for r in rt.block_on(admin.create_topics(&new, &AdminOptions::new())).expect("create topics") {
-        r.expect("topic created");
-    }
 }
 
 fn quantile_upper_bound(h: &prometheus::Histogram, q: f64) -> Option<f64> {

@@ -14,6 +14,9 @@
 //!    the record that completed a detection to the alert's handoff, both stages.
 #![allow(clippy::disallowed_methods)] // times sockets and processes, not detection
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +32,7 @@ use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use support::{cpu_seconds, create_topics};
 
 const P: i32 = 12;
 
@@ -41,15 +45,6 @@ impl AlertHandoff for Handed {
         self.0.lock().unwrap().push((a.clone(), Instant::now()));
         Ok(())
     }
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn peak_rss_mb() -> f64 {
@@ -81,18 +76,6 @@ fn send(p: &BaseProducer, topic: &str, partition: i32, payload: &str) {
                 p.poll(Duration::from_millis(5));
             }
         }
-    }
-}
-
-fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let new: Vec<NewTopic> = topics.iter().map(|(t, n)| NewTopic::new(t, *n, TopicReplication::Fixed(1))).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for r in rt.block_on(admin.create_topics(&new, &AdminOptions::new())).expect("create topics") {
-        r.expect("topic created");
     }
 }
 

@@ -8,25 +8,12 @@
 mod kafka_support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kafka_support::*;
 
 const P: i32 = 2;
 const GROUP: &str = "gw-restart";
-
-fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gatewatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("GATEWATCH_LOG", "info")
-        .env_remove("GATEWATCH_FINGERPRINT_KEY")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("gatewatch run starts")
-}
 
 fn alerts_by_entity(bootstrap: &str) -> (HashMap<String, usize>, Vec<String>) {
     let mut by_entity = HashMap::new();
@@ -87,7 +74,7 @@ enabled = "never"
     ]);
     produce(&bootstrap, "logs", &phase1);
 
-    let mut first = start(&config, &dir.path().join("first.log"));
+    let mut first = spawn_run(&config, &dir.path().join("first.log"));
     let sent_a = wait_until(Duration::from_secs(90), || alerts_by_entity(&bootstrap).0.contains_key(a));
     let ends1 = ends_of(&phase1, P);
     let committed1 = wait_until(Duration::from_secs(60), || committed(&bootstrap, GROUP, "logs", P) == ends1);
@@ -109,7 +96,7 @@ enabled = "never"
     produce(&bootstrap, "logs", &phase2);
     let ends2: Vec<i64> = ends1.iter().zip(ends_of(&phase2, P)).map(|(x, y)| x + y).collect();
 
-    let mut second = start(&config, &dir.path().join("second.log"));
+    let mut second = spawn_run(&config, &dir.path().join("second.log"));
     let done = wait_until(Duration::from_secs(120), || committed(&bootstrap, GROUP, "logs", P) == ends2);
     let log2 = std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default();
     assert!(done, "second process did not catch up; log:\n{log2}");

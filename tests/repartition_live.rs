@@ -192,18 +192,6 @@ impl Drop for Procs {
     }
 }
 
-fn start(config: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gatewatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("GATEWATCH_LOG", "info,gatewatch::source=debug")
-        .env_remove("GATEWATCH_FINGERPRINT_KEY")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("gatewatch run starts")
-}
-
 fn stop(mut c: Child) {
     unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -253,7 +241,7 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
     let cfg = config(dir.path(), &bootstrap, group);
     let log = |i: usize| dir.path().join(format!("gatewatch-{i}.log"));
     let began = Instant::now();
-    let mut procs = Procs((0..3).map(|i| Some(start(&cfg, &log(i)))).collect());
+    let mut procs = Procs((0..3).map(|i| Some(spawn_run(&cfg, &log(i)))).collect());
     produce(&bootstrap, "logs", recs);
     let ends = ends_of(recs, P);
     let total: i64 = ends.iter().sum();
@@ -268,7 +256,7 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
         victim.kill().unwrap();
         victim.wait().unwrap();
         std::thread::sleep(Duration::from_secs(2));
-        procs.0[1] = Some(start(&cfg, &log(3)));
+        procs.0[1] = Some(spawn_run(&cfg, &log(3)));
     }
     let read_all_input = wait_until(Duration::from_secs(900), || committed(&bootstrap, group, "logs", P) == ends);
     // The mock broker drops the oldest records of a partition past about 5 MB, silently.

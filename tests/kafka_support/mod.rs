@@ -263,3 +263,16 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(i32, i64,
 pub fn ends_of(recs: &[Rec], partitions: i32) -> Vec<i64> {
     (0..partitions).map(|p| recs.iter().filter(|r| r.partition == p).count() as i64).collect()
 }
+
+/// `gatewatch run --config <config>`, its log (at info) to `log`, its stdout discarded.
+pub fn spawn_run(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("GATEWATCH_LOG", "info")
+        .env_remove("GATEWATCH_FINGERPRINT_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("gatewatch run starts")
+}
