@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{toml_error, ConfigError, DurationStr, GatewatchConfig};
+use super::{ConfigError, DurationStr, GatewatchConfig};
 use crate::event::Severity;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -143,7 +143,7 @@ impl DetectorFile {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, Vec<ConfigError>> {
-        let mut f: DetectorFile = toml::from_str(text).map_err(|e| vec![toml_error(path, &e)])?;
+        let mut f: DetectorFile = super::parse_toml(text, path).map_err(|e| vec![e])?;
         f.path = path.to_path_buf();
         let mut errs = Vec::new();
         if f.id.trim().is_empty() {
@@ -279,5 +279,46 @@ impl DetectorSource {
                 (files, errs)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::{build_rule, Limits};
+
+    fn errors(text: &str) -> Vec<(String, String)> {
+        let path = Path::new("d.toml");
+        let errs = match DetectorFile::parse(text, path) {
+            Err(e) => e,
+            Ok(f) => match build_rule(&f, Limits::default()) {
+                Err(e) => e,
+                Ok(_) => Vec::new(),
+            },
+        };
+        errs.into_iter().map(|e| (e.field, e.message)).collect()
+    }
+
+    #[test]
+    fn nested_errors_name_their_full_field_path() {
+        let head = "id = \"x\"\nkind = \"auth_failure_spike\"\n";
+        let e = errors(&format!("{head}severity = \"hgh\"\n"));
+        assert_eq!(e[0].0, "severity", "{e:?}");
+        assert!(e[0].1.contains("unknown variant `hgh`"), "{e:?}");
+        let e = errors(&format!("{head}[params]\nthreshold = {{ source_ip = \"twenty\" }}\n"));
+        assert_eq!(e[0].0, "params.threshold.source_ip", "{e:?}");
+        let e = errors(&format!("{head}[params]\nfailure_statuses = [401, 4030]\n"));
+        assert_eq!(e, [("params.failure_statuses[1]".to_string(), "must be an HTTP status (100 to 599)".to_string())]);
+        let e = errors(&format!("{head}[params\n"));
+        assert_eq!(e[0].0, "line 3", "a syntax error has no field, but a line: {e:?}");
+    }
+
+    #[test]
+    fn service_config_errors_name_their_section_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatewatch.toml");
+        std::fs::write(&path, "[engine]\nallowed_lateness = 5\n").unwrap();
+        let e = GatewatchConfig::load(&path).unwrap_err();
+        assert_eq!(e[0].field, "engine.allowed_lateness", "{e:?}");
     }
 }

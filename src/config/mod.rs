@@ -59,8 +59,39 @@ impl fmt::Display for ConfigErrors {
 /// Turns a toml/serde error message into a field path + message. toml's messages
 /// carry line/column and the key; we keep the whole message but never the value
 /// of a `key` field (it may be a secret).
-pub(crate) fn toml_error(file: &Path, err: &toml::de::Error) -> ConfigError {
-    let msg = err.message().to_string();
-    let field = err.span().map(|s| format!("byte {}", s.start)).unwrap_or_default();
-    ConfigError::new(file, field, msg)
+/// Parses TOML text into `T`, naming the full path of the field an error is in
+/// (`threshold.source_ip`, `policy[2].route`), or its line when it has no path (bad syntax).
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+        let path = field_path(e.path());
+        let inner = e.into_inner();
+        let field = if path.is_empty() {
+            inner
+                .span()
+                .map(|s| format!("line {}", text[..s.start.min(text.len())].matches('\n').count() + 1))
+                .unwrap_or_default()
+        } else {
+            path
+        };
+        ConfigError::new(file, field, inner.message().to_string())
+    })
+}
+
+/// A serde path as the config reference writes it: `a.b[2].c`.
+pub(crate) fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{toml_error, ConfigError, DurationStr};
+use super::{ConfigError, DurationStr};
 
 /// A published development key, used only by the offline commands (`replay`,
 /// `normalize`, `scrub`, `simulate`, `demo`) when no key is configured, so their
@@ -184,7 +184,7 @@ impl GatewatchConfig {
     pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
         let text =
             std::fs::read_to_string(path).map_err(|e| vec![ConfigError::new(path, "", format!("cannot read: {e}"))])?;
-        let mut cfg: GatewatchConfig = toml::from_str(&text).map_err(|e| vec![toml_error(path, &e)])?;
+        let mut cfg: GatewatchConfig = super::parse_toml(&text, path).map_err(|e| vec![e])?;
         cfg.path = Some(path.to_path_buf());
         let errs = cfg.validate();
         if errs.is_empty() {

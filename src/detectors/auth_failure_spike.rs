@@ -333,6 +333,9 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
         "must be 2–64 (one address is the source_ip key's)",
     );
     c.check(!p.failure_statuses.is_empty(), "failure_statuses", "must not be empty");
+    for (i, s) in p.failure_statuses.iter().enumerate() {
+        c.check((100..=599).contains(s), &format!("failure_statuses[{i}]"), "must be an HTTP status (100 to 599)");
+    }
     c.check(p.client_min_failures_per_token >= 1.0, "client_min_failures_per_token", "must be at least 1");
     let by = KeyKind::ALL.map(|kind| p.keys.contains(&KeyName::Known(kind)));
     let bucket = (p.window.0 / 30).max(1000);

@@ -86,10 +86,14 @@ pub fn build_rule(file: &DetectorFile, limits: Limits) -> Result<Rule, Vec<Confi
     Ok(Rule::new(file, kind, detector))
 }
 
-/// Parses `[params]` into a kind's parameter struct; unknown fields are errors.
+/// Parses `[params]` into a kind's parameter struct; unknown fields are errors, named with
+/// their full path (`params.threshold.source_ip`).
 pub fn parse_params<T: DeserializeOwned>(file: &DetectorFile) -> Result<T, Vec<ConfigError>> {
-    T::deserialize(toml::Value::Table(file.params.clone()))
-        .map_err(|e| vec![ConfigError::new(&file.path, "params", e.message().to_string())])
+    serde_path_to_error::deserialize(toml::Value::Table(file.params.clone())).map_err(|e| {
+        let path = crate::config::field_path(e.path());
+        let field = if path.is_empty() { "params".to_string() } else { format!("params.{path}") };
+        vec![ConfigError::new(&file.path, field, e.into_inner().message().to_string())]
+    })
 }
 
 /// Collects range errors while turning params into runtime values.
