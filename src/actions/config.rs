@@ -1012,15 +1012,22 @@ pub fn check_action_refs(settings: &ActionsSettings, files: &[(PathBuf, Vec<Stri
     let mut errs = Vec::new();
     for (file, actions) in files {
         for (i, a) in actions.iter().enumerate() {
-            let ok = match a.as_str() {
-                "log" => true,
-                "revoke" | "revoke:dry-run" => settings.revocation.is_some(),
-                name => sinks.iter().any(|s| s.name == name || s.kind.as_str() == name),
+            let missing = match crate::config::ActionRef::parse(a) {
+                Err(why) => Some(why),
+                Ok(crate::config::ActionRef::Log) => None,
+                Ok(crate::config::ActionRef::Revoke { .. }) => {
+                    settings.revocation.is_none().then(|| format!("`{a}`: no [revocation] section"))
+                }
+                Ok(crate::config::ActionRef::Sink { kind, name: None }) => {
+                    (!sinks.iter().any(|s| s.kind.as_str() == kind))
+                        .then(|| format!("`{a}`: no {kind} sink in [actions]"))
+                }
+                Ok(crate::config::ActionRef::Sink { .. }) => {
+                    (!sinks.iter().any(|s| s.name == *a)).then(|| format!("`{a}`: no such sink in [actions]"))
+                }
             };
-            if !ok {
-                let hint =
-                    if a.starts_with("revoke") { "no [revocation] section" } else { "no such sink in [actions]" };
-                errs.push(ConfigError::new(file, format!("actions[{i}]"), format!("`{a}`: {hint}")));
+            if let Some(why) = missing {
+                errs.push(ConfigError::new(file, format!("actions[{i}]"), why));
             }
         }
     }

@@ -164,13 +164,8 @@ impl DetectorFile {
             }
         }
         for (i, a) in f.actions.iter().enumerate() {
-            let kind = a.split(':').next().unwrap_or("");
-            if !["log", "webhook", "email", "kafka", "alertmanager", "revoke"].contains(&kind) {
-                errs.push(ConfigError::new(
-                    path,
-                    format!("actions[{i}]"),
-                    format!("unknown action `{a}` (log, webhook:NAME, email:NAME, kafka, alertmanager, revoke)"),
-                ));
+            if let Err(why) = ActionRef::parse(a) {
+                errs.push(ConfigError::new(path, format!("actions[{i}]"), why));
             }
         }
         if errs.is_empty() {
@@ -282,6 +277,44 @@ impl DetectorSource {
     }
 }
 
+/// The kinds of sink an action can name.
+pub const SINK_KINDS: [&str; 3] = ["webhook", "email", "alertmanager"];
+
+/// What one entry of a detector file's `actions` asks for. The entry's text is what alerts
+/// carry (`"actions"` in the alert JSON); this is the one place that reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionRef<'a> {
+    /// `log`: the alert is logged (as every alert is); names no sink.
+    Log,
+    /// `revoke` (as `[revocation] mode` says) or `revoke:dry-run` (always dry-run for this rule).
+    Revoke { dry_run: bool },
+    /// `webhook`, `email`, `alertmanager`: every sink of that kind; `webhook:secops`: that one.
+    Sink { kind: &'static str, name: Option<&'a str> },
+}
+
+impl<'a> ActionRef<'a> {
+    pub fn parse(text: &'a str) -> Result<Self, String> {
+        let (head, name) = match text.split_once(':') {
+            Some((h, n)) => (h, Some(n)),
+            None => (text, None),
+        };
+        match (head, name) {
+            ("log", None) => Ok(ActionRef::Log),
+            ("revoke", None) => Ok(ActionRef::Revoke { dry_run: false }),
+            ("revoke", Some("dry-run")) => Ok(ActionRef::Revoke { dry_run: true }),
+            ("kafka", _) => Err(format!(
+                "`{text}` is not an action: every alert goes to [kafka] alerts_topic when one is set"
+            )),
+            (kind, name) => match SINK_KINDS.iter().find(|k| **k == kind) {
+                Some(k) if name.is_none_or(|n| !n.is_empty()) => Ok(ActionRef::Sink { kind: k, name }),
+                _ => Err(format!(
+                    "unknown action `{text}` (log, revoke, revoke:dry-run, webhook[:NAME], email[:NAME], alertmanager[:NAME])"
+                )),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +344,20 @@ mod tests {
         assert_eq!(e, [("params.failure_statuses[1]".to_string(), "must be an HTTP status (100 to 599)".to_string())]);
         let e = errors(&format!("{head}[params\n"));
         assert_eq!(e[0].0, "line 3", "a syntax error has no field, but a line: {e:?}");
+    }
+
+    #[test]
+    fn actions_are_one_closed_set() {
+        assert_eq!(ActionRef::parse("log"), Ok(ActionRef::Log));
+        assert_eq!(ActionRef::parse("revoke:dry-run"), Ok(ActionRef::Revoke { dry_run: true }));
+        assert_eq!(ActionRef::parse("email"), Ok(ActionRef::Sink { kind: "email", name: None }));
+        assert_eq!(ActionRef::parse("webhook:secops"), Ok(ActionRef::Sink { kind: "webhook", name: Some("secops") }));
+        assert!(ActionRef::parse("kafka").unwrap_err().contains("alerts_topic"));
+        for bad in ["revoke:now", "webhook:", "pager", ""] {
+            assert!(ActionRef::parse(bad).is_err(), "{bad}");
+        }
+        let e = errors("id = \"x\"\nkind = \"token_reuse\"\nactions = [\"log\", \"kafka\"]\n");
+        assert_eq!(e[0].0, "actions[1]", "{e:?}");
     }
 
     #[test]

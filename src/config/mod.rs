@@ -7,7 +7,9 @@ mod detector_file;
 mod duration;
 mod service;
 
-pub use detector_file::{AllowList, DetectorFile, DetectorSource, TestCase, TestEventSpec, TestExpect, BUILT_IN};
+pub use detector_file::{
+    ActionRef, AllowList, DetectorFile, DetectorSource, TestCase, TestEventSpec, TestExpect, BUILT_IN, SINK_KINDS,
+};
 pub use duration::{parse_duration, DurationStr};
 pub use service::{
     EngineConfig, FingerprintConfig, GatewatchConfig, GenericInputConfig, InputConfig, NormalizeConfig,
