@@ -212,3 +212,20 @@ fn offline_commands_work_from_any_folder_and_say_which_detectors() {
     assert!(!out.status.success());
     assert!(stdout.contains("my-rules") && stdout.contains("no such detector folder"), "{stdout}");
 }
+
+#[test]
+fn tyk_text_log_replays_with_the_year_given() {
+    let without =
+        gatewatch().args(["replay", "--input", "tests/fixtures/gateways/tyk.log", "--format", "tyk"]).output().unwrap();
+    let err = String::from_utf8_lossy(&without.stderr);
+    assert!(err.contains("events: 0 read"), "{err}");
+    assert!(err.contains("missing_timestamp"), "{err}");
+    let with = gatewatch()
+        .args(["replay", "--input", "tests/fixtures/gateways/tyk.log", "--format", "tyk", "--year", "2025"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&with.stderr);
+    assert!(with.status.success(), "{err}");
+    assert!(err.contains("events: 1 read"), "{err}");
+    assert!(err.contains("rejected: 0"), "{err}");
+}

@@ -61,6 +61,9 @@ pub enum Command {
         /// Where alerts go: a file, or `-` for stdout.
         #[arg(long, default_value = "-")]
         alerts: String,
+        /// The year of record times that carry none (Tyk's text log); overrides `[input] year`.
+        #[arg(long)]
+        year: Option<i32>,
     },
     /// Scrub secrets from log lines: every input line out again, same count, each secret
     /// replaced by `[REDACTED:<kind>:<fingerprint>]`; counts by kind and place on stderr.
@@ -176,7 +179,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::app::run::run(cfg, stage, crate::app::run::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { config, input, format, alerts } => replay_cmd(config.as_deref(), &input, &format, &alerts),
+        Command::Replay { config, input, format, alerts, year } => {
+            replay_cmd(config.as_deref(), &input, &format, &alerts, year)
+        }
         Command::Scrub { config, format } => {
             parse_format(&format)?;
             let (cfg, key) = offline_config(config.as_deref())?;
@@ -337,9 +342,18 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
-fn replay_cmd(config: Option<&std::path::Path>, input: &str, format: &str, alerts: &str) -> anyhow::Result<ExitCode> {
+fn replay_cmd(
+    config: Option<&std::path::Path>,
+    input: &str,
+    format: &str,
+    alerts: &str,
+    year: Option<i32>,
+) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
-    let (cfg, key) = offline_config(config)?;
+    let (mut cfg, key) = offline_config(config)?;
+    if year.is_some() {
+        cfg.input.year = year;
+    }
     let format = parse_format(format)?;
     let mut pipeline =
         crate::engine::Pipeline::from_config(&cfg, format, key.as_bytes()).map_err(crate::config::ConfigErrors)?;

@@ -85,11 +85,15 @@ pub struct InputConfig {
     /// Field map for the `generic` format.
     #[serde(default)]
     pub generic: GenericInputConfig,
+    /// The year of record times that carry none (Tyk's text log, `time="Jan 29 08:27:09"`)
+    /// where no Kafka time says it: replays of a file. Live, the receive time decides.
+    #[serde(default)]
+    pub year: Option<i32>,
 }
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { format: default_format(), generic: GenericInputConfig::default() }
+        InputConfig { format: default_format(), generic: GenericInputConfig::default(), year: None }
     }
 }
 

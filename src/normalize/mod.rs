@@ -251,6 +251,9 @@ pub struct Normalizer {
     pub generic: generic::GenericMap,
     /// Content rules run on path, user agent and host, so no secret in them reaches an event.
     pub scrubber: Scrubber,
+    /// The year of record times that carry none (Tyk's text log) when no receive time says it
+    /// (`[input] year`, `replay --year`).
+    pub year: Option<i32>,
 }
 
 impl Normalizer {
@@ -262,6 +265,7 @@ impl Normalizer {
             proxies: TrustedProxies::default(),
             generic: generic::GenericMap::default(),
             scrubber: Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)),
+            year: None,
         }
     }
 
@@ -278,6 +282,7 @@ impl Normalizer {
                 Scrubber::new(Fingerprinter::new(fingerprint_key), &sc)
                     .unwrap_or_else(|_| Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)))
             },
+            year: cfg.input.year,
         }
     }
 

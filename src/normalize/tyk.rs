@@ -120,7 +120,14 @@ fn from_logfmt(line: &str) -> Access<'_> {
 
 /// `Jan 29 08:27:09` (logrus text time, no year): the year that puts it nearest `received`.
 fn yearless(t: &str, received: Millis) -> Option<Millis> {
-    use chrono::{Datelike, NaiveDate};
+    use chrono::Datelike;
+    let year = chrono::DateTime::from_timestamp_millis(received)?.year();
+    (year - 1..=year + 1).filter_map(|y| in_year(t, y)).min_by_key(|ms| (ms - received).abs())
+}
+
+/// `Jan 29 08:27:09` in year `year`, UTC.
+fn in_year(t: &str, year: i32) -> Option<Millis> {
+    use chrono::NaiveDate;
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let mut it = t.split_whitespace();
     let (mon, day, hms) = (it.next()?, it.next()?, it.next()?);
@@ -141,11 +148,8 @@ fn yearless(t: &str, received: Millis) -> Option<Millis> {
     if h > 23 || m > 59 || sec > 60 {
         return None;
     }
-    let year = chrono::DateTime::from_timestamp_millis(received)?.year();
-    (year - 1..=year + 1)
-        .filter_map(|y| NaiveDate::from_ymd_opt(y, month, day))
-        .map(|d| (d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp() + h * 3600 + m * 60 + sec) * 1000)
-        .min_by_key(|ms| (ms - received).abs())
+    let d = NaiveDate::from_ymd_opt(year, month, day)?;
+    Some((d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp() + h * 3600 + m * 60 + sec) * 1000)
 }
 
 /// Logrus text time without a year: `Jan 29 08:27:09`.
@@ -169,17 +173,19 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
         None => None,
         Some(t) => match (!is_yearless(t)).then(|| time::parse_any(t)).flatten() {
             Some(ms) => Some(ms),
-            None => match received {
-                Some(r) => Some(
+            None => match (received, n.year) {
+                (Some(r), _) => Some(
                     yearless(t, r)
                         .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "Tyk time is not a timestamp"))?,
                 ),
-                None => {
-                    return Err(Reject::new(
-                        RejectReason::MissingTimestamp,
-                        "Tyk text time has no year; it needs the message's receive time (or Tyk's JSON log format)",
-                    ))
-                }
+                (None, Some(y)) => Some(
+                    in_year(t, y)
+                        .ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "Tyk time is not a timestamp"))?,
+                ),
+                (None, None) => return Err(Reject::new(
+                    RejectReason::MissingTimestamp,
+                    "Tyk text time has no year: replay it with --year (or [input] year), or log in Tyk's JSON format",
+                )),
             },
         },
     };
@@ -251,6 +257,8 @@ mod tests {
         let jan = time::parse_rfc3339("2025-02-01T00:00:00Z").unwrap();
         assert_eq!(yearless("Jan 29 08:27:09", jan), time::parse_rfc3339("2025-01-29T08:27:09Z"));
         assert_eq!(yearless("garbage", jan), None);
+        assert_eq!(in_year("Feb 29 00:00:00", 2025), None, "no such day that year");
+        assert_eq!(in_year("Feb 29 12:00:00", 2024), time::parse_rfc3339("2024-02-29T12:00:00Z"));
     }
 
     #[test]
@@ -274,5 +282,9 @@ mod tests {
         let n = Normalizer::new(Format::Tyk, b"k");
         let r = parse(&n, br#"time="Jan 29 08:27:09" prefix=access-log status=200"#, None).unwrap_err();
         assert_eq!(r.reason, RejectReason::MissingTimestamp);
+        assert!(r.detail.contains("--year"), "{}", r.detail);
+        let n = Normalizer { year: Some(2025), ..Normalizer::new(Format::Tyk, b"k") };
+        let ev = parse(&n, br#"time="Jan 29 08:27:09" prefix=access-log status=200"#, None).unwrap();
+        assert_eq!(Some(ev.ts), time::parse_rfc3339("2025-01-29T08:27:09Z"), "the year given");
     }
 }
