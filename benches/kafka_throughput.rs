@@ -35,7 +35,7 @@ use gatewatch::telemetry::Metrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use support::{cpu_seconds, create_topics};
+use support::{cpu_seconds, create_topics, send_retrying};
 
 #[derive(Default)]
 struct Count(AtomicUsize);
@@ -88,15 +88,7 @@ fn send(p: &BaseProducer<AckLatency>, topic: &str, partition: Option<i32>, paylo
     if let Some(part) = partition {
         rec = rec.partition(part);
     }
-    loop {
-        match p.send(rec) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                rec = back;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
+    send_retrying(p, rec);
 }
 
 fn source(bootstrap: &str, topic: &str, group: &str) -> (KafkaSource, Metrics, Arc<Count>) {

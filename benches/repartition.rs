@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use support::{cpu_seconds, create_topics};
+use support::{cpu_seconds, create_topics, send_retrying};
 
 const P: i32 = 12;
 
@@ -67,16 +67,7 @@ fn producer(bootstrap: &str) -> BaseProducer {
 }
 
 fn send(p: &BaseProducer, topic: &str, partition: i32, payload: &str) {
-    let mut rec = BaseRecord::<(), str>::to(topic).payload(payload).partition(partition);
-    loop {
-        match p.send(rec) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                rec = back;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
+    send_retrying(p, BaseRecord::<(), str>::to(topic).payload(payload).partition(partition));
 }
 
 struct Running {

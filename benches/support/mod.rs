@@ -25,3 +25,23 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
         r.expect("topic created");
     }
 }
+
+/// Queues `rec`, polling while librdkafka's queue is full.
+pub fn send_retrying<C, K, P>(
+    p: &rdkafka::producer::BaseProducer<C>,
+    mut rec: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
+) where
+    C: rdkafka::producer::ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                rec = back;
+                p.poll(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}
