@@ -471,6 +471,56 @@ impl Alert {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("alert serializes")
     }
+
+    /// Reads an alert back from the JSON of the contract (a dead-letter record's `alert`, a
+    /// queued notification). `client_id_source` is not in the contract: it comes back as
+    /// the default (`Claimed`) unless the caller knows better.
+    pub fn from_json(v: &serde_json::Value) -> Result<Alert, String> {
+        let o = v.as_object().ok_or("an alert is a JSON object")?;
+        let text = |k: &str| -> Result<String, String> {
+            o.get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| format!("alert.{k} missing or not text"))
+        };
+        let opt_text = |k: &str| o.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let time = |k: &str| -> Result<Millis, String> {
+            let t = text(k)?;
+            crate::normalize::time::parse_rfc3339(&t).ok_or_else(|| format!("alert.{k} is not an RFC 3339 time"))
+        };
+        let severity: Severity = serde_json::from_value(o.get("severity").cloned().unwrap_or_default())
+            .map_err(|_| "alert.severity is not a severity".to_string())?;
+        let entity = o.get("entity").and_then(|e| e.as_object()).ok_or("alert.entity missing")?;
+        let kind = entity
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .and_then(EntityKind::parse)
+            .ok_or("alert.entity.kind is not an entity kind")?;
+        let id = entity.get("id").and_then(|k| k.as_str()).ok_or("alert.entity.id missing")?;
+        let token_fingerprint = match opt_text("token_fingerprint") {
+            Some(h) => Some(Fingerprint::from_hex(&h).ok_or("alert.token_fingerprint is not a fingerprint")?),
+            None => None,
+        };
+        Ok(Alert {
+            id: text("id")?,
+            detector: text("detector")?,
+            rule: text("rule")?,
+            severity,
+            entity: Entity::new(kind, id),
+            client_id: opt_text("client_id"),
+            client_id_source: ClientIdSource::default(),
+            token_fingerprint,
+            window_start: time("window_start")?,
+            window_end: time("window_end")?,
+            summary: text("summary")?,
+            evidence: o.get("evidence").and_then(|e| e.as_object()).cloned().unwrap_or_default(),
+            actions: o
+                .get("actions")
+                .and_then(|a| a.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+        })
+    }
 }
 
 impl Serialize for Alert {
@@ -533,6 +583,33 @@ mod tests {
         per_token.observe(&ev("app-1", ClientIdSource::Gateway), true);
         assert_eq!(per_token.source, ClientIdSource::Gateway, "the gateway authenticated this very token");
         assert!(!ClientIdSource::default().is_verified());
+    }
+
+    #[test]
+    fn an_alert_reads_back_from_its_json() {
+        let fp = Fingerprint([0x9b, 0x1e, 0x44, 0xc0, 0x7f, 0x2a, 0x1d, 0x3e]);
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("n".into(), 7.into());
+        let a = Alert {
+            id: "abc".into(),
+            detector: "token_reuse".into(),
+            rule: "r".into(),
+            severity: Severity::High,
+            entity: Entity::new(EntityKind::Token, fp.to_hex()),
+            client_id: Some("app".into()),
+            client_id_source: ClientIdSource::Claimed,
+            token_fingerprint: Some(fp),
+            window_start: 1_763_720_400_000,
+            window_end: 1_763_720_400_123,
+            summary: "s".into(),
+            evidence,
+            actions: vec!["email:oncall".into()],
+        };
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(Alert::from_json(&v).unwrap(), a);
+        let mut bad = v.clone();
+        bad["window_end"] = "yesterday".into();
+        assert!(Alert::from_json(&bad).unwrap_err().contains("window_end"));
     }
 
     #[test]

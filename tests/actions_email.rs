@@ -57,7 +57,7 @@ fn config(port: u16, dir: &Path, timeout: &str) -> String {
         password_env = "GW_TEST_SMTP_PASSWORD"
         from = "gatewatch <gatewatch@example.com>"
         to = ["oncall@example.com", "secops@example.com"]
-        max_attempts = 2
+        expire_after = "2s"
         initial_backoff = "10ms"
         timeout = "{timeout}"
         "#,
@@ -126,7 +126,7 @@ async fn refused_login_is_dead_lettered_without_the_password() {
     let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(rec["sink"], "email:oncall");
     let reason = rec["reason"].as_str().unwrap();
-    assert!(reason.starts_with("rejected: smtp") || reason.starts_with("gave up"), "{reason}");
+    assert!(reason.starts_with("rejected: smtp") || reason.starts_with("expired: not delivered within 2s"), "{reason}");
     assert!(!text.contains("a-wrong-password") && !text.contains("the-right-one"));
     assert_eq!(std::fs::read_dir(&smtp.out).unwrap().count(), 0);
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::queue::segment::Fsync;
+use super::queue::DrainOrder;
 use super::secret::{redact_url, resolve, EnvLookup, Secret};
 use crate::config::{ConfigError, DurationStr, GatewatchConfig};
 use crate::event::Severity;
@@ -47,6 +49,9 @@ impl ActionsSettings {
     }
 }
 
+/// Segment size of a sink's queue: small enough that a drained segment is soon deleted.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
+
 /// `[actions]`: the alert dispatcher and its sinks.
 #[derive(Clone, Debug)]
 pub struct ActionsConfig {
@@ -63,13 +68,24 @@ pub struct ActionsConfig {
     /// Runbook link per rule id or detector kind, shown in notifications.
     pub runbooks: BTreeMap<String, String>,
     pub sinks: Vec<SinkConfig>,
+    /// Where each sink's durable queue lives (a directory per sink).
+    pub queue_dir: PathBuf,
+    /// When a queued notification reaches the disk.
+    pub queue_fsync: Fsync,
+    /// Size at which a queue starts a new segment file.
+    pub queue_segment_bytes: u64,
 }
 
 impl ActionsConfig {
     /// A config with no sinks, for tests and embedding.
     pub fn new(dead_letter: impl Into<PathBuf>) -> Self {
+        let dead_letter: PathBuf = dead_letter.into();
+        let queue_dir = dead_letter.parent().unwrap_or(Path::new("")).join("gatewatch-queue");
         ActionsConfig {
-            dead_letter: dead_letter.into(),
+            dead_letter,
+            queue_dir,
+            queue_fsync: Fsync::Always,
+            queue_segment_bytes: DEFAULT_SEGMENT_BYTES,
             dedup_capacity: default_dedup(),
             group_window: Duration::from_secs(600),
             resolve_after: None,
@@ -112,12 +128,16 @@ pub struct DeliveryConfig {
     pub min_severity: Option<Severity>,
     /// Notifications waiting for this sink; beyond it they go to the dead-letter file.
     pub queue: usize,
+    /// Bytes of notifications waiting for this sink (on disk); beyond it, the dead-letter file.
+    pub queue_bytes: u64,
+    /// A notification not delivered this long after it was queued goes to the dead-letter file.
+    pub expire_after: Duration,
+    /// Which waiting (entity, detector) goes first after an outage.
+    pub drain_order: DrainOrder,
     /// Sustained notifications per minute; `None`: unlimited.
     pub rate_per_minute: Option<u32>,
     /// Notifications that may go out at once before the rate applies.
     pub burst: u32,
-    /// Attempts per notification, the first included.
-    pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// Consecutive failures that open the circuit.
@@ -132,10 +152,12 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             min_severity: None,
-            queue: 1000,
+            queue: 100_000,
+            queue_bytes: 64 << 20,
+            expire_after: Duration::from_secs(24 * 3600),
+            drain_order: DrainOrder::OldestFirst,
             rate_per_minute: None,
             burst: 10,
-            max_attempts: 6,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             breaker_failures: 5,
@@ -418,6 +440,10 @@ struct RawActions {
     dedup_capacity: usize,
     group_window: Option<DurationStr>,
     resolve_after: Option<DurationStr>,
+    /// Default `gatewatch-queue` beside the dead-letter file.
+    queue_dir: Option<PathBuf>,
+    /// `always`, `never`, or an interval (`1s`).
+    queue_fsync: Option<String>,
     #[serde(default)]
     runbooks: BTreeMap<String, String>,
     #[serde(default)]
@@ -432,6 +458,9 @@ struct RawActions {
 const DELIVERY_KEYS: &[&str] = &[
     "min_severity",
     "queue",
+    "queue_bytes",
+    "expire_after",
+    "drain_order",
     "rate_per_minute",
     "burst",
     "max_attempts",
@@ -447,6 +476,9 @@ const DELIVERY_KEYS: &[&str] = &[
 struct RawDelivery {
     min_severity: Option<Severity>,
     queue: Option<usize>,
+    queue_bytes: Option<ByteSize>,
+    expire_after: Option<DurationStr>,
+    drain_order: Option<DrainOrder>,
     rate_per_minute: Option<u32>,
     burst: Option<u32>,
     max_attempts: Option<u32>,
@@ -455,6 +487,55 @@ struct RawDelivery {
     breaker_failures: Option<u32>,
     breaker_open_for: Option<DurationStr>,
     timeout: Option<DurationStr>,
+}
+
+/// A size in bytes: an integer, or text with a unit (`64MiB`, `512 KiB`, `1GB`).
+struct ByteSize(u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_byte_size(&s).map(ByteSize).ok_or_else(|| {
+                serde::de::Error::custom(format!("{s:?} is not a size (write 64MiB, 512KiB, 1GB or a number of bytes)"))
+            }),
+        }
+    }
+}
+
+fn parse_byte_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().ok()?;
+    let mult: u64 = match s[split..].trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Parses `queue_fsync`.
+fn parse_fsync(s: &str) -> Option<Fsync> {
+    match s {
+        "always" => Some(Fsync::Always),
+        "never" => Some(Fsync::Never),
+        other => crate::config::parse_duration(other)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| Fsync::Every(Duration::from_millis(ms as u64))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -643,6 +724,16 @@ impl Parser<'_> {
         if raw.dedup_capacity == 0 {
             self.err("actions.dedup_capacity", "must be at least 1");
         }
+        let queue_fsync = match raw.queue_fsync.as_deref() {
+            None => Fsync::Always,
+            Some(s) => parse_fsync(s).unwrap_or_else(|| {
+                self.err(
+                    "actions.queue_fsync",
+                    format!("{s:?} is not \"always\", \"never\" or an interval such as \"1s\""),
+                );
+                Fsync::Always
+            }),
+        };
         let mut sinks = Vec::new();
         for (name, v) in &raw.webhook {
             let field = format!("actions.webhook.{name}");
@@ -675,13 +766,21 @@ impl Parser<'_> {
         if self.errs.len() > before {
             return None;
         }
+        let dead_letter = self.path(raw.dead_letter.unwrap_or_else(|| PathBuf::from("gatewatch-dead-letter.jsonl")));
+        let queue_dir = match raw.queue_dir {
+            Some(d) => self.path(d),
+            None => dead_letter.parent().unwrap_or(Path::new("")).join("gatewatch-queue"),
+        };
         Some(ActionsConfig {
-            dead_letter: self.path(raw.dead_letter.unwrap_or_else(|| PathBuf::from("gatewatch-dead-letter.jsonl"))),
+            dead_letter,
             dedup_capacity: raw.dedup_capacity,
             group_window: Duration::from_millis(group_window.max(0) as u64),
             resolve_after: raw.resolve_after.map(|d| Duration::from_millis(d.0.max(0) as u64)),
             runbooks: raw.runbooks,
             sinks,
+            queue_dir,
+            queue_fsync,
+            queue_segment_bytes: DEFAULT_SEGMENT_BYTES,
         })
     }
 
@@ -707,9 +806,11 @@ impl Parser<'_> {
         let out = DeliveryConfig {
             min_severity: raw.min_severity,
             queue: raw.queue.unwrap_or(def.queue),
+            queue_bytes: raw.queue_bytes.map_or(def.queue_bytes, |b| b.0),
+            expire_after: ms(raw.expire_after, def.expire_after),
+            drain_order: raw.drain_order.unwrap_or(def.drain_order),
             rate_per_minute: raw.rate_per_minute,
             burst: raw.burst.unwrap_or(def.burst),
-            max_attempts: raw.max_attempts.unwrap_or(def.max_attempts),
             initial_backoff: ms(raw.initial_backoff, def.initial_backoff),
             max_backoff: ms(raw.max_backoff, def.max_backoff),
             breaker_failures: raw.breaker_failures.unwrap_or(def.breaker_failures),
@@ -729,8 +830,21 @@ impl Parser<'_> {
             self.err(format!("{field}.burst"), "must be at least 1");
             ok = false;
         }
-        if out.max_attempts == 0 {
-            self.err(format!("{field}.max_attempts"), "must be at least 1");
+        if raw.max_attempts.is_some() {
+            // Giving up after a few attempts turned every alert of an outage into a dead
+            // letter; the durable queue retries until expire_after instead.
+            self.err(
+                format!("{field}.max_attempts"),
+                "is no longer used: a notification is retried until it is delivered or older than expire_after (default 24h); remove it, or set expire_after",
+            );
+            ok = false;
+        }
+        if out.queue_bytes < 4096 {
+            self.err(format!("{field}.queue_bytes"), "must be at least 4KiB");
+            ok = false;
+        }
+        if out.expire_after < Duration::from_secs(1) {
+            self.err(format!("{field}.expire_after"), "must be at least 1s");
             ok = false;
         }
         if out.max_backoff < out.initial_backoff {
@@ -1076,7 +1190,9 @@ mod tests {
             format = "slack"
             secret_env = "HOOK_SECRET"
             queue = 50
-            max_attempts = 3
+            queue_bytes = "1MiB"
+            expire_after = "6h"
+            drain_order = "newest_first"
             [actions.email.oncall]
             host = "smtp.example.com"
             username = "gw"
@@ -1110,6 +1226,12 @@ mod tests {
         let names: Vec<&str> = a.sinks.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["webhook:secops", "email:oncall", "alertmanager:main"]);
         assert_eq!(a.sinks[0].delivery.queue, 50);
+        assert_eq!(a.sinks[0].delivery.queue_bytes, 1 << 20);
+        assert_eq!(a.sinks[0].delivery.expire_after, Duration::from_secs(6 * 3600));
+        assert_eq!(a.sinks[0].delivery.drain_order, DrainOrder::NewestFirst);
+        assert_eq!(a.sinks[1].delivery.expire_after, Duration::from_secs(24 * 3600), "the default");
+        assert_eq!(a.queue_dir, PathBuf::from("/etc/gatewatch/gatewatch-queue"));
+        assert_eq!(a.queue_fsync, Fsync::Always);
         assert_eq!(a.sinks[1].delivery.min_severity, Some(Severity::High));
         match &a.sinks[1].kind {
             SinkKind::Email(e) => {
@@ -1187,6 +1309,45 @@ revoke_without_client = true
         assert!(text.contains("MISSING_VAR"), "{text}");
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(errs.iter().all(|e| e.file == Path::new("/etc/gatewatch/gatewatch.toml")));
+    }
+
+    #[test]
+    fn queue_fields_are_checked_and_max_attempts_says_what_replaced_it() {
+        let c = cfg(r#"
+            [actions]
+            queue_fsync = "sometimes"
+            [actions.webhook.a]
+            url = "https://ok"
+            max_attempts = 6
+            [actions.webhook.b]
+            url = "https://ok"
+            queue_bytes = "lots"
+            [actions.webhook.c]
+            url = "https://ok"
+            drain_order = "random"
+            [actions.webhook.d]
+            url = "https://ok"
+            queue_bytes = 100
+            expire_after = "0s"
+        "#);
+        let errs = ActionsSettings::from_config_with_env(&c, &env).unwrap_err();
+        let text: String = errs.iter().map(|e| format!("{e}\n")).collect();
+        for want in [
+            "actions.queue_fsync",
+            "actions.webhook.a.max_attempts",
+            "retried until it is delivered or older than expire_after",
+            "actions.webhook.b",
+            "not a size",
+            "actions.webhook.c",
+            "actions.webhook.d.queue_bytes",
+            "actions.webhook.d.expire_after",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert_eq!(parse_byte_size("512 KiB"), Some(512 << 10));
+        assert_eq!(parse_byte_size("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_fsync("250ms"), Some(Fsync::Every(Duration::from_millis(250))));
+        assert_eq!(parse_fsync("never"), Some(Fsync::Never));
     }
 
     fn admin_token(var: &str) -> Result<Option<Secret>, Vec<ConfigError>> {

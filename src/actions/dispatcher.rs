@@ -1,14 +1,19 @@
 //! The alert dispatcher: takes alerts from the engine ([`AlertHandoff`]) and delivers them
 //! to the sinks their `actions` name, without ever making detection wait for a sink.
 //!
-//! `handoff` is synchronous and only enqueues: de-duplicate by alert id, fold bursts per
-//! (entity, detector) into one notification with a count, and `try_send` into each sink's
-//! bounded queue. A full queue sends the notification to the dead-letter file with the
-//! reason. Each sink has its own tokio task with a rate limit, retries with exponential
-//! backoff and jitter, and a circuit breaker, so a slow or dead sink only fills its own
-//! queue. Shutdown drains within a grace period; what is left goes to the dead-letter file.
+//! `handoff` de-duplicates by alert id and writes the alert to the durable queue
+//! ([`super::queue`]) of each sink it goes to; once it returns `Ok` the alert is on disk
+//! (synced per `queue_fsync`) and the source may commit its input. A full queue sends the
+//! notification to the dead-letter file with the reason. Each sink has its own tokio task
+//! that takes batches from its queue (a backlog drains as one notification per entity and
+//! detector, with a count), with a rate limit, retries with exponential backoff and jitter
+//! until the notification is older than `expire_after`, and a circuit breaker that keeps
+//! probing while open. So a slow or dead sink only fills its own queue, and what it holds
+//! is still there after a restart. Shutdown lets every sink send for a grace period; what is
+//! left stays queued for the next start.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +24,8 @@ use tokio::task::JoinHandle;
 
 use super::config::{ActionsConfig, DeliveryConfig, SinkConfig, SinkKind};
 use super::deadletter::DeadLetter;
-use super::lifecycle::{backoff, CircuitBreaker, CircuitState, Dedup, Grouper, Notification, Outgoing, RateLimiter};
+use super::lifecycle::{backoff, CircuitBreaker, CircuitState, Dedup, Notification, RateLimiter, Resolver};
+use super::queue::{Batch, DurableQueue, Next, PushError, QueueLimits};
 use super::revocation::Revoker;
 use super::sink::{Sink, SinkError};
 use super::{AlertHandoff, HandoffError};
@@ -33,6 +39,7 @@ pub struct SinkCounters {
     sent: AtomicU64,
     retried: AtomicU64,
     failed: AtomicU64,
+    expired: AtomicU64,
     overflow: AtomicU64,
     dead_lettered: AtomicU64,
     circuit: AtomicU8,
@@ -46,19 +53,27 @@ pub struct SinkStats {
     pub name: String,
     /// `webhook`, `email`, `alertmanager`, `revoke`, ...
     pub kind: String,
-    /// Notifications put in the queue, ever.
+    /// Notifications put in the queue by this process.
     pub queued: u64,
-    /// Notifications waiting now.
+    /// Notifications waiting now (those from before a restart included).
     pub queue_depth: u64,
-    /// Delivered.
+    /// Bytes of the notifications waiting (their records on disk).
+    pub queue_bytes: u64,
+    /// Bytes of the queue's files on disk.
+    pub queue_disk_bytes: u64,
+    /// When the oldest waiting notification was queued (Unix ms).
+    pub oldest_queued_ms: Option<i64>,
+    /// Deliveries (a batch drained after an outage is one).
     pub sent: u64,
     /// Retries (attempts after the first).
     pub retried: u64,
-    /// Given up on (rejected, or out of attempts); each is in the dead-letter file.
+    /// Rejected by the receiver (a 4xx that retrying cannot fix); each is in the dead-letter file.
     pub failed: u64,
+    /// Not delivered within `expire_after`; each is in the dead-letter file.
+    pub expired: u64,
     /// Refused by a full queue; each is in the dead-letter file.
     pub overflow: u64,
-    /// Written to the dead-letter file for any reason (failed, overflow, shutdown).
+    /// Written to the dead-letter file for any reason.
     pub dead_lettered: u64,
     pub circuit: CircuitState,
 }
@@ -70,7 +85,7 @@ pub struct DispatcherStats {
     pub received: u64,
     /// Alerts dropped because their id was seen before.
     pub duplicates: u64,
-    /// Alerts folded into a later grouped notification instead of being sent alone.
+    /// Alerts folded into another's notification (sent as part of a count) instead of alone.
     pub grouped: u64,
     /// Dead-letter writes that failed (the handoff returned an error for those).
     pub dead_letter_errors: u64,
@@ -78,17 +93,22 @@ pub struct DispatcherStats {
 }
 
 impl SinkCounters {
-    fn snapshot(&self, name: &str, kind: &str) -> SinkStats {
+    fn snapshot(&self, name: &str, kind: &str, queue: Option<&DurableQueue>) -> SinkStats {
         let enq = self.enqueued.load(Ordering::Relaxed);
         let deq = self.dequeued.load(Ordering::Relaxed);
+        let q = queue.map(|q| q.stats()).unwrap_or_default();
         SinkStats {
             name: name.to_string(),
             kind: kind.to_string(),
             queued: enq,
-            queue_depth: enq.saturating_sub(deq),
+            queue_depth: if queue.is_some() { q.items } else { enq.saturating_sub(deq) },
+            queue_bytes: q.bytes,
+            queue_disk_bytes: q.disk_bytes,
+            oldest_queued_ms: q.oldest_enqueued_ms,
             sent: self.sent.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
             overflow: self.overflow.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             circuit: CircuitState::from_u8(self.circuit.load(Ordering::Relaxed)),
@@ -140,19 +160,41 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
+/// The directory of a sink's queue under `queue_dir`: `webhook/secops` for `webhook:secops`.
+/// Anything but letters, digits, `-`, `_` and `.` in a name is written as `%XX`, so a name
+/// can neither leave the directory nor meet another sink's.
+pub fn queue_path(queue_dir: &Path, sink: &str) -> PathBuf {
+    let mut p = queue_dir.to_path_buf();
+    for part in sink.splitn(2, ':') {
+        let mut safe = String::with_capacity(part.len());
+        for b in part.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && !safe.is_empty()) {
+                safe.push(b as char);
+            } else {
+                safe.push_str(&format!("%{b:02X}"));
+            }
+        }
+        p.push(safe);
+    }
+    p
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 struct Slot {
     name: String,
     kind: String,
     min_severity: Option<Severity>,
-    capacity: usize,
     counters: Arc<SinkCounters>,
+    queue: Arc<DurableQueue>,
 }
 
 struct State {
     dedup: Dedup,
-    grouper: Grouper,
-    /// `None` once shut down.
-    senders: Option<Vec<mpsc::Sender<Notification>>>,
+    resolver: Option<Resolver>,
+    open: bool,
     revoke_tx: Option<mpsc::Sender<(Alert, bool)>>,
 }
 
@@ -162,10 +204,9 @@ struct Shared {
     revoke_capacity: usize,
     state: Mutex<State>,
     dead_letter: Arc<DeadLetter>,
-    runbooks: BTreeMap<String, String>,
     received: AtomicU64,
     duplicates: AtomicU64,
-    grouped: AtomicU64,
+    grouped: Arc<AtomicU64>,
     dead_letter_errors: AtomicU64,
 }
 
@@ -174,12 +215,14 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     ticker: Mutex<Option<JoinHandle<()>>>,
+    draining: watch::Sender<bool>,
     hard_stop: watch::Sender<bool>,
 }
 
 impl Dispatcher {
-    /// Starts a dispatcher with the sinks of `cfg`, plus `extra` sinks (a Kafka alerts topic,
-    /// a test double) and an optional revoker for alerts whose actions say `revoke`.
+    /// Starts a dispatcher with the sinks of `cfg`, plus `extra` sinks (a test double) and an
+    /// optional revoker for alerts whose actions say `revoke`. Each sink's queue is opened
+    /// under `cfg.queue_dir`; what it held from before is sent again.
     pub fn start(
         cfg: &ActionsConfig,
         extra: Vec<SinkEntry>,
@@ -192,29 +235,59 @@ impl Dispatcher {
                 .map_err(|e| format!("cannot open dead-letter file {}: {e}", cfg.dead_letter.display()))?,
         );
         let (hard_stop, stop_rx) = watch::channel(false);
+        let (draining, draining_rx) = watch::channel(false);
+        let runbooks = Arc::new(cfg.runbooks.clone());
+        let grouped = Arc::new(AtomicU64::new(0));
+        let mut dedup = Dedup::new(cfg.dedup_capacity);
         let mut slots = Vec::new();
-        let mut senders = Vec::new();
         let mut workers = Vec::new();
         for e in entries {
-            let (tx, rx) = mpsc::channel(e.delivery.queue);
+            let dir = queue_path(&cfg.queue_dir, &e.name);
+            let limits = QueueLimits {
+                max_items: e.delivery.queue,
+                max_bytes: e.delivery.queue_bytes,
+                expire_after: e.delivery.expire_after,
+                order: e.delivery.drain_order,
+                group_window: cfg.group_window,
+            };
+            let (queue, reopened) = DurableQueue::open(&dir, limits, cfg.queue_segment_bytes, cfg.queue_fsync)
+                .map_err(|err| format!("cannot open the queue of {} in {}: {err}", e.name, dir.display()))?;
+            if reopened.pending > 0 {
+                tracing::info!(sink = %e.name, waiting = reopened.pending, "notifications queued before the restart are sent again");
+            }
+            if reopened.torn_bytes > 0 || reopened.corrupt > 0 {
+                tracing::warn!(
+                    sink = %e.name,
+                    torn_bytes = reopened.torn_bytes,
+                    corrupt_records = reopened.corrupt,
+                    "the queue had a write cut short by a crash or unreadable records; they were skipped"
+                );
+            }
+            for id in &reopened.alert_ids {
+                dedup.first_time(id);
+            }
+            let queue = Arc::new(queue);
             let counters = Arc::new(SinkCounters::default());
             slots.push(Slot {
                 name: e.name.clone(),
                 kind: e.kind.clone(),
                 min_severity: e.delivery.min_severity,
-                capacity: e.delivery.queue,
                 counters: counters.clone(),
+                queue: queue.clone(),
             });
-            senders.push(tx);
             let worker = SinkWorker {
                 name: e.name,
                 sink: e.sink,
                 delivery: e.delivery,
                 counters,
                 dead_letter: dead_letter.clone(),
+                queue,
+                runbooks: runbooks.clone(),
+                grouped: grouped.clone(),
                 stop: stop_rx.clone(),
+                draining: draining_rx.clone(),
             };
-            workers.push(tokio::spawn(worker.run(rx)));
+            workers.push(tokio::spawn(worker.run()));
         }
         let revoke_capacity = 1000;
         let (revoke_tx, revoke_counters) = match revoker {
@@ -237,47 +310,55 @@ impl Dispatcher {
             revoke_counters,
             revoke_capacity,
             state: Mutex::new(State {
-                dedup: Dedup::new(cfg.dedup_capacity),
-                grouper: Grouper::new(cfg.group_window, cfg.resolve_after, 100_000),
-                senders: Some(senders),
+                dedup,
+                resolver: cfg.resolve_after.map(|r| Resolver::new(r, 100_000)),
+                open: true,
                 revoke_tx,
             }),
             dead_letter,
-            runbooks: cfg.runbooks.clone(),
             received: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
-            grouped: AtomicU64::new(0),
+            grouped,
             dead_letter_errors: AtomicU64::new(0),
         });
-        let tick_every = (cfg.group_window / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let ticker = {
             let shared = shared.clone();
             tokio::spawn(async move {
-                let mut iv = tokio::time::interval(tick_every);
+                let mut iv = tokio::time::interval(Duration::from_millis(250));
                 iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     iv.tick().await;
-                    let mut st = match shared.state.lock() {
-                        Ok(s) => s,
-                        Err(_) => return,
+                    let due = {
+                        let mut st = match shared.state.lock() {
+                            Ok(s) => s,
+                            Err(_) => return,
+                        };
+                        if !st.open {
+                            return;
+                        }
+                        st.resolver.as_mut().map(|r| r.tick(Instant::now())).unwrap_or_default()
                     };
-                    if st.senders.is_none() {
-                        return;
+                    for (n, sinks) in due {
+                        let _ = shared.enqueue(&n, &sinks);
                     }
-                    let out = st.grouper.tick(Instant::now());
-                    let _ = shared.enqueue(&mut st, out);
+                    for s in &shared.slots {
+                        if let Err(e) = s.queue.sync_if_due() {
+                            tracing::error!(sink = %s.name, error = %e, "queue sync failed");
+                        }
+                    }
                 }
             })
         };
-        Ok(Dispatcher { shared, workers: Mutex::new(workers), ticker: Mutex::new(Some(ticker)), hard_stop })
+        Ok(Dispatcher { shared, workers: Mutex::new(workers), ticker: Mutex::new(Some(ticker)), draining, hard_stop })
     }
 
     /// Counters for the telemetry layer.
     pub fn stats(&self) -> DispatcherStats {
         let s = &self.shared;
-        let mut sinks: Vec<SinkStats> = s.slots.iter().map(|sl| sl.counters.snapshot(&sl.name, &sl.kind)).collect();
+        let mut sinks: Vec<SinkStats> =
+            s.slots.iter().map(|sl| sl.counters.snapshot(&sl.name, &sl.kind, Some(&sl.queue))).collect();
         if let Some(c) = &s.revoke_counters {
-            sinks.push(c.snapshot("revoke", "revoke"));
+            sinks.push(c.snapshot("revoke", "revoke", None));
         }
         DispatcherStats {
             received: s.received.load(Ordering::Relaxed),
@@ -293,23 +374,38 @@ impl Dispatcher {
         self.shared.dead_letter.path().to_path_buf()
     }
 
-    /// Stops taking alerts, sends what grouping still holds, and lets every sink drain for
-    /// up to `grace`. What is still queued or being retried after that goes to the
-    /// dead-letter file with the reason `shutdown`.
+    /// Queues a notification for one sink by name, as `handoff` would (redrive uses this).
+    pub fn enqueue_for(&self, sink: &str, n: &Notification) -> Result<(), HandoffError> {
+        let i = self
+            .shared
+            .slots
+            .iter()
+            .position(|s| s.name == sink)
+            .ok_or_else(|| HandoffError::Overflow(format!("no sink named {sink}")))?;
+        self.shared.enqueue(n, &[i])
+    }
+
+    /// `true` once no sink has anything waiting.
+    pub fn is_idle(&self) -> bool {
+        self.shared.slots.iter().all(|s| s.queue.is_empty())
+    }
+
+    /// Stops taking alerts and lets every sink send what waits (group windows ended) for up
+    /// to `grace`. What is still queued after that stays in the queue for the next start; a
+    /// call cut off mid-way may have arrived, and is sent again with the same idempotency key.
     pub async fn shutdown(&self, grace: Duration) {
         {
             let mut st = match self.shared.state.lock() {
                 Ok(s) => s,
                 Err(p) => p.into_inner(),
             };
-            let held = st.grouper.drain();
-            let _ = self.shared.enqueue(&mut st, held);
-            st.senders = None;
+            st.open = false;
             st.revoke_tx = None;
         }
         if let Some(t) = self.ticker.lock().ok().and_then(|mut t| t.take()) {
             t.abort();
         }
+        let _ = self.draining.send(true);
         let workers: Vec<JoinHandle<()>> = match self.workers.lock() {
             Ok(mut w) => w.drain(..).collect(),
             Err(_) => Vec::new(),
@@ -322,6 +418,15 @@ impl Dispatcher {
         if tokio::time::timeout(grace, &mut all).await.is_err() {
             let _ = self.hard_stop.send(true);
             all.await;
+        }
+        for s in &self.shared.slots {
+            if let Err(e) = s.queue.sync() {
+                tracing::error!(sink = %s.name, error = %e, "queue sync at shutdown failed");
+            }
+            let left = s.queue.stats().items;
+            if left > 0 {
+                tracing::info!(sink = %s.name, waiting = left, "notifications stay queued for the next start");
+            }
         }
     }
 }
@@ -340,44 +445,32 @@ impl Shared {
             .collect()
     }
 
-    fn runbook(&self, alert: &Alert) -> Option<String> {
-        self.runbooks.get(&alert.rule).or_else(|| self.runbooks.get(&alert.detector)).cloned()
-    }
-
-    /// Puts notifications in their sinks' queues; a full queue goes to the dead-letter file.
-    /// Errors only when a dead-letter write failed.
-    fn enqueue(&self, st: &mut State, out: Outgoing) -> Result<(), HandoffError> {
-        let Some(senders) = &st.senders else {
-            return Err(HandoffError::Closed);
-        };
+    /// Puts a notification in its sinks' queues; one that cannot be queued goes to the
+    /// dead-letter file. Errors only when a dead-letter write failed too.
+    fn enqueue(&self, n: &Notification, sinks: &[usize]) -> Result<(), HandoffError> {
         let mut failed: Option<String> = None;
-        for (mut n, idxs) in out {
-            n.runbook = self.runbook(&n.alert);
-            for i in idxs {
-                let slot = &self.slots[i];
-                match senders[i].try_send(n.clone()) {
-                    Ok(()) => {
-                        slot.counters.enqueued.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        let reason = match e {
-                            mpsc::error::TrySendError::Full(_) => {
-                                slot.counters.overflow.fetch_add(1, Ordering::Relaxed);
-                                format!("queue full ({} waiting)", slot.capacity)
-                            }
-                            mpsc::error::TrySendError::Closed(_) => "sink task stopped".to_string(),
-                        };
-                        tracing::warn!(sink = %slot.name, alert = %n.alert.id, %reason, "alert to dead-letter file");
-                        match self.dead_letter.write(&slot.name, &reason, &n) {
-                            Ok(()) => {
-                                slot.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                self.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
-                                failed = Some(format!("{reason}; dead-letter write failed: {e}"));
-                            }
-                        }
-                    }
+        let now = now_ms();
+        for &i in sinks {
+            let slot = &self.slots[i];
+            let reason = match slot.queue.push(n, now) {
+                Ok(()) => {
+                    slot.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(PushError::Full(reason)) => {
+                    slot.counters.overflow.fetch_add(1, Ordering::Relaxed);
+                    reason
+                }
+                Err(e @ PushError::Io(_)) => e.to_string(),
+            };
+            tracing::warn!(sink = %slot.name, alert = %n.alert.id, %reason, "alert to dead-letter file");
+            match self.dead_letter.write(&slot.name, &reason, n) {
+                Ok(()) => {
+                    slot.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
+                    failed = Some(format!("{reason}; dead-letter write failed: {e}"));
                 }
             }
         }
@@ -392,50 +485,63 @@ impl AlertHandoff for Dispatcher {
     fn handoff(&self, alert: &Alert) -> Result<(), HandoffError> {
         let s = &self.shared;
         s.received.fetch_add(1, Ordering::Relaxed);
-        let mut st = s.state.lock().map_err(|_| HandoffError::Closed)?;
-        if st.senders.is_none() {
-            return Err(HandoffError::Closed);
-        }
-        if !st.dedup.first_time(&alert.id) {
-            s.duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
+        let sinks = s.route(alert);
         let mut result = Ok(());
-        let wants_revoke = alert.actions.iter().any(|a| a == "revoke" || a == "revoke:dry-run");
-        if wants_revoke {
-            let force_dry_run = alert.actions.iter().any(|a| a == "revoke:dry-run");
-            if let (Some(tx), Some(c)) = (&st.revoke_tx, &s.revoke_counters) {
-                match tx.try_send((alert.clone(), force_dry_run)) {
-                    Ok(()) => {
-                        c.enqueued.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        c.overflow.fetch_add(1, Ordering::Relaxed);
-                        let reason = format!("revocation queue full ({} waiting)", s.revoke_capacity);
-                        match s.dead_letter.write("revoke", &reason, &Notification::firing(alert.clone())) {
-                            Ok(()) => {
-                                c.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                s.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
-                                result =
-                                    Err(HandoffError::Overflow(format!("{reason}; dead-letter write failed: {e}")));
+        {
+            let mut st = s.state.lock().map_err(|_| HandoffError::Closed)?;
+            if !st.open {
+                return Err(HandoffError::Closed);
+            }
+            if !st.dedup.first_time(&alert.id) {
+                s.duplicates.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let wants_revoke = alert.actions.iter().any(|a| a == "revoke" || a == "revoke:dry-run");
+            if wants_revoke {
+                let force_dry_run = alert.actions.iter().any(|a| a == "revoke:dry-run");
+                if let (Some(tx), Some(c)) = (&st.revoke_tx, &s.revoke_counters) {
+                    match tx.try_send((alert.clone(), force_dry_run)) {
+                        Ok(()) => {
+                            c.enqueued.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            c.overflow.fetch_add(1, Ordering::Relaxed);
+                            let reason = format!("revocation queue full ({} waiting)", s.revoke_capacity);
+                            match s.dead_letter.write("revoke", &reason, &Notification::firing(alert.clone())) {
+                                Ok(()) => {
+                                    c.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    s.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
+                                    result =
+                                        Err(HandoffError::Overflow(format!("{reason}; dead-letter write failed: {e}")));
+                                }
                             }
                         }
                     }
                 }
             }
+            if sinks.is_empty() {
+                return result;
+            }
+            if let Some(r) = &mut st.resolver {
+                r.on_alert(alert, &sinks, Instant::now());
+            }
         }
-        let sinks = s.route(alert);
-        if sinks.is_empty() {
-            return result;
-        }
-        let out = st.grouper.on_alert(alert.clone(), sinks, Instant::now());
-        if out.is_empty() {
-            s.grouped.fetch_add(1, Ordering::Relaxed);
-        }
-        s.enqueue(&mut st, out).and(result)
+        // Outside the lock: a queue write (and its fsync) holds up only this caller.
+        s.enqueue(&Notification::firing(alert.clone()), &sinks).and(result)
     }
+}
+
+/// How one batch ended.
+enum Outcome {
+    Delivered,
+    /// The receiver refused it; retrying cannot help.
+    Rejected(SinkError),
+    /// Still undelivered when its oldest notification passed `expire_after`.
+    Expired(String),
+    /// The hard stop came first; the batch stays queued.
+    Stopped,
 }
 
 struct SinkWorker {
@@ -444,93 +550,227 @@ struct SinkWorker {
     delivery: DeliveryConfig,
     counters: Arc<SinkCounters>,
     dead_letter: Arc<DeadLetter>,
+    queue: Arc<DurableQueue>,
+    runbooks: Arc<BTreeMap<String, String>>,
+    grouped: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
+}
+
+struct Retry {
+    rate: Option<RateLimiter>,
+    breaker: CircuitBreaker,
+    rng: rand::rngs::SmallRng,
+    /// Since when deliveries have been failing (one line when it starts, one when it ends).
+    failing_since: Option<Instant>,
 }
 
 impl SinkWorker {
-    async fn run(mut self, mut rx: mpsc::Receiver<Notification>) {
+    async fn run(mut self) {
         let d = self.delivery.clone();
-        let mut rate = d.rate_per_minute.map(|r| RateLimiter::new(r, d.burst));
-        let mut breaker = CircuitBreaker::new(d.breaker_failures, d.breaker_open_for);
-        let mut rng = rand::rngs::SmallRng::from_entropy();
-        while let Some(n) = rx.recv().await {
-            self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
+        let mut retry = Retry {
+            rate: d.rate_per_minute.map(|r| RateLimiter::new(r, d.burst)),
+            breaker: CircuitBreaker::new(d.breaker_failures, d.breaker_open_for),
+            rng: rand::rngs::SmallRng::from_entropy(),
+            failing_since: None,
+        };
+        let mut draining = false;
+        let mut last_expiry = None::<Instant>;
+        loop {
             if *self.stop.borrow() {
-                self.dead_letter(&n, "shutdown before delivery");
-                continue;
+                return;
             }
-            if let Some(r) = &mut rate {
-                let mut stopped = false;
-                while let Some(w) = r.try_take(Instant::now()) {
-                    if self.sleep_or_stop(w).await {
-                        stopped = true;
-                        break;
+            if !draining && *self.draining.borrow() {
+                draining = true;
+                self.queue.end_cooldowns();
+            }
+            if last_expiry.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_expiry = Some(Instant::now());
+                self.expire_waiting();
+            }
+            let next = match self.queue.next(Instant::now()) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(sink = %self.name, error = %e, "cannot read the queue; retrying in 1s");
+                    if self.sleep_or_stop(Duration::from_secs(1)).await {
+                        return;
                     }
-                }
-                if stopped {
-                    self.dead_letter(&n, "shutdown before delivery (rate limited)");
                     continue;
                 }
-            }
-            let mut attempt = 0u32;
-            loop {
-                let wait = breaker.wait(Instant::now());
-                if !wait.is_zero() {
-                    self.set_circuit(CircuitState::Open);
-                    if self.sleep_or_stop(wait).await {
-                        self.dead_letter(&n, "shutdown while the circuit was open");
-                        break;
+            };
+            match next {
+                Next::Wait(until) => {
+                    if draining {
+                        return;
+                    }
+                    let nap = until
+                        .map(|u| u.saturating_duration_since(Instant::now()))
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(Duration::from_secs(1));
+                    tokio::select! {
+                        _ = self.queue.pushed() => {}
+                        _ = tokio::time::sleep(nap) => {}
+                        _ = self.draining.changed() => {}
+                        _ = self.stop.changed() => {}
                     }
                 }
-                self.set_circuit(breaker.state(Instant::now()));
-                attempt += 1;
-                let mut stop = self.stop.clone();
-                let res = tokio::select! {
-                    r = tokio::time::timeout(d.timeout, self.sink.send(&n)) => match r {
-                        Ok(r) => r,
-                        Err(_) => Err(SinkError::retryable(format!("timed out after {:?}", d.timeout))),
-                    },
-                    _ = stopped(&mut stop) => {
-                        // It may have arrived: at-least-once, and the idempotency key lets
-                        // the receiver drop a replay.
-                        self.dead_letter(&n, "shutdown during delivery (may have been delivered)");
-                        break;
+                Next::Send(batch) => {
+                    let outcome = self.deliver(&batch, &mut retry).await;
+                    self.finish(&batch, outcome);
+                    if *self.stop.borrow() {
+                        return;
                     }
-                };
-                match res {
-                    Ok(()) => {
-                        breaker.on_success();
-                        self.set_circuit(CircuitState::Closed);
-                        self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) if !e.retryable => {
-                        // The receiver answered: it is up, it just refuses this one.
-                        breaker.on_success();
-                        self.set_circuit(CircuitState::Closed);
-                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                        self.dead_letter(&n, &format!("rejected: {e}"));
-                        break;
-                    }
-                    Err(e) => {
-                        breaker.on_failure(Instant::now());
-                        self.set_circuit(breaker.state(Instant::now()));
-                        if attempt >= d.max_attempts {
-                            self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                            self.dead_letter(&n, &format!("gave up after {attempt} attempts: {e}"));
-                            break;
-                        }
-                        self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn finish(&self, batch: &Batch, outcome: Outcome) {
+        let result = match outcome {
+            Outcome::Delivered => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                self.grouped.fetch_add(batch.len() as u64 - 1, Ordering::Relaxed);
+                self.queue.done(batch, Instant::now())
+            }
+            Outcome::Rejected(e) => {
+                self.counters.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.dead_letter_batch(batch, &format!("rejected: {e}"));
+                self.queue.drop_batch(batch)
+            }
+            Outcome::Expired(e) => {
+                self.counters.expired.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let why =
+                    format!("expired: not delivered within {}; last error: {e}", human(self.delivery.expire_after));
+                self.dead_letter_batch(batch, &why);
+                self.queue.drop_batch(batch)
+            }
+            Outcome::Stopped => {
+                self.queue.release(batch);
+                return;
+            }
+        };
+        self.counters.dequeued.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if let Err(e) = result {
+            tracing::error!(sink = %self.name, error = %e, "queue write failed after a delivery");
+        }
+    }
+
+    /// Dead-letters each notification of a batch on its own, so each alert is in the file.
+    fn dead_letter_batch(&self, batch: &Batch, reason: &str) {
+        match self.queue.members(batch) {
+            Ok(members) => {
+                for n in &members {
+                    self.dead_letter(n, reason);
+                }
+            }
+            Err(e) => {
+                tracing::error!(sink = %self.name, error = %e, "cannot read a batch back; dead-lettering it as one");
+                self.dead_letter(&batch.notification, reason);
+            }
+        }
+    }
+
+    /// Dead-letters what waited past `expire_after` without being tried.
+    fn expire_waiting(&self) {
+        match self.queue.expire(now_ms()) {
+            Ok(old) => {
+                for n in &old {
+                    self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                    self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
+                    let why = format!("expired: not delivered within {}", human(self.delivery.expire_after));
+                    self.dead_letter(n, &why);
+                }
+            }
+            Err(e) => tracing::error!(sink = %self.name, error = %e, "queue write failed while expiring"),
+        }
+    }
+
+    async fn deliver(&mut self, batch: &Batch, r: &mut Retry) -> Outcome {
+        let d = self.delivery.clone();
+        let mut n = batch.notification.clone();
+        n.runbook = self.runbooks.get(&n.alert.rule).or_else(|| self.runbooks.get(&n.alert.detector)).cloned();
+        let expires_at = batch.oldest_enqueued_ms.saturating_add(d.expire_after.as_millis() as i64);
+        if let Some(rate) = &mut r.rate {
+            while let Some(w) = rate.try_take(Instant::now()) {
+                if self.sleep_or_stop(w).await {
+                    return Outcome::Stopped;
+                }
+            }
+        }
+        let mut attempt = 0u32;
+        let mut last_error = String::new();
+        loop {
+            if now_ms() >= expires_at {
+                return Outcome::Expired(last_error);
+            }
+            let wait = r.breaker.wait(Instant::now());
+            if !wait.is_zero() {
+                self.set_circuit(CircuitState::Open);
+                if self.sleep_or_stop(wait).await {
+                    return Outcome::Stopped;
+                }
+            }
+            self.set_circuit(r.breaker.state(Instant::now()));
+            attempt += 1;
+            let mut stop = self.stop.clone();
+            let res = tokio::select! {
+                r = tokio::time::timeout(d.timeout, self.sink.send(&n)) => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(SinkError::retryable(format!("timed out after {:?}", d.timeout))),
+                },
+                // It may have arrived: it stays queued and goes again with the same key.
+                _ = stopped(&mut stop) => return Outcome::Stopped,
+            };
+            match res {
+                Ok(()) => {
+                    r.breaker.on_success();
+                    self.set_circuit(CircuitState::Closed);
+                    self.recovered(r);
+                    return Outcome::Delivered;
+                }
+                Err(e) if !e.retryable => {
+                    // The receiver answered: it is up, it just refuses this one.
+                    r.breaker.on_success();
+                    self.set_circuit(CircuitState::Closed);
+                    self.recovered(r);
+                    return Outcome::Rejected(e);
+                }
+                Err(e) => {
+                    r.breaker.on_failure(Instant::now());
+                    self.set_circuit(r.breaker.state(Instant::now()));
+                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    if r.failing_since.is_none() {
+                        r.failing_since = Some(Instant::now());
+                        tracing::warn!(
+                            sink = %self.name,
+                            error = %e,
+                            waiting = self.queue.stats().items,
+                            "delivery failing; notifications stay queued and are retried until {} old",
+                            human(d.expire_after)
+                        );
+                    } else {
                         tracing::debug!(sink = %self.name, alert = %n.alert.id, attempt, error = %e, "delivery failed, retrying");
-                        let w = backoff(d.initial_backoff, d.max_backoff, attempt, rng.gen::<f64>())
-                            .max(e.retry_after.unwrap_or_default().min(d.max_backoff));
-                        if self.sleep_or_stop(w).await {
-                            self.dead_letter(&n, &format!("shutdown while retrying: {e}"));
-                            break;
-                        }
+                    }
+                    last_error = e.to_string();
+                    let w = backoff(d.initial_backoff, d.max_backoff, attempt, r.rng.gen::<f64>())
+                        .max(e.retry_after.unwrap_or_default().min(d.max_backoff));
+                    let until_expiry = Duration::from_millis(expires_at.saturating_sub(now_ms()).max(0) as u64);
+                    if self.sleep_or_stop(w.min(until_expiry)).await {
+                        return Outcome::Stopped;
                     }
                 }
             }
+        }
+    }
+
+    fn recovered(&self, r: &mut Retry) {
+        if let Some(since) = r.failing_since.take() {
+            tracing::info!(
+                sink = %self.name,
+                failing_for = %human(since.elapsed()),
+                waiting = self.queue.stats().items,
+                "delivery works again; draining the queue"
+            );
         }
     }
 
@@ -557,6 +797,20 @@ impl SinkWorker {
             }
             Err(e) => tracing::error!(sink = %self.name, alert = %n.alert.id, error = %e, "dead-letter write failed"),
         }
+    }
+}
+
+/// `90s`, `5m`, `24h`: a duration as people write it.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else if s > 0 {
+        format!("{s}s")
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 

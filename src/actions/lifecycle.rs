@@ -64,16 +64,22 @@ pub struct Notification {
     pub first_window_start: Millis,
     /// Runbook link for the alert's rule or detector, if configured.
     pub runbook: Option<String>,
+    /// The idempotency key, when it is not this alert's own: a batch drained from the queue
+    /// keeps the key of its first notification across retries and restarts.
+    pub key: Option<String>,
 }
 
 impl Notification {
     pub fn firing(alert: Alert) -> Self {
         let first = alert.window_start;
-        Notification { status: Status::Firing, alert, count: 1, first_window_start: first, runbook: None }
+        Notification { status: Status::Firing, alert, count: 1, first_window_start: first, runbook: None, key: None }
     }
 
     /// A key that identifies this notification for idempotent receivers.
     pub fn idempotency_key(&self) -> String {
+        if let Some(k) = &self.key {
+            return k.clone();
+        }
         match self.status {
             Status::Firing => self.alert.id.clone(),
             Status::Resolved => format!("{}:resolved", self.alert.id),
@@ -81,181 +87,70 @@ impl Notification {
     }
 }
 
-/// Per (entity, detector): folds alerts that follow a notification within `window` (event
-/// time) into one follow-up notification with a count.
-///
-/// - The first alert of a key goes out at once.
-/// - Alerts within `window` of event time after it are held and counted.
-/// - The held ones go out as one notification (the latest alert, with the count) when an
-///   alert past the window arrives (it goes out right after) or when `tick` finds the group
-///   older than `window` of wall time (live traffic, where event and wall time agree).
-/// - With `resolve_after`, a key quiet for that long (wall time) gets a resolved notification.
-pub struct Grouper {
-    window: Millis,
-    wall_window: Duration,
-    resolve_after: Option<Duration>,
-    max_groups: usize,
-    groups: HashMap<(Entity, String), Group>,
+/// Per (entity, detector): remembers the latest alert and when it came, so a pair quiet for
+/// `resolve_after` (wall time) gets one "resolved" notification to the sinks it notified.
+/// Folding bursts into one notification is the queue's business ([`super::queue`]).
+pub struct Resolver {
+    after: Duration,
+    max_pairs: usize,
+    pairs: HashMap<(Entity, String), Pair>,
 }
 
-struct Group {
-    /// Event time the current window opened (window_end of the alert last sent).
-    opened_at: Millis,
-    /// Wall time the current window opened.
-    opened_wall: Instant,
-    /// Wall time of the latest alert.
+struct Pair {
     last_wall: Instant,
-    held: Option<Held>,
-    /// The latest alert, for a resolved notification.
     latest: Alert,
-    /// Sinks the group notifies.
     sinks: Vec<usize>,
 }
 
-struct Held {
-    alert: Alert,
-    count: u64,
-    first_window_start: Millis,
-}
-
-/// What to send now, and to which sinks (indices into the dispatcher's sink list).
+/// Resolved notifications due, and the sinks (indices into the dispatcher's list) each goes to.
 pub type Outgoing = Vec<(Notification, Vec<usize>)>;
 
-impl Grouper {
-    pub fn new(window: Duration, resolve_after: Option<Duration>, max_groups: usize) -> Self {
-        Grouper {
-            window: window.as_millis() as Millis,
-            wall_window: window,
-            resolve_after,
-            max_groups: max_groups.max(1),
-            groups: HashMap::new(),
-        }
+impl Resolver {
+    pub fn new(after: Duration, max_pairs: usize) -> Self {
+        Resolver { after, max_pairs: max_pairs.max(1), pairs: HashMap::new() }
     }
 
     pub fn len(&self) -> usize {
-        self.groups.len()
+        self.pairs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.pairs.is_empty()
     }
 
-    /// Takes an alert bound for `sinks`; returns what to send now (possibly nothing: held).
-    pub fn on_alert(&mut self, alert: Alert, sinks: Vec<usize>, now: Instant) -> Outgoing {
-        let mut out = Vec::new();
-        if self.window == 0 && self.resolve_after.is_none() {
-            out.push((Notification::firing(alert), sinks));
-            return out;
-        }
+    /// An alert went to `sinks`. Past `max_pairs`, a new pair is not watched (it gets no
+    /// resolved notification) rather than pushing out one that is.
+    pub fn on_alert(&mut self, alert: &Alert, sinks: &[usize], now: Instant) {
         let key = (alert.entity.clone(), alert.detector.clone());
-        if let Some(g) = self.groups.get_mut(&key) {
-            g.last_wall = now;
-            g.latest = alert.clone();
-            if alert.window_end < g.opened_at.saturating_add(self.window) {
-                match &mut g.held {
-                    Some(h) => {
-                        h.count += 1;
-                        h.alert = alert;
-                    }
-                    None => {
-                        g.held = Some(Held { first_window_start: alert.window_start, alert, count: 1 });
-                    }
+        if let Some(p) = self.pairs.get_mut(&key) {
+            p.last_wall = now;
+            p.latest = alert.clone();
+            for s in sinks {
+                if !p.sinks.contains(s) {
+                    p.sinks.push(*s);
                 }
-                // The latest alert's sinks win: a later alert may ask for more.
-                for s in sinks {
-                    if !g.sinks.contains(&s) {
-                        g.sinks.push(s);
-                    }
-                }
-                return out;
             }
-            if let Some(h) = g.held.take() {
-                out.push((held_notification(h), g.sinks.clone()));
-            }
-            g.opened_at = alert.window_end;
-            g.opened_wall = now;
-            g.sinks = sinks.clone();
-            out.push((Notification::firing(alert), sinks));
-            return out;
+            return;
         }
-        if self.groups.len() >= self.max_groups {
-            // Make room: flush what is due; if still full, send ungrouped (never drop).
-            out.extend(self.tick(now));
-            if self.groups.len() >= self.max_groups {
-                out.push((Notification::firing(alert), sinks));
-                return out;
-            }
+        if self.pairs.len() < self.max_pairs {
+            self.pairs.insert(key, Pair { last_wall: now, latest: alert.clone(), sinks: sinks.to_vec() });
         }
-        self.groups.insert(
-            key,
-            Group {
-                opened_at: alert.window_end,
-                opened_wall: now,
-                last_wall: now,
-                held: None,
-                latest: alert.clone(),
-                sinks: sinks.clone(),
-            },
-        );
-        out.push((Notification::firing(alert), sinks));
-        out
     }
 
-    /// Flushes groups whose window passed in wall time, sends resolved notifications for
-    /// quiet keys, and forgets groups with nothing left to do.
+    /// Resolved notifications for the pairs quiet for `resolve_after`; they are forgotten.
     pub fn tick(&mut self, now: Instant) -> Outgoing {
         let mut out = Vec::new();
-        let wall_window = self.wall_window;
-        let resolve_after = self.resolve_after;
-        self.groups.retain(|_, g| {
-            if now.saturating_duration_since(g.opened_wall) >= wall_window {
-                if let Some(h) = g.held.take() {
-                    out.push((held_notification(h), g.sinks.clone()));
-                    g.opened_wall = now;
-                    g.opened_at = g.latest.window_end;
-                }
+        let after = self.after;
+        self.pairs.retain(|_, p| {
+            if now.saturating_duration_since(p.last_wall) < after {
+                return true;
             }
-            match resolve_after {
-                Some(r) => {
-                    if g.held.is_none() && now.saturating_duration_since(g.last_wall) >= r {
-                        let n = Notification {
-                            status: Status::Resolved,
-                            first_window_start: g.latest.window_start,
-                            alert: g.latest.clone(),
-                            count: 1,
-                            runbook: None,
-                        };
-                        out.push((n, g.sinks.clone()));
-                        false
-                    } else {
-                        true
-                    }
-                }
-                None => g.held.is_some() || now.saturating_duration_since(g.last_wall) < wall_window,
-            }
+            let mut n = Notification::firing(p.latest.clone());
+            n.status = Status::Resolved;
+            out.push((n, std::mem::take(&mut p.sinks)));
+            false
         });
         out
-    }
-
-    /// Everything held, now (shutdown).
-    pub fn drain(&mut self) -> Outgoing {
-        let mut out = Vec::new();
-        for (_, g) in self.groups.drain() {
-            if let Some(h) = g.held {
-                out.push((held_notification(h), g.sinks));
-            }
-        }
-        out
-    }
-}
-
-fn held_notification(h: Held) -> Notification {
-    Notification {
-        status: Status::Firing,
-        alert: h.alert,
-        count: h.count,
-        first_window_start: h.first_window_start,
-        runbook: None,
     }
 }
 
@@ -411,52 +306,30 @@ mod tests {
     }
 
     #[test]
-    fn burst_is_folded_into_one_notification_with_a_count() {
+    fn a_quiet_pair_is_resolved_once_to_every_sink_it_notified() {
         let t0 = Instant::now();
-        let mut g = Grouper::new(Duration::from_secs(600), None, 100);
-        let out = g.on_alert(alert("c1", "d", 1_000_000), vec![0], t0);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0.count, 1);
-        for i in 1..=4 {
-            assert!(g.on_alert(alert("c1", "d", 1_000_000 + i * 60_000), vec![0], t0).is_empty());
-        }
-        // Another entity is not held by c1's group.
-        assert_eq!(g.on_alert(alert("c2", "d", 1_000_000), vec![0], t0).len(), 1);
-        // An alert past the window releases the held four, then goes out itself.
-        let out = g.on_alert(alert("c1", "d", 1_000_000 + 700_000), vec![0], t0);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].0.count, 4);
-        assert_eq!(out[0].0.alert.window_end, 1_000_000 + 240_000);
-        assert_eq!(out[0].0.first_window_start, 1_000_000 + 60_000 - 60_000);
-        assert_eq!(out[1].0.count, 1);
-    }
-
-    #[test]
-    fn tick_flushes_held_alerts_after_the_window_in_wall_time() {
-        let t0 = Instant::now();
-        let mut g = Grouper::new(Duration::from_secs(60), Some(Duration::from_secs(300)), 100);
-        g.on_alert(alert("c1", "d", 1_000_000), vec![1], t0);
-        g.on_alert(alert("c1", "d", 1_010_000), vec![1], t0);
-        assert!(g.tick(t0 + Duration::from_secs(30)).is_empty());
-        let out = g.tick(t0 + Duration::from_secs(61));
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].0.count, out[0].0.status), (1, Status::Firing));
-        assert_eq!(out[0].1, vec![1]);
-        // Quiet for resolve_after: resolved, then forgotten.
-        let out = g.tick(t0 + Duration::from_secs(301));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0.status, Status::Resolved);
+        let mut r = Resolver::new(Duration::from_secs(300), 100);
+        r.on_alert(&alert("c1", "d", 1_000_000), &[1], t0);
+        r.on_alert(&alert("c1", "d", 1_010_000), &[0, 1], t0 + Duration::from_secs(100));
+        r.on_alert(&alert("c2", "d", 1_000_000), &[0], t0);
+        assert!(r.tick(t0 + Duration::from_secs(299)).is_empty());
+        let out = r.tick(t0 + Duration::from_secs(301));
+        assert_eq!(out.len(), 1, "c2 is quiet, c1 had an alert 100 s later");
+        assert_eq!((out[0].0.alert.entity.id.as_str(), out[0].0.status), ("c2", Status::Resolved));
         assert_eq!(out[0].0.idempotency_key(), format!("{}:resolved", out[0].0.alert.id));
-        assert!(g.is_empty());
+        let out = r.tick(t0 + Duration::from_secs(401));
+        assert_eq!((out[0].0.alert.window_end, out[0].1.clone()), (1_010_000, vec![1, 0]));
+        assert!(r.is_empty());
     }
 
     #[test]
-    fn full_group_table_sends_ungrouped_rather_than_dropping() {
+    fn a_full_resolver_watches_no_new_pair() {
         let t0 = Instant::now();
-        let mut g = Grouper::new(Duration::from_secs(600), None, 1);
-        assert_eq!(g.on_alert(alert("a", "d", 1_000_000), vec![0], t0).len(), 1);
-        assert_eq!(g.on_alert(alert("b", "d", 1_000_000), vec![0], t0).len(), 1);
-        assert_eq!(g.len(), 1);
+        let mut r = Resolver::new(Duration::from_secs(1), 1);
+        r.on_alert(&alert("a", "d", 1_000_000), &[0], t0);
+        r.on_alert(&alert("b", "d", 1_000_000), &[0], t0);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.tick(t0 + Duration::from_secs(2))[0].0.alert.entity.id, "a");
     }
 
     #[test]

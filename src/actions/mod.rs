@@ -12,6 +12,7 @@ pub mod deadletter;
 pub mod dispatcher;
 pub mod email;
 pub mod lifecycle;
+pub mod queue;
 pub mod revocation;
 pub mod secret;
 pub mod sink;

@@ -1,7 +1,7 @@
 //! A real SMTP server for the tests: Debian's `python3-aiosmtpd` on 127.0.0.1,
 //! with AUTH. It writes each message it receives (parsed) as `<n>.json` in its
 //! output directory. Needs `apt-get install python3-aiosmtpd`; a test using it
-//! fails (not skips) without it.
+//! fails (not skips) without it. [`Smtp::refuse`] makes it answer `451` for a while.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -22,8 +22,13 @@ class Auth:
               and auth_data.login.decode() == user and auth_data.password.decode() == password)
         return AuthResult(success=ok)
 
+refuse = os.path.join(os.path.dirname(out), "refuse")
+
 class Handler:
     async def handle_DATA(self, server, session, envelope):
+        if os.path.exists(refuse):
+            # A relay having a bad day: a transient refusal, the client should come back.
+            return "451 4.3.0 Try again later"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         rec = {
             "mail_from": envelope.mail_from,
@@ -102,6 +107,16 @@ pub fn start_smtp(dir: &Path, user: &str, password: &str) -> Smtp {
 }
 
 impl Smtp {
+    /// While on, every message is refused with a transient `451` (a relay having a bad day).
+    pub fn refuse(&self, on: bool) {
+        let flag = self.out.parent().unwrap().join("refuse");
+        if on {
+            std::fs::write(flag, b"").unwrap();
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+
     /// Every message received so far, in arrival order.
     pub fn messages(&self) -> Vec<serde_json::Value> {
         let mut files: Vec<(usize, PathBuf)> = std::fs::read_dir(&self.out)
