@@ -52,7 +52,7 @@ fn with_secret(line: &str, i: usize) -> String {
         };
         format!("{{{field}{rest}")
     } else if let Some(p) = line.find(" HTTP/1.1") {
-        let q = if i % 2 == 0 { format!("?access_token={JWT}") } else { format!("/{GH}") };
+        let q = if i.is_multiple_of(2) { format!("?access_token={JWT}") } else { format!("/{GH}") };
         format!("{}{q}{}", &line[..p], &line[p..])
     } else {
         format!("{line} authorization=\"Basic YWxpY2U6aHVudGVyMg==\"")

@@ -227,7 +227,9 @@ initial_backoff = "10ms"
 [actions.webhook.broken]
 url = "http://127.0.0.1:{closed}/hook"
 min_severity = "info"
-max_attempts = 1
+# Past one waiting notification, the rest overflow to the dead-letter file at once.
+queue = 1
+expire_after = "1s"
 [actions.email.oncall]
 host = "127.0.0.1"
 port = {smtp}
@@ -434,6 +436,22 @@ async fn no_raw_secret_in_anything_gatewatch_writes() {
     for f in ["actions-dead-letter.jsonl", "revocations.audit.jsonl"] {
         outputs.push((f.into(), std::fs::read_to_string(dir.path().join(f)).unwrap_or_default()));
     }
+    // The sinks' durable queues on disk hold alerts too.
+    let mut queue_files = 0;
+    let mut stack = vec![dir.path().join("gatewatch-queue")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                queue_files += 1;
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                outputs.push((format!("queue file {}", p.display()), String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    }
+    assert!(queue_files > 0, "the sinks' queues are on disk");
     let mail = smtp.messages();
     for (i, m) in mail.iter().enumerate() {
         outputs.push((format!("email {i}"), m.to_string()));
@@ -502,7 +520,8 @@ async fn no_raw_secret_in_anything_gatewatch_writes() {
     };
     assert!(series("gatewatch_notifications_total{result=\"sent\",sink=\"webhook:secops\"}") >= 1.0, "{final_metrics}");
     assert!(series("gatewatch_notifications_total{result=\"sent\",sink=\"email:oncall\"}") >= 1.0);
-    assert!(series("gatewatch_notifications_total{result=\"failed\",sink=\"webhook:broken\"}") >= 1.0);
+    assert!(series("gatewatch_notifications_total{result=\"overflow\",sink=\"webhook:broken\"}") >= 1.0);
+    assert!(series("gatewatch_notification_queue_bytes{sink=\"webhook:broken\"}") > 0.0, "{final_metrics}");
     assert!(series("gatewatch_revocation_decisions_total{verdict=\"revoke\"}") >= 1.0);
     assert!(series("gatewatch_dispatcher_alerts_total{outcome=\"received\"}") >= stdout_alerts.len() as f64);
 

@@ -63,6 +63,8 @@ pub struct SinkStats {
     pub queue_disk_bytes: u64,
     /// When the oldest waiting notification was queued (Unix ms).
     pub oldest_queued_ms: Option<i64>,
+    /// How long the oldest waiting notification has waited, when this snapshot was taken.
+    pub oldest_age: Option<Duration>,
     /// Deliveries (a batch drained after an outage is one).
     pub sent: u64,
     /// Retries (attempts after the first).
@@ -105,6 +107,7 @@ impl SinkCounters {
             queue_bytes: q.bytes,
             queue_disk_bytes: q.disk_bytes,
             oldest_queued_ms: q.oldest_enqueued_ms,
+            oldest_age: q.oldest_enqueued_ms.map(|t| Duration::from_millis((now_ms() - t).max(0) as u64)),
             sent: self.sent.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
@@ -228,6 +231,16 @@ impl Dispatcher {
         extra: Vec<SinkEntry>,
         revoker: Option<Arc<Revoker>>,
     ) -> Result<Dispatcher, String> {
+        Self::start_with_receipts(cfg, extra, revoker, None)
+    }
+
+    /// [`Dispatcher::start`], also sending a [`Receipt`] for every delivery that ended.
+    pub fn start_with_receipts(
+        cfg: &ActionsConfig,
+        extra: Vec<SinkEntry>,
+        revoker: Option<Arc<Revoker>>,
+        receipts: Option<mpsc::UnboundedSender<Receipt>>,
+    ) -> Result<Dispatcher, String> {
         let mut entries = build_sinks(&cfg.sinks)?;
         entries.extend(extra);
         let dead_letter = Arc::new(
@@ -286,6 +299,7 @@ impl Dispatcher {
                 grouped: grouped.clone(),
                 stop: stop_rx.clone(),
                 draining: draining_rx.clone(),
+                receipts: receipts.clone(),
             };
             workers.push(tokio::spawn(worker.run()));
         }
@@ -533,6 +547,17 @@ impl AlertHandoff for Dispatcher {
     }
 }
 
+/// What became of the notifications of one delivery, for a caller that follows them
+/// ([`Dispatcher::start_with_receipts`]: `gatewatch redrive`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub sink: String,
+    /// `true`: delivered; `false`: in the dead-letter file again (rejected or expired).
+    pub delivered: bool,
+    /// The idempotency key of each notification the delivery stood for.
+    pub keys: Vec<String>,
+}
+
 /// How one batch ended.
 enum Outcome {
     Delivered,
@@ -555,6 +580,7 @@ struct SinkWorker {
     grouped: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
     draining: watch::Receiver<bool>,
+    receipts: Option<mpsc::UnboundedSender<Receipt>>,
 }
 
 struct Retry {
@@ -626,6 +652,16 @@ impl SinkWorker {
     }
 
     fn finish(&self, batch: &Batch, outcome: Outcome) {
+        if let Some(tx) = &self.receipts {
+            if !matches!(outcome, Outcome::Stopped) {
+                let keys = match self.queue.members(batch) {
+                    Ok(m) => m.iter().map(|n| n.idempotency_key()).collect(),
+                    Err(_) => vec![batch.notification.idempotency_key()],
+                };
+                let delivered = matches!(outcome, Outcome::Delivered);
+                let _ = tx.send(Receipt { sink: self.name.clone(), delivered, keys });
+            }
+        }
         let result = match outcome {
             Outcome::Delivered => {
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -803,9 +839,9 @@ impl SinkWorker {
 /// `90s`, `5m`, `24h`: a duration as people write it.
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else if s > 0 {
         format!("{s}s")

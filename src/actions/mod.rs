@@ -19,7 +19,7 @@ pub mod sink;
 pub mod webhook;
 
 pub use config::ActionsSettings;
-pub use dispatcher::{Dispatcher, DispatcherStats, SinkEntry, SinkStats};
+pub use dispatcher::{Dispatcher, DispatcherStats, Receipt, SinkEntry, SinkStats};
 pub use lifecycle::{CircuitState, Notification, Status};
 pub use sink::{Sink, SinkError};
 

@@ -48,6 +48,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "both")]
         stage: crate::app::run::StageArg,
     },
+    /// Send a sink's dead letters again through the sink (its queue, retries, rate limit and
+    /// breaker); each one delivered is recorded in the dead-letter file, so it is sent once.
+    Redrive {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The sink, as detector actions name it: webhook:secops, email:oncall, alertmanager:main.
+        #[arg(long)]
+        sink: String,
+        /// The dead-letter file to read (default: `[actions] dead_letter`).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// How long to wait for deliveries (`90s`, `5m`); what is left stays pending.
+        #[arg(long, default_value = "2m")]
+        timeout: String,
+    },
     /// Backtest: the live engine over a file of access logs; alerts as JSON lines, summary on stderr.
     Replay {
         #[arg(long)]
@@ -178,6 +193,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(crate::app::run::run(cfg, stage, crate::app::run::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Redrive { config, sink, from, timeout } => {
+            let timeout = crate::config::parse_duration(&timeout)
+                .map_err(|e| anyhow::anyhow!("--timeout: {e}"))
+                .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))?;
+            let cfg = GatewatchConfig::load_default(config.as_deref()).map_err(crate::config::ConfigErrors)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let report = rt.block_on(crate::app::redrive::redrive(&cfg, &sink, from.as_deref(), timeout))?;
+            println!("{}", report.render(&sink));
+            Ok(if report.unfinished == 0 && report.failed_again == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Replay { config, input, format, alerts, year } => {
             replay_cmd(config.as_deref(), &input, &format, &alerts, year)

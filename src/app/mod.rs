@@ -3,5 +3,6 @@
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod redrive;
 pub mod replay;
 pub mod run;

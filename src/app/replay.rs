@@ -114,7 +114,7 @@ pub fn replay(
             }
             pos = end + 1;
             n += 1;
-            if n % 65_536 == 0 {
+            if n.is_multiple_of(65_536) {
                 progress(bytes + pos as u64);
             }
         }

@@ -18,6 +18,8 @@ pub struct ActionsCollector {
     revoker: Option<Arc<Revoker>>,
     notifications: IntCounterVec,
     queue_depth: IntGaugeVec,
+    queue_bytes: IntGaugeVec,
+    queue_oldest_age: prometheus::GaugeVec,
     circuit_open: IntGaugeVec,
     alerts: IntCounterVec,
     revocations: IntCounterVec,
@@ -37,6 +39,20 @@ impl ActionsCollector {
             )?,
             queue_depth: IntGaugeVec::new(
                 Opts::new("gatewatch_notification_queue_depth", "Notifications waiting in each sink's queue"),
+                &["sink"],
+            )?,
+            queue_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "gatewatch_notification_queue_bytes",
+                    "Bytes of the notifications waiting in each sink's durable queue",
+                ),
+                &["sink"],
+            )?,
+            queue_oldest_age: prometheus::GaugeVec::new(
+                Opts::new(
+                    "gatewatch_notification_queue_oldest_age_seconds",
+                    "Age of the oldest notification waiting in each sink's queue (0 when empty)",
+                ),
                 &["sink"],
             )?,
             circuit_open: IntGaugeVec::new(
@@ -80,12 +96,18 @@ impl ActionsCollector {
                 ("sent", s.sent),
                 ("retried", s.retried),
                 ("failed", s.failed),
+                ("expired", s.expired),
                 ("overflow", s.overflow),
                 ("dead_lettered", s.dead_lettered),
             ] {
                 self.advance(&self.notifications, "notifications", &[&s.name, result], v);
             }
             self.queue_depth.with_label_values(&[&s.name]).set(s.queue_depth as i64);
+            if s.kind != "revoke" {
+                self.queue_bytes.with_label_values(&[&s.name]).set(s.queue_bytes as i64);
+                let age = s.oldest_age.map_or(0.0, |a| a.as_secs_f64());
+                self.queue_oldest_age.with_label_values(&[&s.name]).set(age);
+            }
             let open = !matches!(s.circuit, crate::actions::lifecycle::CircuitState::Closed);
             self.circuit_open.with_label_values(&[&s.name]).set(open as i64);
         }
@@ -106,6 +128,8 @@ impl Collector for ActionsCollector {
         [
             self.notifications.desc(),
             self.queue_depth.desc(),
+            self.queue_bytes.desc(),
+            self.queue_oldest_age.desc(),
             self.circuit_open.desc(),
             self.alerts.desc(),
             self.revocations.desc(),
@@ -119,6 +143,8 @@ impl Collector for ActionsCollector {
         [
             self.notifications.collect(),
             self.queue_depth.collect(),
+            self.queue_bytes.collect(),
+            self.queue_oldest_age.collect(),
             self.circuit_open.collect(),
             self.alerts.collect(),
             self.revocations.collect(),

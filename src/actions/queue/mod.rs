@@ -88,7 +88,7 @@ impl Batch {
 
 /// What the worker should do next.
 pub enum Next {
-    Send(Batch),
+    Send(Box<Batch>),
     /// Nothing to send before this instant (`None`: until something is pushed).
     Wait(Option<Instant>),
 }
@@ -433,7 +433,7 @@ impl DurableQueue {
         n.count = count;
         n.first_window_start = first_window_start;
         n.key = Some(head.idempotency_key());
-        Ok(Next::Send(Batch { notification: n, oldest_enqueued_ms, seqs, group: gid }))
+        Ok(Next::Send(Box::new(Batch { notification: n, oldest_enqueued_ms, seqs, group: gid })))
     }
 
     /// The batch was delivered (or dead-lettered): forget it; its group cools down.
@@ -584,7 +584,7 @@ mod tests {
 
     fn send(q: &DurableQueue, now: Instant) -> Option<Batch> {
         match q.next(now).unwrap() {
-            Next::Send(b) => Some(b),
+            Next::Send(b) => Some(*b),
             Next::Wait(_) => None,
         }
     }
