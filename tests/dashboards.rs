@@ -1,6 +1,7 @@
 //! Dashboards, alert rules and docker-compose stay honest: promtool checks and
 //! unit-tests the rules, every metric the dashboard or the rules query is one
-//! gatewatch defines, and every file docker-compose mounts exists.
+//! gatewatch defines, every file docker-compose mounts exists, and the config it mounts is
+//! valid and points at the services and volumes the compose file defines.
 
 use std::path::Path;
 use std::process::Command;
@@ -95,4 +96,30 @@ fn every_file_docker_compose_mounts_exists() {
     for service in ["kafka:", "gatewatch:", "prometheus:", "grafana:", "mailcatcher:"] {
         assert!(compose.contains(&format!("  {service}")), "docker-compose.yml lacks the {service} service");
     }
+}
+
+#[test]
+fn the_compose_config_is_valid_and_matches_the_compose_file() {
+    let compose = std::fs::read_to_string(Path::new(ROOT).join("docker-compose.yml")).unwrap();
+    let path = Path::new(ROOT).join("deploy/gatewatch.compose.toml");
+    let cfg = gatewatch::config::GatewatchConfig::load(&path).expect("the compose config parses");
+    let env = |k: &str| (k == "ADMIN_TOKEN").then(|| "a-compose-admin-token-0123".to_string());
+    let s = gatewatch::actions::ActionsSettings::from_config_with_env(&cfg, &env)
+        .expect("its [actions] and [admin] are valid");
+    assert!(s.admin.token.is_some(), "the admin API is protected by ADMIN_TOKEN");
+    assert!(compose.contains("ADMIN_TOKEN: ${ADMIN_TOKEN:?"), "compose requires ADMIN_TOKEN");
+    let a = s.actions.expect("[actions]");
+    let mail = a.sinks.iter().find(|s| s.name == "email:oncall").expect("a mail sink");
+    match &mail.kind {
+        gatewatch::actions::config::SinkKind::Email(e) => {
+            assert_eq!(e.host, "mailcatcher");
+            assert!(compose.contains(&format!("\"{}:{}\"", e.port, e.port)), "the mail catcher listens on {}", e.port);
+        }
+        _ => panic!("email:oncall is not an email sink"),
+    }
+    // The queue and the dead-letter file are on the state volume.
+    assert!(compose.contains("gatewatch-state:/var/lib/gatewatch"));
+    assert!(a.queue_dir.starts_with("/var/lib/gatewatch") && a.dead_letter.starts_with("/var/lib/gatewatch"));
+    let kafka = gatewatch::source::kafka::KafkaSettings::from_config(&cfg).expect("[kafka] is valid");
+    assert!(compose.contains("INTERNAL://kafka:9092") && kafka.brokers == "kafka:9092");
 }
