@@ -90,6 +90,53 @@ fn query_line(secret: &str) -> String {
     )
 }
 
+/// Percent-encoding as `encodeURIComponent` writes it.
+fn pct_encode(text: &str) -> String {
+    text.bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect()
+}
+
+fn pct_decode(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The whole snippet URL-encoded in a search parameter, the way a search box or a redirect
+/// parameter carries it: no name says it is a secret.
+fn encoded_query_line(text: &str) -> String {
+    format!(
+        r#"10.0.0.1 - - [08/Mar/2026:14:32:15 +0000] "GET /v1/search?q={} HTTP/1.1" 200 59 "-" "curl/8.5.0""#,
+        pct_encode(text)
+    )
+}
+
+/// The body record as lua-cjson (Kong) writes it: `/` escaped as `\/`.
+fn cjson_body_line(text: &str) -> String {
+    body_line(text).replace('/', "\\/")
+}
+
 fn cookie_line(secret: &str) -> String {
     format!("Cookie: _ga=GA1.2.1843052398.1700000000; session={}; theme=dark", secret.replace([';', ' ', '\n'], ""))
 }
@@ -120,7 +167,11 @@ struct Tally {
     query: usize,
     cookie: usize,
     json_key: usize,
+    pct: usize,
+    cjson: usize,
     missed: Vec<String>,
+    missed_pct: Vec<String>,
+    missed_cjson: Vec<String>,
 }
 
 fn pct(a: usize, n: usize) -> f64 {
@@ -148,6 +199,18 @@ fn recall_per_family() {
         t.text += ok_text as usize;
         if !ok_body || !ok_text {
             t.missed.push(r.id.clone());
+        }
+        let q = sc.scrub_line(&encoded_query_line(&r.text), &mut st).into_owned();
+        let ok_pct = !leaked(&pct_decode(&q), secret);
+        t.pct += ok_pct as usize;
+        if !ok_pct {
+            t.missed_pct.push(r.id.clone());
+        }
+        let cj = body_of(&sc.scrub_line(&cjson_body_line(&r.text), &mut st));
+        let ok_cjson = !leaked(&cj, secret);
+        t.cjson += ok_cjson as usize;
+        if !ok_cjson {
+            t.missed_cjson.push(r.id.clone());
         }
         let ua = sc.scrub_line(&ua_line(secret), &mut st).into_owned();
         t.ua += !leaked(&ua, secret) as usize;
@@ -220,14 +283,14 @@ fn recall_per_family() {
     .collect();
 
     println!(
-        "\n{:<32} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
-        "family", "n", "body", "text", "ua", "header", "query", "cookie", "jsonkey"
+        "\n{:<32} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        "family", "n", "body", "text", "ua", "header", "query", "cookie", "jsonkey", "q=enc", "cjson"
     );
     let mut failures = Vec::new();
     let mut all = Tally::default();
     for (fam, t) in &by_family {
         println!(
-            "{:<32} {:>4} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2}",
+            "{:<32} {:>4} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2}",
             fam,
             t.n,
             pct(t.body, t.n),
@@ -236,12 +299,16 @@ fn recall_per_family() {
             pct(t.header, t.n),
             pct(t.query, t.n),
             pct(t.cookie, t.n),
-            pct(t.json_key, t.n)
+            pct(t.json_key, t.n),
+            pct(t.pct, t.n),
+            pct(t.cjson, t.n)
         );
         all.n += t.n;
         all.body += t.body;
         all.text += t.text;
         all.ua += t.ua;
+        all.pct += t.pct;
+        all.cjson += t.cjson;
         let min = content_min.get(fam.as_str()).copied().unwrap_or(0.75);
         if pct(t.body, t.n) < min || pct(t.text, t.n) < min {
             failures.push(format!("{fam}: content recall below {min} (missed ids: {:?})", t.missed));
@@ -261,19 +328,37 @@ fn recall_per_family() {
         }
     }
     println!(
-        "{:<32} {:>4} {:>6.2} {:>6.2} {:>6.2}",
+        "{:<32} {:>4} {:>6.2} {:>6.2} {:>6.2}   q=enc {:.3} ({}/{})  cjson {:.3} ({}/{})",
         "ALL",
         all.n,
         pct(all.body, all.n),
         pct(all.text, all.n),
-        pct(all.ua, all.n)
+        pct(all.ua, all.n),
+        pct(all.pct, all.n),
+        all.pct,
+        all.n,
+        pct(all.cjson, all.n),
+        all.cjson,
+        all.n
     );
     for (fam, t) in &by_family {
         if !t.missed.is_empty() {
             println!("missed {fam}: {:?}", t.missed);
         }
+        if !t.missed_pct.is_empty() {
+            println!("missed in q=enc {fam}: {:?}", t.missed_pct);
+        }
+        if !t.missed_cjson.is_empty() {
+            println!("missed in cjson {fam}: {:?}", t.missed_cjson);
+        }
     }
     assert!(pct(all.body, all.n) >= 0.95 && pct(all.text, all.n) >= 0.95, "overall content recall below 0.95");
+    // The same snippets URL-encoded in an unnamed search parameter (300 of 584 before the
+    // scrubber read percent-encoding) and in a body as lua-cjson writes it (`\/`): what is
+    // reached, never lowered. The misses are the same as in a plain body (placeholders
+    // written as values, Discord bot tokens, a few vendor formats without a prefix).
+    assert!(all.pct >= 561, "URL-encoded recall fell: {}/{}", all.pct, all.n);
+    assert!(all.cjson >= 563, "cjson-escaped recall fell: {}/{}", all.cjson, all.n);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

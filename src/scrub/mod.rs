@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod content;
+pub mod decode;
 pub mod entropy;
 pub mod fingerprint;
 pub mod marker;
@@ -372,7 +373,45 @@ impl Scrubber {
         None
     }
 
+    /// Every secret in `b`: as written, and as it reads once percent-encoding or JSON string
+    /// escapes are undone (masked over the whole span it was written as).
     fn find(&self, b: &[u8], out: &mut Vec<Found>) {
+        self.find_plain(b, out);
+        self.find_decoded(b, out, 0);
+    }
+
+    /// The finds of the decoded views of `b` (a view of a view too: `%5C%2F`, JSON in a
+    /// query), mapped back to `b`.
+    fn find_decoded(&self, b: &[u8], out: &mut Vec<Found>, depth: u8) {
+        if depth >= 2 {
+            return;
+        }
+        let pct = memchr::memchr(b'%', b).is_some();
+        let esc = memchr::memmem::find(b, b"\\/").is_some() || memchr::memmem::find(b, b"\\u").is_some();
+        if !pct && !esc {
+            return;
+        }
+        let mut views = Vec::new();
+        if pct {
+            views.extend(decode::percent_views(b));
+        }
+        if esc {
+            views.extend(decode::json_views(b));
+        }
+        for v in views {
+            let mut inner = Vec::new();
+            self.find_plain(&v.bytes, &mut inner);
+            self.find_decoded(&v.bytes, &mut inner, depth + 1);
+            for f in inner {
+                let (a, z) = v.original(f.start, f.end);
+                if z > a {
+                    out.push(Found { start: a, end: z, kind: f.kind, place: f.place });
+                }
+            }
+        }
+    }
+
+    fn find_plain(&self, b: &[u8], out: &mut Vec<Found>) {
         let classify = |v: &[u8]| self.classify_credential(v);
         // Candidate positions from the trigram set, then an anchored leftmost-longest
         // match there: the same hits as an unanchored search, and a hit that found nothing
@@ -480,6 +519,14 @@ impl Scrubber {
     /// Fingerprint of a secret as logged; JSON escapes (`\/`, `\"`, `\\`) are undone first
     /// so the fingerprint matches the one normalization computes from the decoded value.
     fn fingerprint_raw(&self, raw: &[u8]) -> Fingerprint {
+        if memchr::memchr(b'%', raw).is_some() || memchr::memmem::find(raw, b"\\u").is_some() {
+            // Written encoded: the fingerprint of what it stands for, as when written plain.
+            return self.fp.fingerprint(&decode::decoded(raw));
+        }
+        self.fingerprint_raw_plain(raw)
+    }
+
+    fn fingerprint_raw_plain(&self, raw: &[u8]) -> Fingerprint {
         if memchr::memchr(b'\\', raw).is_none() {
             return self.fp.fingerprint(raw);
         }
@@ -560,6 +607,41 @@ mod tests {
 
     fn scrub(s: &str) -> String {
         sc().scrub_line(s, &mut ScrubStats::default()).into_owned()
+    }
+
+    #[test]
+    fn secrets_written_percent_encoded_or_json_escaped_are_masked_whole() {
+        for (line, secret) in [
+            ("GET /search?q=password%3Dhunter2xyz HTTP/1.1", "hunter2xyz"),
+            ("GET /cb?next=https%3A%2F%2Fadmin%3AS3cr3tPassw0rd%40evil.example.com%2F HTTP/1.1", "S3cr3tPassw0rd"),
+            (
+                "GET /cb?q=Authorization%3A%20Bearer%20abcdefghijklmnopqrstuvwxyz012345 HTTP/1.1",
+                "abcdefghijklmnopqrstuvwxyz012345",
+            ),
+            (
+                "GET /cb?q=Authorization%253A%2520Bearer%2520Zk3mP9qR2sT5vW8xY1zA4bC7dE0fG HTTP/1.1",
+                "Zk3mP9qR2sT5vW8xY1zA4bC7dE0fG",
+            ),
+            (r#"{"h":"Bearer oUNX0vi+1KS7N\/zeS6nn\/A3tuQk9xLm2Pq"}"#, "zeS6nn"),
+            (r#"{"h":"Bearer \u0061bcdefghijklmnopqrstuvwxyz0123456"}"#, "bcdefghijklmnopqrstuvwxyz0123456"),
+        ] {
+            let out = scrub(line);
+            assert!(!out.contains(secret), "{secret} left in {out}");
+            assert!(out.contains("[REDACTED:"), "{out}");
+        }
+        // Idempotent, and clean encoded text stays as it is.
+        let once = scrub("GET /search?q=password%3Dhunter2xyz&page=2");
+        assert_eq!(scrub(&once), once);
+        let plain = "GET /search?q=John%20Smith%2C%20Berlin&sort=name%3Aasc HTTP/1.1";
+        assert_eq!(scrub(plain), plain);
+    }
+
+    #[test]
+    fn an_encoded_token_has_the_fingerprint_of_the_plain_one() {
+        let marker = |s: &str| s[s.find("[REDACTED:").unwrap()..].split(']').next().unwrap().to_string();
+        let plain = scrub("Authorization: Bearer Zk3mP9qR2sT5vW8xY1zA4bC7dE0fGhI2");
+        let encoded = scrub("GET /cb?q=Authorization%3A%20Bearer%20Zk3mP9qR2sT5vW8xY1zA4bC7dE0fGhI2");
+        assert_eq!(marker(&plain), marker(&encoded));
     }
 
     #[test]
