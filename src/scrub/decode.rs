@@ -49,7 +49,7 @@ fn ends_value(c: u8) -> bool {
 pub fn percent_views(b: &[u8]) -> Vec<View> {
     let mut out = Vec::new();
     let mut i = 0;
-    while let Some(p) = memchr::memchr(b'%', &b[i..]).map(|p| p + i) {
+    while let Some(p) = b.get(i..).and_then(|rest| memchr::memchr(b'%', rest)).map(|p| p + i) {
         if pct_at(b, p).is_none() {
             i = p + 1;
             continue;
@@ -78,7 +78,7 @@ pub fn percent_views(b: &[u8]) -> Vec<View> {
 pub fn json_views(b: &[u8]) -> Vec<View> {
     let mut out = Vec::new();
     let mut i = 0;
-    while let Some(p) = memchr::memchr(b'\\', &b[i..]).map(|p| p + i) {
+    while let Some(p) = b.get(i..).and_then(|rest| memchr::memchr(b'\\', rest)).map(|p| p + i) {
         if !matches!(b.get(p + 1), Some(b'/' | b'u')) {
             i = p + 2;
             continue;
@@ -219,6 +219,22 @@ mod tests {
         assert_eq!(&line[a..z], b"password%3D");
         assert_eq!(percent_views(b"100% sure")[..].len(), 0);
         assert_eq!(percent_views(b"q=a+b%21")[0].bytes, b"q=a b!");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn views_never_panic_and_map_inside_the_line(line in "[%\\\\u/\"0aFd8+ =&?x]{0,40}") {
+            let b = line.as_bytes();
+            for v in percent_views(b).into_iter().chain(json_views(b)) {
+                for a in 0..=v.bytes.len() {
+                    for z in a..=v.bytes.len() {
+                        let (x, y) = v.original(a, z);
+                        proptest::prop_assert!(x <= y && y <= b.len());
+                    }
+                }
+            }
+            let _ = decoded(b);
+        }
     }
 
     #[test]
