@@ -223,6 +223,8 @@ impl Service {
     /// Binds the HTTP listener and starts consuming. Must run inside a Tokio runtime.
     pub async fn start(parts: ServiceParts) -> anyhow::Result<Service> {
         let metrics = Metrics::register(&parts.registry).context("registering metrics")?;
+        metrics.init_kinds(&parts.new_pipeline.reader().scrubber().kinds());
+        metrics.init_rules(parts.new_pipeline.rules().iter().map(|r| r.id.as_str()));
         let listener_metrics =
             AdminListenerMetrics::register(&parts.registry).context("registering the admin listener metrics")?;
         let listener = tokio::net::TcpListener::bind(parts.listen)

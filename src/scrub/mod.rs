@@ -354,6 +354,35 @@ impl Scrubber {
         (Cow::Owned(out), exposures)
     }
 
+    /// Every kind this scrubber can report (content rules, user rules, named values): the
+    /// label values of `gatewatch_secrets_scrubbed_total`, created at zero on start.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut k: Vec<&'static str> = self.rules.iter().map(|r| r.kind).collect();
+        for (_, r) in rules::EXACT_NAMES {
+            match r {
+                rules::NameRule::Always(kind) | rules::NameRule::IfRandom(kind) => k.push(kind),
+                rules::NameRule::Authorization | rules::NameRule::Cookie => {}
+            }
+        }
+        k.extend([
+            "password",
+            "secret",
+            "api_key",
+            "session_token",
+            "signature",
+            "token",
+            "bearer",
+            "basic_auth",
+            "private_key",
+            "session_cookie",
+            "url_password",
+            "url_token",
+        ]);
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
+
     /// The kind of a whole credential (`jwt`, `github_token`, ...) if a content rule covers it.
     pub fn classify_credential(&self, v: &[u8]) -> Option<&'static str> {
         let m = self.ac.find(v)?;

@@ -115,7 +115,9 @@ impl ActionsCollector {
             self.advance(&self.alerts, "alerts", &[outcome], v);
         }
         if let Some(r) = &self.revoker {
-            for (verdict, v) in r.stats() {
+            let stats = r.stats();
+            for verdict in crate::actions::revocation::policy::Verdict::ALL {
+                let v = stats.get(&verdict).copied().unwrap_or(0);
                 self.advance(&self.revocations, "revocations", &[verdict.as_str()], v);
             }
             self.advance(&self.state_write_failures, "state_write_failures", &[], r.state_write_failures());

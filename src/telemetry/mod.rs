@@ -287,6 +287,12 @@ impl Metrics {
         for result in ["ok", "error"] {
             m.commits.with_label_values(&[result]);
         }
+        let build = IntGaugeVec::new(
+            Opts::new("gatewatch_build_info", "1, labelled with the version of gatewatch running"),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        r.register(Box::new(build))?;
         for direction in ["sent", "received"] {
             m.repartition_bytes.with_label_values(&[direction]);
             for kind in ["event", "heartbeat"] {
@@ -298,6 +304,39 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Creates the scrub and exposure series of every kind the scrubber reports at zero, so
+    /// their panels show 0 from the start, not "No data" (the place label is one of the closed
+    /// set; the panels sum over it).
+    pub fn init_kinds(&self, kinds: &[&str]) {
+        for kind in kinds {
+            self.secrets_scrubbed.with_label_values(&[kind, crate::scrub::PlaceClass::Text.as_str()]);
+            self.credential_exposures.with_label_values(&[kind, crate::scrub::PlaceClass::Query.as_str()]);
+        }
+    }
+
+    /// Creates a stage's gauges at zero: a scrape before its first assignment shows 0.
+    pub fn init_stage(&self, stage: &str) {
+        for g in [
+            &self.buffered_events,
+            &self.state_keys,
+            &self.lag_messages,
+            &self.lag_max_messages,
+            &self.assigned_partitions,
+            &self.rebuilding_partitions,
+        ] {
+            g.with_label_values(&[stage]);
+        }
+    }
+
+    /// Creates the eviction counters of each detector id at zero, for every reason.
+    pub fn init_rules<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            for reason in crate::state::EvictionReason::ALL {
+                self.state_evictions.with_label_values(&[id, reason.as_str()]);
+            }
+        }
+    }
+
     /// Messages behind, summed over every stage's assigned partitions.
     pub fn lag_total(&self) -> i64 {
         ["single", "ingest", "detect"].iter().map(|s| self.lag_messages.with_label_values(&[s]).get()).sum()

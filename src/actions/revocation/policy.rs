@@ -101,6 +101,19 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every verdict (the label values of `gatewatch_revocation_decisions_total`).
+    pub const ALL: [Verdict; 9] = [
+        Verdict::Revoke,
+        Verdict::DryRun,
+        Verdict::AllowListed,
+        Verdict::AlreadyRevoked,
+        Verdict::GlobalCap,
+        Verdict::ClientCap,
+        Verdict::NoCredential,
+        Verdict::NoClient,
+        Verdict::AuditFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Revoke => "revoke",

@@ -704,6 +704,7 @@ impl KafkaSource {
         handoff: Arc<dyn AlertHandoff>,
         metrics: Metrics,
     ) -> Result<KafkaSource, SourceError> {
+        metrics.init_stage(stage.as_str());
         let base = base_client_config(&settings);
         let dead_letter = match &settings.dead_letter_topic {
             Some(t) => Some(DeadLetter::new(&base, t, settings.dead_letter_max_record_bytes, &metrics)?),
