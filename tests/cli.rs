@@ -229,3 +229,24 @@ fn tyk_text_log_replays_with_the_year_given() {
     assert!(err.contains("events: 1 read"), "{err}");
     assert!(err.contains("rejected: 0"), "{err}");
 }
+
+#[test]
+fn help_names_every_format_and_what_config_is() {
+    for cmd in ["replay", "normalize", "scrub", "check", "redrive"] {
+        let out = gatewatch().args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("./gatewatch.toml"), "`{cmd} --help` does not say what --config defaults to:\n{text}");
+    }
+    for cmd in ["replay", "normalize"] {
+        let out = gatewatch().args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for name in gatewatch::normalize::Format::NAMES {
+            assert!(text.contains(name), "`{cmd} --help` does not list {name}:\n{text}");
+        }
+    }
+    let out = gatewatch().args(["simulate", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for f in gatewatch::simulate::render::SIM_FORMATS {
+        assert!(text.contains(f.name()), "`simulate --help` does not list {}:\n{text}", f.name());
+    }
+}

@@ -93,7 +93,7 @@ fn every_file_docker_compose_mounts_exists() {
         }
     }
     assert!(n >= 5, "expected the config, detectors, rules, provisioning and dashboards mounts");
-    for service in ["kafka:", "gatewatch:", "prometheus:", "grafana:", "mailcatcher:"] {
+    for service in ["kafka:", "gatewatch:", "prometheus:", "alertmanager:", "grafana:", "mailcatcher:"] {
         assert!(compose.contains(&format!("  {service}")), "docker-compose.yml lacks the {service} service");
     }
 }
@@ -120,6 +120,19 @@ fn the_compose_config_is_valid_and_matches_the_compose_file() {
     // The queue and the dead-letter file are on the state volume.
     assert!(compose.contains("gatewatch-state:/var/lib/gatewatch"));
     assert!(a.queue_dir.starts_with("/var/lib/gatewatch") && a.dead_letter.starts_with("/var/lib/gatewatch"));
+    // Detections and Prometheus's own alerts meet in the compose Alertmanager.
+    let am = a.sinks.iter().find(|s| s.name == "alertmanager:main").expect("an Alertmanager sink");
+    match &am.kind {
+        gatewatch::actions::config::SinkKind::Alertmanager(c) => {
+            assert_eq!(c.url.trim_end_matches('/'), "http://alertmanager:9093")
+        }
+        _ => panic!("alertmanager:main is not an Alertmanager sink"),
+    }
+    let prom = std::fs::read_to_string(Path::new(ROOT).join("deploy/prometheus/prometheus.yml")).unwrap();
+    assert!(compose.contains("  alertmanager:") && prom.contains("\"alertmanager:9093\""), "{prom}");
+    assert!(compose.contains("gatewatch-rules.yml:/etc/prometheus/rules/gatewatch-rules.yml"));
+    assert!(prom.contains("/etc/prometheus/rules/gatewatch-rules.yml") && prom.contains("\"gatewatch:9977\""));
+    assert!(compose.contains("\"9977:9977\"") && s.admin.listen.port() == 9977);
     let kafka = gatewatch::source::kafka::KafkaSettings::from_config(&cfg).expect("[kafka] is valid");
     assert!(compose.contains("INTERNAL://kafka:9092") && kafka.brokers == "kafka:9092");
 }

@@ -41,6 +41,7 @@ pub enum Command {
     },
     /// The service: Kafka in, alerts and metrics out (needs [kafka] and a fingerprint key).
     Run {
+        /// The service config, with [kafka] and the fingerprint key (default: ./gatewatch.toml).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Which stages to run: both (default), or only `ingest` (input topics → repartition
@@ -51,6 +52,7 @@ pub enum Command {
     /// Send a sink's dead letters again through the sink (its queue, retries, rate limit and
     /// breaker); each one delivered is recorded in the dead-letter file, so it is sent once.
     Redrive {
+        /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
         #[arg(long)]
         config: Option<PathBuf>,
         /// The sink, as detector actions name it: webhook:secops, email:oncall, alertmanager:main.
@@ -65,12 +67,13 @@ pub enum Command {
     },
     /// Backtest: the live engine over a file of access logs; alerts as JSON lines, summary on stderr.
     Replay {
+        /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Input file, or `-` for stdin.
         #[arg(long)]
         input: String,
-        /// auto, kong, envoy, generic
+        /// auto, kong, envoy, envoy-text, nginx, nginx-json, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
         #[arg(long, default_value = "auto")]
         format: String,
         /// Where alerts go: a file, or `-` for stdout.
@@ -83,6 +86,7 @@ pub enum Command {
     /// Scrub secrets from log lines: every input line out again, same count, each secret
     /// replaced by `[REDACTED:<kind>:<fingerprint>]`; counts by kind and place on stderr.
     Scrub {
+        /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Accepted for symmetry with `normalize`; the scrubber reads any line format.
@@ -91,14 +95,16 @@ pub enum Command {
     },
     /// Validate the config and detector files and run their test cases.
     Check {
+        /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Print how gatewatch reads each record: one normalized, scrubbed event per input line.
     Normalize {
+        /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// auto, kong, envoy, generic
+        /// auto, kong, envoy, envoy-text, nginx, nginx-json, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
         #[arg(long, default_value = "auto")]
         format: String,
     },
@@ -112,7 +118,7 @@ pub enum Command {
         clients: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// kong, envoy, generic
+        /// kong, envoy, envoy-text, nginx, nginx-json, aws, traefik, apisix, tyk, generic
         #[arg(long, default_value = "kong")]
         format: String,
         /// Benign traffic only.

@@ -81,6 +81,27 @@ fn aliases(name: &str) -> &'static [&'static str] {
     }
 }
 
+/// A header-like field the record keeps in a `headers` object (`headers`, `request.headers`,
+/// `request_headers`) rather than at the top: names matched case-insensitively, as HTTP does.
+fn nested_header<'v>(root: &'v Value, name: &str) -> Option<&'v Value> {
+    let header = match name {
+        "authorization" => "authorization",
+        "api_key" => "x-api-key",
+        "cookie" => "cookie",
+        "user_agent" => "user-agent",
+        "x_forwarded_for" => "x-forwarded-for",
+        "request_id" => "x-request-id",
+        "host" => "host",
+        _ => return None,
+    };
+    [root.get("headers"), root.get("request_headers"), root.get("request").and_then(|r| r.get("headers"))]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .find_map(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(header)).map(|(_, v)| v))
+        .filter(|v| !v.is_null())
+}
+
 /// A unit a mapped field's value is in.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unit {
@@ -192,7 +213,7 @@ impl GenericMap {
             }
             return Some(v).filter(|v| !v.is_null());
         }
-        aliases(name).iter().find_map(|a| root.get(*a)).filter(|v| !v.is_null())
+        aliases(name).iter().find_map(|a| root.get(*a)).filter(|v| !v.is_null()).or_else(|| nested_header(root, name))
     }
 
     fn str<'v>(&self, root: &'v Value, name: &str) -> Option<&'v str> {
@@ -305,4 +326,26 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         ev.token_fingerprint = g.str(&root, "token_fingerprint").and_then(Fingerprint::from_hex);
     }
     Ok(ev)
+}
+
+#[cfg(test)]
+mod nested_header_tests {
+    use super::super::{Format, Normalizer};
+
+    #[test]
+    fn an_authorization_header_in_a_headers_object_is_read_like_a_top_level_one() {
+        let n = Normalizer::new(Format::Generic, b"0123456789abcdef");
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImNsaWVudF9pZCI6ImFwcC03In0.c2lnbmF0dXJlLW5vdC1jaGVja2Vk";
+        let top = format!(
+            r#"{{"ts":"2026-11-21T10:00:00Z","source_ip":"198.51.100.7","method":"GET","path":"/v1/me","status":200,"authorization":"Bearer {jwt}"}}"#
+        );
+        let nested = format!(
+            r#"{{"ts":"2026-11-21T10:00:00Z","source_ip":"198.51.100.7","method":"GET","path":"/v1/me","status":200,"headers":{{"Authorization":"Bearer {jwt}","User-Agent":"curl/8"}}}}"#
+        );
+        let a = n.normalize_record(top.as_bytes()).unwrap();
+        let b = n.normalize_record(nested.as_bytes()).unwrap();
+        assert!(b.token_fingerprint.is_some(), "{b:?}");
+        assert_eq!((a.token_fingerprint, &a.subject, &a.client_id), (b.token_fingerprint, &b.subject, &b.client_id));
+        assert_eq!(b.user_agent.as_deref(), Some("curl/8"));
+    }
 }
