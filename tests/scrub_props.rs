@@ -85,6 +85,33 @@ fn normalization_keeps_secrets_out_of_events() {
 }
 
 #[test]
+fn a_secret_anywhere_in_the_query_is_an_exposure_once() {
+    let key = b"props-key-0123456789";
+    let n = Normalizer::new(Format::Generic, key);
+    let tok = "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";
+    let rec = |q: &str| {
+        format!(r#"{{"ts":"2026-01-01T00:00:00Z","method":"GET","path":"/v1/search","query":"{q}","status":200}}"#)
+    };
+    let fp = Fingerprinter::new(key).fingerprint(tok.as_bytes());
+    // Unnamed, plain and URL-encoded.
+    for q in [format!("q={tok}&page=2"), format!("q=token%3D{tok}")] {
+        let ev = n.normalize_record(rec(&q).as_bytes()).unwrap();
+        assert!(
+            ev.exposures.iter().any(|x| x.kind == "github_token" && x.place == "query" && x.fingerprint == fp),
+            "{q}: {:?}",
+            ev.exposures
+        );
+    }
+    let ev = n.normalize_record(rec("user=alice&password=Hunter2-Xyz-77").as_bytes()).unwrap();
+    assert!(ev.exposures.iter().any(|x| x.kind == "password" && x.place == "query"), "{:?}", ev.exposures);
+    // A parameter identity already reads by name is one exposure, not two.
+    let ev = n.normalize_record(rec(&format!("access_token={tok}")).as_bytes()).unwrap();
+    assert_eq!(ev.exposures.len(), 1, "{:?}", ev.exposures);
+    let ev = n.normalize_record(rec("q=running+shoes&page=2").as_bytes()).unwrap();
+    assert!(ev.exposures.is_empty());
+}
+
+#[test]
 fn scrub_command_keeps_line_count_and_format() {
     use std::io::Write;
     use std::process::{Command, Stdio};

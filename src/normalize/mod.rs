@@ -418,6 +418,16 @@ impl Normalizer {
             .into_iter()
             .map(|(kind, place, fingerprint)| crate::event::Exposure { kind: kind.to_string(), place, fingerprint })
             .collect();
+        // A secret anywhere in the query (`?q=ghp_…`, `?password=…`, URL-encoded or not) is an
+        // exposure too; the parameters identity already recorded by name are not counted twice.
+        if let Some(q) = creds.query {
+            let (_, ex) = self.scrubber.scrub_value(q, "query", &mut scrub_stats);
+            for x in ex {
+                if !exposures.iter().any(|e| e.fingerprint == x.fingerprint) {
+                    exposures.push(x);
+                }
+            }
+        }
         let mut clean = |v: Option<&str>, place: &str| -> Option<String> {
             let (out, mut ex) = self.scrubber.scrub_value(v?, place, &mut scrub_stats);
             exposures.append(&mut ex);
