@@ -8,7 +8,11 @@ RUN cargo build --release --locked && strip target/release/gatewatch
 FROM debian:bookworm-slim
 # librdkafka is linked against OpenSSL and zlib; TLS to brokers, sinks and IdPs needs the CA bundle.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
-    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 gatewatch
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 gatewatch \
+    && mkdir -p /var/lib/gatewatch && chown gatewatch /var/lib/gatewatch
+# Alert queues and the dead-letter file (a volume in docker-compose.yml): the named volume
+# takes this directory's owner, so the service can write there.
+VOLUME /var/lib/gatewatch
 COPY --from=build /src/target/release/gatewatch /usr/local/bin/gatewatch
 COPY detectors /etc/gatewatch/detectors
 COPY gatewatch.toml /etc/gatewatch/gatewatch.toml

@@ -119,6 +119,11 @@ fn the_compose_config_is_valid_and_matches_the_compose_file() {
     }
     // The queue and the dead-letter file are on the state volume.
     assert!(compose.contains("gatewatch-state:/var/lib/gatewatch"));
+    let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("chown gatewatch /var/lib/gatewatch") && dockerfile.contains("USER gatewatch"),
+        "the image's user owns the state directory"
+    );
     assert!(a.queue_dir.starts_with("/var/lib/gatewatch") && a.dead_letter.starts_with("/var/lib/gatewatch"));
     // Detections and Prometheus's own alerts meet in the compose Alertmanager.
     let am = a.sinks.iter().find(|s| s.name == "alertmanager:main").expect("an Alertmanager sink");
