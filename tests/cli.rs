@@ -250,3 +250,16 @@ fn help_names_every_format_and_what_config_is() {
         assert!(text.contains(f.name()), "`simulate --help` does not list {}:\n{text}", f.name());
     }
 }
+
+#[test]
+fn simulate_to_a_dead_broker_says_so_once_and_exits() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = gatewatch()
+        .args(["simulate", "--minutes", "10", "--brokers", &format!("127.0.0.1:{port}"), "--topic", "t"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line, not librdkafka's retries:\n{err}");
+    assert!(err.contains(&format!("producing to t at 127.0.0.1:{port}")) && err.contains("is the broker up"), "{err}");
+}

@@ -182,10 +182,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // The service says what it does (startup, assignments, rebuilds); other commands only warn.
     // rdkafka 0.37 also logs every producer error event it has handed to the client context
     // ("Ignored event 'Error' on base producer poll"): the context reports them, once.
-    init_tracing(if matches!(cli.command, Command::Run { .. }) {
-        "warn,gatewatch=info,rdkafka::producer::base_producer=error"
-    } else {
-        "warn,rdkafka::producer::base_producer=error"
+    init_tracing(match cli.command {
+        Command::Run { .. } => "warn,gatewatch=info,rdkafka::producer::base_producer=error",
+        // `simulate --brokers` says itself, once, when the brokers cannot be reached.
+        Command::Simulate { .. } => "warn,librdkafka=off,rdkafka=off",
+        _ => "warn,rdkafka::producer::base_producer=error",
     });
     match cli.command {
         Command::Demo { minutes, speed, clients, seed, listen } => {
@@ -336,7 +337,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let stop = std::sync::atomic::AtomicBool::new(false);
                 let p =
                     crate::source::kafka::produce::produce_simulated(&base, &topic, &sim.records, format, speed, &stop)
-                        .map_err(|e| anyhow::anyhow!("producing to {topic} at {brokers}: {e}"))?;
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "producing to {topic} at {brokers}: {e} (is the broker up, and are --brokers and --topic right?)"
+                            )
+                        })?;
                 eprintln!(
                     "gatewatch simulate: {} {} records produced to {topic}, {} attacks labelled",
                     p.records,

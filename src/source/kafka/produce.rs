@@ -34,6 +34,9 @@ pub fn produce_simulated(
     let mut cfg = base.clone();
     cfg.set("batch.num.messages", "200").set("linger.ms", "5");
     let p: BaseProducer = cfg.create()?;
+    // Fail at once, with one error, when the brokers cannot be reached (librdkafka would
+    // otherwise queue every record and time out at the end).
+    p.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let began = Instant::now();
     let first = records.first().map(|r| r.arrival).unwrap_or(0);
     let mut out = Produced { records: 0, last_event_ts: i64::MIN };
