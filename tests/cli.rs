@@ -263,3 +263,33 @@ fn simulate_to_a_dead_broker_says_so_once_and_exits() {
     assert_eq!(err.lines().count(), 1, "one line, not librdkafka's retries:\n{err}");
     assert!(err.contains(&format!("producing to t at 127.0.0.1:{port}")) && err.contains("is the broker up"), "{err}");
 }
+
+#[test]
+fn replay_sort_reads_an_unordered_file_in_event_time_order() {
+    // A merged file: the second half of the hour was written first.
+    let line = |m: u32, ip: &str| {
+        format!(
+            r#"{{"ts":"2026-11-21T10:{m:02}:00Z","source_ip":"{ip}","method":"GET","path":"/v1/orders","status":200,"latency_ms":20}}"#
+        )
+    };
+    let mut input = String::new();
+    for m in 30..40 {
+        input += &line(m, "198.51.100.1");
+        input.push('\n');
+    }
+    for m in 0..10 {
+        input += &line(m, "198.51.100.2");
+        input.push('\n');
+    }
+    let mut plain = gatewatch();
+    plain.args(["replay", "--input", "-", "--format", "generic"]);
+    let (code, _, err) = run_with_stdin(plain, &input);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("10 late (dropped"), "unsorted, the early half is late:\n{err}");
+    let mut sorted = gatewatch();
+    sorted.args(["replay", "--input", "-", "--format", "generic", "--sort"]);
+    let (code, _, err) = run_with_stdin(sorted, &input);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("input sorted by event time") && err.contains("0 late (dropped"), "{err}");
+    assert!(err.contains("events: 20 read"), "{err}");
+}

@@ -82,6 +82,10 @@ pub enum Command {
         /// The year of record times that carry none (Tyk's text log); overrides `[input] year`.
         #[arg(long)]
         year: Option<i32>,
+        /// Sort the input by event time first (for merged or rotated files written out of
+        /// order, whose late records would otherwise be dropped); reads it whole into memory.
+        #[arg(long)]
+        sort: bool,
     },
     /// Scrub secrets from log lines: every input line out again, same count, each secret
     /// replaced by `[REDACTED:<kind>:<fingerprint>]`; counts by kind and place on stderr.
@@ -211,8 +215,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", report.render(&sink));
             Ok(if report.unfinished == 0 && report.failed_again == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Replay { config, input, format, alerts, year } => {
-            replay_cmd(config.as_deref(), &input, &format, &alerts, year)
+        Command::Replay { config, input, format, alerts, year, sort } => {
+            replay_cmd(config.as_deref(), &input, &format, &alerts, year, sort)
         }
         Command::Scrub { config, format } => {
             parse_format(&format)?;
@@ -384,6 +388,7 @@ fn replay_cmd(
     format: &str,
     alerts: &str,
     year: Option<i32>,
+    sort: bool,
 ) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     let (mut cfg, key) = offline_config(config)?;
@@ -404,6 +409,15 @@ fn replay_cmd(
         let f = std::fs::File::open(input).map_err(|e| anyhow::anyhow!("cannot open {input}: {e}"))?;
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(std::io::BufReader::with_capacity(1 << 20, f)), size)
+    };
+    let (reader, size): (Box<dyn BufRead>, Option<u64>) = if sort {
+        let n = crate::normalize::Normalizer::from_config(&cfg, format, key.as_bytes());
+        let sorted = crate::app::replay::sorted_by_time(reader, &n)?;
+        eprintln!("gatewatch replay: input sorted by event time ({} bytes in memory)", sorted.len());
+        let len = sorted.len() as u64;
+        (Box::new(std::io::Cursor::new(sorted)), Some(len))
+    } else {
+        (reader, size)
     };
     let mut sink: Box<dyn Write> = if alerts == "-" {
         Box::new(std::io::BufWriter::new(std::io::stdout()))

@@ -72,6 +72,37 @@ impl ReplaySummary {
     }
 }
 
+/// The lines of `input` in event-time order (`replay --sort`): each line's earliest event
+/// time, read by `normalizer`; lines without one (they will be rejected) keep their place
+/// before the rest. The sort is stable, so records of the same time keep their order. The
+/// whole input is held in memory.
+pub fn sorted_by_time(mut input: impl BufRead, normalizer: &crate::normalize::Normalizer) -> std::io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    input.read_to_end(&mut all)?;
+    let mut lines: Vec<(i64, &[u8])> = all
+        .split(|&b| b == b'\n')
+        .filter(|l| !crate::normalize::trim_ascii(l).is_empty())
+        .map(|l| {
+            let mut ts = i64::MIN;
+            let mut first = true;
+            normalizer.normalize_message(l, &mut |r| {
+                if let Ok(ev) = r {
+                    ts = if first { ev.ts } else { ts.min(ev.ts) };
+                    first = false;
+                }
+            });
+            (ts, l)
+        })
+        .collect();
+    lines.sort_by_key(|(ts, _)| *ts);
+    let mut out = Vec::with_capacity(all.len() + 1);
+    for (_, l) in lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
 /// Replays `input` through `pipeline`, handing each alert to `on_alert` as it is raised.
 /// `progress` is told the bytes read so far.
 pub fn replay(
