@@ -55,7 +55,9 @@ impl ReplaySummary {
             .missing
             .iter()
             .map(|(g, f, w, c)| {
-                format!("{g} {} {} ({:.0}%)", f.as_str(), w.as_str(), 100.0 * c as f64 / s.events.max(1) as f64)
+                let pct = 100.0 * c as f64 / s.events.max(1) as f64;
+                let pct = if c > 0 && pct < 1.0 { "<1%".to_string() } else { format!("{pct:.0}%") };
+                format!("{g} {} in {pct} of events ({})", f.as_str(), w.describe())
             })
             .collect();
         if !missing.is_empty() {
@@ -67,7 +69,10 @@ impl ReplaySummary {
                 if n > 8 { format!(", and {} more", n - 8) } else { String::new() }
             );
         }
-        out += &format!("  state: {} keys held, {} evicted\n", self.state_keys, self.evicted);
+        out += &format!(
+            "  detector state at the end: {} keys held; {} evicted along the way (idle past their window, or over the per-detector cap)\n",
+            self.state_keys, self.evicted
+        );
         out
     }
 }

@@ -107,6 +107,14 @@ impl Why {
             Why::NotInRecord => "not_in_record",
         }
     }
+
+    /// The reason in words, for a person reading a summary.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Why::NotInFormat => "the log format does not write it",
+            Why::NotInRecord => "absent from the record",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
