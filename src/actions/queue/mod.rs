@@ -237,7 +237,12 @@ impl Inner {
                         DrainOrder::OldestFirst => g.seqs.front().copied(),
                         DrainOrder::NewestFirst => g.seqs.back().copied(),
                     };
-                    g.seqs.retain(|s| *s != seq);
+                    // A batch and what expires are the front of their group: O(1) each.
+                    if g.seqs.front() == Some(&seq) {
+                        g.seqs.pop_front();
+                    } else {
+                        g.seqs.retain(|s| *s != seq);
+                    }
                     if g.state == GroupState::Ready {
                         if let Some(k) = old_key {
                             self.ready.remove(&(k, gid));
@@ -612,6 +617,23 @@ mod tests {
         q.done(&second, now).unwrap();
         assert!(q.is_empty());
         assert!(send(&q, now).is_none());
+    }
+
+    #[test]
+    fn one_group_of_a_large_backlog_is_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = limits(DrainOrder::OldestFirst, Duration::ZERO);
+        l.max_items = 100_000;
+        l.max_bytes = 1 << 30;
+        let q = DurableQueue::open(dir.path(), l, 8 << 20, Fsync::Never).unwrap().0;
+        for i in 0..30_000 {
+            q.push(&Notification::firing(alert("flood", i)), i).unwrap();
+        }
+        let now = Instant::now();
+        let b = send(&q, now).unwrap();
+        assert_eq!((b.len(), b.notification.count), (30_000, 30_000));
+        q.done(&b, now).unwrap();
+        assert!(q.is_empty());
     }
 
     #[test]
