@@ -812,6 +812,21 @@ mod recall_tests {
         assert!(!out.contains(secret) && out.contains("[REDACTED:"), "not scrubbed: {line}");
     }
 
+    #[test]
+    fn an_aws_key_id_and_its_secret_key_are_masked_together() {
+        let secret = "Zk3mP9qR2sT5vW8xY1zA4bC7dE0fG3hJ6kL9mN2p";
+        for line in [
+            format!("aws creds AKIAZ7Q4M2XK9WTR3PLB secret {secret}"),
+            format!("AKIAZ7Q4M2XK9WTR3PLB:{secret}"),
+            format!("key=AKIAZ7Q4M2XK9WTR3PLB, secret_key = \"{secret}\""),
+        ] {
+            let out = scrub(&line);
+            assert!(!out.contains(secret) && !out.contains("AKIAZ7Q4M2XK9WTR3PLB"), "{out}");
+        }
+        // A key id alone is still its own kind; the example key with ordinary words after it stays readable.
+        assert!(scrub("AKIAZ7Q4M2XK9WTR3PLB rotated yesterday").contains("[REDACTED:aws_access_key:"));
+    }
+
     fn untouched(line: &str) {
         assert_eq!(scrub(line), line);
     }

@@ -140,6 +140,16 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
         255,
         NotPlaceholder,
     ),
+    // An AWS key id followed within a word or two by its 40-character secret key
+    // (`AKIA… secret wJalr…`, `AKIA…:wJalr…`): one span, key id and secret together. Before
+    // the key-id rule, which would otherwise take the key id alone and leave the secret.
+    r(
+        "aws_secret_key",
+        &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
+        r#"^(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}[ \t,;:=/|"']{1,4}(?:[A-Za-z_]{1,24}[ \t]{0,2}[:=]?[ \t]{0,2}["']?)?[A-Za-z0-9/+]{40}"#,
+        120,
+        None,
+    ),
     // AWS access key ids (long-lived AKIA, temporary ASIA, ...).
     r(
         "aws_access_key",
