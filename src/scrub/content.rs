@@ -334,6 +334,9 @@ pub fn url_credentials(b: &[u8], hit: usize) -> Option<(usize, usize, &'static s
                 break;
             }
             b':' if colon.is_none() => colon = Some(u + k),
+            // In the password (after `user:`), `#` and `?` are characters people put in
+            // passwords and forget to encode; an `@` still has to follow before a `/` or a space.
+            b'?' | b'#' if colon.is_some() => {}
             b'/' | b'?' | b'#' | b' ' | b'\t' | b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`' | b'\n' | b'\r' => {
                 return None
             }

@@ -813,6 +813,18 @@ mod recall_tests {
     }
 
     #[test]
+    fn a_password_with_hash_or_question_mark_in_a_url_is_masked_whole() {
+        let out = scrub("dsn=postgres://svc:ozUN4kq9#842@db.internal:5432/orders");
+        assert!(!out.contains("ozUN4kq9") && !out.contains("842@"), "{out}");
+        assert!(out.contains("@db.internal:5432/orders"), "{out}");
+        let out = scrub("redis://:pa?ss#word77@cache:6379");
+        assert!(!out.contains("pa?ss") && !out.contains("word77"), "{out}");
+        // A fragment or query of a URL without credentials is left alone.
+        let clean = "https://docs.example.com:443/guide#install and https://host:8080?q=a";
+        assert_eq!(scrub(clean), clean);
+    }
+
+    #[test]
     fn an_aws_key_id_and_its_secret_key_are_masked_together() {
         let secret = "Zk3mP9qR2sT5vW8xY1zA4bC7dE0fG3hJ6kL9mN2p";
         for line in [
