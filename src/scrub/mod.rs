@@ -416,7 +416,8 @@ impl Scrubber {
             return;
         }
         let pct = memchr::memchr(b'%', b).is_some();
-        let esc = memchr::memmem::find(b, b"\\/").is_some() || memchr::memmem::find(b, b"\\u").is_some();
+        // One pass over the backslashes (usually none) rather than a search per escape.
+        let esc = memchr::memchr_iter(b'\\', b).any(|i| matches!(b.get(i + 1), Some(b'/' | b'u')));
         if !pct && !esc {
             return;
         }
