@@ -43,6 +43,34 @@ fn scrubber() -> Scrubber {
     Scrubber::with_defaults(Fingerprinter::new(b"corpus-test-key-0123456789"))
 }
 
+/// `out` without its `[REDACTED:kind:fingerprint]` markers: a kind named `password` is not
+/// the password `password`.
+fn without_markers(out: &str) -> String {
+    let mut rest = out;
+    let mut kept = String::with_capacity(out.len());
+    while let Some(at) = rest.find("[REDACTED:") {
+        kept.push_str(&rest[..at]);
+        rest = match rest[at..].find(']') {
+            Some(end) => &rest[at + end + 1..],
+            None => "",
+        };
+    }
+    kept.push_str(rest);
+    kept
+}
+
+/// The secret of a snippet is still readable in its scrubbed form `out`. A short secret that
+/// the snippet also uses as a name (`password 'password'`) is leaked while as many copies
+/// remain as the snippet had.
+fn leaked_from(text: &str, out: &str, secret: &str) -> bool {
+    let out = without_markers(out);
+    let copies = text.matches(secret).count();
+    if copies > 1 && secret.len() < 24 {
+        return out.matches(secret).count() >= copies;
+    }
+    leaked(&out, secret)
+}
+
 /// The secret (or a 20-byte window of a long one) is still readable in `out`.
 fn leaked(out: &str, secret: &str) -> bool {
     if out.contains(secret) {
@@ -170,6 +198,7 @@ struct Tally {
     pct: usize,
     cjson: usize,
     missed: Vec<String>,
+    missed_text: Vec<String>,
     missed_pct: Vec<String>,
     missed_cjson: Vec<String>,
 }
@@ -193,21 +222,24 @@ fn recall_per_family() {
         t.n += 1;
         let body = body_of(&sc.scrub_line(&body_line(&r.text), &mut st));
         let text = scrub_text(&sc, &r.text);
-        let ok_body = !leaked(&body, secret);
-        let ok_text = !leaked(&text, secret);
+        let ok_body = !leaked_from(&r.text, &body, secret);
+        let ok_text = !leaked_from(&r.text, &text, secret);
         t.body += ok_body as usize;
         t.text += ok_text as usize;
-        if !ok_body || !ok_text {
+        if !ok_body {
             t.missed.push(r.id.clone());
         }
+        if !ok_text {
+            t.missed_text.push(r.id.clone());
+        }
         let q = sc.scrub_line(&encoded_query_line(&r.text), &mut st).into_owned();
-        let ok_pct = !leaked(&pct_decode(&q), secret);
+        let ok_pct = !leaked_from(&r.text, &pct_decode(&q), secret);
         t.pct += ok_pct as usize;
         if !ok_pct {
             t.missed_pct.push(r.id.clone());
         }
         let cj = body_of(&sc.scrub_line(&cjson_body_line(&r.text), &mut st));
-        let ok_cjson = !leaked(&cj, secret);
+        let ok_cjson = !leaked_from(&r.text, &cj, secret);
         t.cjson += ok_cjson as usize;
         if !ok_cjson {
             t.missed_cjson.push(r.id.clone());
@@ -343,7 +375,10 @@ fn recall_per_family() {
     );
     for (fam, t) in &by_family {
         if !t.missed.is_empty() {
-            println!("missed {fam}: {:?}", t.missed);
+            println!("missed in body {fam}: {:?}", t.missed);
+        }
+        if !t.missed_text.is_empty() {
+            println!("missed in text {fam}: {:?}", t.missed_text);
         }
         if !t.missed_pct.is_empty() {
             println!("missed in q=enc {fam}: {:?}", t.missed_pct);
@@ -352,13 +387,16 @@ fn recall_per_family() {
             println!("missed in cjson {fam}: {:?}", t.missed_cjson);
         }
     }
-    assert!(pct(all.body, all.n) >= 0.95 && pct(all.text, all.n) >= 0.95, "overall content recall below 0.95");
-    // The same snippets URL-encoded in an unnamed search parameter (300 of 584 before the
-    // scrubber read percent-encoding) and in a body as lua-cjson writes it (`\/`): what is
-    // reached, never lowered. The misses are the same as in a plain body (placeholders
-    // written as values, Discord bot tokens, a few vendor formats without a prefix).
-    assert!(all.pct >= 561, "URL-encoded recall fell: {}/{}", all.pct, all.n);
-    assert!(all.cjson >= 563, "cjson-escaped recall fell: {}/{}", all.cjson, all.n);
+    // Each snippet in a JSON body field, as raw text lines, URL-encoded in an unnamed search
+    // parameter (300 of 584 before the scrubber read percent-encoding), and in a body as
+    // lua-cjson writes it (`\/`): at least 99 % each, and never fewer than reached (581). The
+    // three left: a Ruby interpolation labelled as a password (c0662), a near-miss UUID line
+    // after the real key (c0695) and the placeholder `YOURPASSWROD` (c0524).
+    for (place, got) in [("body", all.body), ("text", all.text), ("URL-encoded", all.pct), ("cjson-escaped", all.cjson)]
+    {
+        assert!(got * 100 >= all.n * 99, "{place} recall below 99 %: {got}/{}", all.n);
+        assert!(got >= 581, "{place} recall fell: {got}/{}", all.n);
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -373,7 +411,9 @@ fn look_alikes_untouched() {
         }
         let mut st = ScrubStats::default();
         let mut touched = false;
-        for line in [body_line(&r.text), ua_line(&r.text)] {
+        // Every place recall is measured in: a body field, a user agent, URL-encoded in a query,
+        // escaped as lua-cjson writes it, and raw text.
+        for line in [body_line(&r.text), ua_line(&r.text), encoded_query_line(&r.text), cjson_body_line(&r.text)] {
             touched |= sc.scrub_line(&line, &mut st) != line;
         }
         touched |= scrub_text(&sc, &r.text) != r.text;

@@ -367,7 +367,7 @@ pub fn url_credentials(b: &[u8], hit: usize) -> Option<(usize, usize, &'static s
 
 /// `curl -u user:pass` / `--user user:pass`, for a hit on `-u` or `--user`.
 pub fn curl_user(b: &[u8], hit: usize, flag_len: usize, json: bool) -> Option<(usize, usize)> {
-    if hit > 0 && !matches!(b[hit - 1], b' ' | b'\t') && escape_len_before(b, hit) == 0 {
+    if hit > 0 && !matches!(b[hit - 1], b' ' | b'\t' | b'\n' | b'\r') && escape_len_before(b, hit) == 0 {
         return None;
     }
     let mut i = hit + flag_len;
@@ -471,6 +471,33 @@ pub fn decodes_to_user_pass(t: &[u8]) -> bool {
     match d {
         Ok(d) => memchr::memchr(b':', &d).is_some() && d.len() >= 2,
         Err(_) => false,
+    }
+}
+
+/// Discord bot tokens (`MTk4NjIy…NDg.Cl2FMQ.ZnCj…`): the base64 of the bot's numeric id
+/// (23–27 characters, so it starts `M`, `N` or `O`), a 6-character timestamp and an HMAC of
+/// 27–38. No literal marks them, so this looks at each `.` that has another 7 bytes on.
+pub fn discord_bot_tokens(b: &[u8], mut push: impl FnMut(usize, usize)) {
+    let tok = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let mut after = 0;
+    for d in memchr::memchr_iter(b'.', b) {
+        if d < 23 || d < after || b.get(d + 7) != Some(&b'.') || !b[d + 1..d + 7].iter().all(|&c| tok(c)) {
+            continue;
+        }
+        let id_len = b[..d].iter().rev().take(28).take_while(|&&c| tok(c)).count();
+        let start = d - id_len;
+        if !(23..=27).contains(&id_len) || !matches!(b[start], b'M' | b'N' | b'O') || !left_ok(b, start) {
+            continue;
+        }
+        let mac = b[d + 8..].iter().take(39).take_while(|&&c| tok(c)).count();
+        let end = d + 8 + mac;
+        if !(27..=38).contains(&mac) || b.get(end).is_some_and(|&c| tok(c)) {
+            continue;
+        }
+        if looks_random(&b[start..d]) && looks_random(&b[d + 8..end]) {
+            push(start, end);
+            after = end;
+        }
     }
 }
 

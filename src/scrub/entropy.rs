@@ -117,6 +117,13 @@ pub fn is_placeholder(v: &[u8]) -> bool {
     false
 }
 
+/// Placeholder words that are also passwords people really set (`password`, `changeme`):
+/// a stand-in in prose, the password in use when quoted after a password name.
+pub fn is_weak_literal(v: &[u8]) -> bool {
+    const WEAK: &[&[u8]] = &[b"password", b"passwd", b"secret", b"changeme", b"pass", b"test", b"admin", b"default"];
+    WEAK.iter().any(|w| v.eq_ignore_ascii_case(w))
+}
+
 /// `XXXXXX`, `******`, `000000` (6 of a masking character) or any byte but a digit `1`–`9`
 /// 12 times in a row. Base64 of binary data has runs of `A` shorter than that; numeric id
 /// segments of a token (`xoxa-…-3111111111111-…`) say nothing about its secret part.

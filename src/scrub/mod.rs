@@ -295,9 +295,14 @@ impl Scrubber {
     /// Scrubs one line of any format. Every secret becomes `[REDACTED:<kind>:<fingerprint>]`;
     /// all other bytes are unchanged. Borrowed when nothing was found.
     pub fn scrub_line<'a>(&self, line: &'a str, stats: &mut ScrubStats) -> Cow<'a, str> {
+        self.scrub_line_with(line, Vec::new(), stats)
+    }
+
+    /// [`Scrubber::scrub_line`] with finds already made from the lines before (a secret whose
+    /// context is on an earlier line of a text file).
+    fn scrub_line_with<'a>(&self, line: &'a str, mut found: Vec<Found>, stats: &mut ScrubStats) -> Cow<'a, str> {
         stats.lines += 1;
         stats.bytes += line.len() as u64;
-        let mut found = Vec::new();
         self.find(line.as_bytes(), &mut found);
         if found.is_empty() {
             return Cow::Borrowed(line);
@@ -373,6 +378,7 @@ impl Scrubber {
             "token",
             "bearer",
             "basic_auth",
+            "discord_bot_token",
             "private_key",
             "session_cookie",
             "url_password",
@@ -505,6 +511,11 @@ impl Scrubber {
             }
             pos = next;
         }
+        content::discord_bot_tokens(b, |a, z| {
+            if !out.iter().any(|f| f.start < z && a < f.end) {
+                out.push(Found { start: a, end: z, kind: "discord_bot_token", place: PlaceClass::Text });
+            }
+        });
     }
 
     /// Builds the scrubbed text: overlapping finds merge (the longer one names the kind).
@@ -586,15 +597,28 @@ impl Scrubber {
 
     /// A stream of lines where a PEM key may span several of them (`gatewatch scrub` on raw text).
     pub fn stream(&self) -> LineStream<'_> {
-        LineStream { sc: self, in_pem: false }
+        LineStream { sc: self, in_pem: false, context: String::new(), context_lines: 0 }
     }
 }
 
+/// Literals of content rules whose secret may sit on a later line than the literal
+/// (`okta_api_token" {` then `default = "00…"`, a JSON-RPC method then its params).
+const SPANNING_LITERALS: &[&str] =
+    &["okta", "Okta", "OKTA", "DirectoryEntry(", "auth.login_with_api_key", "password to proceed to installation"];
+/// Lines after a spanning literal that are read with it.
+const SPANNING_LINES: u8 = 3;
+/// Longest context kept (bytes): a longer line ends the context.
+const SPANNING_BYTES: usize = 2048;
+
 /// Scrubs consecutive lines, remembering an open PEM private-key block so its
-/// body lines are replaced too.
+/// body lines are replaced too, and the few lines after a rule's context literal so a
+/// secret written on the next lines is found too.
 pub struct LineStream<'s> {
     sc: &'s Scrubber,
     in_pem: bool,
+    /// The lines since the last one holding a spanning literal (empty: none open).
+    context: String,
+    context_lines: u8,
 }
 
 impl LineStream<'_> {
@@ -614,7 +638,20 @@ impl LineStream<'_> {
                 return Cow::Owned(self.sc.replace(line, vec![f], |f| stats.record(f.kind, f.place), |_, _| {}));
             }
         }
-        let out = self.sc.scrub_line(line, stats);
+        let mut carried = Vec::new();
+        if !self.context.is_empty() {
+            let off = self.context.len() + 1;
+            let joined = format!("{}\n{line}", self.context);
+            let mut f = Vec::new();
+            self.sc.find(joined.as_bytes(), &mut f);
+            carried.extend(f.into_iter().filter(|f| f.start >= off).map(|f| Found {
+                start: f.start - off,
+                end: f.end - off,
+                ..f
+            }));
+        }
+        self.remember(line);
+        let out = self.sc.scrub_line_with(line, carried, stats);
         let b = out.as_bytes();
         if let Some(p) = memchr::memmem::find(b, b"-----BEGIN") {
             let rest = &b[p..];
@@ -624,6 +661,22 @@ impl LineStream<'_> {
             }
         }
         out
+    }
+
+    fn remember(&mut self, line: &str) {
+        if line.len() <= SPANNING_BYTES && SPANNING_LITERALS.iter().any(|l| line.contains(l)) {
+            self.context.clear();
+            self.context.push_str(line);
+            self.context_lines = 0;
+        } else if !self.context.is_empty() {
+            self.context_lines += 1;
+            if self.context_lines >= SPANNING_LINES || self.context.len() + line.len() >= SPANNING_BYTES {
+                self.context.clear();
+            } else {
+                self.context.push('\n');
+                self.context.push_str(line);
+            }
+        }
     }
 }
 
@@ -931,5 +984,74 @@ mod recall_tests {
         caught("https://deploy:hunter@git.example.com/x", "hunter@");
         untouched("https://user:${PASSWORD}@host/x");
         untouched("https://user:****@host/x");
+    }
+
+    #[test]
+    fn discord_bot_tokens_have_no_prefix_but_a_shape() {
+        // base64("198622483471925248") . 6-character timestamp . 27-character HMAC (made up).
+        let tok = "MTk4NjIyNDgzNDcxOTI1MjQ4.Gq7Xw2.h4Kp9LmQ2rT8vZ1yB6nW3sE5cJ0aF7u";
+        caught(&format!("bot started with {tok} on shard 0"), "h4Kp9LmQ2rT8vZ1yB6nW3sE5cJ0aF7u");
+        caught(&format!(r#"{{"msg":"bot login {tok} ok"}}"#), "Gq7Xw2.h4Kp9");
+        // Hostnames, versions and dotted identifiers with a 6-character middle part stay.
+        untouched("GET https://abcdefghijklmnopqrstuvwx.cdn123.example-host-name-longer-than-27.com/x");
+        untouched("Microsoft.AspNetCore.Routing.EndpointMiddleware.Invoke");
+    }
+
+    #[test]
+    fn salesforce_and_thingsboard_tokens() {
+        let sf = format!(
+            "00D{}!{}",
+            "Xk9mP2qR7sT4vW1",
+            "AQ4Af9Kx2Lm8Pq3Rs7Tv1Wx5Yz0Bc6De.Fg2Hj8Kl4Mn9Pq3Rs7Tv1Wx5Yz0Bc6De.Fg2Hj8Kl4Mn9Pq3Rs7Tv1Wx5Yz0Bc6D"
+        );
+        caught(&format!("Authorization: OAuth {sf}"), "AQ4Af9Kx2Lm8");
+        caught("POST https://tb.example.com/api/v1/Xk9mP2qR7sT4vW1yZ3bC/telemetry HTTP/1.1", "Xk9mP2qR7sT4vW1yZ3bC");
+        untouched("POST /api/v1/organizations/telemetry HTTP/1.1");
+    }
+
+    #[test]
+    fn a_connection_string_with_a_password_is_masked_whole() {
+        let cs = "Server=db7.corp,1433;Database=Billing;User ID=svc_billing;Password=Wq8#rT2!mZ;Encrypt=True";
+        let out = scrub(&format!(r#"<add name="Billing" connectionString="{cs}" />"#));
+        assert!(!out.contains("Wq8#rT2") && !out.contains("db7.corp") && out.ends_with("\" />"), "{out}");
+        untouched(r#"connectionString="Server=db7.corp;Database=Billing;Integrated Security=SSPI""#);
+        untouched(r#"connectionString="Server=db7;Database=B;User ID=u;Password={0};""#);
+    }
+
+    #[test]
+    fn config_lines_give_a_password_everything_to_the_next_space() {
+        caught("db_pass: m{{h}o)p$x]nob(ody[finds>-_$#thisone}},", "nob(ody[finds");
+        caught("secrete = A,.:-@*?!xq", ",.:-@*?!xq");
+        untouched("api_key = getKey()");
+        untouched("password = ${DB_PASSWORD}");
+    }
+
+    #[test]
+    fn a_quoted_weak_password_is_still_the_password() {
+        let out = scrub("credentials {\n  username 'user'\n  password 'password'\n}");
+        assert!(out.contains("password '[REDACTED:"), "{out}");
+        caught(r#"{"password":"changeme"}"#, "changeme");
+        // Prose and placeholders are not values.
+        untouched("curl -u username:password https://example.com");
+        untouched("password reset requested for user=jane");
+        untouched(r#"password = "<password>""#);
+    }
+
+    #[test]
+    fn a_secret_on_the_line_after_its_context_is_masked() {
+        let sc = Scrubber::with_defaults(Fingerprinter::new(b"k"));
+        let mut st = ScrubStats::default();
+        let mut stream = sc.stream();
+        let okta = "00Ab3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5bC7d";
+        let lines = ["variable \"okta_api_token\" {", &format!("  default = \"{okta}\""), "}"];
+        let out: Vec<String> = lines.iter().map(|l| stream.scrub(l, &mut st).into_owned()).collect();
+        assert!(!out[1].contains(okta) && out[1].contains("[REDACTED:okta_token:"), "{out:?}");
+        assert_eq!(out[2], "}");
+        // The context is a few lines long: a 42-character value further down stays.
+        for l in ["a", "b", "c"] {
+            stream.scrub(l, &mut st);
+        }
+        let far = format!("  default = \"{okta}\"");
+        assert_eq!(stream.scrub(&far, &mut st), far);
     }
 }

@@ -455,6 +455,25 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
         180,
         None,
     ),
+    // A .NET / ODBC connection string with a password: host, database, user and password
+    // together are the credential, so the whole run of `key=value;` pairs is masked.
+    r(
+        "connection_string",
+        &["Server=", "server=", "SERVER=", "Data Source=", "Data source=", "data source="],
+        r#"^(?i:server|data source)\s*=[^;"'\n\\]*(?:;[^;"'\n\\=]{1,40}=[^;"'\n\\]*)*?;\s*(?i:password|pwd)\s*=[^;"'\n\\{$<%][^;"'\n\\]*(?:;[^;"'\n\\=]{1,40}=[^;"'\n\\]*)*;?"#,
+        600,
+        None,
+    ),
+    // Salesforce session ids: the 15-character org id (`00D…`), `!`, the session part.
+    r("salesforce_token", &["00D"], r"^00D[A-Za-z0-9]{12}![A-Za-z0-9._]{80,100}", 120, None),
+    // ThingsBoard's device API carries the device token in the path on any host.
+    ctx(
+        "thingsboard_token",
+        &["/api/v1/"],
+        r"^/api/v1/([A-Za-z0-9]{16,40})/(?:telemetry|attributes|rpc|claim|firmware|software)\b",
+        80,
+        Random,
+    ),
     ctx("jenkins_crumb", &["Jenkins-Crumb"], r"^Jenkins-Crumb\s*[:=]\s*([0-9a-f]{32,64})", 90, None),
     ctx(
         "api_key",
@@ -489,7 +508,7 @@ pub const CONTENT_RULES: &[RuleSpec] = &[
     ctx(
         "okta_token",
         &["okta", "Okta", "OKTA"],
-        r"^(?i:okta)[^\n]{0,60}?\b(00[A-Za-z0-9_-]{40})(?:[^A-Za-z0-9_-]|$)",
+        r"^(?i:okta)[^\n]{0,60}?(?:\n[^\n]{0,60}?)?\b(00[A-Za-z0-9_-]{40})(?:[^A-Za-z0-9_-]|$)",
         120,
         Random,
     ),
@@ -618,7 +637,8 @@ pub const EXACT_NAMES: &[(&str, NameRule)] = &[
 ];
 
 /// Name components (or suffixes) that make a value a password: replaced unless a placeholder.
-pub const PASSWORD_WORDS: &[&str] = &["password", "passwd", "pwd", "pass", "passphrase", "secret", "secrets"];
+pub const PASSWORD_WORDS: &[&str] =
+    &["password", "passwd", "pwd", "pass", "passphrase", "secret", "secrets", "secrete"];
 /// Suffixes of a component that make it password-like (`clientsecret`, `dbpassword`).
 pub const PASSWORD_SUFFIXES: &[&str] = &["password", "passwd", "secret"];
 /// Components (or suffixes) that make a value a token: replaced if it looks generated.

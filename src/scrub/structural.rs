@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::content::escape_len_before;
-use super::entropy::{is_placeholder, looks_random};
+use super::entropy::{is_placeholder, is_weak_literal, looks_random};
 use super::rules::{
     NameRule, ANALYTICS_COOKIE_PREFIXES, AUTH_SCHEMES_WITH_PARAMS, EXACT_NAMES, NON_SECRET_LAST, NON_SECRET_QUALIFIERS,
     PASSWORD_SUFFIXES, PASSWORD_WORDS, SESSION_COOKIES, TOKEN_SUFFIXES, TOKEN_WORDS,
@@ -302,7 +302,11 @@ pub fn at_name(
         NameClass::Rule(NameRule::Always(kind)) | NameClass::Password(kind) => {
             let val = &b[v.start..v.end];
             let min = if matches!(class, NameClass::Password(_)) { 3 } else { 1 };
-            if val.len() >= min && !is_placeholder(val) {
+            // `password 'password'`, `"secret": "changeme"`: a quoted literal given to a
+            // password is the password in use, however weak; `<password>`, `${PW}` stay.
+            let quoted = v.start > 0 && matches!(b[v.start - 1], b'"' | b'\'');
+            let password = matches!(class, NameClass::Password(_) | NameClass::Rule(NameRule::Always("password")));
+            if val.len() >= min && (!is_placeholder(val) || (quoted && password && is_weak_literal(val))) {
                 let kind = classify_token(val).unwrap_or(kind);
                 out.push(Found { start: v.start, end: v.end, kind, place });
             }
@@ -339,6 +343,12 @@ struct Value {
     key_quoted: bool,
     /// A loose pairing (`"name", "value"`, `password <word>`): the value must look generated.
     weak: bool,
+}
+
+/// `getKey()`, `os.Getenv("PW")`, `Buffer.from(k, "base64"),`: an identifier path then `(`.
+fn is_call(v: &[u8]) -> bool {
+    let ident = v.iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':')).count();
+    ident > 0 && v.get(ident) == Some(&b'(') && v[0].is_ascii_alphabetic()
 }
 
 /// Whether `class` says any non-placeholder value is a secret (a password word or an `Always` name).
@@ -518,10 +528,17 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
     if !whole_line && matches!(b.get(vs), Some(b'{' | b'[' | b'(' | b'<' | b'$' | b'%')) {
         return None;
     }
+    // `db_pass: m{{h}o)p$…`, `apikey = A,.:-@*?!`: a config line (spaces around the `=` or
+    // after the `:`) gives a password name everything up to the next space, punctuation
+    // included; a call (`getKey()`) or a reference (checked above) is still not a value.
+    let config_line =
+        strong(class) && !whole_line && k > 0 && matches!(sep, b'=' | b':') && (spaces > 0 || sep == b':');
     let mut j = vs;
     while j < len {
         let c = b[j];
-        let stop = if whole_line {
+        let stop = if config_line {
+            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'`' | b'\\')
+        } else if whole_line {
             matches!(c, b'"' | b'\'' | b'\n' | b'\r' | b'\\' | b'`')
         } else {
             c.is_ascii_whitespace()
@@ -536,7 +553,7 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
         j += 1;
     }
     // A call (`Buffer.from(...)`) is code, not a value.
-    if b.get(j) == Some(&b'(') {
+    if b.get(j) == Some(&b'(') || (config_line && is_call(&b[vs..j])) {
         return None;
     }
     (j > vs).then_some(Value { start: vs, end: j, sep, key_quoted: key_quote.is_some(), weak })
