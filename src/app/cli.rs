@@ -196,12 +196,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { minutes, speed, clients, seed, listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let opts = crate::app::demo::DemoOptions { minutes, speed, clients, seed, listen };
+            crate::app::run::survive_hangup(&rt);
             rt.block_on(crate::app::demo::demo(opts, crate::app::run::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config, stage } => {
             let cfg = GatewatchConfig::load_default(config.as_deref()).map_err(crate::config::ConfigErrors)?;
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            crate::app::run::survive_hangup(&rt);
             rt.block_on(crate::app::run::run(cfg, stage, crate::app::run::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -322,6 +324,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 fingerprint_key: key.into_bytes(),
                 attacks: !no_attacks,
                 attack_rounds,
+                skip: Vec::new(),
             };
             cfg.validate()?;
             let sim = simulate(&cfg);

@@ -16,7 +16,7 @@ pub mod latency_anomaly;
 pub mod scope_misuse;
 pub mod token_reuse;
 
-pub use rule::{Allow, Rule};
+pub use rule::{state_digest, Allow, Rule};
 
 use serde::de::DeserializeOwned;
 

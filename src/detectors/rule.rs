@@ -77,6 +77,9 @@ pub struct Rule {
     pub cooldown: Millis,
     pub actions: Vec<String>,
     pub runbook: Option<String>,
+    /// What the rule's state depends on (kind, params, allow-list), hashed: a reload keeps
+    /// the state of a rule whose digest is unchanged.
+    pub state_digest: u64,
     allow: Allow,
     detector: Box<dyn Detector>,
     last_fired: HashMap<(Entity, Option<String>), Millis>,
@@ -97,6 +100,7 @@ impl Rule {
             cooldown: file.cooldown.0,
             actions: file.actions.clone(),
             runbook: file.runbook.clone(),
+            state_digest: state_digest(file),
             allow: Allow::from_file(file),
             detector,
             last_fired: HashMap::new(),
@@ -105,6 +109,15 @@ impl Rule {
             suppressed: 0,
             allowed: 0,
         }
+    }
+
+    /// Takes the settings that do not shape state (severity, cooldown, actions, runbook) from
+    /// `fresh`, a rule built from a reloaded file with the same [`Rule::state_digest`].
+    pub fn adopt_settings(&mut self, fresh: &Rule) {
+        self.severity = fresh.severity;
+        self.cooldown = fresh.cooldown;
+        self.actions.clone_from(&fresh.actions);
+        self.runbook.clone_from(&fresh.runbook);
     }
 
     pub fn on_event(&mut self, ev: &Event, out: &mut Vec<Alert>) {
@@ -180,4 +193,13 @@ impl Rule {
             });
         }
     }
+}
+
+/// Hash of what a rule's state depends on: its kind, its parameters and its allow-list.
+/// (`toml::Table` is ordered, so the same file gives the same digest.)
+pub fn state_digest(file: &DetectorFile) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (file.kind.as_str(), format!("{:?}", file.params), format!("{:?}", file.allow)).hash(&mut h);
+    h.finish()
 }

@@ -23,7 +23,8 @@ use crate::detectors::Rule;
 use crate::event::{Alert, Event, Millis, Shard};
 
 pub use pipeline::{
-    load_rules, state_size, MessageReader, Pipeline, PipelineFactory, PipelineStats, Processed, StateSize,
+    load_rules, state_size, LiveRules, MessageReader, Pipeline, PipelineFactory, PipelineStats, Processed,
+    ReloadReport, StateSize,
 };
 
 /// How many events must reach a time before the watermark follows it.
@@ -154,6 +155,25 @@ impl Engine {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Takes a reloaded rule set: a rule whose id and [`Rule::state_digest`] are unchanged
+    /// keeps its state and adopts the new settings; a new or changed rule starts empty; a
+    /// rule no longer there is dropped with its open windows. Buffered events are kept and
+    /// go to the new set.
+    pub fn reconfigure(&mut self, fresh: Vec<Rule>) {
+        let mut old: std::collections::HashMap<String, Rule> =
+            self.rules.drain(..).map(|r| (r.id.clone(), r)).collect();
+        self.rules = fresh
+            .into_iter()
+            .map(|f| match old.remove(&f.id) {
+                Some(mut kept) if kept.state_digest == f.state_digest => {
+                    kept.adopt_settings(&f);
+                    kept
+                }
+                _ => f,
+            })
+            .collect();
     }
 
     pub fn watermark(&self) -> Millis {

@@ -123,6 +123,11 @@ impl Detect {
         self.engine.flush(alerts);
     }
 
+    /// Takes a reloaded rule set ([`Engine::reconfigure`]).
+    pub fn reconfigure(&mut self, rules: Vec<crate::detectors::Rule>) {
+        self.engine.reconfigure(rules);
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

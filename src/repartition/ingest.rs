@@ -85,6 +85,12 @@ impl Ingest {
         }
     }
 
+    /// Takes a reloaded rule set: from the next record on, it is routed by the keys the new
+    /// rules keep state under.
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.rules = rules;
+    }
+
     pub fn reader(&self) -> &MessageReader {
         &self.reader
     }

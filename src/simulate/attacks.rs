@@ -104,16 +104,20 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
     let mut rng = stream(cfg.seed, 2);
     let mut kinds: Vec<Kind> = Vec::new();
     for _ in 0..cfg.attack_rounds {
-        let mut round = KINDS.to_vec();
+        let mut round: Vec<Kind> = KINDS.iter().copied().filter(|k| !cfg.skip.contains(&k.name())).collect();
         round.shuffle(&mut rng);
         kinds.extend(round);
     }
     let total = kinds.len();
+    if total == 0 {
+        return Plan::default();
+    }
     // keep each latency regression out of the first third
     for i in 0..total {
         if kinds[i] == Kind::LatencyRegression && i * 3 < total {
-            let j = (total / 3..total).find(|&j| kinds[j] != Kind::LatencyRegression).expect("other kinds later");
-            kinds.swap(i, j);
+            if let Some(j) = (total / 3..total).find(|&j| kinds[j] != Kind::LatencyRegression) {
+                kinds.swap(i, j);
+            }
         }
     }
     let warmup = (cfg.duration_ms * 15 / 100).min(8 * MIN);

@@ -53,6 +53,9 @@ pub struct SimConfig {
     pub attacks: bool,
     /// How many times each kind of attack is injected, spread over the span.
     pub attack_rounds: usize,
+    /// Attack kinds (as [`Label::attack`] names them) not injected: a demo too short for a
+    /// detector's warm-up leaves out what it could not find.
+    pub skip: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for SimConfig {
             .field("fingerprint_key", &"***")
             .field("attacks", &self.attacks)
             .field("attack_rounds", &self.attack_rounds)
+            .field("skip", &self.skip)
             .finish()
     }
 }
@@ -79,6 +83,7 @@ impl Default for SimConfig {
             fingerprint_key: crate::config::DEV_FINGERPRINT_KEY.as_bytes().to_vec(),
             attacks: true,
             attack_rounds: 1,
+            skip: Vec::new(),
         }
     }
 }

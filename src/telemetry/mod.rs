@@ -15,6 +15,12 @@ use crate::normalize::RejectReason;
 pub struct Metrics {
     /// Kafka messages read (live, not rebuild).
     pub messages: IntCounter,
+    /// Detector reloads (SIGHUP), by result (`ok`, `error`).
+    pub detector_reloads: IntCounterVec,
+    /// 1 if the last detector reload succeeded (or none was asked for), 0 if it failed.
+    pub detector_reload_ok: IntGauge,
+    /// When the rule set in force was loaded, in Unix seconds.
+    pub detector_loaded_at: Gauge,
     /// Records normalized into events (live).
     pub events: IntCounter,
     /// Records rejected, by reason.
@@ -147,6 +153,25 @@ impl Metrics {
                 "gatewatch_scrubbed_record_failures_total",
                 "Scrubbed copies the broker did not accept after retries",
             )?,
+            detector_reloads: counter_vec(
+                r,
+                "gatewatch_detector_reloads_total",
+                "Reloads of the detector files asked for by SIGHUP, by result (error: the running set was kept)",
+                "result",
+            )?,
+            detector_reload_ok: gauge(
+                r,
+                "gatewatch_detector_last_reload_successful",
+                "1 if the last reload of the detector files succeeded (or none was asked for), 0 if it failed",
+            )?,
+            detector_loaded_at: {
+                let g = Gauge::new(
+                    "gatewatch_detector_last_reload_success_timestamp_seconds",
+                    "When the detector files in force were loaded (start or last successful reload), Unix seconds",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             secrets_scrubbed: counter_vec_n(
                 r,
                 "gatewatch_secrets_scrubbed_total",
@@ -286,7 +311,11 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             m.commits.with_label_values(&[result]);
+            m.detector_reloads.with_label_values(&[result]);
         }
+        m.detector_reload_ok.set(1);
+        #[allow(clippy::disallowed_methods)] // wall time of the load, for operators
+        m.detector_loaded_at.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         let build = IntGaugeVec::new(
             Opts::new("gatewatch_build_info", "1, labelled with the version of gatewatch running"),
             &["version"],

@@ -30,7 +30,7 @@ use super::worker::{Incoming, NewWorker, PartitionWorker};
 use super::KafkaSettings;
 use crate::config::{ConfigError, DurationStr};
 use crate::detectors::Rule;
-use crate::engine::{EngineStats, PipelineFactory, Processed};
+use crate::engine::{Engine, EngineStats, LiveRules, PipelineFactory, Processed};
 use crate::event::{Alert, Millis};
 use crate::repartition::wire::upstream_id;
 use crate::repartition::{Detect, DetectStats, HeartbeatTiming, Ingest, IngestStats, RecordSink};
@@ -315,6 +315,9 @@ impl RecordSink for KafkaSink {
 /// The ingest stage's worker for one input partition.
 struct IngestWorker {
     ingest: Ingest,
+    /// The rule set followed (for its shard keys), and the generation running.
+    live: Arc<LiveRules>,
+    generation: u64,
     sink: KafkaSink,
     published: IngestStats,
 }
@@ -324,6 +327,10 @@ impl PartitionWorker for IngestWorker {
         self.ingest.process(msg.payload, msg.ts, msg.offset, msg.wall_ms, &mut self.sink)
     }
     fn tick(&mut self, wall_ms: i64, caught_up: bool) {
+        if let Some((g, rules)) = self.live.newer(self.generation) {
+            self.generation = g;
+            self.ingest.set_rules(rules);
+        }
         self.ingest.heartbeat(wall_ms, caught_up, &mut self.sink);
     }
     fn scrubber(&self) -> Option<&Scrubber> {
@@ -390,10 +397,12 @@ pub fn ingest_workers(
             configured
         });
         let lateness = factory.config().engine.allowed_lateness.0;
-        let ingest =
-            Ingest::new(factory.reader(), factory.rules(), lateness, upstream_id(t, p), upstreams.get(), timing);
+        let (live, generation) = (factory.live().clone(), factory.live().generation());
+        let ingest = Ingest::new(factory.reader(), live.rules(), lateness, upstream_id(t, p), upstreams.get(), timing);
         Box::new(IngestWorker {
             ingest,
+            live,
+            generation,
             sink: KafkaSink { producer: producer.clone(), partitions },
             published: IngestStats::default(),
         }) as Box<dyn PartitionWorker>
@@ -403,6 +412,9 @@ pub fn ingest_workers(
 /// The detect stage's worker for one repartition partition.
 struct DetectWorker {
     detect: Detect,
+    /// The rule set followed, and the generation running.
+    live: Arc<LiveRules>,
+    generation: u64,
     published: DetectStats,
     bytes: u64,
     published_bytes: u64,
@@ -420,6 +432,12 @@ impl PartitionWorker for DetectWorker {
             }
         }
         Processed::default()
+    }
+    fn tick(&mut self, _wall_ms: i64, _caught_up: bool) {
+        if let Some((g, rules)) = self.live.newer(self.generation) {
+            self.generation = g;
+            self.detect.reconfigure(rules);
+        }
     }
     fn engine_stats(&self) -> EngineStats {
         self.detect.engine_stats()
@@ -451,8 +469,15 @@ impl PartitionWorker for DetectWorker {
 /// The detect stage's worker factory.
 pub fn detect_workers(factory: Arc<PipelineFactory>) -> NewWorker {
     Arc::new(move |_: &str, _: i32| {
+        let (live, generation) = (factory.live().clone(), factory.live().generation());
         Box::new(DetectWorker {
-            detect: Detect::new(factory.engine()),
+            detect: Detect::new(Engine::new(
+                live.rules(),
+                factory.config().engine.allowed_lateness.0,
+                factory.config().engine.max_buffered_events,
+            )),
+            live,
+            generation,
             published: DetectStats::default(),
             bytes: 0,
             published_bytes: 0,

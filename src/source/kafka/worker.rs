@@ -86,6 +86,9 @@ impl PartitionWorker for Pipeline {
     fn process(&mut self, msg: &Incoming<'_>, alerts: &mut Vec<Alert>) -> Processed {
         Pipeline::process(self, msg.payload, msg.ts, alerts)
     }
+    fn tick(&mut self, _wall_ms: i64, _caught_up: bool) {
+        self.follow_reloads();
+    }
     fn engine_stats(&self) -> EngineStats {
         Pipeline::engine_stats(self)
     }
