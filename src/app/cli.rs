@@ -315,7 +315,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .ok_or_else(|| anyhow::anyhow!("--start `{s}` is not an RFC 3339 time"))?,
                 None => DEFAULT_START,
             };
-            let (_, key) = offline_config(config.as_deref())?;
+            let (gw, key) = offline_config(config.as_deref())?;
+            // attacks that need something learned first are placed after what these files learn
+            let (files, _) = crate::config::DetectorSource::for_config(&gw).load();
             let cfg = SimConfig {
                 seed,
                 start,
@@ -325,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 attacks: !no_attacks,
                 attack_rounds,
                 skip: Vec::new(),
+                learning: crate::app::demo::learning_of(&files),
             };
             cfg.validate()?;
             let sim = simulate(&cfg);

@@ -21,7 +21,7 @@ use crate::app::run::{pipeline_factory_from, Service, ServiceParts};
 use crate::config::{DetectorFile, GatewatchConfig};
 use crate::event::{format_ts, Alert};
 use crate::normalize::Format;
-use crate::simulate::{simulate, Label, SimConfig, DEFAULT_START};
+use crate::simulate::{simulate, Label, Learning, SimConfig, DEFAULT_START};
 use crate::source::kafka::{KafkaSettings, StartFrom};
 
 const TOPIC: &str = "gateway-logs";
@@ -40,48 +40,107 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
 }
 
-/// Prints alerts as one readable line each.
+/// Prints alerts as one readable line each, numbered by incident.
 pub struct ReadableLines<W: Write + Send> {
     out: Mutex<W>,
     started: Instant,
-    seen: Mutex<Vec<Alert>>,
+    seen: Mutex<(Vec<Alert>, Incidents)>,
 }
 
 impl<W: Write + Send> ReadableLines<W> {
     pub fn new(out: W) -> Self {
-        ReadableLines { out: Mutex::new(out), started: Instant::now(), seen: Mutex::new(Vec::new()) }
+        ReadableLines { out: Mutex::new(out), started: Instant::now(), seen: Mutex::new(Default::default()) }
     }
 
     pub fn alerts(&self) -> Vec<Alert> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        self.seen.lock().map(|s| s.0.clone()).unwrap_or_default()
+    }
+
+    /// How many incidents the alerts so far make up.
+    pub fn incidents(&self) -> usize {
+        self.seen.lock().map(|s| s.1.open.len()).unwrap_or_default()
     }
 }
 
-/// One alert as a line: wall time since start, event time, severity, detector, entity, summary.
-pub fn readable_line(a: &Alert, elapsed: Duration) -> String {
+/// Alerts grouped into incidents: an alert joins the first incident that shares its token,
+/// client or entity and had an alert within [`Incidents::GAP_MS`] of event time. One attack
+/// often raises several alerts (a probing token: failures by token, client and address, and
+/// scope misuse); the number says which belong together.
+#[derive(Debug, Default)]
+pub struct Incidents {
+    /// Per incident: the keys its alerts named and the event time of its latest alert.
+    open: Vec<(Vec<String>, crate::event::Millis)>,
+}
+
+impl Incidents {
+    pub const GAP_MS: crate::event::Millis = 10 * 60_000;
+
+    /// The incident number (from 1) of this alert, opening a new one if none is related.
+    pub fn assign(&mut self, a: &Alert) -> usize {
+        let mut keys = vec![format!("{}:{}", a.entity.kind.as_str(), a.entity.id)];
+        if let Some(t) = &a.token_fingerprint {
+            keys.push(format!("token:{}", t.to_hex()));
+        }
+        if let Some(c) = &a.client_id {
+            keys.push(format!("client_id:{c}"));
+        }
+        let at = a.window_end;
+        let related = self
+            .open
+            .iter()
+            .position(|(k, last)| (at - last).abs() <= Self::GAP_MS && keys.iter().any(|x| k.contains(x)));
+        match related {
+            Some(i) => {
+                let (k, last) = &mut self.open[i];
+                *last = (*last).max(at);
+                for x in keys {
+                    if !k.contains(&x) {
+                        k.push(x);
+                    }
+                }
+                i + 1
+            }
+            None => {
+                self.open.push((keys, at));
+                self.open.len()
+            }
+        }
+    }
+}
+
+/// The column heads of [`readable_line`].
+pub const READABLE_HEADER: &str =
+    "[  wall] event     incident  severity  detector            entity                        summary";
+
+/// One alert as a line: wall time since start, event time, incident, severity, detector,
+/// entity, summary, and the client when the entity is not the client itself.
+pub fn readable_line(a: &Alert, incident: usize, elapsed: Duration) -> String {
     let t = format_ts(a.window_end);
     let clock = t.get(11..19).unwrap_or(&t);
-    let mut who = format!("{} {}", a.entity.kind.as_str(), a.entity.id);
-    if let Some(c) = a.client_id.as_deref().filter(|c| *c != a.entity.id) {
-        who.push_str(&format!(" (client {c})"));
-    }
-    format!(
-        "[+{:>2}:{:02}] {clock}  {:<6}  {:<18}  {:<44}  {}",
+    let who = format!("{} {}", a.entity.kind.as_str(), a.entity.id);
+    let mut line = format!(
+        "[+{:>2}:{:02}] {clock}  {:<8}  {:<8}  {:<18}  {:<28}  {}",
         elapsed.as_secs() / 60,
         elapsed.as_secs() % 60,
+        format!("#{incident}"),
         a.severity.as_str().to_uppercase(),
         a.detector,
         who,
         a.summary
-    )
+    );
+    if let Some(c) = a.client_id.as_deref().filter(|c| *c != a.entity.id && !a.summary.contains(c)) {
+        line.push_str(&format!(" [client {c}]"));
+    }
+    line
 }
 
 impl<W: Write + Send> AlertHandoff for ReadableLines<W> {
     fn handoff(&self, a: &Alert) -> Result<(), HandoffError> {
-        let line = readable_line(a, self.started.elapsed());
+        let mut seen = self.seen.lock().map_err(|_| HandoffError::Closed)?;
+        let line = readable_line(a, seen.1.assign(a), self.started.elapsed());
         let mut out = self.out.lock().map_err(|_| HandoffError::Closed)?;
         writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| HandoffError::Overflow(e.to_string()))?;
-        self.seen.lock().map_err(|_| HandoffError::Closed)?.push(a.clone());
+        seen.0.push(a.clone());
         Ok(())
     }
 }
@@ -107,10 +166,13 @@ fn files_in_force(f: &crate::source::kafka::NewPipeline) -> Vec<DetectorFile> {
 /// per 10 simulated minutes.
 pub fn demo_simulation(opts: &DemoOptions, files: &[DetectorFile], key: &[u8]) -> SimConfig {
     let sim_minutes = (opts.minutes.max(1) * opts.speed.max(1)).clamp(10, 24 * 60);
+    let learning = learning_of(files);
     // A latency regression is judged against a baseline learned over the detector's warm-up:
     // in a shorter span it cannot be found, so it is not injected (and the start line says so).
     let mut skip = Vec::new();
-    if latency_warmup_ms(files).is_some_and(|w| (sim_minutes as i64) * 60_000 < w + 15 * 60_000) {
+    if files.iter().any(|f| f.kind == "latency_anomaly")
+        && (sim_minutes as i64) * 60_000 < learning.latency_warmup_ms + 15 * 60_000
+    {
         skip.push("latency_regression");
     }
     SimConfig {
@@ -122,25 +184,30 @@ pub fn demo_simulation(opts: &DemoOptions, files: &[DetectorFile], key: &[u8]) -
         attacks: true,
         attack_rounds: (sim_minutes as usize / 10).clamp(1, 20),
         skip,
+        learning,
     }
 }
 
-/// Event time a `latency_anomaly` file needs before it judges a route: `warmup_buckets` × `bucket`.
-fn latency_warmup_ms(files: &[DetectorFile]) -> Option<i64> {
-    files
-        .iter()
-        .filter(|f| f.kind == "latency_anomaly")
-        .map(|f| {
-            let buckets = f.params.get("warmup_buckets").and_then(|v| v.as_integer()).unwrap_or(30);
-            let bucket = f
-                .params
-                .get("bucket")
-                .and_then(|v| v.as_str())
-                .and_then(|b| crate::config::parse_duration(b).ok())
-                .unwrap_or(60_000);
-            buckets * bucket
+/// How long the given detector files watch before they can judge a latency regression or a
+/// scope escalation; a kind without a file keeps the shipped default.
+pub fn learning_of(files: &[DetectorFile]) -> Learning {
+    let duration = |f: &DetectorFile, name: &str, default: i64| {
+        f.params
+            .get(name)
+            .and_then(|v| v.as_str())
+            .and_then(|b| crate::config::parse_duration(b).ok())
+            .unwrap_or(default)
+    };
+    let longest = |kind: &str, of: &dyn Fn(&DetectorFile) -> i64| files.iter().filter(|f| f.kind == kind).map(of).max();
+    let default = Learning::default();
+    Learning {
+        latency_warmup_ms: longest("latency_anomaly", &|f| {
+            f.params.get("warmup_buckets").and_then(|v| v.as_integer()).unwrap_or(30) * duration(f, "bucket", 60_000)
         })
-        .max()
+        .unwrap_or(default.latency_warmup_ms),
+        scope_learn_ms: longest("scope_misuse", &|f| duration(f, "learn_for", default.scope_learn_ms))
+            .unwrap_or(default.scope_learn_ms),
+    }
 }
 
 /// Runs the demo until `--minutes` have passed or `shutdown` completes.
@@ -200,7 +267,7 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
     println!("  metrics: http://{}/metrics   readiness: http://{}/readyz", service.addr, service.addr);
     println!("  stops after {} minute(s), or press Ctrl-C", opts.minutes);
     println!();
-    println!("[  wall] event    severity detector            entity                                        summary");
+    println!("{READABLE_HEADER}");
 
     // The producer: records in arrival order, paced so event time runs `speed` times faster than the clock.
     let stop = Arc::new(AtomicBool::new(false));
@@ -255,11 +322,12 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         .collect();
     println!();
     println!(
-        "{}: {} records produced, {} events read, {} alerts; {} of {} attacks injected so far were alerted",
+        "{}: {} records produced, {} events read, {} alerts in {} incidents; {} of {} attacks injected so far were alerted",
         if ended_early { "stopped" } else { "done" },
         produced,
         metrics.events.get(),
         alerts.len(),
+        printer.incidents(),
         found,
         injected.len()
     );
@@ -297,35 +365,101 @@ mod tests {
             evidence: Default::default(),
             actions: vec![],
         };
-        let line = readable_line(&a, Duration::from_secs(75));
-        assert!(line.starts_with("[+ 1:15] 10:02:05  HIGH"), "{line}");
+        let line = readable_line(&a, 3, Duration::from_secs(75));
+        assert!(line.starts_with("[+ 1:15] 10:02:05  #3        HIGH"), "{line}");
         assert!(line.contains("auth_failure_spike"));
-        assert!(line.contains("source_ip 91.92.189.89 (client app-1)"));
-        assert!(line.ends_with("20 failed authentications"));
+        assert!(line.contains("source_ip 91.92.189.89 "));
+        assert!(line.ends_with("20 failed authentications [client app-1]"), "{line}");
+        // the columns line up under the header
+        for head in ["incident", "severity", "detector", "entity", "summary"] {
+            let col = READABLE_HEADER.find(head).unwrap();
+            assert_ne!(line.as_bytes()[col], b' ', "{head} column of {line}");
+            assert_eq!(line.as_bytes()[col - 1], b' ', "{head} column of {line}");
+        }
+        // a long client id no longer pushes the summary out of its column
+        let uuid = Alert { client_id: Some("4dfff686-ba02-4f8d-80fd-7f4a156a6e76".into()), ..a.clone() };
+        let long = readable_line(&uuid, 3, Duration::from_secs(75));
+        assert_eq!(long.find("20 failed"), line.find("20 failed"));
+    }
+
+    #[test]
+    fn alerts_about_one_token_client_or_entity_close_in_time_are_one_incident() {
+        let base = Alert {
+            id: "x".into(),
+            detector: "auth_failure_spike".into(),
+            rule: "r".into(),
+            severity: Severity::High,
+            entity: Entity::new(EntityKind::Token, "34b884ffafcb29fd"),
+            client_id: Some("d7299e1a".into()),
+            client_id_source: Default::default(),
+            token_fingerprint: crate::event::Fingerprint::from_hex("34b884ffafcb29fd"),
+            window_start: DEFAULT_START,
+            window_end: DEFAULT_START + 60_000,
+            summary: "10 failed authentications".into(),
+            evidence: Default::default(),
+            actions: vec![],
+        };
+        let mut inc = Incidents::default();
+        assert_eq!(inc.assign(&base), 1);
+        // the same token's scope misuse, the client, an address with that client: one incident
+        assert_eq!(inc.assign(&Alert { detector: "scope_misuse".into(), ..base.clone() }), 1);
+        let client =
+            Alert { entity: Entity::new(EntityKind::ClientId, "d7299e1a"), token_fingerprint: None, ..base.clone() };
+        assert_eq!(inc.assign(&client), 1);
+        let ip = Alert {
+            entity: Entity::new(EntityKind::SourceIp, "40.113.37.8"),
+            token_fingerprint: None,
+            ..client.clone()
+        };
+        assert_eq!(inc.assign(&ip), 1);
+        // an unrelated address, and the same client an hour later: new incidents
+        let other = Alert {
+            entity: Entity::new(EntityKind::SourceIp, "80.94.64.222"),
+            client_id: None,
+            token_fingerprint: None,
+            ..base.clone()
+        };
+        assert_eq!(inc.assign(&other), 2);
+        let later = Alert { window_end: DEFAULT_START + 3_600_000, ..client };
+        assert_eq!(inc.assign(&later), 3);
     }
 
     /// The demo's own simulation, replayed offline through the built-in detectors (what the
-    /// live demo runs, minus Kafka): a latency regression is injected only where the span
-    /// holds the detector's warm-up (the default 30 simulated minutes do not).
+    /// live demo runs, minus Kafka): every attack it injects is found. A latency regression is
+    /// injected only where the span holds the detector's warm-up (the default 30 simulated
+    /// minutes do not); scope escalations start once their route's requirement is learned.
     #[test]
-    fn the_demo_injects_latency_regressions_only_past_the_warm_up() {
+    fn the_demo_finds_every_attack_it_injects() {
         let cfg = GatewatchConfig { path: Some("/nonexistent-gatewatch/gatewatch.toml".into()), ..Default::default() };
         let (files, errs) = detector_files(&cfg);
         let key = crate::config::DEV_FINGERPRINT_KEY.as_bytes();
         let factory = pipeline_factory_from(&cfg, files.clone(), errs, key).unwrap();
-        for (minutes, speed, injected) in [(3, 10, false), (1, 10, false)] {
+        for (minutes, speed, latency_injected) in [(3, 10, false), (1, 60, true)] {
+            let what = format!("--minutes {minutes} --speed {speed}");
             let opts = DemoOptions { minutes, speed, clients: 200, seed: 7, listen: "127.0.0.1:0".parse().unwrap() };
             let sim = simulate(&demo_simulation(&opts, &files, key));
-            let latency: Vec<&Label> = sim.labels.iter().filter(|l| l.attack == "latency_regression").collect();
-            assert_eq!(!latency.is_empty(), injected, "--minutes {minutes} --speed {speed}");
+            let injected = |kind: &str| sim.labels.iter().filter(|l| l.attack == kind).count();
+            assert_eq!(injected("latency_regression") > 0, latency_injected, "{what}");
+            assert!(injected("scope_escalation") >= 1, "{what}");
             let mut p = factory.pipeline();
             let mut alerts = Vec::new();
             for r in &sim.records {
                 p.process(crate::simulate::render::render(r, Format::Kong).as_bytes(), Some(r.arrival), &mut alerts);
             }
             p.finish(&mut alerts);
-            let missed: Vec<_> = latency.iter().filter(|l| !detected(l, &alerts)).map(|l| format_ts(l.start)).collect();
-            assert!(missed.is_empty(), "latency regressions missed: {missed:?}");
+            let missed: Vec<_> = sim
+                .labels
+                .iter()
+                .filter(|l| !detected(l, &alerts))
+                .map(|l| format!("{} at {}", l.attack, format_ts(l.start)))
+                .collect();
+            assert!(missed.is_empty(), "{what}: missed {missed:?}");
+            let unexplained: Vec<_> = alerts
+                .iter()
+                .filter(|a| !sim.labels.iter().any(|l| detected(l, std::slice::from_ref(*a))))
+                .map(|a| format!("{} on {} {}: {}", a.detector, a.entity.kind.as_str(), a.entity.id, a.summary))
+                .collect();
+            assert!(unexplained.is_empty(), "{what}: alerts no attack explains: {unexplained:#?}");
         }
     }
 

@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::traffic::{
     ip, make_record, stream, ClientKind, LatencyEffect, Outcome, Population, Profile, Request, TokenUse, ROUTES,
-    R_DELETE_USER, R_LOGIN, R_TOKEN,
+    R_DELETE_USER, R_LIST_USERS, R_LOGIN, R_TOKEN,
 };
 use super::{token, Label, RelatedEntity, SimConfig, SimRecord, SimToken};
 use crate::event::{EntityKind, Millis};
@@ -83,7 +83,7 @@ pub(crate) struct Planned {
     pub duration: Millis,
     /// Victim or culprit client, where the attack has one.
     pub client: Option<usize>,
-    /// Route of a latency regression.
+    /// Route of a latency regression or a scope escalation.
     pub route: u8,
     pub factor: f64,
 }
@@ -98,8 +98,13 @@ pub(crate) struct Plan {
 /// Routes busy enough for a percentile to mean something.
 const LATENCY_CANDIDATES: [u8; 4] = [1, 13, 14, 16];
 
-/// Chooses kinds, windows and targets. Latency regressions are kept out of the
-/// first third of the span so a baseline exists before them.
+/// Routes only `admin` may call; a scope escalation targets one each, since a learned
+/// requirement that a second token breaks is dropped as wrongly learned (`unlearn_after_clients`).
+const ADMIN_ROUTES: [u8; 2] = [R_DELETE_USER, R_LIST_USERS];
+
+/// Chooses kinds, windows and targets. An attack that needs something learned first starts
+/// after it: a latency regression after the latency baseline's warm-up, a scope escalation
+/// after its route's requirement is learned (checked again against the traffic in [`inject`]).
 pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
     let mut rng = stream(cfg.seed, 2);
     let mut kinds: Vec<Kind> = Vec::new();
@@ -108,22 +113,42 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
         round.shuffle(&mut rng);
         kinds.extend(round);
     }
+    // One escalation per admin route, one regression per busy route: a second on the same
+    // route would be judged against what the first changed.
+    let cap = |k: Kind| match k {
+        Kind::ScopeEscalation => ADMIN_ROUTES.len(),
+        Kind::LatencyRegression => LATENCY_CANDIDATES.len(),
+        _ => usize::MAX,
+    };
+    let mut seen = [0usize; KINDS.len()];
+    kinds.retain(|&k| {
+        seen[k as usize] += 1;
+        seen[k as usize] <= cap(k)
+    });
     let total = kinds.len();
     if total == 0 {
         return Plan::default();
-    }
-    // keep each latency regression out of the first third
-    for i in 0..total {
-        if kinds[i] == Kind::LatencyRegression && i * 3 < total {
-            if let Some(j) = (total / 3..total).find(|&j| kinds[j] != Kind::LatencyRegression) {
-                kinds.swap(i, j);
-            }
-        }
     }
     let warmup = (cfg.duration_ms * 15 / 100).min(8 * MIN);
     let tail = (cfg.duration_ms * 3 / 100).min(2 * MIN);
     let usable = cfg.duration_ms - warmup - tail;
     let slot = usable / total as Millis;
+    // Move an attack that would start before what it needs is learned to a later slot,
+    // swapping with one that can start earlier.
+    let slot_at = |i: usize| warmup + slot * i as Millis;
+    let earliest = |k: Kind| match k {
+        Kind::LatencyRegression => cfg.learning.latency_warmup_ms + MIN,
+        Kind::ScopeEscalation => cfg.learning.scope_learn_ms + 2 * MIN,
+        _ => 0,
+    };
+    for i in 0..total {
+        if earliest(kinds[i]) > slot_at(i) {
+            let need = earliest(kinds[i]);
+            if let Some(j) = (i + 1..total).find(|&j| slot_at(j) >= need && earliest(kinds[j]) <= slot_at(i)) {
+                kinds.swap(i, j);
+            }
+        }
+    }
 
     let mut used_clients: HashSet<usize> = HashSet::new();
     let partners: Vec<usize> =
@@ -146,12 +171,19 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
     };
 
     let mut out = Plan::default();
+    let mut admin_routes = ADMIN_ROUTES.iter().copied();
     for (i, kind) in kinds.into_iter().enumerate() {
         let (lo, hi) = kind.duration();
+        // A dense plan shortens attacks to their slots, except a regression: a route slow for
+        // less than its nominal minimum is not what the kind stands for.
+        let floor = if kind == Kind::LatencyRegression { lo } else { 90_000 };
         let max_len = (slot * 16 / 10).max(2 * MIN);
-        let mut duration = rng.gen_range(lo..=hi).min(max_len).max(90_000);
+        let mut duration = rng.gen_range(lo..=hi).min(max_len).max(floor);
         let start = cfg.start + warmup + slot * i as Millis + rng.gen_range(0..=slot * 3 / 10);
         duration = duration.min(cfg.end() - 30_000 - start);
+        if duration < floor {
+            continue;
+        }
         let mut p = Planned { kind, start, duration, client: None, route: 0, factor: 1.0 };
         match kind {
             Kind::StolenToken => {
@@ -164,6 +196,7 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
                 p.client = Some(pick_partner(&mut rng, &|i| pop.clients[i].rate >= median.max(0.08)));
             }
             Kind::ScopeEscalation => {
+                p.route = admin_routes.next().expect("escalations capped at the admin routes");
                 p.client = Some(pick_partner(&mut rng, &|i| {
                     pop.clients[i].kind == ClientKind::Partner(Profile::Crm)
                         && !pop.clients[i].scopes.contains(&"admin")
@@ -175,7 +208,9 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
                 }));
             }
             Kind::LatencyRegression => {
-                p.route = LATENCY_CANDIDATES[rng.gen_range(0..LATENCY_CANDIDATES.len())];
+                let free: Vec<u8> =
+                    LATENCY_CANDIDATES.iter().copied().filter(|r| !out.effects.iter().any(|e| e.route == *r)).collect();
+                p.route = free[rng.gen_range(0..free.len())];
                 p.factor = rng.gen_range(2.7..3.4);
                 out.effects.push(LatencyEffect { route: p.route, start, end: start + duration, factor: p.factor });
             }
@@ -262,6 +297,19 @@ fn held_tokens(history: &[TokenUse], cfg: &SimConfig) -> Vec<(Arc<SimToken>, Mil
     out
 }
 
+/// How far inside a token's validity an attack using it stays.
+const FIT_MARGIN: Millis = 20_000;
+
+/// When `scope_misuse` first judges a call to `route` by what it learned: once two benign
+/// successful calls taught it (`learn_min_calls`) and `learn_for` has passed since the first.
+/// `None` if that never happens.
+fn learned_at(records: &[SimRecord], route: u8, learn_for: Millis) -> Option<Millis> {
+    let mut calls: Vec<Millis> =
+        records.iter().filter(|r| r.route_idx == route && r.attack.is_none() && r.status < 400).map(|r| r.ts).collect();
+    calls.sort_unstable();
+    Some((*calls.get(1)?).max(calls[0] + learn_for))
+}
+
 /// Fits `[start, start + duration]` inside the validity of one held token: the one
 /// overlapping the window most; shifts (and if needed shortens) the window into it.
 fn fit(
@@ -269,7 +317,7 @@ fn fit(
     start: Millis,
     duration: Millis,
 ) -> Option<(Arc<SimToken>, Millis, Millis)> {
-    let margin = 20_000;
+    let margin = FIT_MARGIN;
     let overlap = |lo: Millis, hi: Millis| (hi.min(start + duration) - lo.max(start)).max(0);
     let (tok, lo, hi) = held
         .iter()
@@ -564,15 +612,27 @@ pub(crate) fn inject(
             }
             Kind::ScopeEscalation | Kind::ScopeProbing => {
                 let c = &pop.clients[p.client.expect("planned with a culprit")];
-                let held = held_tokens(&history[c.idx], cfg);
-                let Some((tok, start, duration)) = fit(&held, p.start, p.duration) else {
+                let escalation = p.kind == Kind::ScopeEscalation;
+                // an escalation starts once its route's requirement is learned from benign calls
+                let not_before = if escalation {
+                    match learned_at(out, p.route, cfg.learning.scope_learn_ms) {
+                        Some(t) => t + MIN,
+                        None => continue,
+                    }
+                } else {
+                    cfg.start
+                };
+                let held: Vec<_> = held_tokens(&history[c.idx], cfg)
+                    .into_iter()
+                    .map(|(t, lo, hi)| (t, lo.max(not_before - FIT_MARGIN), hi.min(cfg.end() - 30_000)))
+                    .collect();
+                let Some((tok, start, duration)) = fit(&held, p.start.max(not_before), p.duration) else {
                     continue;
                 };
                 let ips = match &c.net {
                     super::traffic::NetPlan::Fixed(v) => v.clone(),
                     super::traffic::NetPlan::Mobile { .. } => unreachable!("partners sit on fixed addresses"),
                 };
-                let escalation = p.kind == Kind::ScopeEscalation;
                 let n = if escalation { rng.gen_range(5..=12usize) } else { rng.gen_range(25..=60usize) };
                 let outside: Vec<u8> = ROUTES
                     .iter()
@@ -582,7 +642,7 @@ pub(crate) fn inject(
                     .collect();
                 for ts in spread(&mut rng, start, duration, n) {
                     let (route, outcome) = if escalation {
-                        (R_DELETE_USER, Outcome::Upstream(204))
+                        (p.route, Outcome::Upstream(ROUTES[p.route as usize].ok))
                     } else {
                         (outside[rng.gen_range(0..outside.len())], Outcome::GatewayForbidden)
                     };
@@ -610,9 +670,10 @@ pub(crate) fn inject(
                 let mut related = client_related("scope_misuse", c);
                 let description = if escalation {
                     format!(
-                        "scope escalation: {} (scopes {}) deleted {n} users via DELETE /v1/users/{{id}}, which needs admin, over {:.1} min",
+                        "scope escalation: {} (scopes {}) called {} {n} times, which needs admin, over {:.1} min",
                         c.client_id,
                         tok.scopes.join(" "),
+                        ROUTES[p.route as usize].route,
                         duration as f64 / 60_000.0
                     )
                 } else {

@@ -56,6 +56,27 @@ pub struct SimConfig {
     /// Attack kinds (as [`Label::attack`] names them) not injected: a demo too short for a
     /// detector's warm-up leaves out what it could not find.
     pub skip: Vec<&'static str>,
+    /// How long the detectors watch before they can judge what some attacks need; those
+    /// attacks are placed after it.
+    pub learning: Learning,
+}
+
+/// Event time the detectors need before some attacks can be found at all. The defaults are
+/// those of the shipped `detectors/` files; `gatewatch demo` reads its own files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learning {
+    /// A latency regression is judged against a baseline: `warmup_buckets` × `bucket` of
+    /// `latency_anomaly`. No regression starts before this much of the span has passed.
+    pub latency_warmup_ms: Millis,
+    /// A route's scope requirement is used once it has been watched this long
+    /// (`learn_for` of `scope_misuse`) and called twice. No escalation on a route starts before.
+    pub scope_learn_ms: Millis,
+}
+
+impl Default for Learning {
+    fn default() -> Self {
+        Learning { latency_warmup_ms: 30 * 60_000, scope_learn_ms: 4 * 60_000 }
+    }
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -69,6 +90,7 @@ impl std::fmt::Debug for SimConfig {
             .field("attacks", &self.attacks)
             .field("attack_rounds", &self.attack_rounds)
             .field("skip", &self.skip)
+            .field("learning", &self.learning)
             .finish()
     }
 }
@@ -84,6 +106,7 @@ impl Default for SimConfig {
             attacks: true,
             attack_rounds: 1,
             skip: Vec::new(),
+            learning: Learning::default(),
         }
     }
 }

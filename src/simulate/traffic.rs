@@ -87,6 +87,8 @@ pub(crate) const R_TOKEN: u8 = 20;
 pub(crate) const R_LOGIN: u8 = 21;
 /// Index of `DELETE /v1/users/{id}` (needs `admin`).
 pub(crate) const R_DELETE_USER: u8 = 8;
+/// Index of `GET /v1/users` (needs `admin`).
+pub(crate) const R_LIST_USERS: u8 = 9;
 
 pub(crate) static ROUTES: [RouteDef; 22] = [
     route!(
