@@ -30,12 +30,15 @@ pub struct Fingerprint(pub [u8; 8]);
 
 impl Fingerprint {
     pub fn to_hex(self) -> String {
-        let mut s = String::with_capacity(16);
-        for b in self.0 {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
+        // By table, not `write!`: detectors key state by this string, so it is made a few
+        // times per event and the formatter was a measurable part of a replay.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 16];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 0xf) as usize];
         }
-        s
+        out.iter().map(|&c| c as char).collect()
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
@@ -54,10 +57,7 @@ impl Fingerprint {
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&self.to_hex())
     }
 }
 

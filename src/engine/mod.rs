@@ -55,7 +55,8 @@ struct Pending {
     tie: u64,
     /// Arrival order, so that equal `(ts, tie)` pairs leave in the order they came.
     seq: u64,
-    ev: Event,
+    /// Boxed: the heap moves entries on every push and pop, and an event is a few hundred bytes.
+    ev: Box<Event>,
     /// Repartitioned: the shard and key ([`Shard::key_hash`]) the event was routed by; it goes
     /// only to the rules that keep it under that very key. `None`: every rule sees it whole.
     routed: Option<(Shard, u64)>,
@@ -222,7 +223,7 @@ impl Engine {
         self.stats.accepted += 1;
         let ts = ev.ts;
         self.seq += 1;
-        self.buffer.push(Reverse(Pending { ts, tie, seq: self.seq, ev, routed }));
+        self.buffer.push(Reverse(Pending { ts, tie, seq: self.seq, ev: Box::new(ev), routed }));
         self.max_ts = self.max_ts.max(ts);
         true
     }

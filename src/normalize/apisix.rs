@@ -137,7 +137,7 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
     if rec.first() != Some(&b'{') {
         return parse_origin(n, rec, received);
     }
-    let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let r: Record<'_> = super::fields::from_json(rec).map_err(|e| Reject::json(&e))?;
     let ts = if let Some(ms) = r.start_time.0 {
         Some(time::from_epoch(ms).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "start_time out of range"))?)
     } else if let Some(t) = r.at_timestamp.get().or_else(|| r.time_iso8601.get()).or_else(|| r.time_local.get()) {

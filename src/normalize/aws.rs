@@ -140,7 +140,7 @@ struct Integration {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let r: Record<'_> = super::fields::from_json(rec).map_err(|e| Reject::json(&e))?;
     let ts = if let Some(ms) = r.request_time_epoch.0 {
         Some(
             time::from_epoch(ms)

@@ -88,7 +88,7 @@ fn url_host(u: &str) -> Option<&str> {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let r: Record<'_> = super::fields::from_json(rec).map_err(|e| Reject::json(&e))?;
     let ts = match r.time.get() {
         Some(t) => {
             Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "time is not a timestamp"))?)

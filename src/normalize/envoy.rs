@@ -80,7 +80,7 @@ struct Record<'a> {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let r: Record<'_> = super::fields::from_json(rec).map_err(|e| Reject::json(&e))?;
     let ts = match r.start_time.get().or_else(|| r.at_timestamp.get()).or_else(|| r.timestamp.get()) {
         Some(s) => Some(
             time::parse_any(s)

@@ -11,6 +11,8 @@ use base64::Engine as _;
 use crate::event::{ClientIdSource, Fingerprint};
 use crate::scrub::Fingerprinter;
 
+use super::token_cache::TokenCache;
+
 /// Query parameters that carry a bearer token or API key.
 pub const TOKEN_QUERY_PARAMS: &[&str] =
     &["access_token", "jwt", "token", "id_token", "api_key", "apikey", "api-key", "key", "auth", "subscription-key"];
@@ -54,7 +56,7 @@ pub struct Identity {
 }
 
 /// JWT claims gatewatch uses.
-#[derive(Default, Debug, PartialEq)]
+#[derive(Default, Debug, Clone, PartialEq)]
 pub struct JwtClaims {
     pub client_id: Option<String>,
     pub subject: Option<String>,
@@ -74,6 +76,11 @@ pub fn is_sentinel(v: &str) -> bool {
 
 /// Resolves identity from the credentials found on one request.
 pub fn resolve(fp: &Fingerprinter, raw: &RawCredentials<'_>) -> Identity {
+    resolve_with(fp, None, raw)
+}
+
+/// [`resolve`], taking the bearer token's fingerprint and claims from `cache` when it holds them.
+pub fn resolve_with(fp: &Fingerprinter, cache: Option<&TokenCache>, raw: &RawCredentials<'_>) -> Identity {
     let mut id = Identity::default();
     let mut token: Option<(&str, &'static str)> = None; // (raw token, how it came)
 
@@ -133,9 +140,13 @@ pub fn resolve(fp: &Fingerprinter, raw: &RawCredentials<'_>) -> Identity {
 
     let mut claims = JwtClaims::default();
     if let Some((t, how)) = token {
-        id.token_fingerprint = Some(fp.fingerprint(t.as_bytes()));
+        let (f, decoded) = match cache {
+            Some(c) => c.lookup(fp, t),
+            None => (fp.fingerprint(t.as_bytes()), if looks_like_jwt(t) { decode_jwt_claims(t) } else { None }),
+        };
+        id.token_fingerprint = Some(f);
         if looks_like_jwt(t) {
-            if let Some(c) = decode_jwt_claims(t) {
+            if let Some(c) = decoded {
                 claims = c;
             }
         } else if how == "api_key" {

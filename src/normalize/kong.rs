@@ -113,7 +113,7 @@ struct Named<'a> {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let r: Record<'_> = super::fields::from_json(rec).map_err(|e| Reject::json(&e))?;
     let ts = match r.started_at.0 {
         Some(v) => Some(
             time::from_epoch(v).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "started_at out of range"))?,

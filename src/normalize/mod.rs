@@ -22,6 +22,7 @@ pub mod nginx_json;
 pub mod route;
 pub mod text;
 pub mod time;
+pub mod token_cache;
 pub mod traefik;
 pub mod tyk;
 
@@ -254,6 +255,8 @@ pub struct Normalizer {
     /// The year of record times that carry none (Tyk's text log) when no receive time says it
     /// (`[input] year`, `replay --year`).
     pub year: Option<i32>,
+    /// Fingerprints and claims of the tokens seen lately.
+    pub tokens: token_cache::TokenCache,
 }
 
 impl Normalizer {
@@ -266,6 +269,7 @@ impl Normalizer {
             generic: generic::GenericMap::default(),
             scrubber: Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)),
             year: None,
+            tokens: Default::default(),
         }
     }
 
@@ -283,6 +287,7 @@ impl Normalizer {
                     .unwrap_or_else(|_| Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)))
             },
             year: cfg.input.year,
+            tokens: Default::default(),
         }
     }
 
@@ -408,7 +413,7 @@ impl Normalizer {
         let path = path.map(strip_scheme_host);
         let mut creds = p.creds;
         creds.query = creds.query.or(p.query).or(query_in_uri);
-        let id = identity::resolve(&self.fingerprinter, &creds);
+        let id = identity::resolve_with(&self.fingerprinter, Some(&self.tokens), &creds);
         let method = p.method.filter(|m| !m.is_empty() && *m != "-");
         // A secret in the path, user agent or host never reaches the event: replaced by its
         // marker, and recorded as an exposure. Clean values cost one literal scan.

@@ -60,7 +60,7 @@ impl<'a> Flat<'a> {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let r: Flat<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let r: Flat<'_> = super::fields::from_json(rec).map_err(|e| Reject::json(&e))?;
     let ts = if let Some(t) = r.get(&["time_iso8601", "time_local", "@timestamp", "timestamp", "time"]) {
         Some(time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "time is not a timestamp"))?)
     } else if let Some(s) = r.num(&["msec"]) {

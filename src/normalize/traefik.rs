@@ -77,7 +77,7 @@ struct Record<'a> {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let r: Record<'_> = serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?;
+    let r: Record<'_> = super::fields::from_json(rec).map_err(|e| Reject::json(&e))?;
     let ts = match r.start_utc.get().or_else(|| r.start_local.get()).or_else(|| r.time.get()) {
         Some(t) => Some(
             time::parse_any(t).ok_or_else(|| Reject::new(RejectReason::BadTimestamp, "StartUTC is not a timestamp"))?,

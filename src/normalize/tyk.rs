@@ -164,7 +164,7 @@ fn usable_key(k: &str) -> Option<&str> {
 
 pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Event, Reject> {
     let a: Access<'_> = if rec.first() == Some(&b'{') {
-        serde_json::from_slice(rec).map_err(|e| Reject::json(&e))?
+        super::fields::from_json(rec).map_err(|e| Reject::json(&e))?
     } else {
         let line = std::str::from_utf8(rec).map_err(|_| Reject::new(RejectReason::Malformed, "Tyk line: not UTF-8"))?;
         from_logfmt(line)
