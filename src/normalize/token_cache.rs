@@ -3,49 +3,54 @@
 //!
 //! A client holds one token for its lifetime (an hour, typically) and sends it on every call;
 //! an HMAC-SHA256 of a 900-byte JWT plus a base64 and JSON decode of its claims is most of what
-//! identity resolution costs. The cache is direct-mapped: a token goes in the slot its hash
-//! names, replacing whatever was there. A hit compares the whole token, so two tokens never
-//! share an entry; tokens crafted to land in one slot only make each other miss (the cost of
-//! no cache), never a slower lookup. Memory is bounded by [`TokenCache::SLOTS`] tokens of at
-//! most [`TokenCache::MAX_TOKEN`] bytes. Raw tokens stay inside this process's memory, as they
-//! already are while a record is read; nothing here is logged or exported.
+//! identity resolution costs. The cache holds **no raw token**: a token is named by a 128-bit
+//! tag, two SipHash-1-3 sums of the whole token under random keys drawn when the process
+//! starts, which nobody outside can compute, so no one can craft two tokens that share a tag.
+//! The cache is direct-mapped: a token goes in the slot its tag names, replacing whatever was
+//! there, so a lookup costs the same however tokens collide, and memory is bounded by
+//! [`TokenCache::SLOTS`] entries of a tag, a fingerprint and the claims (which go into every
+//! event anyway).
 
-use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
 
 use super::identity::{decode_jwt_claims, looks_like_jwt, JwtClaims};
 use crate::event::Fingerprint;
 use crate::scrub::Fingerprinter;
 
 struct Slot {
-    token: Box<str>,
+    tag: u128,
     fingerprint: Fingerprint,
     claims: Option<JwtClaims>,
 }
 
-/// Per-normalizer cache of token → (fingerprint, decoded JWT claims).
+/// Per-normalizer cache of token → (fingerprint, decoded JWT claims), keyed by a secret tag.
 pub struct TokenCache {
-    slots: RefCell<Vec<Option<Slot>>>,
-    seed: std::collections::hash_map::RandomState,
+    /// A lock that is never waited for: a normalizer shared by threads that finds it taken
+    /// computes the answer instead.
+    slots: Mutex<Vec<Option<Slot>>>,
+    keys: (RandomState, RandomState),
 }
 
 impl Default for TokenCache {
     fn default() -> Self {
-        TokenCache { slots: RefCell::new((0..Self::SLOTS).map(|_| None).collect()), seed: Default::default() }
+        TokenCache {
+            slots: Mutex::new((0..Self::SLOTS).map(|_| None).collect()),
+            keys: (RandomState::new(), RandomState::new()),
+        }
     }
 }
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenCache(<tokens hidden>)")
+        f.write_str("TokenCache")
     }
 }
 
 impl TokenCache {
     /// Slots: tokens in active use at once, beyond which they evict each other.
     pub const SLOTS: usize = 4096;
-    /// Longer values are not cached (computed every time).
-    pub const MAX_TOKEN: usize = 4096;
 
     /// The token's fingerprint and, for a JWT, its decoded claims.
     pub fn lookup(&self, fp: &Fingerprinter, token: &str) -> (Fingerprint, Option<JwtClaims>) {
@@ -53,29 +58,26 @@ impl TokenCache {
             let claims = if looks_like_jwt(token) { decode_jwt_claims(token) } else { None };
             (fp.fingerprint(token.as_bytes()), claims)
         };
-        if token.len() > Self::MAX_TOKEN {
+        let Ok(mut slots) = self.slots.try_lock() else {
             return compute();
-        }
-        let i = self.slot_of(token);
-        let mut slots = self.slots.borrow_mut();
-        if let Some(s) = &slots[i] {
-            if *s.token == *token {
-                return (s.fingerprint, s.claims.clone());
-            }
+        };
+        let tag = self.tag(token);
+        let i = (tag as usize) % Self::SLOTS;
+        if let Some(s) = slots[i].as_ref().filter(|s| s.tag == tag) {
+            return (s.fingerprint, s.claims.clone());
         }
         let (fingerprint, claims) = compute();
-        slots[i] = Some(Slot { token: token.into(), fingerprint, claims: claims.clone() });
+        slots[i] = Some(Slot { tag, fingerprint, claims: claims.clone() });
         (fingerprint, claims)
     }
 
-    /// The slot of a token: a keyed hash of its length and its last 32 bytes (a JWT's
-    /// signature, which differs between any two tokens an issuer signs).
-    fn slot_of(&self, token: &str) -> usize {
-        let b = token.as_bytes();
-        let mut h = self.seed.build_hasher();
-        h.write_usize(b.len());
-        h.write(&b[b.len().saturating_sub(32)..]);
-        (h.finish() as usize) % Self::SLOTS
+    fn tag(&self, token: &str) -> u128 {
+        let sum = |k: &RandomState| {
+            let mut h = k.build_hasher();
+            h.write(token.as_bytes());
+            h.finish()
+        };
+        (u128::from(sum(&self.keys.0)) << 64) | u128::from(sum(&self.keys.1))
     }
 }
 
@@ -99,25 +101,36 @@ mod tests {
     }
 
     #[test]
-    fn tokens_sharing_a_slot_never_share_an_entry() {
+    fn tokens_that_differ_anywhere_get_their_own_fingerprint() {
         let fp = Fingerprinter::new(b"k");
         let cache = TokenCache::default();
-        // same length and the same last 32 bytes: the same slot
-        let a = format!("a{}", "x".repeat(40));
-        let b = format!("b{}", "x".repeat(40));
-        assert_eq!(cache.slot_of(&a), cache.slot_of(&b));
+        // the same length, the same head and tail: only one byte in the middle differs
+        let tokens: Vec<String> =
+            (b'a'..=b'z').map(|c| format!("{}{}{}", "x".repeat(40), c as char, "y".repeat(40))).collect();
         for _ in 0..3 {
-            assert_eq!(cache.lookup(&fp, &a).0, fp.fingerprint(a.as_bytes()));
-            assert_eq!(cache.lookup(&fp, &b).0, fp.fingerprint(b.as_bytes()));
+            for t in &tokens {
+                assert_eq!(cache.lookup(&fp, t).0, fp.fingerprint(t.as_bytes()), "{t}");
+            }
         }
-        let long = "y".repeat(TokenCache::MAX_TOKEN + 1);
-        assert_eq!(cache.lookup(&fp, &long).0, fp.fingerprint(long.as_bytes()));
+        // many more tokens than slots: evictions, never a wrong answer
+        for n in 0..3 * TokenCache::SLOTS {
+            let t = format!("tok-{n:08}");
+            assert_eq!(cache.lookup(&fp, &t).0, fp.fingerprint(t.as_bytes()));
+        }
     }
 
     #[test]
-    fn debug_shows_no_token() {
+    fn the_cache_holds_no_raw_token() {
+        let fp = Fingerprinter::new(b"k");
         let cache = TokenCache::default();
-        cache.lookup(&Fingerprinter::new(b"k"), JWT);
-        assert!(!format!("{cache:?}").contains("eyJ"));
+        cache.lookup(&fp, JWT);
+        let slots = cache.slots.lock().unwrap();
+        let held = slots.iter().flatten().count();
+        assert_eq!(held, 1);
+        // what a slot holds: a tag, the fingerprint, the claims; none of them carries the token
+        let s = slots.iter().flatten().next().unwrap();
+        let claims = format!("{:?}", s.claims);
+        assert!(!claims.contains("eyJ") && !claims.contains("c2lnbmF0dXJl"), "{claims}");
+        assert_eq!(format!("{cache:?}"), "TokenCache");
     }
 }
