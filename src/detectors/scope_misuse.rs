@@ -280,7 +280,7 @@ impl ScopeMisuse {
         let unlearn = self.p.unlearn_after_clients;
         let learn_for = self.p.learn_for.0;
         let privileged = &self.p.privileged_scopes;
-        let st = self.routes.entry(&route.to_string(), ev.ts, RouteLearning::default);
+        let st = self.routes.entry(route, ev.ts, RouteLearning::default);
         if st.route_words.is_empty() {
             let path = route.split_once(' ').map_or(route, |(_, p)| p);
             let is_version = |w: &str| w.starts_with('v') && w[1..].bytes().all(|b| b.is_ascii_digit());
@@ -410,7 +410,7 @@ impl ScopeMisuse {
     fn on_caller_call(&mut self, route: &str, key: &str, ev: &Event, out: &mut Vec<Finding>) {
         let forbidden = ev.status == Some(403);
         let (window, bucket) = (self.p.window.0, self.bucket);
-        let st = self.tokens.entry(&key.to_string(), ev.ts, TokenState::default);
+        let st = self.tokens.entry(key, ev.ts, TokenState::default);
         st.calls.add(ev.ts, forbidden, window, bucket);
         st.client.observe(ev, ev.token_fingerprint.is_some() && !key.starts_with("client:"));
         st.fingerprint = ev.token_fingerprint.or(st.fingerprint);

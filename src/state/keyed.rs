@@ -139,13 +139,22 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
     }
 
     /// The state for `key`, created with `init` if absent; marks it seen at `now`.
-    pub fn entry(&mut self, key: &K, now: Millis, init: impl FnOnce() -> V) -> &mut V {
+    ///
+    /// `key` may be a borrowed form of the key (`&str` for a `String` key): it is copied only
+    /// when the key is new.
+    pub fn entry<Q>(&mut self, key: &Q, now: Millis, init: impl FnOnce() -> V) -> &mut V
+    where
+        Q: ?Sized + Hash + indexmap::Equivalent<K> + ToOwned<Owned = K>,
+    {
         self.entry_hit(key, now, false, init)
     }
 
     /// As [`KeyedState::entry`]; a `hit` also protects the key from cap eviction for the hit
     /// protection time from `now`.
-    pub fn entry_hit(&mut self, key: &K, now: Millis, hit: bool, init: impl FnOnce() -> V) -> &mut V {
+    pub fn entry_hit<Q>(&mut self, key: &Q, now: Millis, hit: bool, init: impl FnOnce() -> V) -> &mut V
+    where
+        Q: ?Sized + Hash + indexmap::Equivalent<K> + ToOwned<Owned = K>,
+    {
         let hit = hit && self.protect > 0;
         if let Some(mut i) = self.map.get_index_of(key) {
             let slot = &mut self.map[i];
@@ -165,7 +174,7 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
             self.evict_one(now);
         }
         let protected_until = if hit { now.saturating_add(self.protect) } else { Millis::MIN };
-        let (mut i, _) = self.map.insert_full(key.clone(), Slot { seen: now, protected_until, value: init() });
+        let (mut i, _) = self.map.insert_full(key.to_owned(), Slot { seen: now, protected_until, value: init() });
         if hit {
             i = self.protect_at(i);
         }
