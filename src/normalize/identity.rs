@@ -142,7 +142,7 @@ pub fn resolve_with(fp: &Fingerprinter, cache: Option<&TokenCache>, raw: &RawCre
     if let Some((t, how)) = token {
         let (f, decoded) = match cache {
             Some(c) => c.lookup(fp, t),
-            None => (fp.fingerprint(t.as_bytes()), if looks_like_jwt(t) { decode_jwt_claims(t) } else { None }),
+            None => super::token_cache::compute(fp, t),
         };
         id.token_fingerprint = Some(f);
         if looks_like_jwt(t) {

@@ -54,10 +54,7 @@ impl TokenCache {
 
     /// The token's fingerprint and, for a JWT, its decoded claims.
     pub fn lookup(&self, fp: &Fingerprinter, token: &str) -> (Fingerprint, Option<JwtClaims>) {
-        let compute = || {
-            let claims = if looks_like_jwt(token) { decode_jwt_claims(token) } else { None };
-            (fp.fingerprint(token.as_bytes()), claims)
-        };
+        let compute = || compute(fp, token);
         let Ok(mut slots) = self.slots.try_lock() else {
             return compute();
         };
@@ -79,6 +76,12 @@ impl TokenCache {
         };
         (u128::from(sum(&self.keys.0)) << 64) | u128::from(sum(&self.keys.1))
     }
+}
+
+/// What the cache holds for a token, computed: its fingerprint and, for a JWT, its claims.
+pub fn compute(fp: &Fingerprinter, token: &str) -> (Fingerprint, Option<JwtClaims>) {
+    let claims = if looks_like_jwt(token) { decode_jwt_claims(token) } else { None };
+    (fp.fingerprint(token.as_bytes()), claims)
 }
 
 #[cfg(test)]
