@@ -1,10 +1,11 @@
 //! `gatewatch replay`: the live engine over a file, as fast as it can read.
 
 use std::io::{BufRead, Write};
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
-use crate::engine::{EngineStats, Pipeline, PipelineStats};
-use crate::event::Alert;
+use crate::engine::{EngineStats, MessageReader, Pipeline, PipelineStats};
+use crate::event::{Alert, Event};
 
 /// What a replay did.
 #[derive(Clone, Debug, Default)]
@@ -166,15 +167,144 @@ pub fn replay(
         on_alert(&a)?;
     }
     progress(bytes);
+    Ok(summary(pipeline, bytes, start))
+}
+
+fn summary(pipeline: &Pipeline, bytes: u64, start: Instant) -> ReplaySummary {
     let state = pipeline.state_size();
-    Ok(ReplaySummary {
+    ReplaySummary {
         bytes,
         stats: pipeline.stats().clone(),
         engine: pipeline.engine_stats(),
         seconds: start.elapsed().as_secs_f64(),
         state_keys: state.keys,
         evicted: state.evicted,
+    }
+}
+
+/// Bytes of whole lines handed to a reading thread at a time.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight per reading thread (queued, being read, or read and waiting).
+const IN_FLIGHT: usize = 2;
+
+/// [`replay`] with the records read on `readers.len()` threads, one [`MessageReader`] each,
+/// while this thread runs the detectors. The input is cut into chunks of whole lines dealt
+/// round-robin and their events taken back in the same order, so the detectors see exactly
+/// the sequence one thread would give them: the same alerts in the same order, and the same
+/// totals. No reader means [`replay`].
+pub fn replay_parallel(
+    pipeline: &mut Pipeline,
+    readers: Vec<MessageReader>,
+    input: impl BufRead,
+    on_alert: &mut dyn FnMut(&Alert) -> std::io::Result<()>,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<ReplaySummary> {
+    replay_in_chunks(pipeline, readers, input, CHUNK, on_alert, progress)
+}
+
+fn replay_in_chunks(
+    pipeline: &mut Pipeline,
+    readers: Vec<MessageReader>,
+    mut input: impl BufRead,
+    chunk_bytes: usize,
+    on_alert: &mut dyn FnMut(&Alert) -> std::io::Result<()>,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<ReplaySummary> {
+    if readers.is_empty() {
+        return replay(pipeline, input, on_alert, progress);
+    }
+    let start = Instant::now();
+    let n = readers.len();
+    std::thread::scope(|scope| {
+        let mut to_reader = Vec::with_capacity(n);
+        let mut from_reader = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for mut reader in readers {
+            let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+            let (back, from) = sync_channel::<(Vec<Event>, Vec<u8>)>(IN_FLIGHT);
+            to_reader.push(tx);
+            from_reader.push(from);
+            handles.push(scope.spawn(move || {
+                for chunk in rx {
+                    let mut events = Vec::with_capacity(chunk.len() / 1024);
+                    for line in chunk.split(|&b| b == b'\n') {
+                        if !crate::normalize::trim_ascii(line).is_empty() {
+                            reader.read(line, None, &mut |ev| events.push(ev));
+                        }
+                    }
+                    if back.send((events, chunk)).is_err() {
+                        break;
+                    }
+                }
+                reader.stats().clone()
+            }));
+        }
+        let mut alerts = Vec::new();
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let (mut sent, mut taken, mut bytes) = (0usize, 0usize, 0u64);
+        // Takes the next chunk's events, in dealing order, into the detectors.
+        let mut take = |taken: &mut usize, spare: &mut Vec<Vec<u8>>| -> std::io::Result<()> {
+            let (events, mut chunk) = from_reader[*taken % n].recv().map_err(|_| reader_gone())?;
+            *taken += 1;
+            pipeline.push_events(events, &mut alerts);
+            for a in alerts.drain(..) {
+                on_alert(&a)?;
+            }
+            chunk.clear();
+            spare.push(chunk);
+            Ok(())
+        };
+        let mut eof = false;
+        while !eof {
+            let mut chunk = spare.pop().unwrap_or_else(|| Vec::with_capacity(chunk_bytes + (chunk_bytes >> 2)));
+            // Fill to CHUNK, then on to the end of the line; a line longer than a chunk is
+            // read whole.
+            loop {
+                let buf = input.fill_buf()?;
+                if buf.is_empty() {
+                    eof = true;
+                    break;
+                }
+                let room = chunk_bytes.saturating_sub(chunk.len());
+                let (len, line_ends) = if room > 0 {
+                    (room.min(buf.len()), false)
+                } else {
+                    memchr::memchr(b'\n', buf).map_or((buf.len(), false), |i| (i + 1, true))
+                };
+                chunk.extend_from_slice(&buf[..len]);
+                input.consume(len);
+                bytes += len as u64;
+                if line_ends {
+                    break;
+                }
+            }
+            if sent - taken == n * IN_FLIGHT {
+                take(&mut taken, &mut spare)?;
+            }
+            to_reader[sent % n].send(chunk).map_err(|_| reader_gone())?;
+            sent += 1;
+            progress(bytes);
+        }
+        while taken < sent {
+            take(&mut taken, &mut spare)?;
+        }
+        drop(take);
+        drop(to_reader);
+        for h in handles {
+            let stats = h.join().map_err(|_| reader_gone())?;
+            pipeline.add_read_stats(&stats);
+        }
+        pipeline.finish(&mut alerts);
+        for a in alerts.drain(..) {
+            on_alert(&a)?;
+        }
+        progress(bytes);
+        Ok(summary(pipeline, bytes, start))
     })
+}
+
+fn reader_gone() -> std::io::Error {
+    std::io::Error::other("a reading thread stopped")
 }
 
 /// Writes alerts as JSON lines.
@@ -182,5 +312,51 @@ pub fn json_lines_writer<W: Write>(w: &mut W) -> impl FnMut(&Alert) -> std::io::
     move |a| {
         serde_json::to_writer(&mut *w, a)?;
         w.write_all(b"\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
+    use crate::normalize::{Format, Normalizer};
+
+    fn run(input: &[u8], threads: usize, chunk: usize) -> (Vec<String>, ReplaySummary) {
+        let cfg = GatewatchConfig::default();
+        let key = DEV_FINGERPRINT_KEY.as_bytes();
+        let mut p = Pipeline::from_config(&cfg, Format::Auto, key).unwrap();
+        let readers =
+            (0..threads).map(|_| MessageReader::new(Normalizer::from_config(&cfg, Format::Auto, key), &cfg)).collect();
+        let mut alerts = Vec::new();
+        let s = replay_in_chunks(&mut p, readers, input, chunk, &mut |a| Ok(alerts.push(a.to_json())), &mut |_| {})
+            .unwrap();
+        (alerts, s)
+    }
+
+    #[test]
+    fn reading_on_more_threads_gives_the_same_alerts_in_the_same_order() {
+        let sim = crate::simulate::simulate(&crate::simulate::SimConfig {
+            duration_ms: 12 * 60_000,
+            clients: 40,
+            ..Default::default()
+        });
+        let mut input = Vec::new();
+        for r in &sim.records {
+            input.extend_from_slice(crate::simulate::render::render(r, Format::Kong).as_bytes());
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"not a record\n\n{\"half\": ");
+        let (one, s1) = run(&input, 0, 4096);
+        assert!(one.len() >= 3, "the simulated attacks raise alerts: {}", one.len());
+        for (threads, chunk) in [(1, 4096), (2, 4096), (3, 1), (2, 1 << 20)] {
+            let (many, s) = run(&input, threads, chunk);
+            assert_eq!(many, one, "{threads} threads, {chunk}-byte chunks");
+            assert_eq!(
+                (s.stats.messages, s.stats.events, &s.stats.rejected, &s.stats.alerts, s.bytes, s.state_keys),
+                (s1.stats.messages, s1.stats.events, &s1.stats.rejected, &s1.stats.alerts, s1.bytes, s1.state_keys),
+                "{threads} threads, {chunk}-byte chunks"
+            );
+        }
+        assert_eq!(s1.stats.rejected_total(), 2);
     }
 }

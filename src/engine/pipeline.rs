@@ -44,6 +44,20 @@ impl PipelineStats {
     pub fn alerts_total(&self) -> u64 {
         self.alerts.values().sum()
     }
+
+    /// Adds the reading totals of `other`: messages, events, rejects and what they lacked
+    /// (another reader of the same stream, as in a parallel replay). Alerts are not read, so
+    /// they are not added.
+    pub fn add_read(&mut self, other: &PipelineStats) {
+        self.messages += other.messages;
+        self.events += other.events;
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(k).or_insert(0) += v;
+        }
+        self.clamped_future += other.clamped_future;
+        self.lossy_utf8 += other.lossy_utf8;
+        self.missing.add(&other.missing);
+    }
 }
 
 /// What one message caused, besides the alerts appended to the caller's vector.
@@ -407,6 +421,21 @@ impl Pipeline {
         });
         count_alerts(&mut self.reader.stats, &alerts[before..]);
         done
+    }
+
+    /// Events read by another [`MessageReader`] of this stream, in stream order, as if this
+    /// pipeline had read them; the reader's totals are added with [`Self::add_read_stats`].
+    pub fn push_events(&mut self, events: impl IntoIterator<Item = Event>, alerts: &mut Vec<Alert>) {
+        let before = alerts.len();
+        for ev in events {
+            self.engine.push(ev, alerts);
+        }
+        count_alerts(&mut self.reader.stats, &alerts[before..]);
+    }
+
+    /// Adds the totals of a reader whose events went through [`Self::push_events`].
+    pub fn add_read_stats(&mut self, stats: &PipelineStats) {
+        self.reader.stats.add_read(stats);
     }
 
     /// End of input: release every buffered event and close every window.

@@ -194,6 +194,16 @@ impl MissingCounts {
         }
     }
 
+    /// Adds the counts of `other` (another reader of the same stream).
+    pub fn add(&mut self, other: &MissingCounts) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                m[0] += t[0];
+                m[1] += t[1];
+            }
+        }
+    }
+
     pub fn get(&self, gateway: &str, field: Field, why: Why) -> u64 {
         GATEWAYS.iter().position(|x| *x == gateway).map_or(0, |g| self.counts[g][field as usize][why as usize])
     }
