@@ -288,7 +288,6 @@ fn replay_in_chunks(
         while taken < sent {
             take(&mut taken, &mut spare)?;
         }
-        drop(take);
         drop(to_reader);
         for h in handles {
             let stats = h.join().map_err(|_| reader_gone())?;
@@ -328,8 +327,18 @@ mod tests {
         let readers =
             (0..threads).map(|_| MessageReader::new(Normalizer::from_config(&cfg, Format::Auto, key), &cfg)).collect();
         let mut alerts = Vec::new();
-        let s = replay_in_chunks(&mut p, readers, input, chunk, &mut |a| Ok(alerts.push(a.to_json())), &mut |_| {})
-            .unwrap();
+        let s = replay_in_chunks(
+            &mut p,
+            readers,
+            input,
+            chunk,
+            &mut |a| {
+                alerts.push(a.to_json());
+                Ok(())
+            },
+            &mut |_| {},
+        )
+        .unwrap();
         (alerts, s)
     }
 
