@@ -4,6 +4,12 @@
 # simulated minutes of Kong traffic, 100 clients, seed 7). Start-up (loading the detectors,
 # compiling the scrubber's patterns) is measured on an empty input and taken off.
 #
+# The records are read on the detectors' thread (`--threads 0`): the count is the work done
+# per record, which is what a regression changes. With reading threads, callgrind would also
+# count each thread's start-up (one scrubber compiled per reader) and the hand-off between
+# threads, which depend on the core count of the machine, not on the code; their speed-up is
+# measured by `cargo bench --bench whole_pipeline` instead.
+#
 #   scripts/instructions-per-record.sh            compare with .ci/instructions-per-record
 #   scripts/instructions-per-record.sh --update   write the current figure as the new baseline
 #
@@ -25,7 +31,7 @@ trap 'rm -rf "$tmp"' EXIT
 records=$(wc -l < "$tmp/input.jsonl")
 
 count() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" replay --input "$1" --alerts /dev/null 2>&1 \
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" replay --threads 0 --input "$1" --alerts /dev/null 2>&1 \
     | sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p'
 }
 startup=$(count "$tmp/empty.jsonl")
