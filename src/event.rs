@@ -88,6 +88,14 @@ pub struct Event {
     /// Kong's credential id, a JWT `jti`, an API-key id. Used as the token
     /// entity where no fingerprint exists. Not part of the printed event.
     pub credential_id: Option<String>,
+    /// Who made the request, for when no token or credential id names it (Kong 3 writes
+    /// `authorization: REDACTED`, Traefik drops the header and keeps `ClientUsername`): the
+    /// best principal the record carries, prefixed by what it is — `consumer:<id>` (the
+    /// gateway's consumer), `user:<name>` (the authenticated user name), `sub:<subject>` (a
+    /// subject the gateway logged, an authorizer's or `jwt_authn`'s), or `client:<id>` when
+    /// `[input] client_id_is_principal` says client ids name one caller each. A shared OAuth
+    /// client id is never one by default. Not part of the printed event.
+    pub principal: Option<String>,
     /// Scopes granted to the token (JWT `scope`/`scp`, authorizer claims).
     pub scopes: Vec<String>,
     /// The client's address after trusted-proxy processing.
@@ -204,6 +212,12 @@ impl Event {
         }
     }
 
+    /// The caller a token-keyed detection keys on: the token entity ([`Self::token_entity`]),
+    /// else the record's best principal ([`Self::principal`]). [`PrincipalKind::of`] says which.
+    pub fn principal_entity(&self) -> Option<String> {
+        self.token_entity().or_else(|| self.principal.clone())
+    }
+
     pub fn is_auth_failure(&self) -> bool {
         matches!(self.status, Some(401) | Some(403))
     }
@@ -302,6 +316,55 @@ impl Serialize for Event {
 impl Serialize for Fingerprint {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())
+    }
+}
+
+/// What a token-entity id names: the token itself or, when the record carried none, the
+/// principal it fell back to. Read from the id's prefix; alerts on a token entity say it in
+/// their evidence (`keyed_on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// The token's fingerprint (16 hex digits).
+    Token,
+    /// `cred:<id>`: a credential id the gateway logged (Kong `authenticated_entity.id`), or
+    /// the JWT `jti` (it names one token).
+    Credential,
+    /// `consumer:<id>`: the gateway's consumer.
+    Consumer,
+    /// `user:<name>`: the authenticated user name (Traefik `ClientUsername`, NGINX
+    /// `$remote_user`, an APISIX or Tyk consumer name).
+    User,
+    /// `sub:<subject>`: the subject an authorizer or `jwt_authn` logged.
+    Subject,
+    /// `client:<id>`: a client id, only where configured as a principal.
+    Client,
+}
+
+impl PrincipalKind {
+    /// The prefixes of [`Event::principal`], with their kinds.
+    pub const PREFIXES: [(&'static str, PrincipalKind); 5] = [
+        ("cred:", PrincipalKind::Credential),
+        ("consumer:", PrincipalKind::Consumer),
+        ("user:", PrincipalKind::User),
+        ("sub:", PrincipalKind::Subject),
+        ("client:", PrincipalKind::Client),
+    ];
+
+    /// What the token-entity id `id` names.
+    pub fn of(id: &str) -> PrincipalKind {
+        Self::PREFIXES.iter().find(|(p, _)| id.starts_with(p)).map_or(PrincipalKind::Token, |(_, k)| *k)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Token => "token",
+            PrincipalKind::Credential => "credential",
+            PrincipalKind::Consumer => "consumer",
+            PrincipalKind::User => "user",
+            PrincipalKind::Subject => "subject",
+            PrincipalKind::Client => "client",
+        }
     }
 }
 

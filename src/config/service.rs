@@ -89,11 +89,22 @@ pub struct InputConfig {
     /// where no Kafka time says it: replays of a file. Live, the receive time decides.
     #[serde(default)]
     pub year: Option<i32>,
+    /// A client id names one caller (machine clients, each with its own OAuth client): where a
+    /// record carries no token, credential, consumer, user or subject, token-keyed detections
+    /// key on it (`client:<id>`). Off by default: a public client id (a mobile app's) is shared
+    /// by all its users and legitimately appears everywhere.
+    #[serde(default)]
+    pub client_id_is_principal: bool,
 }
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { format: default_format(), generic: GenericInputConfig::default(), year: None }
+        InputConfig {
+            format: default_format(),
+            generic: GenericInputConfig::default(),
+            year: None,
+            client_id_is_principal: false,
+        }
     }
 }
 

@@ -243,6 +243,9 @@ enum Key {
     Token(Fingerprint),
     /// A credential known only by its id (no token on the record): entity `cred:<id>`.
     Credential(String),
+    /// Neither token nor credential id on the record: its principal (`consumer:<id>`,
+    /// `user:<name>`, `sub:<subject>`), the entity as it reads.
+    Principal(String),
     Route(String),
 }
 
@@ -269,7 +272,7 @@ enum Spread {
 impl KeyState {
     fn new(key: &Key) -> Self {
         let spread = match key {
-            Key::Ip(_) | Key::Token(_) | Key::Credential(_) => Spread::None,
+            Key::Ip(_) | Key::Token(_) | Key::Credential(_) | Key::Principal(_) => Spread::None,
             Key::Net(_) => Spread::Addresses(SlidingSet::default()),
             Key::Client(_) => Spread::Tokens(SlidingSet::default()),
             Key::Route(_) => Spread::Networks(SlidingSet::default()),
@@ -377,7 +380,7 @@ impl AuthFailureSpike {
             Key::Ip(_) => self.p.threshold.source_ip,
             Key::Net(_) => self.p.threshold.source_network,
             Key::Client(_) => self.p.threshold.client_id,
-            Key::Token(_) | Key::Credential(_) => self.p.threshold.token,
+            Key::Token(_) | Key::Credential(_) | Key::Principal(_) => self.p.threshold.token,
             Key::Route(_) => self.p.threshold.route,
         }
     }
@@ -425,6 +428,7 @@ impl AuthFailureSpike {
             Key::Client(c) => (Entity::new(EntityKind::ClientId, c.clone()), format!("client {c}")),
             Key::Token(t) => (Entity::new(EntityKind::Token, t.to_hex()), format!("token {t}")),
             Key::Credential(c) => (Entity::new(EntityKind::Token, format!("cred:{c}")), format!("token cred:{c}")),
+            Key::Principal(p) => (Entity::new(EntityKind::Token, p.clone()), p.replacen(':', " ", 1)),
             Key::Route(r) => (Entity::new(EntityKind::Route, r.clone()), format!("route {r}")),
         };
         let ratio = failures as f64 / total.max(1) as f64;
@@ -498,11 +502,12 @@ impl AuthFailureSpike {
             }
         }
         if self.counts_per(KeyKind::Token) && wanted(KeyKind::Token) {
-            // the same entity as `Event::token_entity`, without making its string per event
-            match (ev.token_fingerprint, &ev.credential_id) {
-                (Some(fp), _) => self.observe(Key::Token(fp), ev, failed, out),
-                (None, Some(c)) => self.observe(Key::Credential(c.clone()), ev, failed, out),
-                (None, None) => {}
+            // the same entity as `Event::principal_entity`, without making its string per event
+            match (ev.token_fingerprint, &ev.credential_id, &ev.principal) {
+                (Some(fp), _, _) => self.observe(Key::Token(fp), ev, failed, out),
+                (None, Some(c), _) => self.observe(Key::Credential(c.clone()), ev, failed, out),
+                (None, None, Some(p)) => self.observe(Key::Principal(p.clone()), ev, failed, out),
+                (None, None, None) => {}
             }
         }
         if self.counts_per(KeyKind::Route) && wanted(KeyKind::Route) {
@@ -526,7 +531,7 @@ impl Detector for AuthFailureSpike {
                 network_of(ip.to_canonical(), self.p.network_prefix_v4, self.p.network_prefix_v6).to_string()
             }),
             Shard::ClientId if counted(KeyKind::ClientId) => ev.client_id.clone(),
-            Shard::Token if counted(KeyKind::Token) => ev.token_entity(),
+            Shard::Token if counted(KeyKind::Token) => ev.principal_entity(),
             Shard::Route if counted(KeyKind::Route) => ev.route.clone(),
             _ => None,
         }
@@ -565,6 +570,26 @@ mod tests {
         assert_eq!(ips[0].entity.id, "203.0.113.7");
         assert_eq!(ips[0].window_start, 0);
         assert!(ips[0].summary.contains("20 failed authentications"));
+    }
+
+    #[test]
+    fn failures_of_one_principal_count_where_no_token_is_logged() {
+        // Traefik drops the Authorization header: a password spray on one user name from
+        // many addresses is seen only through `ClientUsername`.
+        let events: Vec<Event> = (0..12)
+            .map(|i| {
+                ev(i * 5_000)
+                    .ip(&format!("{}.7.1.{i}", 20 + i * 9))
+                    .principal("user:alice")
+                    .post("/login")
+                    .status(401)
+                    .build()
+            })
+            .collect();
+        let f = run(&mut *det(r#"keys = ["source_ip", "token"]"#), &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity, Entity::new(EntityKind::Token, "user:alice"));
+        assert!(f[0].summary.contains("failed authentications from user alice"), "{}", f[0].summary);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::Detector;
 use crate::config::DetectorFile;
-use crate::event::{Alert, Entity, Event, Finding, Fingerprint, Millis, Severity, Shard};
+use crate::event::{Alert, Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, Severity, Shard};
 use crate::state::StateStats;
 
 /// Entities a rule never alerts on and never learns from.
@@ -176,6 +176,11 @@ impl Rule {
                 }
             }
             self.last_fired.insert(cooldown_key, f.window_end);
+            let mut evidence = f.evidence;
+            if f.entity.kind == EntityKind::Token {
+                // What the token entity names: the token, or the principal it fell back to.
+                evidence.insert("keyed_on".into(), PrincipalKind::of(&f.entity.id).as_str().into());
+            }
             out.push(Alert {
                 id: Alert::make_id(&self.id, &f.entity, f.window_start),
                 detector: self.kind.to_string(),
@@ -188,7 +193,7 @@ impl Rule {
                 window_start: f.window_start,
                 window_end: f.window_end,
                 summary: f.summary,
-                evidence: f.evidence,
+                evidence,
                 actions: self.actions.clone(),
             });
         }

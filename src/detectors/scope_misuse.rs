@@ -9,11 +9,14 @@
 //!    `required_share` of them is required. A violating call never teaches.
 //!    The high default share (99 %) keeps routes with an alternative scope
 //!    (say `admin` on 5 % of calls) from being learned too strictly.
-//! 2. **Bursts of 403.** A token refused `forbidden_threshold` times in the
-//!    window: probing routes outside its scopes.
+//! 2. **Bursts of 403.** A caller refused `forbidden_threshold` times in the
+//!    window: probing routes outside its scopes. The caller is its token; where
+//!    the record logs none (Kong 3 writes `authorization: REDACTED`, Traefik drops
+//!    the header), its credential id or principal (`Event::principal_entity`);
+//!    else its client. This signal needs no scopes: the gateway's 403 says it.
 //!
-//! Calls whose token carries no scopes are skipped (API keys, consumers
-//! without JWTs): nothing can be said about them.
+//! Signal 1 skips calls whose token carries no scopes (API keys, consumers
+//! without JWTs, a redacted header): nothing can be said about them there.
 //!
 //! Touches: events, its own keyed state, the findings it returns. No clock.
 
@@ -24,7 +27,7 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient, Shard};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `scope_misuse` file.
@@ -304,7 +307,7 @@ impl ScopeMisuse {
                 .collect();
             if !missing.is_empty() {
                 missing.sort();
-                let who = ev.token_entity().or_else(|| ev.client_id.clone()).unwrap_or_default();
+                let who = ev.principal_entity().or_else(|| ev.client_id.clone()).unwrap_or_default();
                 for m in &missing {
                     let i = match st.violators.iter().position(|(s, _)| s == m) {
                         Some(i) => i,
@@ -343,19 +346,19 @@ impl ScopeMisuse {
     }
 }
 
-/// The caller a call counts for: its token, else its client (`client:<id>`).
+/// The caller a call counts for: its token or principal, else its client (`client:<id>`).
 fn caller_key(ev: &Event) -> Option<String> {
-    match (ev.token_entity(), &ev.client_id) {
+    match (ev.principal_entity(), &ev.client_id) {
         (Some(t), _) => Some(t),
         (None, Some(c)) => Some(format!("client:{c}")),
         _ => None,
     }
 }
 
-fn caller_entity(key: &str, ev: &Event) -> Entity {
+fn caller_entity(key: &str) -> Entity {
     match key.strip_prefix("client:") {
-        Some(c) if ev.token_entity().is_none() => Entity::new(EntityKind::ClientId, c),
-        _ => Entity::new(EntityKind::Token, key),
+        Some(c) => Entity::new(EntityKind::ClientId, c),
+        None => Entity::new(EntityKind::Token, key),
     }
 }
 
@@ -389,7 +392,7 @@ impl ScopeMisuse {
         evidence.insert("requirement".into(), json!(source));
         evidence.insert("status".into(), json!(ev.status));
         out.push(Finding {
-            entity: caller_entity(key, ev),
+            entity: caller_entity(key),
             within: Some(route.to_string()),
             client_id: st.client.id.clone(),
             client_id_source: st.client.source,
@@ -425,6 +428,11 @@ impl ScopeMisuse {
         {
             return;
         }
+        let what = match PrincipalKind::of(key) {
+            PrincipalKind::Token | PrincipalKind::Credential => "token",
+            PrincipalKind::Client => "client",
+            other => other.as_str(),
+        };
         let mut evidence = serde_json::Map::new();
         evidence.insert("forbidden".into(), json!(n));
         evidence.insert("distinct_routes".into(), json!(routes));
@@ -432,7 +440,7 @@ impl ScopeMisuse {
         evidence.insert("token_scopes".into(), json!(ev.scopes));
         evidence.insert("last_route".into(), json!(route));
         out.push(Finding {
-            entity: caller_entity(key, ev),
+            entity: caller_entity(key),
             within: None,
             client_id: st.client.id.clone(),
             client_id_source: st.client.source,
@@ -440,7 +448,7 @@ impl ScopeMisuse {
             window_start: st.calls.first_hit().unwrap_or(ev.ts),
             window_end: ev.ts,
             summary: format!(
-                "{n} of {total} calls refused with 403 on {routes} routes in {}: token probing routes outside its scopes",
+                "{n} of {total} calls refused with 403 on {routes} routes in {}: {what} probing routes outside its scopes",
                 human_duration(window)
             ),
             evidence,
@@ -454,30 +462,32 @@ impl Detector for ScopeMisuse {
     /// Two halves, each whole where it runs: what a route requires, and who called it without,
     /// by route; a caller's 403s across routes, by token (or client without a token).
     fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
-        let route = ev.route.as_ref().filter(|_| !ev.scopes.is_empty())?;
+        let route = ev.route.as_ref()?;
         let key = caller_key(ev)?;
         match shard {
-            Shard::Route if ev.is_success() => Some(route.clone()),
-            Shard::Token if ev.token_entity().is_some() => Some(key),
-            Shard::ClientId if ev.token_entity().is_none() => ev.client_id.clone(),
+            Shard::Route if ev.is_success() && !ev.scopes.is_empty() => Some(route.clone()),
+            Shard::Token if ev.principal_entity().is_some() => Some(key),
+            Shard::ClientId if ev.principal_entity().is_none() => ev.client_id.clone(),
             _ => None,
         }
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
-        let Some(route) = ev.route.as_deref().filter(|_| !ev.scopes.is_empty()) else { return };
+        let Some(route) = ev.route.as_deref() else { return };
         let Some(key) = caller_key(ev) else { return };
-        self.on_route_call(route, &key, ev, out);
+        if !ev.scopes.is_empty() {
+            self.on_route_call(route, &key, ev, out);
+        }
         self.on_caller_call(route, &key, ev, out);
     }
 
     fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
-        let Some(route) = ev.route.as_deref().filter(|_| !ev.scopes.is_empty()) else { return };
+        let Some(route) = ev.route.as_deref() else { return };
         let Some(key) = caller_key(ev) else { return };
         match shard {
-            Shard::Route => self.on_route_call(route, &key, ev, out),
+            Shard::Route if !ev.scopes.is_empty() => self.on_route_call(route, &key, ev, out),
             Shard::Token | Shard::ClientId => self.on_caller_call(route, &key, ev, out),
-            Shard::Source => {}
+            Shard::Route | Shard::Source => {}
         }
     }
 
@@ -494,7 +504,7 @@ impl Detector for ScopeMisuse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detectors::testing::{detector_from_toml, ev, run};
+    use crate::detectors::testing::{detector_from_toml, ev, run, EventBuilder};
 
     const POLICY: &str = r#"
 [[params.policy]]
@@ -698,6 +708,45 @@ any_of = ["admin"]
         };
         assert!(!busy(&|i| format!("/admin/area{}", i % 8)).is_empty());
         assert!(busy(&|_| "/v1/reports".to_string()).is_empty());
+    }
+
+    #[test]
+    fn a_burst_of_403_needs_no_scopes_and_keys_on_the_credential_or_principal() {
+        // Kong 3: `authorization: REDACTED`, no claims, no scopes; the credential id is logged.
+        // A catalog-only consumer hammering admin and payment routes: 45 × 403 in 5 minutes.
+        let probe = |i: i64, who: &dyn Fn(EventBuilder) -> EventBuilder| {
+            let path = ["/admin/users", "/admin/keys", "/v1/payments/9", "/v1/payments/9/refund", "/admin/audit"];
+            who(ev(i * 6_000).ip("198.51.100.23").client("catalog-app")).get(path[i as usize % 5]).status(403).build()
+        };
+        let mut catalog: Vec<Event> = (0..100)
+            .map(|i| {
+                ev(i * 3_000).ip("198.51.100.23").client("catalog-app").credential("cred-7").get("/v1/items").build()
+            })
+            .collect();
+        catalog.extend((0..45).map(|i| probe(i, &|b| b.credential("cred-7"))));
+        catalog.sort_by_key(|e| e.ts);
+        // a finding per 10 refusals (the rule's cooldown makes them one alert)
+        let f = run(&mut *detector_from_toml("scope_misuse", ""), &catalog);
+        assert_eq!(f.len(), 4, "{f:#?}");
+        assert!(f.iter().all(|x| x.entity == Entity::new(EntityKind::Token, "cred:cred-7")), "{f:#?}");
+        assert!(f[0].summary.contains("token probing routes"), "{}", f[0].summary);
+        // Traefik: only the authenticated user name
+        let traefik: Vec<Event> = (0..45).map(|i| probe(i, &|b| b.principal("user:catalog-bot"))).collect();
+        let f = run(&mut *detector_from_toml("scope_misuse", ""), &traefik);
+        assert_eq!(f.len(), 4, "{f:#?}");
+        assert!(f.iter().all(|x| x.entity == Entity::new(EntityKind::Token, "user:catalog-bot")), "{f:#?}");
+        assert!(f[0].summary.contains("user probing routes"), "{}", f[0].summary);
+        // the same caller refused a few times while its key rotates stays quiet
+        let mut rotating: Vec<Event> = (0..300)
+            .map(|i| ev(i * 2_000).client("catalog-app").credential("cred-8").get("/v1/items").build())
+            .collect();
+        rotating.extend(
+            (0..4).map(|i| {
+                ev(200_000 + i).client("catalog-app").credential("cred-8").get("/v1/items").status(403).build()
+            }),
+        );
+        rotating.sort_by_key(|e| e.ts);
+        assert!(run(&mut *detector_from_toml("scope_misuse", ""), &rotating).is_empty());
     }
 
     #[test]

@@ -65,6 +65,11 @@ impl EventBuilder {
         self.0.credential_id = Some(c.to_string());
         self
     }
+    /// The record's principal, prefix included (`user:alice`, `consumer:…`, `sub:…`).
+    pub fn principal(mut self, p: &str) -> Self {
+        self.0.principal = Some(p.to_string());
+        self
+    }
     pub fn scopes(mut self, s: &[&str]) -> Self {
         self.0.scopes = s.iter().map(|x| x.to_string()).collect();
         self

@@ -1,7 +1,9 @@
 //! `token_reuse`: one token used from too many networks — a stolen token.
 //!
 //! For each token (its fingerprint; where the gateway does not log the token,
-//! the credential id: Kong's credential, a JWT `jti`, an API-key id), the
+//! the credential id: Kong's credential, a JWT `jti`, an API-key id; where it logs
+//! neither, the best principal the record carries: the consumer, the authenticated
+//! user name, the subject — see `Event::principal`), the
 //! source addresses seen in a sliding window are grouped into networks (IPv4
 //! /24, IPv6 /48) and networks into regions (IPv4 /16, IPv6 /32). The token
 //! alerts when it is used from more regions than `max_regions`.
@@ -13,6 +15,14 @@
 //! of egress NATs (one per availability zone) stays under the limit.
 //! Without a GeoIP database, "far apart" is approximated by the region prefix.
 //!
+//! A key that is not the token itself (a credential id, a consumer, a user name, a
+//! subject) may be shared: Kong's `authenticated_entity.id` is the consumer's JWT or
+//! key credential, which every user of a public app presents. Such a key is judged
+//! only once it has behaved like one caller for a whole window (seen for at least
+//! `window` before it crosses `max_regions`); one that is in more regions than that
+//! before it settles is shared, and is left alone while it stays in state (evidence of
+//! a later alert about it would mean nothing). A token's fingerprint is never shared.
+//!
 //! Touches: events, its own keyed state, the findings it returns. No clock.
 
 use std::net::IpAddr;
@@ -22,7 +32,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient, Shard};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
 use crate::state::{KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `token_reuse` file.
@@ -57,6 +67,11 @@ pub struct Params {
     /// Also key on credential ids (Kong credential, JWT `jti`) when the token itself is not logged.
     #[serde(default = "default_true")]
     pub use_credential_id: bool,
+    /// Where neither the token nor a credential id is logged, key on the record's principal
+    /// (consumer, authenticated user name, subject): Kong 3 redacts the `Authorization`
+    /// header, Traefik drops it and keeps `ClientUsername`.
+    #[serde(default = "default_true")]
+    pub use_principal: bool,
 }
 
 fn default_window() -> DurationStr {
@@ -87,13 +102,17 @@ fn default_true() -> bool {
 /// The most addresses remembered per token; enough evidence, bounded memory.
 const MAX_ADDRS: usize = 64;
 
-#[derive(Default)]
 struct TokenState {
     addrs: SlidingSet<IpAddr>,
     client: SeenClient,
     fingerprint: Option<Fingerprint>,
     /// After an alert, the same episode is not reported again before this time.
     quiet_until: Millis,
+    /// When the key was first seen (for a key that may be shared: see the module doc).
+    first_seen: Millis,
+    /// The key is a credential or principal seen in more regions than `max_regions` before
+    /// it had been watched for a window: many callers share it, it is not judged.
+    shared: bool,
 }
 
 pub struct TokenReuse {
@@ -138,9 +157,10 @@ impl TokenReuse {
         if self.p.successful_only && ev.status.is_some() && !ev.is_success() {
             return None;
         }
-        match (&ev.token_fingerprint, &ev.credential_id) {
-            (Some(fp), _) => Some(fp.to_hex()),
-            (None, Some(c)) if self.p.use_credential_id => Some(format!("cred:{c}")),
+        match (&ev.token_fingerprint, &ev.credential_id, &ev.principal) {
+            (Some(fp), _, _) => Some(fp.to_hex()),
+            (None, Some(c), _) if self.p.use_credential_id => Some(format!("cred:{c}")),
+            (None, None, Some(p)) if self.p.use_principal => Some(p.clone()),
             _ => None,
         }
     }
@@ -155,7 +175,18 @@ impl Detector for TokenReuse {
         let Some(ip) = ev.source_ip else { return };
         let Some(key) = self.key(ev) else { return };
         let window = self.p.window.0;
-        let st = self.state.entry(&key, ev.ts, TokenState::default);
+        let new_state = || TokenState {
+            addrs: SlidingSet::default(),
+            client: SeenClient::default(),
+            fingerprint: None,
+            quiet_until: Millis::MIN,
+            first_seen: ev.ts,
+            shared: false,
+        };
+        let st = self.state.entry(&key, ev.ts, new_state);
+        if st.shared {
+            return;
+        }
         let before = st.addrs.len();
         st.addrs.insert(ip, ev.ts, window, MAX_ADDRS);
         st.client.observe(ev, ev.token_fingerprint.is_some());
@@ -166,6 +197,13 @@ impl Detector for TokenReuse {
         let st = self.state.get(&key).expect("just inserted");
         let regions = self.regions(st);
         if regions.len() <= self.p.max_regions {
+            return;
+        }
+        if PrincipalKind::of(&key) != PrincipalKind::Token && ev.ts - st.first_seen < window {
+            // Never seen behaving like one caller: a credential or principal many share.
+            if let Some(st) = self.state.get_mut(&key) {
+                st.shared = true;
+            }
             return;
         }
         let mut networks: Vec<String> = Vec::new();
@@ -188,6 +226,10 @@ impl Detector for TokenReuse {
             Some(c) => format!(" (client {c})"),
             None => String::new(),
         };
+        let what = match PrincipalKind::of(&key) {
+            PrincipalKind::Token | PrincipalKind::Credential => "token",
+            other => other.as_str(),
+        };
         out.push(Finding {
             within: None,
             entity: Entity::new(EntityKind::Token, key.clone()),
@@ -197,7 +239,7 @@ impl Detector for TokenReuse {
             window_start: st.addrs.earliest().unwrap_or(ev.ts),
             window_end: ev.ts,
             summary: format!(
-                "token{who} used from {} networks in {} regions within {} (limit {} regions)",
+                "{what}{who} used from {} networks in {} regions within {} (limit {} regions)",
                 networks.len(),
                 regions.len(),
                 human_duration(window),
@@ -282,20 +324,71 @@ mod tests {
     #[test]
     fn credential_id_is_used_when_the_token_is_not_logged() {
         let mut d = det();
-        let events: Vec<Event> = (0..5)
-            .map(|i| {
-                ev(i * 1000)
-                    .ip(&format!("{}.10.0.1", 20 + i * 20))
-                    .credential("cred-42")
-                    .client("c-1")
-                    .get("/x")
-                    .build()
-            })
+        // the owner, from one network for a quarter of an hour; then five regions in 5s
+        let mut events: Vec<Event> = (0..90)
+            .map(|i| ev(i * 10_000).ip("198.51.100.7").credential("cred-42").client("c-1").get("/x").build())
             .collect();
+        events.extend((0..5).map(|i| {
+            ev(900_000 + i * 1000)
+                .ip(&format!("{}.10.0.1", 20 + i * 20))
+                .credential("cred-42")
+                .client("c-1")
+                .get("/x")
+                .build()
+        }));
         let f = run(&mut *d, &events);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].entity.id, "cred:cred-42");
         assert_eq!(f[0].token_fingerprint, None);
+    }
+
+    #[test]
+    fn a_credential_shared_by_many_users_from_the_start_is_not_judged() {
+        // Kong's JWT credential of a public app: every user presents it, from every carrier
+        let events: Vec<Event> = (0..600)
+            .map(|i| {
+                ev(i * 2_000)
+                    .ip(&format!("{}.{}.7.9", 30 + (i % 40) * 5, i % 7))
+                    .credential("shop-ios-jwt")
+                    .get("/v1/feed")
+                    .build()
+            })
+            .collect();
+        assert!(run(&mut *det(), &events).is_empty());
+        // ...while the same spread on a token's own fingerprint is a stolen token at once
+        let tokens: Vec<Event> = events
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.credential_id = None;
+                e.token_fingerprint = Some(Fingerprint([6; 8]));
+                e
+            })
+            .collect();
+        assert_eq!(run(&mut *det(), &tokens).len(), 1);
+    }
+
+    #[test]
+    fn the_principal_is_used_when_neither_token_nor_credential_is_logged() {
+        // Traefik without the Authorization header: the caller only as its user name
+        let thief = |i: i64, ip: &str| ev(i).ip(ip).principal("user:alice").client("alice").get("/v1/me").build();
+        let mut events: Vec<Event> = (0..90).map(|i| thief(i * 10_000, "198.51.100.7")).collect();
+        for (i, ip) in ["203.0.113.5", "45.33.1.9", "91.198.174.2", "5.255.255.5"].iter().enumerate() {
+            events.push(thief(700_000 + i as i64 * 20_000, ip));
+        }
+        events.sort_by_key(|e| e.ts);
+        let f = run(&mut *det(), &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity, Entity::new(EntityKind::Token, "user:alice"));
+        assert!(f[0].summary.starts_with("user (client alice) used from"), "{}", f[0].summary);
+        // ...and not when the file says so
+        let mut off = detector_from_toml("token_reuse", "use_principal = false");
+        assert!(run(&mut *off, &events).is_empty());
+        // a mobile user changing carriers inside one region stays quiet on its principal too
+        let roaming: Vec<Event> = (0..40)
+            .map(|i| ev(i * 10_000).ip(&format!("100.64.{}.9", i * 5)).principal("sub:u-1").get("/v1/feed").build())
+            .collect();
+        assert!(run(&mut *det(), &roaming).is_empty());
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Identity {
     pub subject: Option<String>,
     pub token_fingerprint: Option<Fingerprint>,
     pub credential_id: Option<String>,
+    /// The consumer (`consumer:<id>`), else the user name (`user:<name>`) the gateway logged:
+    /// [`crate::event::Event::principal`] where the format logs no subject of its own.
+    pub principal: Option<String>,
     pub scopes: Vec<String>,
     /// Credentials sent in a place they should not be: (kind, place, fingerprint).
     pub exposures: Vec<(&'static str, String, Fingerprint)>,
@@ -168,6 +171,11 @@ pub fn resolve_with(fp: &Fingerprinter, cache: Option<&TokenCache>, raw: &RawCre
     } else if claims.subject.is_some() {
         id.subject = claims.subject.take();
     }
+    id.principal = match (raw.consumer_id.filter(|v| !is_sentinel(v)), raw.consumer_name.filter(|v| !is_sentinel(v))) {
+        (Some(c), _) => Some(format!("consumer:{c}")),
+        (None, Some(n)) => Some(format!("user:{n}")),
+        (None, None) => None,
+    };
     id.scopes = claims.scopes;
     id.credential_id = raw.credential_id.filter(|v| !is_sentinel(v)).map(str::to_string).or(claims.jti);
     id

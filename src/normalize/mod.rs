@@ -257,6 +257,9 @@ pub struct Normalizer {
     pub year: Option<i32>,
     /// Fingerprints and claims of the tokens seen lately.
     pub tokens: token_cache::TokenCache,
+    /// `[input] client_id_is_principal`: a client id names one caller (a machine client with
+    /// its own id), so it is the principal of last resort.
+    pub client_id_is_principal: bool,
 }
 
 impl Normalizer {
@@ -270,6 +273,7 @@ impl Normalizer {
             scrubber: Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)),
             year: None,
             tokens: Default::default(),
+            client_id_is_principal: false,
         }
     }
 
@@ -288,6 +292,7 @@ impl Normalizer {
             },
             year: cfg.input.year,
             tokens: Default::default(),
+            client_id_is_principal: cfg.input.client_id_is_principal,
         }
     }
 
@@ -460,14 +465,22 @@ impl Normalizer {
             Some(c) => (Some(c.to_string()), p.client_id_source),
             None => (id.client_id, id.client_id_source),
         };
+        let subject = p.subject.filter(|v| !identity::is_sentinel(v));
+        // The caller when no token names it: the consumer or user name, else a subject the
+        // format logs (an authorizer's, `jwt_authn`'s), else, where configured, the client id.
+        let principal = id
+            .principal
+            .or_else(|| subject.map(|s| format!("sub:{s}")))
+            .or_else(|| client_id.as_ref().filter(|_| self.client_id_is_principal).map(|c| format!("client:{c}")));
         Ok(Event {
             ts,
             gateway,
             client_id,
             client_id_source,
-            subject: p.subject.filter(|v| !identity::is_sentinel(v)).map(str::to_string).or(id.subject),
+            subject: subject.map(str::to_string).or(id.subject),
             token_fingerprint: id.token_fingerprint,
             credential_id: id.credential_id,
+            principal,
             scopes,
             source_ip: self.proxies.client_ip(p.peer, p.xff),
             method: method.map(str::to_string),
@@ -513,4 +526,47 @@ pub fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
     let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
     &b[start..end]
+}
+
+#[cfg(test)]
+mod principal_tests {
+    use super::*;
+
+    fn read(n: &Normalizer, rec: &str) -> Event {
+        n.normalize_record(rec.as_bytes()).unwrap_or_else(|e| panic!("{e:?}: {rec}"))
+    }
+
+    #[test]
+    fn the_principal_is_the_best_caller_a_record_names_without_its_token() {
+        let n = Normalizer::new(Format::Kong, b"k");
+        // Kong 3: the header is REDACTED; the credential id and the consumer are logged
+        let kong = read(
+            &n,
+            r#"{"started_at":1763720400000,"client_ip":"198.51.100.4","request":{"method":"GET","uri":"/v1/items","headers":{"authorization":"REDACTED","host":"api.example.com"}},"response":{"status":200},"consumer":{"id":"c0ffee-1","username":"catalog-app"},"authenticated_entity":{"id":"cred-9","consumer_id":"c0ffee-1"}}"#,
+        );
+        assert_eq!(kong.token_fingerprint, None);
+        assert_eq!(kong.principal.as_deref(), Some("consumer:c0ffee-1"));
+        assert_eq!(kong.principal_entity().as_deref(), Some("cred:cred-9"), "the credential id comes first");
+        let n = Normalizer::new(Format::Traefik, b"k");
+        // Traefik: the caller only as `ClientUsername`
+        let traefik = read(
+            &n,
+            r#"{"ClientHost":"198.51.100.4","ClientUsername":"alice","DownstreamStatus":200,"Duration":1500000,"RequestMethod":"GET","RequestPath":"/v1/x","StartUTC":"2026-03-08T14:32:15Z"}"#,
+        );
+        assert_eq!(traefik.principal_entity().as_deref(), Some("user:alice"));
+        let n = Normalizer::new(Format::Generic, b"k");
+        // a subject the record logs (an authorizer's), while the shared client id is no principal
+        let generic =
+            r#"{"ts":"2026-03-08T14:32:15Z","client_id":"shop-ios","subject":"usr_1","status":200,"path":"/x"}"#;
+        assert_eq!(read(&n, generic).principal_entity().as_deref(), Some("sub:usr_1"));
+        let anonymous = r#"{"ts":"2026-03-08T14:32:15Z","client_id":"shop-ios","status":200,"path":"/x"}"#;
+        assert_eq!(read(&n, anonymous).principal_entity(), None);
+        // ...unless configured as one
+        let machine = Normalizer { client_id_is_principal: true, ..Normalizer::new(Format::Generic, b"k") };
+        assert_eq!(read(&machine, anonymous).principal_entity().as_deref(), Some("client:shop-ios"));
+        // a token, where logged, is always the entity
+        let bearer = r#"{"ts":"2026-03-08T14:32:15Z","subject":"usr_1","authorization":"Bearer abc.def","status":200,"path":"/x"}"#;
+        let ev = read(&n, bearer);
+        assert_eq!(ev.principal_entity(), ev.token_fingerprint.map(|f| f.to_hex()));
+    }
 }

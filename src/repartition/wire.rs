@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{ClientIdSource, Event, Exposure, Fingerprint, Millis, Shard};
 
 /// The encoding's version; the first byte of every record.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Where a record came from: one partition of an input topic, as one ingest instance reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +97,8 @@ pub struct WireEvent {
     pub client_id_source: ClientIdSource,
     pub token_fingerprint: Option<[u8; 8]>,
     pub credential_id: Option<String>,
+    /// [`Event::principal`] (version 2).
+    pub principal: Option<String>,
     pub scopes: Vec<String>,
     pub source_ip: Option<IpAddr>,
     pub path: Option<String>,
@@ -123,6 +125,7 @@ impl WireEvent {
             client_id_source: ev.client_id_source,
             token_fingerprint: ev.token_fingerprint.map(|f| f.0),
             credential_id: ev.credential_id.clone(),
+            principal: ev.principal.clone(),
             scopes: ev.scopes.clone(),
             source_ip: ev.source_ip,
             path: ev.path.clone(),
@@ -147,6 +150,7 @@ impl WireEvent {
             client_id_source: self.client_id_source,
             token_fingerprint: self.token_fingerprint.map(Fingerprint),
             credential_id: self.credential_id,
+            principal: self.principal,
             scopes: self.scopes,
             source_ip: self.source_ip,
             path: self.path,
@@ -230,6 +234,7 @@ mod tests {
             subject: Some("alice".into()),
             token_fingerprint: Some(Fingerprint([9, 8, 7, 6, 5, 4, 3, 2])),
             credential_id: Some("cred-1".into()),
+            principal: Some("consumer:4f1c".into()),
             scopes: vec!["payments:write".into(), "profile".into()],
             source_ip: Some("2001:db8::7".parse().unwrap()),
             method: Some("POST".into()),
