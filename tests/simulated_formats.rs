@@ -531,3 +531,29 @@ fn an_hour_of_attacks_gives_kongs_alerts_in_every_format_that_can_carry_them() {
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}\n\n{}", failures.join("\n"), report.join("\n"));
 }
+
+#[test]
+fn attack_free_hours_raise_nothing_in_any_format_over_ten_seeds() {
+    let vs = variants();
+    let mut failures = Vec::new();
+    for seed in 1..=10 {
+        let s = simulate(&SimConfig {
+            seed,
+            duration_ms: 3_600_000,
+            clients: 40,
+            attacks: false,
+            fingerprint_key: KEY.to_vec(),
+            ..SimConfig::default()
+        });
+        let runs: Vec<Run> = std::thread::scope(|sc| {
+            let handles: Vec<_> = vs.iter().map(|v| sc.spawn(|| replay(&s, v))).collect();
+            handles.into_iter().map(|h| h.join().expect("replay thread")).collect()
+        });
+        for (v, run) in vs.iter().zip(runs) {
+            if !run.alerts.is_empty() {
+                failures.push(format!("seed {seed}, {}: {:?}", v.name, run.alerts));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "false alerts on benign traffic:\n{}", failures.join("\n"));
+}

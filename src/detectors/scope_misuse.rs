@@ -412,6 +412,11 @@ impl ScopeMisuse {
     /// A caller's half: its 403s across routes. Whole on the instance that owns the token.
     fn on_caller_call(&mut self, route: &str, key: &str, ev: &Event, out: &mut Vec<Finding>) {
         let forbidden = ev.status == Some(403);
+        if !forbidden && ev.scopes.is_empty() && !self.tokens.contains(key) {
+            // A caller whose calls carry no scopes is tracked from its first refusal on, so
+            // that a flood of distinct keys without scopes costs no state here.
+            return;
+        }
         let (window, bucket) = (self.p.window.0, self.bucket);
         let st = self.tokens.entry(key, ev.ts, TokenState::default);
         st.calls.add(ev.ts, forbidden, window, bucket);

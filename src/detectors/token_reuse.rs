@@ -15,13 +15,17 @@
 //! of egress NATs (one per availability zone) stays under the limit.
 //! Without a GeoIP database, "far apart" is approximated by the region prefix.
 //!
-//! A key that is not the token itself (a credential id, a consumer, a user name, a
-//! subject) may be shared: Kong's `authenticated_entity.id` is the consumer's JWT or
+//! A credential id, a consumer or a client id may be shared (a user name or a subject names
+//! one person): Kong's `authenticated_entity.id` is the consumer's JWT or
 //! key credential, which every user of a public app presents. Such a key is judged
-//! only once it has behaved like one caller for a whole window (seen for at least
-//! `window` before it crosses `max_regions`); one that is in more regions than that
-//! before it settles is shared, and is left alone while it stays in state (evidence of
-//! a later alert about it would mean nothing). A token's fingerprint is never shared.
+//! only once it has been watched for a whole window (one in more regions than
+//! `max_regions` before that is shared, and left alone while it stays in state), and
+//! then on the regions it *newly* appears in: those first seen within the window and
+//! after that first window, among the regions it used over the last hour. (Watching
+//! for half a window found thefts 8 minutes after a credential's first use too, but
+//! took a small public app's credential for a stolen one in 1 of 20 simulated hours.) A public app's users keep calling from where
+//! they are, so its credential adds a region now and then; a thief adds many at once.
+//! A token's fingerprint, a user name or a subject is judged on every region of the window, at once.
 //!
 //! Touches: events, its own keyed state, the findings it returns. No clock.
 
@@ -108,12 +112,26 @@ struct TokenState {
     fingerprint: Option<Fingerprint>,
     /// After an alert, the same episode is not reported again before this time.
     quiet_until: Millis,
-    /// When the key was first seen (for a key that may be shared: see the module doc).
-    first_seen: Millis,
-    /// The key is a credential or principal seen in more regions than `max_regions` before
-    /// it had been watched for a window: many callers share it, it is not judged.
-    shared: bool,
+    /// For a key that may be shared (a credential, consumer or client id; see the module
+    /// doc): what tells sharing from theft. `None` for a token, a user, a subject.
+    shared: Option<Box<SharedGuard>>,
 }
+
+/// What `token_reuse` keeps about a key that may be shared.
+struct SharedGuard {
+    /// When the key was first seen.
+    first_seen: Millis,
+    /// Seen in more regions than `max_regions` before it had been watched for a window:
+    /// many callers share it, it is not judged.
+    shared: bool,
+    /// The regions it was used in over the last [`KNOWN_HORIZON`], each with when it was
+    /// first seen.
+    known: SlidingSet<ipnet::IpNet>,
+}
+
+/// How long a credential or principal's regions are remembered, to tell a region it newly
+/// appears in from one it keeps using.
+const KNOWN_HORIZON: Millis = 3_600_000;
 
 pub struct TokenReuse {
     p: Params,
@@ -175,17 +193,27 @@ impl Detector for TokenReuse {
         let Some(ip) = ev.source_ip else { return };
         let Some(key) = self.key(ev) else { return };
         let window = self.p.window.0;
+        // A user name or a subject names one person (or one service); a credential, a consumer
+        // or a client id may be an application's, presented by all its users.
+        let may_be_shared = matches!(
+            PrincipalKind::of(&key),
+            PrincipalKind::Credential | PrincipalKind::Consumer | PrincipalKind::Client
+        );
         let new_state = || TokenState {
             addrs: SlidingSet::default(),
             client: SeenClient::default(),
             fingerprint: None,
             quiet_until: Millis::MIN,
-            first_seen: ev.ts,
-            shared: false,
+            shared: may_be_shared
+                .then(|| Box::new(SharedGuard { first_seen: ev.ts, shared: false, known: SlidingSet::default() })),
         };
         let st = self.state.entry(&key, ev.ts, new_state);
-        if st.shared {
-            return;
+        if let Some(g) = &mut st.shared {
+            if g.shared {
+                return;
+            }
+            let region = network_of(ip, self.p.region_prefix_v4, self.p.region_prefix_v6);
+            g.known.insert(region, ev.ts, KNOWN_HORIZON.max(window), MAX_ADDRS);
         }
         let before = st.addrs.len();
         st.addrs.insert(ip, ev.ts, window, MAX_ADDRS);
@@ -199,12 +227,24 @@ impl Detector for TokenReuse {
         if regions.len() <= self.p.max_regions {
             return;
         }
-        if PrincipalKind::of(&key) != PrincipalKind::Token && ev.ts - st.first_seen < window {
-            // Never seen behaving like one caller: a credential or principal many share.
-            if let Some(st) = self.state.get_mut(&key) {
-                st.shared = true;
+        let mut new_regions = None;
+        if let Some(g) = &st.shared {
+            let settled = g.first_seen + window;
+            if ev.ts < settled {
+                // In more regions than one caller before it was watched for a whole window:
+                // a credential many share.
+                if let Some(g) = self.state.get_mut(&key).and_then(|st| st.shared.as_mut()) {
+                    g.shared = true;
+                }
+                return;
             }
-            return;
+            // Its home: the regions of its first window, and those it used before this one.
+            let since = (ev.ts - window).max(settled);
+            let fresh = g.known.iter().filter(|(_, first, _, _)| *first > since).count();
+            if fresh <= self.p.max_regions {
+                return; // the places it keeps being used from, and a few more
+            }
+            new_regions = Some(fresh);
         }
         let mut networks: Vec<String> = Vec::new();
         for (a, _, _, _) in st.addrs.iter() {
@@ -222,6 +262,9 @@ impl Detector for TokenReuse {
         evidence.insert("networks".into(), json!(networks));
         evidence.insert("source_ips".into(), json!(source_ips));
         evidence.insert("limit".into(), json!(self.p.max_regions));
+        if let Some(n) = new_regions {
+            evidence.insert("new_regions".into(), json!(n));
+        }
         let who = match &st.client.id {
             Some(c) => format!(" (client {c})"),
             None => String::new(),

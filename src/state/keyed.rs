@@ -197,6 +197,14 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
         self.hot
     }
 
+    /// Whether `key` is held, looked up by a borrowed form (`&str` for a `String` key).
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        Q: ?Sized + Hash + indexmap::Equivalent<K>,
+    {
+        self.map.contains_key(key)
+    }
+
     pub fn get(&self, key: &K) -> Option<&V> {
         self.map.get(key).map(|s| &s.value)
     }
