@@ -136,3 +136,22 @@ fn an_hour_without_attacks_raises_no_alert() {
     let text: Vec<String> = alerts.iter().map(|a| format!("{} {} {}", a.detector, a.entity.id, a.summary)).collect();
     assert!(alerts.is_empty(), "false alerts on benign traffic:\n{}", text.join("\n"));
 }
+
+#[test]
+fn an_object_enumeration_asked_for_is_found_and_nothing_else_fires() {
+    let sim = simulate(&SimConfig { with: vec!["object_enumeration"], ..SimConfig::default() });
+    assert_eq!(sim.labels.len(), 8, "the seven kinds and the one asked for");
+    let label = sim.labels.iter().find(|l| l.attack == "object_enumeration").expect("injected");
+    for format in [Format::Kong, Format::Envoy] {
+        let (alerts, _, _) = run(&sim, format);
+        assert_all_found_nothing_else(&sim, &alerts, format.name());
+        let found: Vec<&Alert> = alerts.iter().filter(|a| a.detector == "object_enumeration").collect();
+        assert!(
+            found.iter().any(|a| a.entity.id == label.entity_id && a.evidence["route"] == "GET /v1/orders/{id}"),
+            "{format:?}: the culprit's token on the orders route: {found:?}"
+        );
+    }
+    // without asking, the plan is the one every other test was measured with
+    let plain = simulate(&SimConfig::default());
+    assert!(plain.labels.iter().all(|l| l.attack != "object_enumeration"));
+}

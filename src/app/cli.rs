@@ -136,6 +136,9 @@ pub enum Command {
         /// How many times each kind of attack is injected.
         #[arg(long, default_value_t = 1)]
         attack_rounds: usize,
+        /// Also inject these attack kinds, which the default seven leave out: object_enumeration.
+        #[arg(long, value_delimiter = ',')]
+        with: Vec<String>,
         /// Write one JSON label per injected attack to this file.
         #[arg(long)]
         labels: Option<PathBuf>,
@@ -301,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             no_attacks,
             attack_rounds,
+            with,
             labels,
             start,
             config,
@@ -333,6 +337,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 attacks: !no_attacks,
                 attack_rounds,
                 skip: Vec::new(),
+                with: {
+                    let known = crate::simulate::opt_in_kinds();
+                    let mut kinds = Vec::new();
+                    for w in &with {
+                        match known.iter().find(|k| **k == w.as_str()) {
+                            Some(k) => kinds.push(*k),
+                            None => anyhow::bail!("--with `{w}`: one of {}", known.join(", ")),
+                        }
+                    }
+                    kinds
+                },
                 learning: crate::app::demo::learning_of(&files),
             };
             cfg.validate()?;

@@ -184,6 +184,7 @@ pub fn demo_simulation(opts: &DemoOptions, files: &[DetectorFile], key: &[u8]) -
         attacks: true,
         attack_rounds: (sim_minutes as usize / 10).clamp(1, 20),
         skip,
+        with: Vec::new(),
         learning,
     }
 }

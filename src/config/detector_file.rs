@@ -218,6 +218,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("scope-misuse.toml", include_str!("../../detectors/scope-misuse.toml")),
     ("latency-anomaly.toml", include_str!("../../detectors/latency-anomaly.toml")),
     ("credential-exposure.toml", include_str!("../../detectors/credential-exposure.toml")),
+    ("object-enumeration.toml", include_str!("../../detectors/object-enumeration.toml")),
 ];
 
 /// Where a command's detector files come from.

@@ -13,6 +13,7 @@ pub mod testing;
 
 pub mod auth_failure_spike;
 pub mod latency_anomaly;
+pub mod object_enumeration;
 pub mod scope_misuse;
 pub mod token_reuse;
 
@@ -67,6 +68,7 @@ pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("latency_anomaly", latency_anomaly::LatencyAnomaly::build),
     ("scope_misuse", scope_misuse::build),
     ("credential_exposure", credential_exposure::build),
+    ("object_enumeration", object_enumeration::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::traffic::{
     ip, make_record, stream, ClientKind, LatencyEffect, Outcome, Population, Profile, Request, TokenUse, ROUTES,
-    R_DELETE_USER, R_LIST_USERS, R_LOGIN, R_TOKEN,
+    R_DELETE_USER, R_LIST_USERS, R_LOGIN, R_ORDER, R_TOKEN,
 };
 use super::{token, Label, RelatedEntity, SimConfig, SimRecord, SimToken};
 use crate::event::{EntityKind, Millis};
@@ -36,6 +36,7 @@ pub(crate) enum Kind {
     LatencyRegression,
     ScopeEscalation,
     ScopeProbing,
+    ObjectEnumeration,
 }
 
 const KINDS: [Kind; 7] = [
@@ -48,6 +49,15 @@ const KINDS: [Kind; 7] = [
     Kind::ScopeEscalation,
 ];
 
+/// Kinds injected only when `SimConfig::with` names them: the default set stays the seven
+/// every figure and test was measured with (and each seed's plan with it).
+const OPT_IN: [Kind; 1] = [Kind::ObjectEnumeration];
+
+/// Names of the kinds `SimConfig::with` may name.
+pub fn opt_in_names() -> Vec<&'static str> {
+    OPT_IN.iter().map(|k| k.name()).collect()
+}
+
 impl Kind {
     fn name(self) -> &'static str {
         match self {
@@ -58,6 +68,7 @@ impl Kind {
             Kind::LatencyRegression => "latency_regression",
             Kind::ScopeEscalation => "scope_escalation",
             Kind::ScopeProbing => "scope_probing",
+            Kind::ObjectEnumeration => "object_enumeration",
         }
     }
 
@@ -71,6 +82,7 @@ impl Kind {
             Kind::LatencyRegression => (8 * MIN, 12 * MIN),
             Kind::ScopeEscalation => (3 * MIN, 8 * MIN),
             Kind::ScopeProbing => (2 * MIN, 5 * MIN),
+            Kind::ObjectEnumeration => (3 * MIN, 7 * MIN),
         }
     }
 }
@@ -109,7 +121,12 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
     let mut rng = stream(cfg.seed, 2);
     let mut kinds: Vec<Kind> = Vec::new();
     for _ in 0..cfg.attack_rounds {
-        let mut round: Vec<Kind> = KINDS.iter().copied().filter(|k| !cfg.skip.contains(&k.name())).collect();
+        let mut round: Vec<Kind> = KINDS
+            .iter()
+            .chain(OPT_IN.iter().filter(|k| cfg.with.contains(&k.name())))
+            .copied()
+            .filter(|k| !cfg.skip.contains(&k.name()))
+            .collect();
         round.shuffle(&mut rng);
         kinds.extend(round);
     }
@@ -120,7 +137,7 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
         Kind::LatencyRegression => LATENCY_CANDIDATES.len(),
         _ => usize::MAX,
     };
-    let mut seen = [0usize; KINDS.len()];
+    let mut seen = [0usize; KINDS.len() + OPT_IN.len()];
     kinds.retain(|&k| {
         seen[k as usize] += 1;
         seen[k as usize] <= cap(k)
@@ -213,6 +230,9 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
                 p.route = free[rng.gen_range(0..free.len())];
                 p.factor = rng.gen_range(2.7..3.4);
                 out.effects.push(LatencyEffect { route: p.route, start, end: start + duration, factor: p.factor });
+            }
+            Kind::ObjectEnumeration => {
+                p.client = Some(pick_partner(&mut rng, &|i| pop.clients[i].scopes.contains(&"orders:read")));
             }
             Kind::TokenReplay | Kind::BruteForce | Kind::CredentialStuffing => {}
         }
@@ -609,6 +629,70 @@ pub(crate) fn inject(
                 });
                 label_of[ai] = Some(labels.len() as u16 - 1);
                 continue;
+            }
+            Kind::ObjectEnumeration => {
+                // A partner's own token walking other customers' orders in sequence: most are
+                // not found for it (404), a few of its own answer.
+                let c = &pop.clients[p.client.expect("planned with a culprit")];
+                let held: Vec<_> = held_tokens(&history[c.idx], cfg)
+                    .into_iter()
+                    .map(|(t, lo, hi)| (t, lo, hi.min(cfg.end() - 30_000)))
+                    .collect();
+                let Some((tok, start, duration)) = fit(&held, p.start, p.duration) else {
+                    continue;
+                };
+                let ips = match &c.net {
+                    super::traffic::NetPlan::Fixed(v) => v.clone(),
+                    super::traffic::NetPlan::Mobile { .. } => unreachable!("partners sit on fixed addresses"),
+                };
+                let n = rng.gen_range(50..=90usize);
+                let first_id = rng.gen_range(100_000..900_000u64);
+                for (k, ts) in spread(&mut rng, start, duration, n).into_iter().enumerate() {
+                    let status = if rng.gen_bool(0.1) { 200 } else { 404 };
+                    let from = ips[rng.gen_range(0..ips.len())];
+                    let mut rec = make_record(
+                        &mut rng,
+                        pop,
+                        cfg,
+                        no_effects,
+                        Request {
+                            ts,
+                            route: R_ORDER,
+                            token: Some(&tok),
+                            consumer: Some(&c.consumer),
+                            ip: from,
+                            inner_xff: None,
+                            user_agent: &c.user_agent,
+                            outcome: Outcome::Upstream(status),
+                            id_base: first_id,
+                            attack: tag,
+                        },
+                    );
+                    rec.path = format!("/v1/orders/{}", first_id + k as u64);
+                    out.push(rec);
+                }
+                let mut related = client_related("object_enumeration", c);
+                for x in &ips {
+                    related.push(RelatedEntity {
+                        detector: "object_enumeration",
+                        entity_kind: EntityKind::SourceIp,
+                        entity_id: x.to_string(),
+                    });
+                }
+                Label {
+                    attack: p.kind.name(),
+                    detector: "object_enumeration",
+                    entity_kind: EntityKind::Token,
+                    entity_id: tok.fingerprint.to_hex(),
+                    start: 0,
+                    end: 0,
+                    description: format!(
+                        "object enumeration: {} walked {n} order ids in sequence from {first_id}, mostly not its own (404), over {:.1} min",
+                        c.client_id,
+                        duration as f64 / 60_000.0
+                    ),
+                    related,
+                }
             }
             Kind::ScopeEscalation | Kind::ScopeProbing => {
                 let c = &pop.clients[p.client.expect("planned with a culprit")];

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::event::{format_ts, EntityKind, Fingerprint, Millis};
 use crate::scrub::Fingerprinter;
 
+pub use attacks::opt_in_names as opt_in_kinds;
 pub use render::{render, render_envoy, render_generic, render_kong};
 
 /// 2026-11-21T10:00:00Z: the default start of a simulation (a fixed instant, never the clock).
@@ -56,6 +57,9 @@ pub struct SimConfig {
     /// Attack kinds (as [`Label::attack`] names them) not injected: a demo too short for a
     /// detector's warm-up leaves out what it could not find.
     pub skip: Vec<&'static str>,
+    /// Attack kinds outside the default seven injected as well (`object_enumeration`); the
+    /// default set, and so every seed's plan, is unchanged without them.
+    pub with: Vec<&'static str>,
     /// How long the detectors watch before they can judge what some attacks need; those
     /// attacks are placed after it.
     pub learning: Learning,
@@ -90,6 +94,7 @@ impl std::fmt::Debug for SimConfig {
             .field("attacks", &self.attacks)
             .field("attack_rounds", &self.attack_rounds)
             .field("skip", &self.skip)
+            .field("with", &self.with)
             .field("learning", &self.learning)
             .finish()
     }
@@ -106,6 +111,7 @@ impl Default for SimConfig {
             attacks: true,
             attack_rounds: 1,
             skip: Vec::new(),
+            with: Vec::new(),
             learning: Learning::default(),
         }
     }
@@ -122,6 +128,8 @@ pub enum SimError {
     TooShortForAttacks(Millis),
     #[error("attack_rounds must be between 1 and 20 (got {0})")]
     AttackRounds(usize),
+    #[error("no optional attack kind `{0}` (one of: {1})")]
+    UnknownKind(String, String),
 }
 
 impl SimConfig {
@@ -141,6 +149,10 @@ impl SimConfig {
             }
             if !(1..=20).contains(&self.attack_rounds) {
                 return Err(SimError::AttackRounds(self.attack_rounds));
+            }
+            let known = attacks::opt_in_names();
+            if let Some(k) = self.with.iter().find(|k| !known.contains(k)) {
+                return Err(SimError::UnknownKind(k.to_string(), known.join(", ")));
             }
         }
         Ok(())

@@ -83,6 +83,8 @@ macro_rules! route {
 
 /// Index of `POST /oauth/token` in [`ROUTES`].
 pub(crate) const R_TOKEN: u8 = 20;
+/// Index of `GET /v1/orders/{id}`.
+pub(crate) const R_ORDER: u8 = 1;
 /// Index of `POST /v1/auth/login`.
 pub(crate) const R_LOGIN: u8 = 21;
 /// Index of `DELETE /v1/users/{id}` (needs `admin`).

@@ -1,0 +1,409 @@
+//! `object_enumeration`: one caller walking many objects of one route — broken object-level
+//! authorization (BOLA, OWASP API1) being probed or exploited.
+//!
+//! For each caller and templated route with an object id (`GET /v1/orders/{id}`), the
+//! distinct ids requested in a sliding window are counted (the id is the path segment where
+//! the route has its last `{…}`). An alert fires when a caller reaches `min_distinct_ids`
+//! distinct objects of one route in the window **and** either most of those calls were
+//! refused (403/404: it is asking for objects that are not its own) or the ids are
+//! sequential (it is counting through them, whatever the answers).
+//!
+//! The caller is the principal (the token, else the credential id or principal a record
+//! names: `Event::principal_entity`; else the client id) and, separately, the source
+//! address: Akto's open-source BOLA check keys on the address only, which misses an
+//! enumeration spread over a proxy pool with one token, and blames a whole office NAT.
+//!
+//! What stays quiet: a batch client syncing thousands of objects it owns (answered 200, ids
+//! scattered over its range), a mobile user browsing a few dozen products, a client whose
+//! key rotates (a new token starts a new count). A crawler or export job you run yourself
+//! that walks ids in order belongs in `[allow]`.
+//!
+//! Touches: events, its own keyed state, the findings it returns. No clock.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{human_duration, parse_params, Checker, Detector, Limits};
+use crate::config::{ConfigError, DetectorFile, DurationStr};
+use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
+use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
+
+/// `[params]` of an `object_enumeration` file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Sliding window the distinct objects are counted in.
+    #[serde(default = "default_window")]
+    pub window: DurationStr,
+    /// Which callers to count per: `principal` (token, credential, principal, else client id)
+    /// and `source_ip`. Default: both.
+    #[serde(default = "default_keys")]
+    pub keys: Vec<CallerKind>,
+    /// Distinct objects of one route in the window that make an enumeration (with one of
+    /// the two conditions below).
+    #[serde(default = "default_min_ids")]
+    pub min_distinct_ids: usize,
+    /// Share of the caller's calls to the route refused with a `denied_statuses` status.
+    #[serde(default = "default_denied_share")]
+    pub min_denied_share: f64,
+    /// Share of the distinct numeric ids that have a neighbour (id ± 1) among them.
+    #[serde(default = "default_sequential_share")]
+    pub min_sequential_share: f64,
+    /// Statuses that say "not yours": forbidden, and not found (many APIs answer 404 for an
+    /// object the caller may not see).
+    #[serde(default = "default_denied")]
+    pub denied_statuses: Vec<u16>,
+}
+
+/// What an enumeration is counted per: the closed set of `keys` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerKind {
+    /// The token, else the credential id or principal, else the client id.
+    Principal,
+    /// The source address.
+    SourceIp,
+}
+
+fn default_window() -> DurationStr {
+    DurationStr(10 * 60_000)
+}
+fn default_keys() -> Vec<CallerKind> {
+    vec![CallerKind::Principal, CallerKind::SourceIp]
+}
+fn default_min_ids() -> usize {
+    40
+}
+fn default_denied_share() -> f64 {
+    0.5
+}
+fn default_sequential_share() -> f64 {
+    0.7
+}
+fn default_denied() -> Vec<u16> {
+    vec![403, 404]
+}
+
+/// The most distinct objects remembered per caller and route: enough to pass any sensible
+/// `min_distinct_ids` and judge the sequence, bounded memory.
+const MAX_IDS: usize = 256;
+/// Marks an id that is not a number (held as a hash): it never counts as sequential.
+const HASHED: u64 = 1 << 63;
+
+#[derive(Default)]
+struct KeyState {
+    /// Distinct objects in the window: a number as itself, anything else hashed with [`HASHED`].
+    ids: SlidingSet<u64>,
+    /// Calls to the route in the window; hits = refused.
+    calls: BucketCounter,
+    client: SeenClient,
+    fingerprint: Option<Fingerprint>,
+    /// After an alert, the same episode is not reported again before this time.
+    quiet_until: Millis,
+}
+
+pub struct ObjectEnumeration {
+    p: Params,
+    bucket: Millis,
+    /// Keyed by `<caller>\t<route>`, the caller prefixed by its kind.
+    state: KeyedState<String, KeyState>,
+}
+
+pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
+    let p: Params = parse_params(file)?;
+    let mut c = Checker::new(file);
+    c.check(p.window.0 >= 10_000, "window", "must be at least 10s");
+    c.check(!p.keys.is_empty(), "keys", "name at least one of: principal, source_ip");
+    c.check((5..=MAX_IDS).contains(&p.min_distinct_ids), "min_distinct_ids", "must be 5–256");
+    c.check((0.0..=1.0).contains(&p.min_denied_share), "min_denied_share", "must be between 0 and 1");
+    c.check((0.0..=1.0).contains(&p.min_sequential_share), "min_sequential_share", "must be between 0 and 1");
+    c.check(p.denied_statuses.iter().all(|s| (100..600).contains(s)), "denied_statuses", "must be HTTP statuses");
+    let bucket = (p.window.0 / 30).max(1000);
+    let idle = limits.idle_timeout.max(p.window.0);
+    c.finish(
+        Box::new(ObjectEnumeration { state: KeyedState::new(limits.max_keys, idle), bucket, p }) as Box<dyn Detector>
+    )
+}
+
+/// The object a call names: the path segment under the route's last `{…}` placeholder, as
+/// a number or a hash. `None` when the route has no placeholder or the path does not line up.
+pub fn object_id(route: &str, path: &str) -> Option<u64> {
+    let template = route.split_once(' ').map_or(route, |(_, p)| p);
+    let (mut t, mut p) = (template.trim_end_matches('/').split('/'), path.trim_end_matches('/').split('/'));
+    let mut id = None;
+    loop {
+        match (t.next(), p.next()) {
+            (Some(ts), Some(ps)) => {
+                if ts.starts_with('{') && ts.ends_with('}') && !ps.is_empty() {
+                    id = Some(ps);
+                }
+            }
+            (None, None) => break,
+            _ => return None,
+        }
+    }
+    let id = id?;
+    if id.len() <= 18 && id.bytes().all(|b| b.is_ascii_digit()) {
+        return id.parse::<u64>().ok();
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    Some(h | HASHED)
+}
+
+/// Share of the numeric ids that have a neighbour (± 1) among them; 0 without numeric ids.
+fn sequential_share(ids: &SlidingSet<u64>) -> f64 {
+    let mut nums: Vec<u64> = ids.iter().map(|(v, ..)| *v).filter(|v| v & HASHED == 0).collect();
+    if nums.len() < 2 {
+        return 0.0;
+    }
+    nums.sort_unstable();
+    let with_neighbour = (0..nums.len())
+        .filter(|&i| (i > 0 && nums[i] - nums[i - 1] == 1) || (i + 1 < nums.len() && nums[i + 1] - nums[i] == 1))
+        .count();
+    with_neighbour as f64 / ids.len() as f64
+}
+
+impl ObjectEnumeration {
+    /// The caller `ev` counts for under `kind`, prefixed so that kinds never share a key.
+    fn caller(kind: CallerKind, ev: &Event) -> Option<String> {
+        match kind {
+            CallerKind::Principal => {
+                ev.principal_entity().or_else(|| ev.client_id.as_ref().map(|c| format!("client:{c}")))
+            }
+            CallerKind::SourceIp => ev.source_ip.map(|ip| ip.to_canonical().to_string()),
+        }
+    }
+
+    fn observe(&mut self, kind: CallerKind, ev: &Event, out: &mut Vec<Finding>) {
+        let (Some(route), Some(path)) = (ev.route.as_deref(), ev.path.as_deref()) else { return };
+        let Some(id) = object_id(route, path) else { return };
+        let Some(caller) = Self::caller(kind, ev) else { return };
+        let denied = ev.status.is_some_and(|s| self.p.denied_statuses.contains(&s));
+        let (window, bucket) = (self.p.window.0, self.bucket);
+        let key = format!("{caller}\t{route}");
+        let st = self.state.entry(&key, ev.ts, KeyState::default);
+        st.calls.add(ev.ts, denied, window, bucket);
+        let before = st.ids.len();
+        st.ids.insert(id, ev.ts, window, MAX_IDS);
+        st.client.observe(ev, kind == CallerKind::Principal && ev.token_fingerprint.is_some());
+        st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
+        let distinct = st.ids.len();
+        if distinct <= before || distinct < self.p.min_distinct_ids || ev.ts < st.quiet_until {
+            return;
+        }
+        let denied_share = st.calls.hits() as f64 / st.calls.total().max(1) as f64;
+        let sequential = sequential_share(&st.ids);
+        let why = if denied_share >= self.p.min_denied_share {
+            format!("{:.0}% of the calls refused", denied_share * 100.0)
+        } else if sequential >= self.p.min_sequential_share {
+            format!("{:.0}% of the ids sequential", sequential * 100.0)
+        } else {
+            return;
+        };
+        let entity = match kind {
+            CallerKind::SourceIp => Entity::new(EntityKind::SourceIp, caller.clone()),
+            CallerKind::Principal => match caller.strip_prefix("client:") {
+                Some(c) if ev.principal_entity().is_none() => Entity::new(EntityKind::ClientId, c),
+                _ => Entity::new(EntityKind::Token, caller.clone()),
+            },
+        };
+        let numeric: Vec<u64> = st.ids.iter().map(|(v, ..)| *v).filter(|v| v & HASHED == 0).collect();
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("route".into(), json!(route));
+        evidence.insert("distinct_ids".into(), json!(distinct));
+        evidence.insert("distinct_ids_capped".into(), json!(distinct >= MAX_IDS));
+        evidence.insert("requests".into(), json!(st.calls.total()));
+        evidence.insert("refused".into(), json!(st.calls.hits()));
+        evidence.insert("sequential_share".into(), json!((sequential * 100.0).round() / 100.0));
+        if let (Some(lo), Some(hi)) = (numeric.iter().min(), numeric.iter().max()) {
+            evidence.insert("id_range".into(), json!([lo, hi]));
+        }
+        evidence.insert("last_path".into(), json!(path));
+        evidence.insert("limit".into(), json!(self.p.min_distinct_ids));
+        let who = match kind {
+            CallerKind::SourceIp => format!("source {caller}"),
+            CallerKind::Principal if PrincipalKind::of(&caller) == PrincipalKind::Token => format!("token {caller}"),
+            CallerKind::Principal => caller.replacen(':', " ", 1),
+        };
+        out.push(Finding {
+            within: Some(route.to_string()),
+            entity,
+            client_id: st.client.id.clone(),
+            client_id_source: st.client.source,
+            token_fingerprint: st.fingerprint,
+            window_start: st.ids.earliest().unwrap_or(ev.ts),
+            window_end: ev.ts,
+            summary: format!(
+                "{who} requested {distinct} distinct objects of {route} in {} ({why}, limit {})",
+                human_duration(window),
+                self.p.min_distinct_ids
+            ),
+            evidence,
+        });
+        st.quiet_until = ev.ts + window;
+    }
+}
+
+impl Detector for ObjectEnumeration {
+    /// The principal's calls are whole on the token shard (on the client's shard for a client
+    /// id without a principal), an address's on the source shard.
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        object_id(ev.route.as_deref()?, ev.path.as_deref()?)?;
+        let counts = |k: CallerKind| self.p.keys.contains(&k);
+        match shard {
+            Shard::Token if counts(CallerKind::Principal) => ev.principal_entity(),
+            Shard::ClientId if counts(CallerKind::Principal) && ev.principal_entity().is_none() => ev.client_id.clone(),
+            Shard::Source if counts(CallerKind::SourceIp) => Self::caller(CallerKind::SourceIp, ev),
+            _ => None,
+        }
+    }
+
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        for i in 0..self.p.keys.len() {
+            let kind = self.p.keys[i];
+            self.observe(kind, ev, out);
+        }
+    }
+
+    fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
+        let kind = match shard {
+            Shard::Token | Shard::ClientId => CallerKind::Principal,
+            Shard::Source => CallerKind::SourceIp,
+            Shard::Route => return,
+        };
+        if self.p.keys.contains(&kind) {
+            self.observe(kind, ev, out);
+        }
+    }
+
+    fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.state.sweep(wm);
+    }
+
+    fn stats(&self) -> StateStats {
+        self.state.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::{detector_from_toml, ev, run};
+
+    fn det() -> Box<dyn Detector> {
+        detector_from_toml("object_enumeration", "")
+    }
+
+    #[test]
+    fn the_object_id_is_the_segment_under_the_last_placeholder() {
+        assert_eq!(object_id("GET /v1/orders/{id}", "/v1/orders/1234"), Some(1234));
+        assert_eq!(object_id("GET /v1/orders/{id}/items", "/v1/orders/77/items"), Some(77));
+        assert_eq!(object_id("GET /pets/{petId}", "/pets/9/"), Some(9));
+        let uuid = object_id("GET /v1/users/{id}", "/v1/users/5f0c6a2e-8d1b-4c1e-9a7e-2b3c4d5e6f70").unwrap();
+        assert_ne!(uuid & HASHED, 0, "a non-numeric id is hashed");
+        assert_eq!(object_id("GET /v1/orders", "/v1/orders"), None, "no placeholder");
+        assert_eq!(object_id("GET /v1/orders/{id}", "/v1/orders/1/extra"), None, "does not line up");
+    }
+
+    /// `n` calls by token 7 from one address to `GET /v1/orders/{id}`, the i-th for `id(i)`.
+    fn walk(n: i64, id: &dyn Fn(i64) -> u64, status: &dyn Fn(i64) -> u16) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                ev(i * 3_000)
+                    .ip("198.51.100.40")
+                    .client("shop-web")
+                    .token(7)
+                    .get(&format!("/v1/orders/{}", id(i)))
+                    .status(status(i))
+                    .build()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn walking_other_peoples_orders_refused_fires_on_the_token_and_the_address() {
+        let f = run(&mut *det(), &walk(60, &|i| 480_000 + (i as u64) * 37 % 9000, &|_| 403));
+        let kinds: Vec<EntityKind> = f.iter().map(|f| f.entity.kind).collect();
+        assert_eq!(kinds, [EntityKind::Token, EntityKind::SourceIp], "{f:#?}");
+        assert_eq!(f[0].entity.id, Fingerprint([7; 8]).to_hex());
+        assert_eq!(f[0].within.as_deref(), Some("GET /v1/orders/{id}"));
+        assert!(f[0].summary.contains("40 distinct objects"), "{}", f[0].summary);
+        assert!(f[0].summary.contains("100% of the calls refused"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn counting_through_ids_fires_even_when_the_api_answers_200() {
+        // the API has the BOLA flaw: every id answers, the caller counts 100200, 100201, ...
+        let f = run(&mut *det(), &walk(60, &|i| 100_200 + i as u64, &|_| 200));
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert!(f[0].summary.contains("of the ids sequential"), "{}", f[0].summary);
+        assert_eq!(f[0].evidence["id_range"], json!([100_200, 100_239]));
+    }
+
+    #[test]
+    fn a_batch_client_syncing_its_own_objects_does_not_fire() {
+        // 3 calls a second for 10 minutes over its own 5,000 objects, all answered
+        let events = walk(2_000, &|i| 300_000 + (i as u64 * 7_919) % 5_000, &|i| if i % 50 == 0 { 404 } else { 200 });
+        let events: Vec<Event> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                e.ts = i as i64 * 300;
+                e
+            })
+            .collect();
+        assert!(run(&mut *det(), &events).is_empty());
+    }
+
+    #[test]
+    fn a_user_browsing_and_a_rotating_key_do_not_fire() {
+        // 30 products, some not found: under the limit
+        assert!(run(&mut *det(), &walk(30, &|i| 1000 + i as u64, &|_| 404)).is_empty());
+        // 60 refused calls spread over two tokens (a key rotating mid-way) and two carriers:
+        // 30 distinct objects each, neither reaches the limit on its own
+        let events: Vec<Event> = walk(60, &|i| 777_000 + (i as u64 * 131) % 5000, &|_| 404)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                e.token_fingerprint = Some(Fingerprint([if i < 30 { 8 } else { 9 }; 8]));
+                e.source_ip = Some(if i < 30 { "100.64.1.9" } else { "172.56.3.4" }.parse().unwrap());
+                e
+            })
+            .collect();
+        assert!(run(&mut *det(), &events).is_empty());
+    }
+
+    #[test]
+    fn an_enumeration_through_a_proxy_pool_is_found_on_the_principal_only() {
+        // one principal (Traefik: a user name), each call from another address
+        let events: Vec<Event> = (0..60)
+            .map(|i| {
+                ev(i * 3_000)
+                    .ip(&format!("{}.20.30.{}", 40 + i % 50, 1 + i))
+                    .principal("user:mallory")
+                    .get(&format!("/v1/users/{}", 5000 + i * 13))
+                    .status(404)
+                    .build()
+            })
+            .collect();
+        let f = run(&mut *det(), &events);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].entity, Entity::new(EntityKind::Token, "user:mallory"));
+        assert!(f[0].summary.starts_with("user mallory requested 40 distinct objects"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn params_out_of_range_are_reported_with_their_field() {
+        let file = crate::detectors::testing::file_from_toml(
+            "object_enumeration",
+            "min_distinct_ids = 1000\nmin_denied_share = 2.0\nkeys = []",
+        );
+        let fields: Vec<String> =
+            build(&file, Limits::default()).err().expect("invalid").into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["params.keys", "params.min_distinct_ids", "params.min_denied_share"]);
+    }
+}
