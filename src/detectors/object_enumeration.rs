@@ -26,7 +26,7 @@ use serde_json::json;
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
 use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
-use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
+use crate::state::{BucketCounter, KeyedState, StateStats};
 
 /// `[params]` of an `object_enumeration` file.
 #[derive(Clone, Debug, Deserialize)]
@@ -90,23 +90,68 @@ const MAX_IDS: usize = 256;
 /// Marks an id that is not a number (held as a hash): it never counts as sequential.
 const HASHED: u64 = 1 << 63;
 
+/// The distinct objects a caller asked for in the window, each with when it was last asked
+/// for: a number as itself, anything else hashed with [`HASHED`]. Expired lazily (when full,
+/// and before being judged), so a busy caller's call costs one scan of at most [`MAX_IDS`].
+#[derive(Default)]
+struct Ids(Vec<(u64, Millis)>);
+
+impl Ids {
+    /// Records `id` at `ts`; `true` when it is new to the list.
+    fn insert(&mut self, id: u64, ts: Millis, window: Millis) -> bool {
+        if let Some(e) = self.0.iter_mut().find(|e| e.0 == id) {
+            // not expired yet, but out of the window: new to it again
+            let stale = e.1 <= ts - window;
+            e.1 = ts;
+            return stale;
+        }
+        if self.0.len() >= MAX_IDS {
+            self.expire(ts, window);
+            if self.0.len() >= MAX_IDS {
+                let oldest = (0..self.0.len()).min_by_key(|&i| self.0[i].1).unwrap_or(0);
+                self.0.swap_remove(oldest);
+            }
+        }
+        self.0.push((id, ts));
+        true
+    }
+
+    fn expire(&mut self, now: Millis, window: Millis) {
+        self.0.retain(|e| e.1 > now - window);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn numeric(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|e| e.0).filter(|v| v & HASHED == 0)
+    }
+}
+
 #[derive(Default)]
 struct KeyState {
-    /// Distinct objects in the window: a number as itself, anything else hashed with [`HASHED`].
-    ids: SlidingSet<u64>,
+    ids: Ids,
+    /// When the caller's calls began (reset once none is left in the window): an alert's
+    /// window starts there, or a window before it, whichever is later.
+    first: Millis,
     /// Calls to the route in the window; hits = refused.
     calls: BucketCounter,
     client: SeenClient,
     fingerprint: Option<Fingerprint>,
     /// After an alert, the same episode is not reported again before this time.
     quiet_until: Millis,
+    /// The ids' sequence is judged again from this time on (at most once a bucket of event
+    /// time: a busy caller's sort would otherwise run on every new id).
+    next_sequence_check: Millis,
 }
 
 pub struct ObjectEnumeration {
     p: Params,
     bucket: Millis,
-    /// Keyed by `<caller>\t<route>`, the caller prefixed by its kind.
-    state: KeyedState<String, KeyState>,
+    /// Keyed by a 128-bit hash of the caller's kind, the caller and the route: nothing to
+    /// format or allocate per call. The caller is named again from the event when it alerts.
+    state: KeyedState<u128, KeyState>,
 }
 
 pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
@@ -128,26 +173,31 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
 /// The object a call names: the path segment under the route's last `{…}` placeholder, as
 /// a number or a hash. `None` when the route has no placeholder or the path does not line up.
 pub fn object_id(route: &str, path: &str) -> Option<u64> {
-    let template = route.split_once(' ').map_or(route, |(_, p)| p);
-    let (mut t, mut p) = (template.trim_end_matches('/').split('/'), path.trim_end_matches('/').split('/'));
-    let mut id = None;
+    let template = route.split_once(' ').map_or(route, |(_, p)| p).as_bytes();
+    let trim = |b: &[u8]| -> usize { b.len() - b.iter().rev().take_while(|&&c| c == b'/').count() };
+    let (t, p) = (&template[..trim(template)], &path.as_bytes()[..trim(path.as_bytes())]);
+    // walk both a segment at a time; the id is the path's segment under the last `{…}`
+    let (mut i, mut j) = (0, 0);
+    let mut id: Option<&[u8]> = None;
     loop {
-        match (t.next(), p.next()) {
-            (Some(ts), Some(ps)) => {
-                if ts.starts_with('{') && ts.ends_with('}') && !ps.is_empty() {
-                    id = Some(ps);
-                }
-            }
-            (None, None) => break,
+        let te = memchr::memchr(b'/', &t[i..]).map_or(t.len(), |x| i + x);
+        let pe = memchr::memchr(b'/', &p[j..]).map_or(p.len(), |x| j + x);
+        let seg = &t[i..te];
+        if seg.len() > 1 && seg[0] == b'{' && seg[seg.len() - 1] == b'}' && pe > j {
+            id = Some(&p[j..pe]);
+        }
+        match (te == t.len(), pe == p.len()) {
+            (true, true) => break,
+            (false, false) => (i, j) = (te + 1, pe + 1),
             _ => return None,
         }
     }
     let id = id?;
-    if id.len() <= 18 && id.bytes().all(|b| b.is_ascii_digit()) {
-        return id.parse::<u64>().ok();
+    if id.len() <= 18 && id.iter().all(u8::is_ascii_digit) {
+        return Some(id.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64));
     }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
+    for &b in id {
         h ^= b as u64;
         h = h.wrapping_mul(0x100_0000_01b3);
     }
@@ -155,8 +205,8 @@ pub fn object_id(route: &str, path: &str) -> Option<u64> {
 }
 
 /// Share of the numeric ids that have a neighbour (± 1) among them; 0 without numeric ids.
-fn sequential_share(ids: &SlidingSet<u64>) -> f64 {
-    let mut nums: Vec<u64> = ids.iter().map(|(v, ..)| *v).filter(|v| v & HASHED == 0).collect();
+fn sequential_share(ids: &Ids) -> f64 {
+    let mut nums: Vec<u64> = ids.numeric().collect();
     if nums.len() < 2 {
         return 0.0;
     }
@@ -167,7 +217,52 @@ fn sequential_share(ids: &SlidingSet<u64>) -> f64 {
     with_neighbour as f64 / ids.len() as f64
 }
 
+/// Two FNV-1a sums (different offsets) over the parts, separated: a 128-bit key.
+fn key_hash(kind: CallerKind, caller: &[u8], route: &str) -> u128 {
+    let (mut a, mut b): (u64, u64) = (0xcbf2_9ce4_8422_2325, 0x6c62_272e_07bb_0142);
+    for &x in [kind as u8, 0xff].iter().chain(caller).chain(&[0xff]).chain(route.as_bytes()) {
+        a = (a ^ x as u64).wrapping_mul(0x100_0000_01b3);
+        b = (b ^ x as u64).wrapping_mul(0x100_0000_01b3).rotate_left(5);
+    }
+    ((a as u128) << 64) | b as u128
+}
+
 impl ObjectEnumeration {
+    /// The bytes that name `ev`'s caller under `kind`, without formatting: the fingerprint's
+    /// bytes, the address's octets; `None` for a caller named by text (see [`Self::key`]).
+    fn caller_bytes(kind: CallerKind, ev: &Event, buf: &mut [u8; 17]) -> Option<usize> {
+        let from = |bytes: &[u8], buf: &mut [u8; 17]| {
+            let n = bytes.len().min(16);
+            buf[..n].copy_from_slice(&bytes[..n]);
+            n
+        };
+        match kind {
+            CallerKind::Principal => ev.token_fingerprint.map(|fp| from(&fp.0, buf)),
+            CallerKind::SourceIp => match ev.source_ip?.to_canonical() {
+                std::net::IpAddr::V4(a) => Some(from(&a.octets(), buf)),
+                std::net::IpAddr::V6(a) => Some(from(&a.octets(), buf)),
+            },
+        }
+    }
+
+    /// The state key of `ev`'s caller under `kind` on `route`.
+    fn key(kind: CallerKind, ev: &Event, route: &str) -> Option<u128> {
+        let mut buf = [0u8; 17];
+        if let Some(n) = Self::caller_bytes(kind, ev, &mut buf) {
+            return Some(key_hash(kind, &buf[..n], route));
+        }
+        // a credential id, a principal or a client id: hashed as written, prefixed by what it is
+        let (tag, text) = match (&ev.credential_id, &ev.principal, &ev.client_id) {
+            (Some(c), ..) => (b'c', c),
+            (None, Some(p), _) => (b'p', p),
+            (None, None, Some(c)) => (b'k', c),
+            _ => return None,
+        };
+        let mut h = key_hash(kind, text.as_bytes(), route);
+        h ^= tag as u128;
+        Some(h)
+    }
+
     /// The caller `ev` counts for under `kind`, prefixed so that kinds never share a key.
     fn caller(kind: CallerKind, ev: &Event) -> Option<String> {
         match kind {
@@ -178,32 +273,55 @@ impl ObjectEnumeration {
         }
     }
 
-    fn observe(&mut self, kind: CallerKind, ev: &Event, out: &mut Vec<Finding>) {
-        let (Some(route), Some(path)) = (ev.route.as_deref(), ev.path.as_deref()) else { return };
-        let Some(id) = object_id(route, path) else { return };
-        let Some(caller) = Self::caller(kind, ev) else { return };
+    /// The object `ev` names, if its route has one: what every key of the event shares.
+    fn object(ev: &Event) -> Option<(&str, &str, u64)> {
+        let (route, path) = (ev.route.as_deref()?, ev.path.as_deref()?);
+        if !route.contains('{') {
+            return None;
+        }
+        Some((route, path, object_id(route, path)?))
+    }
+
+    fn observe(&mut self, kind: CallerKind, ev: &Event, object: (&str, &str, u64), out: &mut Vec<Finding>) {
+        let (route, path, id) = object;
+        let Some(key) = Self::key(kind, ev, route) else { return };
         let denied = ev.status.is_some_and(|s| self.p.denied_statuses.contains(&s));
         let (window, bucket) = (self.p.window.0, self.bucket);
-        let key = format!("{caller}\t{route}");
         let st = self.state.entry(&key, ev.ts, KeyState::default);
         st.calls.add(ev.ts, denied, window, bucket);
-        let before = st.ids.len();
-        st.ids.insert(id, ev.ts, window, MAX_IDS);
+        if st.calls.total() == 1 {
+            st.first = ev.ts;
+        }
+        let new = st.ids.insert(id, ev.ts, window);
         st.client.observe(ev, kind == CallerKind::Principal && ev.token_fingerprint.is_some());
-        st.fingerprint = ev.token_fingerprint.or(st.fingerprint);
-        let distinct = st.ids.len();
-        if distinct <= before || distinct < self.p.min_distinct_ids || ev.ts < st.quiet_until {
+        if ev.token_fingerprint.is_some() {
+            st.fingerprint = ev.token_fingerprint;
+        }
+        if !new || st.ids.len() < self.p.min_distinct_ids || ev.ts < st.quiet_until {
             return;
         }
         let denied_share = st.calls.hits() as f64 / st.calls.total().max(1) as f64;
+        let refused = denied_share >= self.p.min_denied_share;
+        if !refused {
+            if ev.ts < st.next_sequence_check {
+                return;
+            }
+            st.next_sequence_check = ev.ts + bucket;
+        }
+        st.ids.expire(ev.ts, window);
+        let distinct = st.ids.len();
+        if distinct < self.p.min_distinct_ids {
+            return;
+        }
         let sequential = sequential_share(&st.ids);
-        let why = if denied_share >= self.p.min_denied_share {
+        let why = if refused {
             format!("{:.0}% of the calls refused", denied_share * 100.0)
         } else if sequential >= self.p.min_sequential_share {
             format!("{:.0}% of the ids sequential", sequential * 100.0)
         } else {
             return;
         };
+        let Some(caller) = Self::caller(kind, ev) else { return };
         let entity = match kind {
             CallerKind::SourceIp => Entity::new(EntityKind::SourceIp, caller.clone()),
             CallerKind::Principal => match caller.strip_prefix("client:") {
@@ -211,7 +329,7 @@ impl ObjectEnumeration {
                 _ => Entity::new(EntityKind::Token, caller.clone()),
             },
         };
-        let numeric: Vec<u64> = st.ids.iter().map(|(v, ..)| *v).filter(|v| v & HASHED == 0).collect();
+        let numeric: Vec<u64> = st.ids.numeric().collect();
         let mut evidence = serde_json::Map::new();
         evidence.insert("route".into(), json!(route));
         evidence.insert("distinct_ids".into(), json!(distinct));
@@ -235,7 +353,7 @@ impl ObjectEnumeration {
             client_id: st.client.id.clone(),
             client_id_source: st.client.source,
             token_fingerprint: st.fingerprint,
-            window_start: st.ids.earliest().unwrap_or(ev.ts),
+            window_start: st.first.max(ev.ts - window),
             window_end: ev.ts,
             summary: format!(
                 "{who} requested {distinct} distinct objects of {route} in {} ({why}, limit {})",
@@ -263,9 +381,10 @@ impl Detector for ObjectEnumeration {
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let Some(object) = Self::object(ev) else { return };
         for i in 0..self.p.keys.len() {
             let kind = self.p.keys[i];
-            self.observe(kind, ev, out);
+            self.observe(kind, ev, object, out);
         }
     }
 
@@ -275,8 +394,8 @@ impl Detector for ObjectEnumeration {
             Shard::Source => CallerKind::SourceIp,
             Shard::Route => return,
         };
-        if self.p.keys.contains(&kind) {
-            self.observe(kind, ev, out);
+        if let (true, Some(object)) = (self.p.keys.contains(&kind), Self::object(ev)) {
+            self.observe(kind, ev, object, out);
         }
     }
 
