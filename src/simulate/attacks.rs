@@ -641,10 +641,7 @@ pub(crate) fn inject(
                 let Some((tok, start, duration)) = fit(&held, p.start, p.duration) else {
                     continue;
                 };
-                let ips = match &c.net {
-                    super::traffic::NetPlan::Fixed(v) => v.clone(),
-                    super::traffic::NetPlan::Mobile { .. } => unreachable!("partners sit on fixed addresses"),
-                };
+                let ips = partner_ips(c);
                 let n = rng.gen_range(50..=90usize);
                 let first_id = rng.gen_range(100_000..900_000u64);
                 for (k, ts) in spread(&mut rng, start, duration, n).into_iter().enumerate() {
@@ -713,10 +710,7 @@ pub(crate) fn inject(
                 let Some((tok, start, duration)) = fit(&held, p.start.max(not_before), p.duration) else {
                     continue;
                 };
-                let ips = match &c.net {
-                    super::traffic::NetPlan::Fixed(v) => v.clone(),
-                    super::traffic::NetPlan::Mobile { .. } => unreachable!("partners sit on fixed addresses"),
-                };
+                let ips = partner_ips(c);
                 let n = if escalation { rng.gen_range(5..=12usize) } else { rng.gen_range(25..=60usize) };
                 let outside: Vec<u8> = ROUTES
                     .iter()
@@ -805,6 +799,14 @@ pub(crate) fn inject(
         }
     }
     labels
+}
+
+/// The fixed addresses a partner integration calls from.
+fn partner_ips(c: &super::traffic::Client) -> Vec<Ipv4Addr> {
+    match &c.net {
+        super::traffic::NetPlan::Fixed(v) => v.clone(),
+        super::traffic::NetPlan::Mobile { .. } => unreachable!("partners sit on fixed addresses"),
+    }
 }
 
 /// The client entity of a culprit or victim, as the JWT names it and as Kong's consumer does.
