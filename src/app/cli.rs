@@ -465,14 +465,13 @@ fn replay_cmd(
         }
         _ => None,
     };
-    let readers = (0..threads)
-        .map(|_| {
-            crate::engine::MessageReader::new(
-                crate::normalize::Normalizer::from_config(&cfg, format, key.as_bytes()),
-                &cfg,
-            )
-        })
-        .collect();
+    // One normalizer (one compiled scrubber) shared by every reading thread; none without them.
+    let readers = if threads == 0 {
+        Vec::new()
+    } else {
+        let shared = std::sync::Arc::new(crate::normalize::Normalizer::from_config(&cfg, format, key.as_bytes()));
+        (0..threads).map(|_| crate::engine::MessageReader::new(shared.clone(), &cfg)).collect()
+    };
     let mut on_alert = crate::app::replay::json_lines_writer(&mut sink);
     let summary = crate::app::replay::replay_parallel(&mut pipeline, readers, reader, &mut on_alert, &mut |n| {
         if let Some(b) = &bar {

@@ -324,8 +324,9 @@ mod tests {
         let cfg = GatewatchConfig::default();
         let key = DEV_FINGERPRINT_KEY.as_bytes();
         let mut p = Pipeline::from_config(&cfg, Format::Auto, key).unwrap();
-        let readers =
-            (0..threads).map(|_| MessageReader::new(Normalizer::from_config(&cfg, Format::Auto, key), &cfg)).collect();
+        // one normalizer shared by the reading threads, as `gatewatch replay` does
+        let shared = std::sync::Arc::new(Normalizer::from_config(&cfg, Format::Auto, key));
+        let readers = (0..threads).map(|_| MessageReader::new(shared.clone(), &cfg)).collect();
         let mut alerts = Vec::new();
         let s = replay_in_chunks(
             &mut p,

@@ -89,15 +89,17 @@ pub struct StateSize {
 /// The whole [`Pipeline`] hands its events to the engine; the ingest stage of a repartitioned
 /// run hands them to the repartition topic.
 pub struct MessageReader {
-    normalizer: Normalizer,
+    /// Shared by the readers of one replay (`replay --threads`): the scrubber is compiled
+    /// once, and normalizing takes `&self`.
+    normalizer: std::sync::Arc<Normalizer>,
     stats: PipelineStats,
     max_future_skew: Millis,
 }
 
 impl MessageReader {
-    pub fn new(normalizer: Normalizer, cfg: &GatewatchConfig) -> Self {
+    pub fn new(normalizer: impl Into<std::sync::Arc<Normalizer>>, cfg: &GatewatchConfig) -> Self {
         MessageReader {
-            normalizer,
+            normalizer: normalizer.into(),
             stats: PipelineStats::default(),
             max_future_skew: cfg.engine.max_future_skew.0.max(0),
         }
