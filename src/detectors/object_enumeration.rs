@@ -251,6 +251,9 @@ impl ObjectEnumeration {
         if let Some(n) = Self::caller_bytes(kind, ev, &mut buf) {
             return Some(key_hash(kind, &buf[..n], route));
         }
+        if kind == CallerKind::SourceIp {
+            return None; // no address: nothing to count under it
+        }
         // a credential id, a principal or a client id: hashed as written, prefixed by what it is
         let (tag, text) = match (&ev.credential_id, &ev.principal, &ev.client_id) {
             (Some(c), ..) => (b'c', c),
