@@ -356,6 +356,14 @@ impl PrincipalKind {
         Self::PREFIXES.iter().find(|(p, _)| id.starts_with(p)).map_or(PrincipalKind::Token, |(_, k)| *k)
     }
 
+    /// The word a summary names the caller by: a credential id names a token too.
+    pub fn noun(self) -> &'static str {
+        match self {
+            PrincipalKind::Credential => "token",
+            other => other.as_str(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PrincipalKind::Token => "token",

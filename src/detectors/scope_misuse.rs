@@ -433,11 +433,7 @@ impl ScopeMisuse {
         {
             return;
         }
-        let what = match PrincipalKind::of(key) {
-            PrincipalKind::Token | PrincipalKind::Credential => "token",
-            PrincipalKind::Client => "client",
-            other => other.as_str(),
-        };
+        let what = PrincipalKind::of(key).noun();
         let mut evidence = serde_json::Map::new();
         evidence.insert("forbidden".into(), json!(n));
         evidence.insert("distinct_routes".into(), json!(routes));

@@ -269,10 +269,7 @@ impl Detector for TokenReuse {
             Some(c) => format!(" (client {c})"),
             None => String::new(),
         };
-        let what = match PrincipalKind::of(&key) {
-            PrincipalKind::Token | PrincipalKind::Credential => "token",
-            other => other.as_str(),
-        };
+        let what = PrincipalKind::of(&key).noun();
         out.push(Finding {
             within: None,
             entity: Entity::new(EntityKind::Token, key.clone()),
