@@ -117,6 +117,36 @@ pub struct Event {
     /// Credentials seen where they do not belong (in a URL, a basic-auth
     /// header, ...), by kind; filled by the scrubber, read by `credential_exposure`.
     pub exposures: Vec<Exposure>,
+    /// What the request's bearer JWT says about itself (header `alg`, `iss`, `aud`, `exp`,
+    /// `iat`), read while the record is parsed, before the token is fingerprinted and dropped;
+    /// `None` without a JWT. Shared with the token cache: one decode per token, not per
+    /// request. Not part of the printed event.
+    pub claims: Option<std::sync::Arc<TokenClaims>>,
+}
+
+/// The claims of a bearer JWT that say whether a gateway should have accepted it. Decoded,
+/// never verified (gatewatch holds no key): a forged token says whatever its author wrote,
+/// which is the point of reading them. Values that could carry a secret are passed through
+/// the scrubber first, so only its marker reaches an alert.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenClaims {
+    /// The header's `alg` (`RS256`, `HS256`, `none`), as written; `None` when absent.
+    pub alg: Option<String>,
+    /// `iss`.
+    pub issuer: Option<String>,
+    /// `aud`: one string or an array of them.
+    pub audience: Vec<String>,
+    /// `exp`, in ms.
+    pub expires_at: Option<Millis>,
+    /// `iat`, in ms.
+    pub issued_at: Option<Millis>,
+}
+
+impl TokenClaims {
+    /// `alg: none` (any case): a token nobody signed.
+    pub fn is_unsigned(&self) -> bool {
+        self.alg.as_deref().is_some_and(|a| a.eq_ignore_ascii_case("none"))
+    }
 }
 
 /// Where an event's `client_id` came from. An action that reaches beyond the token seen

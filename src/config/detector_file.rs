@@ -219,6 +219,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("latency-anomaly.toml", include_str!("../../detectors/latency-anomaly.toml")),
     ("credential-exposure.toml", include_str!("../../detectors/credential-exposure.toml")),
     ("object-enumeration.toml", include_str!("../../detectors/object-enumeration.toml")),
+    ("token-claims.toml", include_str!("../../detectors/token-claims.toml")),
 ];
 
 /// Where a command's detector files come from.

@@ -15,6 +15,7 @@ pub mod auth_failure_spike;
 pub mod latency_anomaly;
 pub mod object_enumeration;
 pub mod scope_misuse;
+pub mod token_claims;
 pub mod token_reuse;
 
 pub use rule::{state_digest, Allow, Rule};
@@ -69,6 +70,7 @@ pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("scope_misuse", scope_misuse::build),
     ("credential_exposure", credential_exposure::build),
     ("object_enumeration", object_enumeration::build),
+    ("token_claims", token_claims::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

@@ -101,6 +101,11 @@ impl EventBuilder {
         self.0.upstream = Some(u.to_string());
         self
     }
+    /// The bearer JWT's claims (see [`crate::event::TokenClaims`]).
+    pub fn claims(mut self, c: crate::event::TokenClaims) -> Self {
+        self.0.claims = Some(std::sync::Arc::new(c));
+        self
+    }
     pub fn build(self) -> Event {
         self.0
     }

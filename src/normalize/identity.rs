@@ -8,8 +8,10 @@
 
 use base64::Engine as _;
 
-use crate::event::{ClientIdSource, Fingerprint};
-use crate::scrub::Fingerprinter;
+use std::sync::Arc;
+
+use crate::event::{ClientIdSource, Fingerprint, Millis, TokenClaims};
+use crate::scrub::{Fingerprinter, ScrubStats, Scrubber};
 
 use super::token_cache::TokenCache;
 
@@ -54,6 +56,8 @@ pub struct Identity {
     /// [`crate::event::Event::principal`] where the format logs no subject of its own.
     pub principal: Option<String>,
     pub scopes: Vec<String>,
+    /// The bearer JWT's own claims ([`crate::event::Event::claims`]).
+    pub claims: Option<Arc<TokenClaims>>,
     /// Credentials sent in a place they should not be: (kind, place, fingerprint).
     pub exposures: Vec<(&'static str, String, Fingerprint)>,
 }
@@ -65,6 +69,9 @@ pub struct JwtClaims {
     pub subject: Option<String>,
     pub scopes: Vec<String>,
     pub jti: Option<String>,
+    /// What the token says about whether it should be accepted: `alg`, issuer, audience,
+    /// expiry. Shared: the cache's copy and every event's are one allocation.
+    pub token: Option<Arc<TokenClaims>>,
 }
 
 pub fn is_sentinel(v: &str) -> bool {
@@ -79,11 +86,17 @@ pub fn is_sentinel(v: &str) -> bool {
 
 /// Resolves identity from the credentials found on one request.
 pub fn resolve(fp: &Fingerprinter, raw: &RawCredentials<'_>) -> Identity {
-    resolve_with(fp, None, raw)
+    resolve_with(fp, None, None, raw)
 }
 
-/// [`resolve`], taking the bearer token's fingerprint and claims from `cache` when it holds them.
-pub fn resolve_with(fp: &Fingerprinter, cache: Option<&TokenCache>, raw: &RawCredentials<'_>) -> Identity {
+/// [`resolve`], taking the bearer token's fingerprint and claims from `cache` when it holds them,
+/// and passing the claims that could carry a secret (issuer, audience) through `scrubber`.
+pub fn resolve_with(
+    fp: &Fingerprinter,
+    cache: Option<&TokenCache>,
+    scrubber: Option<&Scrubber>,
+    raw: &RawCredentials<'_>,
+) -> Identity {
     let mut id = Identity::default();
     let mut token: Option<(&str, &'static str)> = None; // (raw token, how it came)
 
@@ -144,8 +157,8 @@ pub fn resolve_with(fp: &Fingerprinter, cache: Option<&TokenCache>, raw: &RawCre
     let mut claims = JwtClaims::default();
     if let Some((t, how)) = token {
         let (f, decoded) = match cache {
-            Some(c) => c.lookup(fp, t),
-            None => super::token_cache::compute(fp, t),
+            Some(c) => c.lookup(fp, scrubber, t),
+            None => super::token_cache::compute(fp, scrubber, t),
         };
         id.token_fingerprint = Some(f);
         if looks_like_jwt(t) {
@@ -177,6 +190,7 @@ pub fn resolve_with(fp: &Fingerprinter, cache: Option<&TokenCache>, raw: &RawCre
         (None, None) => None,
     };
     id.scopes = claims.scopes;
+    id.claims = claims.token;
     id.credential_id = raw.credential_id.filter(|v| !is_sentinel(v)).map(str::to_string).or(claims.jti);
     id
 }
@@ -213,9 +227,10 @@ pub fn looks_like_jwt(t: &str) -> bool {
 /// Decodes (does not verify) the claims gatewatch uses.
 pub fn decode_jwt_claims(t: &str) -> Option<JwtClaims> {
     let mut parts = t.split('.');
-    let _header = parts.next()?;
+    let header = parts.next()?;
     let payload = parts.next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok();
+    let bytes = b64(payload)?;
     #[derive(serde::Deserialize)]
     struct Claims<'a> {
         #[serde(borrow, default)]
@@ -232,6 +247,14 @@ pub fn decode_jwt_claims(t: &str) -> Option<JwtClaims> {
         scp: Option<serde_json::Value>,
         #[serde(borrow, default)]
         jti: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        iss: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        aud: Option<serde_json::Value>,
+        #[serde(default)]
+        exp: Option<serde_json::Value>,
+        #[serde(default)]
+        iat: Option<serde_json::Value>,
     }
     let c: Claims<'_> = serde_json::from_slice(&bytes).ok()?;
     let mut scopes = Vec::new();
@@ -244,12 +267,88 @@ pub fn decode_jwt_claims(t: &str) -> Option<JwtClaims> {
     }
     scopes.sort();
     scopes.dedup();
+    #[derive(serde::Deserialize)]
+    struct Header<'a> {
+        #[serde(borrow, default)]
+        alg: Option<std::borrow::Cow<'a, str>>,
+    }
+    let header = b64(header);
+    let alg = header.as_deref().and_then(|h| serde_json::from_slice::<Header<'_>>(h).ok()).and_then(|h| h.alg);
+    let audience = match &c.aud {
+        Some(serde_json::Value::String(s)) => vec![claim_text(s)],
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().filter_map(|x| x.as_str()).take(MAX_AUDIENCES).map(claim_text).collect()
+        }
+        _ => Vec::new(),
+    };
+    let token = TokenClaims {
+        alg: alg.map(|a| alg_text(&a)),
+        issuer: c.iss.as_deref().map(claim_text),
+        audience,
+        expires_at: c.exp.as_ref().and_then(numeric_date),
+        issued_at: c.iat.as_ref().and_then(numeric_date),
+    };
     Some(JwtClaims {
         client_id: c.client_id.or(c.azp).or(c.cid).map(|s| s.into_owned()),
         subject: c.sub.map(|s| s.into_owned()),
         scopes,
         jti: c.jti.map(|s| s.into_owned()),
+        token: Some(Arc::new(token)),
     })
+}
+
+/// Audiences kept of a token that names more: enough to match a route's, bounded.
+const MAX_AUDIENCES: usize = 8;
+/// Longest issuer or audience kept as written; a longer one is nobody's issuer.
+const MAX_CLAIM_TEXT: usize = 256;
+
+/// An issuer or audience as kept: as written when short and printable, else a placeholder
+/// that says why (the value itself is not repeated).
+fn claim_text(v: &str) -> String {
+    if v.len() > MAX_CLAIM_TEXT {
+        "(longer than 256 bytes)".to_string()
+    } else if v.bytes().any(|b| b.is_ascii_control()) {
+        "(control characters)".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// A header `alg` as kept: the registered names are short words (`RS256`, `none`); anything
+/// else is replaced.
+fn alg_text(a: &str) -> String {
+    if !a.is_empty() && a.len() <= 16 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-_".contains(&b)) {
+        a.to_string()
+    } else {
+        "(unreadable)".to_string()
+    }
+}
+
+/// A JWT NumericDate (seconds since the epoch, possibly fractional) in ms; `None` when it is
+/// not a number or out of any sensible range.
+fn numeric_date(v: &serde_json::Value) -> Option<Millis> {
+    let s = v.as_f64()?;
+    (s.is_finite() && (0.0..1e11).contains(&s)).then(|| (s * 1000.0).round() as Millis)
+}
+
+/// Passes the claims that are free text (issuer, audience) through `scrubber`: a secret
+/// written into a claim reaches events and alerts only as the scrubber's marker.
+pub fn scrub_claims(claims: &mut JwtClaims, scrubber: &Scrubber) {
+    let Some(t) = claims.token.as_mut() else { return };
+    let mut stats = ScrubStats::default();
+    let mut clean = |v: &mut String, place: &str| {
+        let (out, _) = scrubber.scrub_value(v, place, &mut stats);
+        if let std::borrow::Cow::Owned(o) = out {
+            *v = o;
+        }
+    };
+    let t = Arc::make_mut(t);
+    if let Some(i) = t.issuer.as_mut() {
+        clean(i, "jwt:iss");
+    }
+    for a in &mut t.audience {
+        clean(a, "jwt:aud");
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +432,35 @@ mod tests {
         let c = decode_jwt_claims(&jwt(r#"{"cid":"okta-app","scp":["a","b"]}"#)).unwrap();
         assert_eq!(c.client_id.as_deref(), Some("okta-app"));
         assert_eq!(c.scopes, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn the_claims_that_say_whether_to_accept_a_token_are_read() {
+        // `jwt` writes an RS256 header
+        let c = decode_jwt_claims(&jwt(
+            r#"{"iss":"https://idp.example/","aud":["api","admin"],"exp":1767229200,"iat":1767225600.5}"#,
+        ))
+        .unwrap();
+        let t = c.token.unwrap();
+        assert_eq!(t.alg.as_deref(), Some("RS256"));
+        assert_eq!(t.issuer.as_deref(), Some("https://idp.example/"));
+        assert_eq!(t.audience, ["api", "admin"]);
+        assert_eq!(t.expires_at, Some(1_767_229_200_000));
+        assert_eq!(t.issued_at, Some(1_767_225_600_500));
+        assert!(!t.is_unsigned());
+        // an unsigned token, a string audience, dates that are not numbers, a hostile alg
+        let none = format!("{}.{}.", b64(r#"{"alg":"None"}"#), b64(r#"{"aud":"api","exp":"tomorrow"}"#));
+        let t = decode_jwt_claims(&none).unwrap().token.unwrap();
+        assert!(t.is_unsigned());
+        assert_eq!((t.audience.as_slice(), t.expires_at, t.issuer.as_deref()), (&["api".to_string()][..], None, None));
+        let odd = format!(
+            "{}.{}.x",
+            b64(r#"{"alg":"RS256\u0000<script>"}"#),
+            b64(&format!(r#"{{"iss":"{}"}}"#, "a".repeat(300)))
+        );
+        let t = decode_jwt_claims(&odd).unwrap().token.unwrap();
+        assert_eq!(t.alg.as_deref(), Some("(unreadable)"));
+        assert_eq!(t.issuer.as_deref(), Some("(longer than 256 bytes)"));
     }
 
     #[test]

@@ -418,7 +418,7 @@ impl Normalizer {
         let path = path.map(strip_scheme_host);
         let mut creds = p.creds;
         creds.query = creds.query.or(p.query).or(query_in_uri);
-        let id = identity::resolve_with(&self.fingerprinter, Some(&self.tokens), &creds);
+        let id = identity::resolve_with(&self.fingerprinter, Some(&self.tokens), Some(&self.scrubber), &creds);
         let method = p.method.filter(|m| !m.is_empty() && *m != "-");
         // A secret in the path, user agent or host never reaches the event: replaced by its
         // marker, and recorded as an exposure. Clean values cost one literal scan.
@@ -495,6 +495,7 @@ impl Normalizer {
             user_agent,
             request_id: p.request_id.filter(|r| !r.is_empty() && *r != "-").map(str::to_string),
             exposures,
+            claims: id.claims,
         })
     }
 }

@@ -15,9 +15,9 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
-use super::identity::{decode_jwt_claims, looks_like_jwt, JwtClaims};
+use super::identity::{decode_jwt_claims, looks_like_jwt, scrub_claims, JwtClaims};
 use crate::event::Fingerprint;
-use crate::scrub::Fingerprinter;
+use crate::scrub::{Fingerprinter, Scrubber};
 
 struct Slot {
     tag: u128,
@@ -53,8 +53,13 @@ impl TokenCache {
     pub const SLOTS: usize = 4096;
 
     /// The token's fingerprint and, for a JWT, its decoded claims.
-    pub fn lookup(&self, fp: &Fingerprinter, token: &str) -> (Fingerprint, Option<JwtClaims>) {
-        let compute = || compute(fp, token);
+    pub fn lookup(
+        &self,
+        fp: &Fingerprinter,
+        scrubber: Option<&Scrubber>,
+        token: &str,
+    ) -> (Fingerprint, Option<JwtClaims>) {
+        let compute = || compute(fp, scrubber, token);
         let Ok(mut slots) = self.slots.try_lock() else {
             return compute();
         };
@@ -78,9 +83,13 @@ impl TokenCache {
     }
 }
 
-/// What the cache holds for a token, computed: its fingerprint and, for a JWT, its claims.
-pub fn compute(fp: &Fingerprinter, token: &str) -> (Fingerprint, Option<JwtClaims>) {
-    let claims = if looks_like_jwt(token) { decode_jwt_claims(token) } else { None };
+/// What the cache holds for a token, computed: its fingerprint and, for a JWT, its claims
+/// (their free text scrubbed when a scrubber is given).
+pub fn compute(fp: &Fingerprinter, scrubber: Option<&Scrubber>, token: &str) -> (Fingerprint, Option<JwtClaims>) {
+    let mut claims = if looks_like_jwt(token) { decode_jwt_claims(token) } else { None };
+    if let (Some(c), Some(s)) = (claims.as_mut(), scrubber) {
+        scrub_claims(c, s);
+    }
     (fp.fingerprint(token.as_bytes()), claims)
 }
 
@@ -94,12 +103,12 @@ mod tests {
     fn a_hit_gives_what_computing_gives() {
         let fp = Fingerprinter::new(b"k");
         let cache = TokenCache::default();
-        let first = cache.lookup(&fp, JWT);
+        let first = cache.lookup(&fp, None, JWT);
         assert_eq!(first.0, fp.fingerprint(JWT.as_bytes()));
         assert_eq!(first.1, decode_jwt_claims(JWT));
         assert_eq!(first.1.as_ref().unwrap().subject.as_deref(), Some("usr_1"));
-        assert_eq!(cache.lookup(&fp, JWT), first);
-        let key = cache.lookup(&fp, "opaque-api-key-0123456789");
+        assert_eq!(cache.lookup(&fp, None, JWT), first);
+        let key = cache.lookup(&fp, None, "opaque-api-key-0123456789");
         assert_eq!(key, (fp.fingerprint(b"opaque-api-key-0123456789"), None));
     }
 
@@ -112,13 +121,13 @@ mod tests {
             (b'a'..=b'z').map(|c| format!("{}{}{}", "x".repeat(40), c as char, "y".repeat(40))).collect();
         for _ in 0..3 {
             for t in &tokens {
-                assert_eq!(cache.lookup(&fp, t).0, fp.fingerprint(t.as_bytes()), "{t}");
+                assert_eq!(cache.lookup(&fp, None, t).0, fp.fingerprint(t.as_bytes()), "{t}");
             }
         }
         // many more tokens than slots: evictions, never a wrong answer
         for n in 0..3 * TokenCache::SLOTS {
             let t = format!("tok-{n:08}");
-            assert_eq!(cache.lookup(&fp, &t).0, fp.fingerprint(t.as_bytes()));
+            assert_eq!(cache.lookup(&fp, None, &t).0, fp.fingerprint(t.as_bytes()));
         }
     }
 
@@ -126,7 +135,7 @@ mod tests {
     fn the_cache_holds_no_raw_token() {
         let fp = Fingerprinter::new(b"k");
         let cache = TokenCache::default();
-        cache.lookup(&fp, JWT);
+        cache.lookup(&fp, None, JWT);
         let slots = cache.slots.lock().unwrap();
         let held = slots.iter().flatten().count();
         assert_eq!(held, 1);

@@ -10,10 +10,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ClientIdSource, Event, Exposure, Fingerprint, Millis, Shard};
+use crate::event::{ClientIdSource, Event, Exposure, Fingerprint, Millis, Shard, TokenClaims};
 
 /// The encoding's version; the first byte of every record.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Where a record came from: one partition of an input topic, as one ingest instance reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,8 @@ pub struct WireEvent {
     pub latency_ms: Option<f64>,
     pub upstream_latency_ms: Option<f64>,
     pub exposures: Vec<WireExposure>,
+    /// [`Event::claims`] (version 3).
+    pub claims: Option<TokenClaims>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,6 +141,7 @@ impl WireEvent {
                 .iter()
                 .map(|x| WireExposure { kind: x.kind.clone(), place: x.place.clone(), fingerprint: x.fingerprint.0 })
                 .collect(),
+            claims: ev.claims.as_deref().cloned(),
         }
     }
 
@@ -164,6 +167,7 @@ impl WireEvent {
                 .into_iter()
                 .map(|x| Exposure { kind: x.kind, place: x.place, fingerprint: Fingerprint(x.fingerprint) })
                 .collect(),
+            claims: self.claims.map(std::sync::Arc::new),
             ..Event::default()
         }
     }
@@ -253,6 +257,13 @@ mod tests {
                 place: "query:access_token".into(),
                 fingerprint: Fingerprint([1; 8]),
             }],
+            claims: Some(std::sync::Arc::new(TokenClaims {
+                alg: Some("RS256".into()),
+                issuer: Some("https://idp.example/".into()),
+                audience: vec!["payments".into(), "orders".into()],
+                expires_at: Some(1_763_724_000_000),
+                issued_at: Some(1_763_720_400_000),
+            })),
         }
     }
 
