@@ -81,14 +81,17 @@ fn describe(alerts: &[Alert]) -> HashMap<String, String> {
 
 #[test]
 fn repartitioned_stages_raise_exactly_what_replay_raises() {
-    // the seven default attacks and an object enumeration (keyed on the token and the address)
-    let sim = simulate(&SimConfig { with: vec!["object_enumeration"], ..SimConfig::default() });
+    // the seven default attacks, an object enumeration (keyed on the token and the address) and
+    // a forged token used on many routes (its claims judged on the token shard, the routes it
+    // is accepted on learned on the route shard)
+    let sim = simulate(&SimConfig { with: vec!["object_enumeration", "forged_token"], ..SimConfig::default() });
     let f = factory();
     let msgs = messages(&sim.records);
     let reference = replay_alerts(&f, &msgs);
     let want = ids(&reference);
     assert!(want.len() >= 8, "the reference finds the attacks: {}", want.len());
     assert!(reference.iter().any(|a| a.detector == "object_enumeration"), "the enumeration is in the reference");
+    assert!(reference.iter().any(|a| a.detector == "token_claims"), "the forged token is in the reference");
     assert!(want.values().all(|n| *n == 1), "replay raises each alert once");
     let names = describe(&reference);
     for (partitions, keying) in [

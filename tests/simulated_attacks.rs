@@ -155,3 +155,19 @@ fn an_object_enumeration_asked_for_is_found_and_nothing_else_fires() {
     let plain = simulate(&SimConfig::default());
     assert!(plain.labels.iter().all(|l| l.attack != "object_enumeration"));
 }
+
+#[test]
+fn a_forged_unsigned_token_asked_for_is_found_and_nothing_else_fires() {
+    let sim = simulate(&SimConfig { with: vec!["forged_token"], ..SimConfig::default() });
+    assert_eq!(sim.labels.len(), 8, "the seven kinds and the one asked for");
+    let label = sim.labels.iter().find(|l| l.attack == "forged_token").expect("injected");
+    for format in [Format::Kong, Format::Envoy] {
+        let (alerts, _, _) = run(&sim, format);
+        assert_all_found_nothing_else(&sim, &alerts, format.name());
+        let found: Vec<&Alert> = alerts.iter().filter(|a| a.detector == "token_claims").collect();
+        assert_eq!(found.len(), 1, "{format:?}: one alert for the forged token: {found:?}");
+        assert_eq!(found[0].entity.id, label.entity_id);
+        assert_eq!(found[0].evidence["check"], "unsigned");
+        assert_eq!(found[0].evidence["issuer"], "https://auth.shopfront.example/", "claims are shown");
+    }
+}

@@ -14,9 +14,10 @@
 //!   of event time, and at least `min_learn_tokens` distinct tokens). Algorithm confusion
 //!   (an `HS256` token on a route that only ever saw `RS256`) is the `algorithm` check.
 //!
-//! One alert per token and check for a token's own faults (each such token is a credential to
-//! revoke); one per route and unexpected value for the learned checks, again after `learn`
-//! (a campaign of forged tokens from one issuer is one story). What stays quiet: a signing-key
+//! One alert per token and check for a token's own faults, on whichever route it is used first
+//! (each such token is a credential to revoke); one per route and unexpected value for the
+//! issuer, audience and algorithm checks, again after `learn` (a campaign of forged tokens
+//! from one issuer is one story). What stays quiet: a signing-key
 //! rotation (a new `kid`, same issuer and algorithm), a batch client sending one token for its
 //! whole hour, refused tokens (401/403: the gateway did its job), a token a little past its
 //! `exp` within the allowed skew.
@@ -210,6 +211,11 @@ impl TokenClaimsDetector {
         self.p.checks.contains(&c)
     }
 
+    /// Whether any issuer, audience or algorithm check runs.
+    fn judges_routes(&self) -> bool {
+        [Check::Issuer, Check::Audience, Check::Algorithm].iter().any(|c| self.on(*c))
+    }
+
     /// The token's own faults.
     fn own_faults(&self, ev: &Event, t: &TokenClaims, out: &mut Vec<Failed>) {
         let fail = |check, why: String| Failed { check, value: None, expected: Vec::new(), learned: false, why };
@@ -318,21 +324,26 @@ fn accepted(ev: &Event) -> bool {
     ev.status.is_some_and(|s| (200..300).contains(&s))
 }
 
-impl Detector for TokenClaimsDetector {
-    /// A route's learning is whole on the route shard.
-    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
-        (shard == Shard::Route && ev.claims.is_some() && accepted(ev)).then(|| ev.route.clone().unwrap_or_default())
-    }
+/// Which faults an event is judged for: the token's own (whole on the token shard) or the
+/// route's (whole on the route shard). Without repartition, both.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Token,
+    Route,
+}
 
-    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+impl TokenClaimsDetector {
+    fn judge(&mut self, ev: &Event, part: Part, out: &mut Vec<Finding>) {
         let (Some(t), Some(fp)) = (ev.claims.as_deref(), ev.token_fingerprint) else { return };
         if !accepted(ev) {
             return;
         }
         let route = ev.route.as_deref().unwrap_or_default();
         let mut failed = Vec::new();
-        self.own_faults(ev, t, &mut failed);
-        self.route_faults(ev, t, fp.0, route, &mut failed);
+        match part {
+            Part::Token => self.own_faults(ev, t, &mut failed),
+            Part::Route => self.route_faults(ev, t, fp.0, route, &mut failed),
+        }
         if failed.is_empty() {
             return;
         }
@@ -343,7 +354,8 @@ impl Detector for TokenClaimsDetector {
                 (Some(v), false) => v.as_bytes().to_vec(),
                 _ => fp.0.to_vec(),
             };
-            let key = quiet_key(f.check, route, &subject);
+            // a token's own fault is one story wherever it is used; a value is judged per route
+            let key = quiet_key(f.check, if f.check.per_token() { "" } else { route }, &subject);
             let until = self.quiet.entry(&key, ev.ts, || Millis::MIN);
             if ev.ts >= *until {
                 *until = if f.check.per_token() { Millis::MAX / 4 } else { ev.ts + self.p.learn.0 };
@@ -369,7 +381,7 @@ impl Detector for TokenClaimsDetector {
         let route_shown = if route.is_empty() { "a request without a route" } else { route };
         out.push(Finding {
             entity: Entity::new(EntityKind::Token, fp.to_hex()),
-            within: Some(route.to_string()),
+            within: (!f.check.per_token()).then(|| route.to_string()),
             client_id: ev.client_id.clone(),
             client_id_source: ev.client_id_source,
             token_fingerprint: Some(fp),
@@ -382,6 +394,33 @@ impl Detector for TokenClaimsDetector {
             ),
             evidence,
         });
+    }
+}
+
+impl Detector for TokenClaimsDetector {
+    /// A token's own faults are whole on the token shard, a route's learning on the route shard.
+    fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
+        if ev.claims.is_none() || ev.token_fingerprint.is_none() || !accepted(ev) {
+            return None;
+        }
+        match shard {
+            Shard::Token => ev.token_entity(),
+            Shard::Route if self.judges_routes() => Some(ev.route.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.judge(ev, Part::Token, out);
+        self.judge(ev, Part::Route, out);
+    }
+
+    fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
+        match shard {
+            Shard::Token => self.judge(ev, Part::Token, out),
+            Shard::Route => self.judge(ev, Part::Route, out),
+            Shard::Source | Shard::ClientId => {}
+        }
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
@@ -453,12 +492,16 @@ mod tests {
         let mut d = detector_from_toml("token_claims", "");
         let forged = TokenClaims { alg: Some("none".into()), ..good(0) };
         let evs: Vec<Event> = (0..20)
-            .map(|i| ev(60_000 + i * 5_000).token(200).get("/v1/orders/17").claims(forged.clone()).build())
+            .map(|i| {
+                let path = ["/v1/orders/17", "/v1/search", "/v1/payments/9"][i as usize % 3];
+                ev(60_000 + i * 5_000).token(200).get(path).claims(forged.clone()).build()
+            })
             .collect();
         let found = run(d.as_mut(), &evs);
         assert_eq!(kinds(&found), ["unsigned"], "{found:?}");
         assert_eq!(found[0].entity, Entity::new(EntityKind::Token, Fingerprint([200; 8]).to_hex()));
         assert!(found[0].summary.contains("alg none"), "{}", found[0].summary);
+        assert_eq!(found[0].within, None, "one story for the token, whichever routes it is used on");
     }
 
     #[test]
@@ -608,7 +651,10 @@ algorithms = ["RS256", "ES256"]"#
         let d = detector_from_toml("token_claims", "");
         let e = ev(0).token(1).get("/v1/orders/5").claims(good(0)).build();
         assert_eq!(d.shard_key(&e, Shard::Route).as_deref(), Some("GET /v1/orders/{id}"));
-        assert_eq!(d.shard_key(&e, Shard::Token), None);
+        assert_eq!(d.shard_key(&e, Shard::Token), Some(Fingerprint([1; 8]).to_hex()));
+        assert_eq!(d.shard_key(&e, Shard::Source), None);
+        let own_only = detector_from_toml("token_claims", r#"checks = ["unsigned", "expired"]"#);
+        assert_eq!(own_only.shard_key(&e, Shard::Route), None, "no route is learned");
         let refused = ev(0).token(1).get("/v1/orders/5").status(401).claims(good(0)).build();
         assert_eq!(d.shard_key(&refused, Shard::Route), None);
         let opaque = ev(0).token(1).get("/v1/orders/5").build();

@@ -37,6 +37,7 @@ pub(crate) enum Kind {
     ScopeEscalation,
     ScopeProbing,
     ObjectEnumeration,
+    ForgedToken,
 }
 
 const KINDS: [Kind; 7] = [
@@ -51,7 +52,7 @@ const KINDS: [Kind; 7] = [
 
 /// Kinds injected only when `SimConfig::with` names them: the default set stays the seven
 /// every figure and test was measured with (and each seed's plan with it).
-const OPT_IN: [Kind; 1] = [Kind::ObjectEnumeration];
+const OPT_IN: [Kind; 2] = [Kind::ObjectEnumeration, Kind::ForgedToken];
 
 /// Names of the kinds `SimConfig::with` may name.
 pub fn opt_in_names() -> Vec<&'static str> {
@@ -69,6 +70,7 @@ impl Kind {
             Kind::ScopeEscalation => "scope_escalation",
             Kind::ScopeProbing => "scope_probing",
             Kind::ObjectEnumeration => "object_enumeration",
+            Kind::ForgedToken => "forged_token",
         }
     }
 
@@ -83,6 +85,7 @@ impl Kind {
             Kind::ScopeEscalation => (3 * MIN, 8 * MIN),
             Kind::ScopeProbing => (2 * MIN, 5 * MIN),
             Kind::ObjectEnumeration => (3 * MIN, 7 * MIN),
+            Kind::ForgedToken => (2 * MIN, 6 * MIN),
         }
     }
 }
@@ -234,6 +237,7 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
             Kind::ObjectEnumeration => {
                 p.client = Some(pick_partner(&mut rng, &|i| pop.clients[i].scopes.contains(&"orders:read")));
             }
+            Kind::ForgedToken => p.client = Some(pick_partner(&mut rng, &|_| true)),
             Kind::TokenReplay | Kind::BruteForce | Kind::CredentialStuffing => {}
         }
         out.attacks.push(p);
@@ -689,6 +693,56 @@ pub(crate) fn inject(
                         duration as f64 / 60_000.0
                     ),
                     related,
+                }
+            }
+            Kind::ForgedToken => {
+                // A partner's claims copied into an unsigned token (`alg: none`) and sent from a
+                // rented server to routes whose gateway plugin does not check signatures: every
+                // call is answered.
+                let c = &pop.clients[p.client.expect("planned with a culprit")];
+                let Some((like, ..)) = held_tokens(&history[c.idx], cfg).into_iter().next() else {
+                    continue;
+                };
+                let tok = token::forge_unsigned(&mut rng, fp, &like, p.start, super::TOKEN_TTL_MS);
+                let (a, b) = VPS[rng.gen_range(0..VPS.len())];
+                let attacker = addrs.fresh(&mut rng, a, Some(b));
+                let ua: Arc<str> = Arc::from(ATTACK_UA[rng.gen_range(0..ATTACK_UA.len())]);
+                let n = rng.gen_range(6..=15usize);
+                for ts in spread(&mut rng, p.start, p.duration, n) {
+                    let route = pick_read(&mut rng, c);
+                    let id_base = rng.gen_range(100_000..900_000);
+                    out.push(make_record(
+                        &mut rng,
+                        pop,
+                        cfg,
+                        no_effects,
+                        Request {
+                            ts,
+                            route,
+                            token: Some(&tok),
+                            consumer: None,
+                            ip: attacker,
+                            inner_xff: None,
+                            user_agent: &ua,
+                            outcome: Outcome::Upstream(ROUTES[route as usize].ok),
+                            id_base,
+                            attack: tag,
+                        },
+                    ));
+                }
+                Label {
+                    attack: p.kind.name(),
+                    detector: "token_claims",
+                    entity_kind: EntityKind::Token,
+                    entity_id: tok.fingerprint.to_hex(),
+                    start: 0,
+                    end: 0,
+                    description: format!(
+                        "forged token: {}'s claims under alg none, accepted {n} times from {attacker} over {:.1} min",
+                        c.client_id,
+                        p.duration as f64 / 60_000.0
+                    ),
+                    related: client_related("token_claims", c),
                 }
             }
             Kind::ScopeEscalation | Kind::ScopeProbing => {

@@ -54,6 +54,35 @@ pub(crate) fn mint_with_ttl(
     issued_at: Millis,
     ttl: Millis,
 ) -> Arc<SimToken> {
+    mint_signed_with(rng, fp, HEADER, 256, client_id, subject, scopes, issued_at, ttl)
+}
+
+/// What an attacker writes when a gateway does not check signatures: the claims of a real
+/// client (copied from one of its tokens) under `alg: none`, with no signature at all.
+pub(crate) fn forge_unsigned(
+    rng: &mut impl Rng,
+    fp: &Fingerprinter,
+    like: &SimToken,
+    issued_at: Millis,
+    ttl: Millis,
+) -> Arc<SimToken> {
+    mint_signed_with(rng, fp, UNSIGNED, 0, &like.client_id, &like.subject, &like.scopes, issued_at, ttl)
+}
+
+const UNSIGNED: &str = r#"{"alg":"none","typ":"JWT"}"#;
+
+#[allow(clippy::too_many_arguments)]
+fn mint_signed_with(
+    rng: &mut impl Rng,
+    fp: &Fingerprinter,
+    header: &str,
+    sig_len: usize,
+    client_id: &Arc<str>,
+    subject: &Arc<str>,
+    scopes: &Arc<[&'static str]>,
+    issued_at: Millis,
+    ttl: Millis,
+) -> Arc<SimToken> {
     let iat = issued_at.div_euclid(1000);
     let exp = iat + ttl / 1000;
     let jti = uuid(rng);
@@ -62,13 +91,13 @@ pub(crate) fn mint_with_ttl(
         scopes.join(" ")
     );
     let mut sig = [0u8; 256];
-    rng.fill(&mut sig[..]);
+    rng.fill(&mut sig[..sig_len]);
     let mut raw = String::with_capacity(80 + payload.len() * 4 / 3 + 344);
-    URL_SAFE_NO_PAD.encode_string(HEADER, &mut raw);
+    URL_SAFE_NO_PAD.encode_string(header, &mut raw);
     raw.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut raw);
     raw.push('.');
-    URL_SAFE_NO_PAD.encode_string(sig, &mut raw);
+    URL_SAFE_NO_PAD.encode_string(&sig[..sig_len], &mut raw);
     let fingerprint = fp.fingerprint(raw.as_bytes());
     Arc::new(SimToken {
         raw,
