@@ -1,6 +1,7 @@
 //! The `gatewatch` binary as a user runs it.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn gatewatch() -> Command {
@@ -27,6 +28,38 @@ fn check_passes_on_the_shipped_detectors() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("0 failed"), "{stdout}");
+}
+
+#[test]
+fn impossible_travel_is_off_without_a_database_and_its_cases_pass_with_one() {
+    // Shipped: no database, so the rule says it is off and its cases are skipped.
+    let out = gatewatch().arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("off   detectors/impossible-travel.toml [impossible-travel-default] no city_db is set"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 skipped (rule off)"), "{stdout}");
+    // The same file given MaxMind's test databases (a relative path, beside the file): every
+    // case runs and passes.
+    let dir = tempfile::tempdir().unwrap();
+    let det = dir.path().join("detectors");
+    std::fs::create_dir(&det).unwrap();
+    for db in ["GeoIP2-City-Test.mmdb", "GeoLite2-ASN-Test.mmdb"] {
+        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geoip").join(db), det.join(db)).unwrap();
+    }
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("detectors/impossible-travel.toml"))
+            .unwrap()
+            .replace("city_db = \"\"", "city_db = \"GeoIP2-City-Test.mmdb\"")
+            .replace("asn_db = \"\"", "asn_db = \"GeoLite2-ASN-Test.mmdb\"");
+    std::fs::write(det.join("impossible-travel.toml"), shipped).unwrap();
+    std::fs::write(dir.path().join("gatewatch.toml"), "[detectors]\ndir = \"detectors\"\n").unwrap();
+    let out = gatewatch().arg("check").arg("--config").arg(dir.path().join("gatewatch.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("3 test case(s): 3 passed, 0 failed\n"), "{stdout}");
+    assert!(!stdout.contains("off "), "{stdout}");
 }
 
 #[test]

@@ -24,13 +24,35 @@ fn config() -> GatewatchConfig {
 }
 
 fn run(sim: &Simulation, format: Format) -> (Vec<Alert>, ReplaySummary, String) {
+    run_with(&config(), sim, format)
+}
+
+/// The shipped detectors, with `impossible_travel` given MaxMind's test databases; the folder
+/// lives as long as the returned guard.
+fn config_with_geoip() -> (GatewatchConfig, tempfile::TempDir) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(root.join("detectors")).unwrap() {
+        let f = f.unwrap().path();
+        let text = std::fs::read_to_string(&f).unwrap();
+        let geo = root.join("tests/data/geoip");
+        let text = text
+            .replace("city_db = \"\"", &format!("city_db = {:?}", geo.join("GeoIP2-City-Test.mmdb")))
+            .replace("asn_db = \"\"", &format!("asn_db = {:?}", geo.join("GeoLite2-ASN-Test.mmdb")));
+        std::fs::write(dir.path().join(f.file_name().unwrap()), text).unwrap();
+    }
+    let mut cfg = GatewatchConfig::default();
+    cfg.detectors.dir = Some(dir.path().to_path_buf());
+    (cfg, dir)
+}
+
+fn run_with(cfg: &GatewatchConfig, sim: &Simulation, format: Format) -> (Vec<Alert>, ReplaySummary, String) {
     let mut input = String::new();
     for r in &sim.records {
         input.push_str(&render(r, format));
         input.push('\n');
     }
-    let mut pipeline =
-        Pipeline::from_config(&config(), format, DEV_FINGERPRINT_KEY.as_bytes()).expect("shipped config");
+    let mut pipeline = Pipeline::from_config(cfg, format, DEV_FINGERPRINT_KEY.as_bytes()).expect("shipped config");
     let mut alerts = Vec::new();
     let summary = replay(
         &mut pipeline,
@@ -170,4 +192,26 @@ fn a_forged_unsigned_token_asked_for_is_found_and_nothing_else_fires() {
         assert_eq!(found[0].evidence["check"], "unsigned");
         assert_eq!(found[0].evidence["issuer"], "https://auth.shopfront.example/", "claims are shown");
     }
+}
+
+#[test]
+fn impossible_travel_asked_for_is_found_with_a_database_and_nothing_else_fires() {
+    let sim = simulate(&SimConfig { with: vec!["impossible_travel"], ..SimConfig::default() });
+    assert_eq!(sim.labels.len(), 8, "the seven kinds and the one asked for");
+    let label = sim.labels.iter().find(|l| l.attack == "impossible_travel").expect("injected");
+    let (cfg, _dir) = config_with_geoip();
+    for format in [Format::Kong, Format::Envoy] {
+        let (alerts, _, _) = run_with(&cfg, &sim, format);
+        assert_all_found_nothing_else(&sim, &alerts, format.name());
+        let found: Vec<&Alert> = alerts.iter().filter(|a| a.detector == "impossible_travel").collect();
+        assert_eq!(found.len(), 1, "{format:?}: {found:?}");
+        assert_eq!(found[0].entity.id, label.entity_id);
+        assert_eq!(
+            (found[0].evidence["from"]["country"].as_str(), found[0].evidence["to"]["country"].as_str()),
+            (Some("GB"), Some("CN"))
+        );
+    }
+    // Shipped without a database: the same hour, and the rule judges nothing.
+    let (alerts, _, _) = run(&sim, Format::Kong);
+    assert!(alerts.iter().all(|a| a.detector != "impossible_travel"));
 }

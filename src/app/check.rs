@@ -17,6 +17,8 @@ pub struct CaseResult {
     pub case: String,
     pub failures: Vec<String>,
     pub alerts: usize,
+    /// Not run: the rule is off (a database it needs is not configured), and why.
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -25,6 +27,8 @@ pub struct CheckReport {
     pub detectors: String,
     pub errors: Vec<ConfigError>,
     pub rules: usize,
+    /// Rules that load but judge nothing, and why: (file, rule id, reason).
+    pub off: Vec<(String, String, String)>,
     pub cases: Vec<CaseResult>,
 }
 
@@ -38,8 +42,13 @@ impl CheckReport {
         for e in &self.errors {
             s += &format!("error: {e}\n");
         }
+        for (file, rule, why) in &self.off {
+            s += &format!("off   {file} [{rule}] {why}\n");
+        }
         for c in &self.cases {
-            if c.failures.is_empty() {
+            if let Some(why) = &c.skipped {
+                s += &format!("skip  {} [{}] {} (the rule is off: {why})\n", c.file, c.rule, c.case);
+            } else if c.failures.is_empty() {
                 s += &format!("ok    {} [{}] {} ({} alert(s))\n", c.file, c.rule, c.case, c.alerts);
             } else {
                 for f in &c.failures {
@@ -48,13 +57,15 @@ impl CheckReport {
             }
         }
         let failed = self.cases.iter().filter(|c| !c.failures.is_empty()).count();
+        let skipped = self.cases.iter().filter(|c| c.skipped.is_some()).count();
         s += &format!(
-            "{} rule(s), {} config error(s), {} test case(s): {} passed, {} failed\n",
+            "{} rule(s), {} config error(s), {} test case(s): {} passed, {} failed{}\n",
             self.rules,
             self.errors.len(),
             self.cases.len(),
-            self.cases.len() - failed,
-            failed
+            self.cases.len() - failed - skipped,
+            failed,
+            if skipped > 0 { format!(", {skipped} skipped (rule off)") } else { String::new() }
         );
         s
     }
@@ -86,9 +97,16 @@ pub fn check(config: Option<&Path>) -> CheckReport {
     let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
     let normalizer = Normalizer::from_config(&cfg, Format::Generic, b"gatewatch-check-key");
     for f in &files {
-        if let Err(mut e) = build_rule(f, limits) {
-            report.errors.append(&mut e);
-            continue;
+        match build_rule(f, limits) {
+            Err(mut e) => {
+                report.errors.append(&mut e);
+                continue;
+            }
+            Ok(r) => {
+                if let Some(why) = r.off_reason() {
+                    report.off.push((f.path.display().to_string(), f.id.clone(), why.to_string()));
+                }
+            }
         }
         report.rules += 1;
         for case in &f.tests {
@@ -173,6 +191,7 @@ fn run_case(f: &DetectorFile, case: &TestCase, limits: Limits, normalizer: &Norm
         case: case.name.clone(),
         failures: Vec::new(),
         alerts: 0,
+        skipped: None,
     };
     let events = match case_events(f, case, normalizer) {
         Ok(e) => e,
@@ -182,6 +201,10 @@ fn run_case(f: &DetectorFile, case: &TestCase, limits: Limits, normalizer: &Norm
         }
     };
     let rule = match build_rule(f, limits) {
+        Ok(r) if r.off_reason().is_some() => {
+            result.skipped = r.off_reason().map(str::to_string);
+            return result;
+        }
         Ok(r) => r,
         Err(e) => {
             result.failures.extend(e.iter().map(|e| e.to_string()));

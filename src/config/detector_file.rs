@@ -220,6 +220,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("credential-exposure.toml", include_str!("../../detectors/credential-exposure.toml")),
     ("object-enumeration.toml", include_str!("../../detectors/object-enumeration.toml")),
     ("token-claims.toml", include_str!("../../detectors/token-claims.toml")),
+    ("impossible-travel.toml", include_str!("../../detectors/impossible-travel.toml")),
 ];
 
 /// Where a command's detector files come from.

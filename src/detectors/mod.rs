@@ -7,11 +7,13 @@
 //! Adding a kind = one new file here + one line in [`REGISTRY`].
 
 pub mod credential_exposure;
+pub mod geoip;
 mod rule;
 #[doc(hidden)]
 pub mod testing;
 
 pub mod auth_failure_spike;
+pub mod impossible_travel;
 pub mod latency_anomaly;
 pub mod object_enumeration;
 pub mod scope_misuse;
@@ -58,6 +60,11 @@ pub trait Detector: Send {
     fn on_watermark(&mut self, _watermark: Millis, _out: &mut Vec<Finding>) {}
     /// Keys held, evictions.
     fn stats(&self) -> StateStats;
+    /// Why this rule judges nothing, when it cannot (`impossible_travel` without a database):
+    /// said once when the rule is loaded, never guessed around.
+    fn off_reason(&self) -> Option<&str> {
+        None
+    }
 }
 
 pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>>;
@@ -71,6 +78,7 @@ pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("credential_exposure", credential_exposure::build),
     ("object_enumeration", object_enumeration::build),
     ("token_claims", token_claims::build),
+    ("impossible_travel", impossible_travel::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

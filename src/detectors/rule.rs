@@ -166,6 +166,11 @@ impl Rule {
         self.detector.stats()
     }
 
+    /// Why this rule judges nothing, if it cannot ([`super::Detector::off_reason`]).
+    pub fn off_reason(&self) -> Option<&str> {
+        self.detector.off_reason()
+    }
+
     fn emit(&mut self, out: &mut Vec<Alert>) {
         for f in self.findings.drain(..) {
             let cooldown_key = (f.entity.clone(), f.within.clone());

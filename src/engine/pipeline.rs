@@ -348,8 +348,13 @@ fn checked_files(
 ) -> Result<Vec<DetectorFile>, Vec<ConfigError>> {
     let files: Vec<DetectorFile> = files.into_iter().filter(|f| f.enabled).collect();
     for f in &files {
-        if let Err(mut e) = build_rule(f, limits) {
-            errs.append(&mut e);
+        match build_rule(f, limits) {
+            Err(mut e) => errs.append(&mut e),
+            Ok(r) => {
+                if let Some(why) = r.off_reason() {
+                    tracing::warn!(rule = %r.id, file = %f.path.display(), "detector rule {} is off: {why}", r.id);
+                }
+            }
         }
     }
     if files.is_empty() && errs.is_empty() {

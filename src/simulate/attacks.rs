@@ -38,6 +38,7 @@ pub(crate) enum Kind {
     ScopeProbing,
     ObjectEnumeration,
     ForgedToken,
+    ImpossibleTravel,
 }
 
 const KINDS: [Kind; 7] = [
@@ -52,7 +53,7 @@ const KINDS: [Kind; 7] = [
 
 /// Kinds injected only when `SimConfig::with` names them: the default set stays the seven
 /// every figure and test was measured with (and each seed's plan with it).
-const OPT_IN: [Kind; 2] = [Kind::ObjectEnumeration, Kind::ForgedToken];
+const OPT_IN: [Kind; 3] = [Kind::ObjectEnumeration, Kind::ForgedToken, Kind::ImpossibleTravel];
 
 /// Names of the kinds `SimConfig::with` may name.
 pub fn opt_in_names() -> Vec<&'static str> {
@@ -71,6 +72,7 @@ impl Kind {
             Kind::ScopeProbing => "scope_probing",
             Kind::ObjectEnumeration => "object_enumeration",
             Kind::ForgedToken => "forged_token",
+            Kind::ImpossibleTravel => "impossible_travel",
         }
     }
 
@@ -86,6 +88,7 @@ impl Kind {
             Kind::ScopeProbing => (2 * MIN, 5 * MIN),
             Kind::ObjectEnumeration => (3 * MIN, 7 * MIN),
             Kind::ForgedToken => (2 * MIN, 6 * MIN),
+            Kind::ImpossibleTravel => (10 * MIN, 20 * MIN),
         }
     }
 }
@@ -238,6 +241,14 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
                 p.client = Some(pick_partner(&mut rng, &|i| pop.clients[i].scopes.contains(&"orders:read")));
             }
             Kind::ForgedToken => p.client = Some(pick_partner(&mut rng, &|_| true)),
+            Kind::ImpossibleTravel => {
+                // a partner whose servers sit in one region, so that the two far places make
+                // three: within what token_reuse tolerates
+                p.client = Some(pick_partner(&mut rng, &|i| {
+                    let ips = partner_ips(&pop.clients[i]);
+                    ips.iter().all(|x| x.octets()[..2] == ips[0].octets()[..2])
+                }));
+            }
             Kind::TokenReplay | Kind::BruteForce | Kind::CredentialStuffing => {}
         }
         out.attacks.push(p);
@@ -743,6 +754,75 @@ pub(crate) fn inject(
                         p.duration as f64 / 60_000.0
                     ),
                     related: client_related("token_claims", c),
+                }
+            }
+            Kind::ImpossibleTravel => {
+                // A partner's token called from an office in London, then, minutes later, from
+                // Changchun: the addresses MaxMind's test databases place there (and GeoLite2
+                // too), so a test can judge them with `tests/data/geoip`.
+                let c = &pop.clients[p.client.expect("planned with a culprit")];
+                let held: Vec<_> = held_tokens(&history[c.idx], cfg)
+                    .into_iter()
+                    .map(|(t, lo, hi)| (t, lo, hi.min(cfg.end() - 30_000)))
+                    .collect();
+                let Some((tok, start, duration)) = fit(&held, p.start, p.duration) else {
+                    continue;
+                };
+                let places: [(Ipv4Addr, &str); 2] =
+                    [(Ipv4Addr::new(81, 2, 69, 142), "London, GB"), (Ipv4Addr::new(175, 16, 199, 7), "Changchun, CN")];
+                let ua: Arc<str> = Arc::from(ATTACK_UA[rng.gen_range(0..ATTACK_UA.len())]);
+                let half = duration / 2;
+                let mut n = 0;
+                for (k, (addr, _)) in places.iter().enumerate() {
+                    let m = rng.gen_range(3..=6usize);
+                    for ts in spread(&mut rng, start + half * k as Millis, half * 4 / 10, m) {
+                        let route = pick_read(&mut rng, c);
+                        let id_base = rng.gen_range(100_000..900_000);
+                        n += 1;
+                        out.push(make_record(
+                            &mut rng,
+                            pop,
+                            cfg,
+                            no_effects,
+                            Request {
+                                ts,
+                                route,
+                                token: Some(&tok),
+                                consumer: Some(&c.consumer),
+                                ip: *addr,
+                                inner_xff: None,
+                                user_agent: if k == 0 { &c.user_agent } else { &ua },
+                                outcome: Outcome::Normal { rate_limited: 0.0 },
+                                id_base,
+                                attack: tag,
+                            },
+                        ));
+                    }
+                }
+                let mut related = client_related("impossible_travel", c);
+                // three regions in one window: at token_reuse's limit, and a fair alert if it fires
+                related.push(RelatedEntity {
+                    detector: "token_reuse",
+                    entity_kind: EntityKind::Token,
+                    entity_id: tok.fingerprint.to_hex(),
+                });
+                Label {
+                    attack: p.kind.name(),
+                    detector: "impossible_travel",
+                    entity_kind: EntityKind::Token,
+                    entity_id: tok.fingerprint.to_hex(),
+                    start: 0,
+                    end: 0,
+                    description: format!(
+                        "impossible travel: {}'s token called {n} times from {} ({}), then from {} ({}) {:.0} min later",
+                        c.client_id,
+                        places[0].0,
+                        places[0].1,
+                        places[1].0,
+                        places[1].1,
+                        half as f64 / 60_000.0
+                    ),
+                    related,
                 }
             }
             Kind::ScopeEscalation | Kind::ScopeProbing => {

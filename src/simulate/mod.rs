@@ -57,7 +57,7 @@ pub struct SimConfig {
     /// Attack kinds (as [`Label::attack`] names them) not injected: a demo too short for a
     /// detector's warm-up leaves out what it could not find.
     pub skip: Vec<&'static str>,
-    /// Attack kinds outside the default seven injected as well (`object_enumeration`, `forged_token`); the
+    /// Attack kinds outside the default seven injected as well (`object_enumeration`, `forged_token`, `impossible_travel`); the
     /// default set, and so every seed's plan, is unchanged without them.
     pub with: Vec<&'static str>,
     /// How long the detectors watch before they can judge what some attacks need; those
