@@ -310,14 +310,19 @@ mod tests {
     }
 
     #[test]
-    fn no_captures_absent_timers_and_the_documented_example() {
+    fn the_documented_example_no_captures_and_absent_timers() {
         let n = norm();
-        // HAProxy's configuration manual, "HTTP log format" (no captures declared)
-        let doc = b"haproxy[674]: 127.0.0.1:33319 [15/Oct/2003:08:31:57.130] px-http px-http/srv1 6559/0/7/147/6723 200 243 - - ---- 5/3/3/1/0 0/0 \"HEAD / HTTP/1.0\"";
+        // HAProxy's configuration manual, section 8.2.3 "HTTP log format" (a request and an
+        // empty response capture block)
+        let doc = br#"haproxy[14389]: 10.0.1.2:33317 [06/Feb/2009:12:14:14.655] http-in static/srv1 10/0/30/69/109 200 2750 - - ---- 1/1/1/1/0 0/0 {1wt.eu} {} "GET /index.html HTTP/1.1""#;
         let ev = parse(&n, doc).unwrap();
-        assert_eq!((ev.method.as_deref(), ev.path.as_deref()), (Some("HEAD"), Some("/")));
-        assert_eq!((ev.latency_ms, ev.upstream_latency_ms), (Some(6723.0), Some(147.0)));
-        assert_eq!(ev.host, None);
+        assert_eq!((ev.method.as_deref(), ev.path.as_deref()), (Some("GET"), Some("/index.html")));
+        assert_eq!((ev.latency_ms, ev.upstream_latency_ms), (Some(109.0), Some(69.0)));
+        assert_eq!((ev.host.as_deref(), ev.upstream.as_deref()), (Some("1wt.eu"), Some("static")));
+        // no captures declared
+        let bare = br#"10.0.1.2:33317 [06/Feb/2009:12:14:14.655] http-in static/srv1 10/0/30/69/109 200 2750 - - ---- 1/1/1/1/0 0/0 "HEAD / HTTP/1.0""#;
+        let ev = parse(&n, bare).unwrap();
+        assert_eq!((ev.method.as_deref(), ev.host), (Some("HEAD"), None));
         // a request refused by HAProxy itself: no server, no response timer; logasap's `+`
         let refused = b"10.0.0.1:4000 [06/Dec/2026:10:00:00.000] fe be/<NOSRV> 0/-1/-1/-1/+0 403 +192 - - PR-- 1/1/0/0/0 0/0 \"GET /admin HTTP/1.1\"";
         let ev = parse(&n, refused).unwrap();
