@@ -73,6 +73,7 @@ const SAMPLES: &[Fixture] = &[
     Fixture { file: "envoy.log", whole: false, received: None, formats: &[Some(Format::EnvoyText); 3] },
     Fixture { file: "nginx.log", whole: false, received: None, formats: &[Some(Format::Nginx); 3] },
     Fixture { file: "nginx-ingress.log", whole: false, received: None, formats: &[Some(Format::Nginx); 4] },
+    Fixture { file: "haproxy.log", whole: false, received: None, formats: &[Some(Format::Haproxy); 7] },
     Fixture { file: "traefik.jsonl", whole: false, received: None, formats: &[Some(Format::Traefik); 2] },
     Fixture { file: "tyk.log", whole: false, received: Some(RECEIVED), formats: &[Some(Format::Tyk)] },
 ];
@@ -183,7 +184,15 @@ fn malformed_records_are_rejected_with_a_reason_never_an_event() {
 }
 
 /// Raw secrets that appear in the fixtures: none may survive normalization.
-const SECRETS: &[&str] = &["2b64e2f0193851d4135a2e885cd08a65"];
+const SECRETS: &[&str] = &[
+    "2b64e2f0193851d4135a2e885cd08a65",
+    // haproxy.log: captured `Authorization` headers and a token in a query string
+    "gwt_stolen_Rk5PvM2xTg8WzL3qBn",
+    "gwt_revoked_Ns6QwE1rYt4UiO9pGh",
+    "gwt_leaked_Wq3ErT8yUi1OpA5sDf",
+    "abc{d|e}",
+    "abc#7Bd",
+];
 
 #[test]
 fn no_raw_secret_reaches_an_event() {

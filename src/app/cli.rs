@@ -73,7 +73,7 @@ pub enum Command {
         /// Input file, or `-` for stdin.
         #[arg(long)]
         input: String,
-        /// auto, kong, envoy, envoy-text, nginx, nginx-json, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
+        /// auto, kong, envoy, envoy-text, nginx, nginx-json, haproxy, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
         #[arg(long, default_value = "auto")]
         format: String,
         /// Where alerts go: a file, or `-` for stdout.
@@ -113,7 +113,7 @@ pub enum Command {
         /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// auto, kong, envoy, envoy-text, nginx, nginx-json, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
+        /// auto, kong, envoy, envoy-text, nginx, nginx-json, haproxy, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
         #[arg(long, default_value = "auto")]
         format: String,
     },

@@ -12,8 +12,8 @@ pub use detector_file::{
 };
 pub use duration::{parse_duration, DurationStr};
 pub use service::{
-    EngineConfig, FingerprintConfig, GatewatchConfig, GenericInputConfig, InputConfig, NormalizeConfig,
-    DEV_FINGERPRINT_KEY,
+    EngineConfig, FingerprintConfig, GatewatchConfig, GenericInputConfig, HaproxyInputConfig, InputConfig,
+    NormalizeConfig, DEV_FINGERPRINT_KEY,
 };
 
 use std::fmt;

@@ -85,6 +85,9 @@ pub struct InputConfig {
     /// Field map for the `generic` format.
     #[serde(default)]
     pub generic: GenericInputConfig,
+    /// Which headers the `haproxy` format's `{…}` request capture block holds, in order.
+    #[serde(default)]
+    pub haproxy: HaproxyInputConfig,
     /// The year of record times that carry none (Tyk's text log, `time="Jan 29 08:27:09"`)
     /// where no Kafka time says it: replays of a file. Live, the receive time decides.
     #[serde(default)]
@@ -102,6 +105,7 @@ impl Default for InputConfig {
         InputConfig {
             format: default_format(),
             generic: GenericInputConfig::default(),
+            haproxy: HaproxyInputConfig::default(),
             year: None,
             client_id_is_principal: false,
         }
@@ -123,6 +127,19 @@ pub struct GenericInputConfig {
     /// Unit of `latency_ms`/`upstream_latency_ms` in the source: `ms` (default), `s`, `us`, `ns`.
     #[serde(default)]
     pub latency_unit: Option<String>,
+}
+
+/// `[input.haproxy]`: HAProxy logs its `capture request header` values positionally
+/// (`{v1|v2|…}`, in the order of the `capture` lines), without their names, so the
+/// order is said here. Unset: `Host`, `User-Agent`, `X-Forwarded-For`, `Authorization`
+/// ([`crate::normalize::haproxy::DEFAULT_REQUEST_CAPTURES`]). An empty list says the
+/// frontend captures no request header, so a single `{…}` block is the response's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyInputConfig {
+    /// Header names, in the order of the frontend's `capture request header` lines.
+    #[serde(default)]
+    pub request_captures: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -281,6 +298,15 @@ impl GatewatchConfig {
                     &f,
                     format!("input.generic.fields.{name}"),
                     format!("not a normalized field (one of: {})", crate::normalize::generic::FIELD_NAMES.join(", ")),
+                ));
+            }
+        }
+        for (i, name) in self.input.haproxy.request_captures.iter().flatten().enumerate() {
+            if !crate::normalize::haproxy::is_header_name(name) {
+                errs.push(ConfigError::new(
+                    &f,
+                    format!("input.haproxy.request_captures[{i}]"),
+                    format!("`{name}` is not an HTTP header name"),
                 ));
             }
         }

@@ -10,7 +10,8 @@
 //! `request_time_ms` + `api_id`) → Azure APIM (`apimSubscriptionId`, `GatewayLogs`)
 //! → NGINX JSON (an NGINX-only variable name) → generic.
 //!
-//! Text: `[<digit>…] "` → Envoy text; `… [dd/Mon/yyyy:` CLF → NGINX;
+//! Text: `[<digit>…] "` → Envoy text; `<ip>:<port> [dd/Mon/yyyy:hh:mm:ss.mmm]` (after any
+//! syslog header) → HAProxy; `… [dd/Mon/yyyy:` CLF → NGINX;
 //! `prefix=access-log` → Tyk; `METHOD /… HTTP/x` first line → APISIX `origin`;
 //! `key=value …` → generic (logfmt).
 
@@ -128,6 +129,10 @@ fn detect_text(rec: &[u8]) -> Option<Format> {
         let close = memchr(b']', rec)?;
         return (rec.get(close + 1..close + 3) == Some(b" \"")).then_some(Format::EnvoyText);
     }
+    // HAProxy: `<ip>:<port> [06/Dec/2026:10:00:00.123] ` (milliseconds, which CLF never has)
+    if super::haproxy::body_start(rec).is_some() {
+        return Some(Format::Haproxy);
+    }
     // NGINX / CLF: `<addr> <ident> <user> [07/Dec/2016:11:05:07 +0100] "`
     if let Some(open) = memchr(b'[', rec) {
         if is_clf_time(&rec[open + 1..]) && open > 0 && rec[open - 1] == b' ' {
@@ -186,6 +191,16 @@ mod tests {
         assert_eq!(detect(b"GET /hello?ab=cd HTTP/1.1\r\nhost: x\r\n"), Some(Format::Apisix));
         assert_eq!(detect(b"ts=2026-01-01T00:00:00Z status=200"), Some(Format::Generic));
         assert_eq!(detect(b"hello world"), None);
+        let haproxy = br#"127.0.0.1:51234 [06/Dec/2026:10:00:00.123] fe be/srv1 0/0/1/2/3 200 512 - - ---- 1/1/0/0/0 0/0 {h|ua} "GET /p?q HTTP/1.1""#;
+        assert_eq!(detect(haproxy), Some(Format::Haproxy));
+        let mut syslog = b"<134>Dec  6 10:00:00 haproxy[123]: ".to_vec();
+        syslog.extend_from_slice(haproxy);
+        assert_eq!(detect(&syslog), Some(Format::Haproxy));
+        // CLF time (no ms) stays NGINX, even with a bracketed upstream later on the line
+        assert_eq!(
+            detect(br#"1.2.3.4 - - [07/Dec/2016:11:05:07 +0100] "GET / HTTP/1.1" 200 1 "-" "ua" 10 0.1 [up] [] 1.1.1.1:80 1 0.1 200 x"#),
+            Some(Format::Nginx)
+        );
         assert_eq!(detect(b"[not a time"), None);
     }
 }

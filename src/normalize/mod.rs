@@ -14,6 +14,7 @@ pub mod envoy;
 pub mod envoy_text;
 pub mod fields;
 pub mod generic;
+pub mod haproxy;
 pub mod identity;
 pub mod kong;
 pub mod missing;
@@ -52,6 +53,8 @@ pub enum Format {
     Nginx,
     /// NGINX `log_format ... escape=json` setups.
     NginxJson,
+    /// HAProxy `option httplog` lines (syslog header or not), with header captures.
+    Haproxy,
     /// AWS API Gateway access logs (REST and HTTP APIs).
     Aws,
     /// Traefik JSON access logs.
@@ -74,6 +77,7 @@ impl Format {
         "envoy-text",
         "nginx",
         "nginx-json",
+        "haproxy",
         "aws",
         "traefik",
         "apisix",
@@ -89,6 +93,7 @@ impl Format {
         Format::EnvoyText,
         Format::Nginx,
         Format::NginxJson,
+        Format::Haproxy,
         Format::Aws,
         Format::Traefik,
         Format::Apisix,
@@ -105,6 +110,7 @@ impl Format {
             "envoy-text" | "envoy_text" | "istio-text" | "istio_text" => Format::EnvoyText,
             "nginx" | "ingress-nginx" | "nginx-ingress" | "combined" | "clf" => Format::Nginx,
             "nginx-json" | "nginx_json" => Format::NginxJson,
+            "haproxy" | "httplog" => Format::Haproxy,
             "aws" | "aws-apigateway" | "apigateway" => Format::Aws,
             "traefik" => Format::Traefik,
             "apisix" => Format::Apisix,
@@ -123,6 +129,7 @@ impl Format {
             Format::EnvoyText => "envoy-text",
             Format::Nginx => "nginx",
             Format::NginxJson => "nginx-json",
+            Format::Haproxy => "haproxy",
             Format::Aws => "aws",
             Format::Traefik => "traefik",
             Format::Apisix => "apisix",
@@ -250,6 +257,8 @@ pub struct Normalizer {
     pub routes: RouteTemplater,
     pub proxies: TrustedProxies,
     pub generic: generic::GenericMap,
+    /// Which header each position of HAProxy's `{…}` request capture block holds.
+    pub haproxy: haproxy::Captures,
     /// Content rules run on path, user agent and host, so no secret in them reaches an event.
     pub scrubber: Scrubber,
     /// The year of record times that carry none (Tyk's text log) when no receive time says it
@@ -270,6 +279,7 @@ impl Normalizer {
             routes: RouteTemplater::default(),
             proxies: TrustedProxies::default(),
             generic: generic::GenericMap::default(),
+            haproxy: haproxy::Captures::default(),
             scrubber: Scrubber::with_defaults(Fingerprinter::new(fingerprint_key)),
             year: None,
             tokens: Default::default(),
@@ -284,6 +294,7 @@ impl Normalizer {
             routes: RouteTemplater::new(&cfg.normalize.route_templates),
             proxies: TrustedProxies::new(&cfg.normalize.trusted_proxies),
             generic: generic::GenericMap::from_config(&cfg.input.generic),
+            haproxy: haproxy::Captures::from_config(&cfg.input.haproxy),
             scrubber: {
                 // `[scrub]` errors are reported by config validation; here the built-ins still run.
                 let sc = ScrubConfig::from_config(cfg).unwrap_or_default();
@@ -394,6 +405,7 @@ impl Normalizer {
             Format::EnvoyText => envoy_text::parse(self, rec),
             Format::Nginx => nginx::parse(self, rec),
             Format::NginxJson => nginx_json::parse(self, rec),
+            Format::Haproxy => haproxy::parse(self, rec),
             Format::Aws => aws::parse(self, rec),
             Format::Traefik => traefik::parse(self, rec),
             Format::Apisix => apisix::parse(self, rec, received),

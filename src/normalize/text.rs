@@ -135,6 +135,20 @@ impl<'a> Scanner<'a> {
         self.i = end + 1;
         Some(&self.s[start..end])
     }
+
+    /// A `{…}` field (HAProxy's header captures, which write a `{`, `|` or `}` inside a
+    /// value as `#7B`, `#7C`, `#7D`, so the first `}` closes the field).
+    pub fn braced(&mut self) -> Option<&'a str> {
+        self.skip_spaces();
+        let b = self.bytes();
+        if b.get(self.i) != Some(&b'{') {
+            return None;
+        }
+        let start = self.i + 1;
+        let end = start + memchr(b'}', &b[start..])?;
+        self.i = end + 1;
+        Some(&self.s[start..end])
+    }
 }
 
 /// Splits a `"METHOD URI PROTO"` request line. An empty or garbled line (a TLS
@@ -290,6 +304,9 @@ mod tests {
         assert_eq!(Scanner::new(r#""abc"#).quoted(), None);
         assert_eq!(Scanner::new("[abc").bracketed(), None);
         assert_eq!(Scanner::new(r#""abc\"#).quoted(), None);
+        assert_eq!(Scanner::new("{abc").braced(), None);
+        let mut s = Scanner::new("{a|b} {} x");
+        assert_eq!((s.braced(), s.braced(), s.braced(), s.word()), (Some("a|b"), Some(""), None, Some("x")));
     }
 
     #[test]
