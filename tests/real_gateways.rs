@@ -47,7 +47,9 @@ const ENUMERATOR: &str = "gwt_enumer_Jh2KlP9oIu6YtR4eWs";
 const LEAKED: &str = "gwt_leaked_Wq3ErT8yUi1OpA5sDf";
 /// A token the upstream no longer accepts: 401.
 const REVOKED: &str = "gwt_revoked_Ns6QwE1rYt4UiO9pGh";
-const TOKENS: &[&str] = &[BENIGN_1, BENIGN_2, STOLEN, PROBER, ENUMERATOR, LEAKED, REVOKED];
+/// A JWT nobody signed (`alg: none`) claiming a customer, which the upstream wrongly accepts.
+const FORGED: &str = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2F1dGguc2hvcC5leGFtcGxlLyIsInN1YiI6InVzcl85IiwiY2xpZW50X2lkIjoic2hvcC13ZWIiLCJleHAiOjQxMDI0NDQ4MDB9.";
+const TOKENS: &[&str] = &[BENIGN_1, BENIGN_2, STOLEN, PROBER, ENUMERATOR, LEAKED, REVOKED, FORGED];
 
 fn owned_order(token: &str) -> Option<u32> {
     Some(match token {
@@ -57,6 +59,7 @@ fn owned_order(token: &str) -> Option<u32> {
         ENUMERATOR => 7,
         PROBER => 104,
         LEAKED => 105,
+        FORGED => 106,
         _ => return None,
     })
 }
@@ -393,6 +396,10 @@ async fn attacks(c: &mut Client) {
     }
     // a token sent in the URL, where every log and proxy keeps it
     c.get(&format!("/api/reports?access_token={LEAKED}&month=11"), None, "198.51.100.40", 200).await;
+    // an unsigned JWT the API does not check, accepted three times
+    for _ in 0..3 {
+        c.get("/api/orders/106", Some(FORGED), "198.51.100.60", 200).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -495,6 +502,7 @@ fn token_attacks_found() -> Found {
         alert("object_enumeration", "token", &fp(ENUMERATOR)),
         alert("object_enumeration", "source_ip", ENUM_FROM),
         alert("credential_exposure", "token", &fp(LEAKED)),
+        alert("token_claims", "token", &fp(FORGED)),
     ]
     .into_iter()
     .collect()
