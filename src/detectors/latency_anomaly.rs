@@ -16,9 +16,12 @@
 //! - slow buckets never enter the baseline, so an incident cannot teach the
 //!   detector that slow is normal; a slow *drift* (each bucket within the
 //!   threshold) is learned as it happens;
-//! - percentiles do not depend on volume, and buckets with fewer than
-//!   `min_samples` requests are neither judged nor learned from, so a traffic
-//!   ramp alone changes nothing and quiet routes never alert;
+//! - percentiles do not depend on volume, so a traffic ramp alone changes
+//!   nothing; a quiet route's bucket widens (the next buckets' requests join it)
+//!   until it holds `min_samples` requests, up to `widen_up_to`, so a route with
+//!   a few calls a minute is judged over several minutes, on as many requests as
+//!   a busy route's minute; a bucket still short of them then is neither judged
+//!   nor learned from;
 //! - nothing is judged until `warmup_buckets` buckets have been learned;
 //! - a new level that lasts longer than `relearn_after` is accepted: the
 //!   baseline restarts from the recent buckets (a slower release is then the new
@@ -66,10 +69,16 @@ pub struct LatencyAnomalyParams {
     /// carry the upstream in their evidence. Default `false`.
     #[serde(default = "default_per_upstream")]
     pub per_upstream: bool,
-    /// A bucket with fewer requests than this is neither judged nor learned from, so routes
-    /// with too little traffic never alert. Default `20`.
+    /// Requests a bucket needs to be judged. A quieter route's bucket widens: the next
+    /// buckets' requests join it until it holds this many (a route with 2 calls a minute is
+    /// judged over 10 minutes), up to `widen_up_to`. Default `20`.
     #[serde(default = "default_min_samples")]
     pub min_samples: u64,
+    /// The widest a bucket grows to reach `min_samples`; one that still holds fewer requests
+    /// is neither judged nor learned from. `bucket` (no widening) restores the fixed buckets.
+    /// Default `30m`.
+    #[serde(default = "default_widen_up_to")]
+    pub widen_up_to: DurationStr,
     /// How many recent normal buckets the baseline is the median of. Default `60`.
     #[serde(default = "default_baseline_buckets")]
     pub baseline_buckets: usize,
@@ -93,6 +102,12 @@ pub struct LatencyAnomalyParams {
     /// The sliding window of buckets the `alert_buckets` are counted in. Default `10`.
     #[serde(default = "default_window_buckets")]
     pub window_buckets: usize,
+    /// After an episode ends, a bucket is slow only if it also goes beyond that episode's
+    /// peak, for this long: a slowdown that recurs at the same size (a nightly batch, a
+    /// daily backup on the database behind the route) is alerted once, not at every run,
+    /// while a worse one still is. `0s` turns it off. Default `24h`.
+    #[serde(default = "default_recall")]
+    pub recall_peaks_for: DurationStr,
     /// An episode lasting longer than this is taken as the new normal: the baseline restarts
     /// from the recent buckets (after a fresh warm-up). Default `1h`.
     #[serde(default = "default_relearn_after")]
@@ -117,6 +132,12 @@ fn default_per_upstream() -> bool {
 }
 fn default_min_samples() -> u64 {
     20
+}
+fn default_recall() -> DurationStr {
+    DurationStr(24 * 3_600_000)
+}
+fn default_widen_up_to() -> DurationStr {
+    DurationStr(30 * 60_000)
 }
 fn default_baseline_buckets() -> usize {
     60
@@ -164,6 +185,8 @@ struct Params {
     latency: LatencyField,
     per_upstream: bool,
     min_samples: u64,
+    /// The most base buckets one judged bucket spans.
+    widen_buckets: Millis,
     baseline_buckets: usize,
     warmup_buckets: usize,
     factor: f64,
@@ -172,6 +195,7 @@ struct Params {
     alert_buckets: usize,
     window_buckets: usize,
     relearn_after: Millis,
+    recall_peaks_for: Millis,
 }
 
 impl LatencyAnomalyParams {
@@ -187,6 +211,11 @@ impl LatencyAnomalyParams {
             c.check(p.is_finite() && *p > 0.0 && *p < 100.0, &format!("percentiles[{i}]"), "must be > 0 and < 100");
         }
         c.check(self.min_samples >= 1, "min_samples", "must be at least 1");
+        c.check(
+            self.widen_up_to.0 >= self.bucket.0 && self.widen_up_to.0 <= 1000 * self.bucket.0.max(1),
+            "widen_up_to",
+            "must be at least bucket and at most 1000 buckets",
+        );
         c.check(self.baseline_buckets >= 3, "baseline_buckets", "must be at least 3");
         c.check(
             self.warmup_buckets >= 3 && self.warmup_buckets <= self.baseline_buckets,
@@ -222,6 +251,7 @@ impl LatencyAnomalyParams {
             latency: self.latency,
             per_upstream: self.per_upstream,
             min_samples: self.min_samples,
+            widen_buckets: (self.widen_up_to.0 / self.bucket.0.max(1)).max(1),
             baseline_buckets: self.baseline_buckets,
             warmup_buckets: self.warmup_buckets,
             factor: self.factor,
@@ -230,6 +260,7 @@ impl LatencyAnomalyParams {
             alert_buckets: self.alert_buckets,
             window_buckets: self.window_buckets,
             relearn_after: self.relearn_after.0,
+            recall_peaks_for: self.recall_peaks_for.0,
         };
         c.finish((params, self.max_routes))
     }
@@ -254,6 +285,9 @@ struct Episode {
     start: Millis,
 }
 
+/// The most past episodes' peaks remembered per route.
+const MAX_PEAKS: usize = 8;
+
 /// Per route (or route/upstream) state.
 struct RouteState {
     route: String,
@@ -261,6 +295,11 @@ struct RouteState {
     hist: Histogram<u32>,
     /// Index (`start / bucket`) of the bucket `hist` is filling.
     open: Millis,
+    /// Index of the first bucket whose requests `hist` holds: before `open` while a quiet
+    /// route's bucket is widening.
+    span_start: Millis,
+    /// How long the last judged bucket was (ms): `bucket`, or wider on a quiet route.
+    judged_span: Millis,
     /// Per percentile: values of recent normal buckets, newest last.
     baseline: Vec<VecDeque<f64>>,
     /// Per percentile: values of the last `window_buckets` judged buckets, slow or not.
@@ -268,6 +307,10 @@ struct RouteState {
     /// The last `window_buckets` buckets, newest last.
     window: VecDeque<Slot>,
     episode: Option<Episode>,
+    /// Per percentile, the highest value of the slow buckets since the last episode began.
+    peak: Vec<f64>,
+    /// Peaks of recent episodes and when each ended, oldest first.
+    peaks: VecDeque<(Millis, Vec<f64>)>,
 }
 
 impl RouteState {
@@ -277,23 +320,32 @@ impl RouteState {
             upstream: upstream.map(str::to_string),
             hist: Histogram::new_with_bounds(1, MAX_LATENCY_MS, 2).expect("valid histogram bounds"),
             open,
+            span_start: open,
+            judged_span: p.bucket,
             baseline: vec![VecDeque::with_capacity(p.baseline_buckets); p.percentiles.len()],
             recent: vec![VecDeque::with_capacity(p.window_buckets); p.percentiles.len()],
             window: VecDeque::with_capacity(p.window_buckets),
             episode: None,
+            peak: vec![0.0; p.percentiles.len()],
+            peaks: VecDeque::new(),
         }
     }
 
     /// Closes every bucket before bucket `idx` (the open one, then empty ones) and opens `idx`.
     fn advance_to(&mut self, idx: Millis, p: &Params, out: &mut Vec<Finding>) {
-        // Past a full window of empty buckets, more of them change nothing.
-        let mut budget = p.window_buckets + 1;
+        // Past a full window of empty buckets (and a widest bucket), more of them change nothing.
+        let mut budget = p.window_buckets as Millis + p.widen_buckets + 1;
         while self.open < idx && budget > 0 {
             self.close(p, out);
             self.open += 1;
             budget -= 1;
         }
-        self.open = self.open.max(idx);
+        if self.open < idx {
+            // skipped ahead over a long silence: nothing before it still widens
+            self.open = idx;
+            self.span_start = idx;
+            self.hist.reset();
+        }
     }
 
     fn push_slot(&mut self, slot: Slot, p: &Params) {
@@ -310,6 +362,17 @@ impl RouteState {
         self.window.push_back(slot);
     }
 
+    /// An episode ended at `end`: its peak is what the route is known to reach.
+    fn remember_peak(&mut self, end: Millis, p: &Params) {
+        if p.recall_peaks_for > 0 {
+            if self.peaks.len() == MAX_PEAKS {
+                self.peaks.pop_front();
+            }
+            self.peaks.push_back((end, self.peak.clone()));
+        }
+        self.peak.iter_mut().for_each(|x| *x = 0.0);
+    }
+
     fn learn(&mut self, observed: impl Iterator<Item = f64>, p: &Params) {
         for (ring, v) in self.baseline.iter_mut().zip(observed) {
             if ring.len() == p.baseline_buckets {
@@ -321,15 +384,21 @@ impl RouteState {
 
     /// Closes the open bucket and judges it.
     fn close(&mut self, p: &Params, out: &mut Vec<Finding>) {
-        let start = self.open * p.bucket;
-        let end = start + p.bucket;
+        let start = self.span_start * p.bucket;
+        let end = (self.open + 1) * p.bucket;
         let samples = self.hist.len();
         if samples < p.min_samples {
+            if self.open + 1 - self.span_start < p.widen_buckets {
+                return; // widening: the next bucket's requests join this one
+            }
             self.hist.reset();
+            self.span_start = self.open + 1;
             self.push_slot(Slot::Sparse, p);
             self.after_slot(end, p, out);
             return;
         }
+        self.judged_span = end - start;
+        self.span_start = self.open + 1;
         let observed: Vec<f64> = p.percentiles.iter().map(|(_, q)| self.hist.value_at_quantile(*q) as f64).collect();
         self.hist.reset();
         for (ring, v) in self.recent.iter_mut().zip(&observed) {
@@ -342,11 +411,20 @@ impl RouteState {
         let mut slow = false;
         let mut values = Vec::with_capacity(observed.len());
         if warm {
-            for (ring, v) in self.baseline.iter().zip(&observed) {
+            let now = end;
+            self.peaks.retain(|(at, _)| now - *at < p.recall_peaks_for);
+            for (i, (ring, v)) in self.baseline.iter().zip(&observed).enumerate() {
                 let (base, sigma) = median_and_sigma(ring);
-                let threshold = (base * p.factor).max(base + p.min_increase_ms).max(base + p.dispersion_z * sigma);
+                let recalled = self.peaks.iter().map(|(_, pk)| pk[i]).fold(0.0, f64::max);
+                let threshold =
+                    (base * p.factor).max(base + p.min_increase_ms).max(base + p.dispersion_z * sigma).max(recalled);
                 slow |= *v > threshold;
                 values.push((*v, base, threshold));
+            }
+        }
+        if slow {
+            for (pk, v) in self.peak.iter_mut().zip(&observed) {
+                *pk = pk.max(*v);
             }
         }
         if slow {
@@ -374,7 +452,12 @@ impl RouteState {
                 self.episode = Some(Episode { start });
                 out.push(self.finding(start, end, slow, p));
             }
-            Some(_) if slow == 0 => self.episode = None,
+            Some(_) if slow == 0 => {
+                self.episode = None;
+                self.remember_peak(end, p);
+            }
+            // hiccups that never made an episode leave no peak behind
+            None if slow == 0 => self.peak.iter_mut().for_each(|x| *x = 0.0),
             Some(ep) if end - ep.start >= p.relearn_after => {
                 // A level this lasting is the new normal: learn it afresh.
                 for (base, recent) in self.baseline.iter_mut().zip(&self.recent) {
@@ -383,6 +466,7 @@ impl RouteState {
                 }
                 self.window.clear();
                 self.episode = None;
+                self.peak.iter_mut().for_each(|x| *x = 0.0);
             }
             _ => {}
         }
@@ -421,7 +505,7 @@ impl RouteState {
             human_duration(duration),
             slow,
             self.window.len(),
-            human_duration(p.bucket),
+            human_duration(self.judged_span),
         );
         let mut evidence = Map::new();
         evidence.insert("route".into(), json!(self.route));
@@ -436,7 +520,7 @@ impl RouteState {
         evidence.insert("duration_s".into(), json!(duration / 1000));
         evidence.insert("slow_buckets".into(), json!(slow));
         evidence.insert("window_buckets".into(), json!(self.window.len()));
-        evidence.insert("bucket_s".into(), json!(p.bucket / 1000));
+        evidence.insert("bucket_s".into(), json!(self.judged_span / 1000));
         evidence.insert("requests_in_slow_buckets".into(), json!(requests));
         evidence.insert(
             "percentiles".into(),
@@ -689,9 +773,27 @@ mod tests {
         // 30 req/min, then 300 req/min, then back down to 30: latency unchanged.
         let evs = traffic(0..240, |m| if (90..180).contains(&m) { 300 } else { 30 }, |_| 100.0);
         assert!(run(&mut *detector(""), &evs).is_empty());
-        // A route waking up from too little traffic to judge does not fire either.
-        let evs = traffic(0..240, |m| if m < 120 { 5 } else { 50 }, |m| if m < 120 { 30.0 } else { 100.0 });
+        // A quiet route (judged over widened buckets) waking up at the same latency neither.
+        let evs = traffic(0..240, |m| if m < 120 { 5 } else { 50 }, |_| 100.0);
         assert!(run(&mut *detector(""), &evs).is_empty());
+    }
+
+    #[test]
+    fn a_quiet_route_is_judged_over_widened_buckets() {
+        // Two calls a minute: a bucket of 20 requests spans 10 minutes. Ten hours at 100 ms,
+        // then four hours at 400 ms: found, once, within a few widened buckets.
+        let evs = traffic(0..840, |_| 2, |m| if m >= 600 { 400.0 } else { 100.0 });
+        let found = run(&mut *detector(""), &evs);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert!(f.window_start >= T0 + 600 * MIN - 10 * MIN, "{}", f.window_start);
+        assert!(f.window_end <= T0 + 600 * MIN + 90 * MIN, "found within 90 minutes: {}", f.window_end);
+        assert_eq!(f.evidence["bucket_s"], json!(600), "the widened bucket is reported");
+        // With fixed buckets (no widening), the same route is never judged.
+        assert!(run(&mut *detector(r#"widen_up_to = "1m""#), &evs).is_empty());
+        // Too quiet even for the widest bucket (20 calls in more than 30 minutes): not judged.
+        let sparse = traffic(0..840, |m| usize::from(m % 2 == 0), |m| if m >= 600 { 400.0 } else { 100.0 });
+        assert!(run(&mut *detector(""), &sparse).is_empty());
     }
 
     #[test]
@@ -742,10 +844,29 @@ mod tests {
         // cooldown may hold back the second; the detector itself must not repeat within one).
         let slow = |m: i64| (60..80).contains(&m) || (110..130).contains(&m);
         let evs = traffic(0..150, |_| 40, |m| if slow(m) { 400.0 } else { 100.0 });
-        let f = run(&mut *detector(""), &evs);
+        let f = run(&mut *detector(r#"recall_peaks_for = "0s""#), &evs);
         assert_eq!(f.len(), 2, "{f:#?}");
         assert_eq!(f[0].window_start, T0 + 60 * MIN);
         assert_eq!(f[1].window_start, T0 + 110 * MIN);
+        // Recalling the first episode's peak (the default, a day): the same slowdown again is
+        // what the route is known to do, and stays quiet; a worse one is found.
+        assert_eq!(run(&mut *detector(""), &evs).len(), 1);
+        let worse = traffic(
+            0..150,
+            |_| 40,
+            |m| match m {
+                60..80 => 400.0,
+                110..130 => 1200.0,
+                _ => 100.0,
+            },
+        );
+        let f = run(&mut *detector(""), &worse);
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert_eq!(f[1].window_start, T0 + 110 * MIN);
+        // A day later the peak is forgotten: the same slowdown is found again.
+        let later = |m: i64| (60..80).contains(&m) || (1560..1580).contains(&m);
+        let evs = traffic(0..1600, |_| 40, |m| if later(m) { 400.0 } else { 100.0 });
+        assert_eq!(run(&mut *detector(""), &evs).len(), 2);
         // A flapping regression (slow 4 of every 5 minutes) is one episode.
         let evs = traffic(0..150, |_| 40, |m| if m >= 60 && m % 5 != 0 { 400.0 } else { 100.0 });
         assert_eq!(run(&mut *detector("relearn_after = \"3h\""), &evs).len(), 1);
