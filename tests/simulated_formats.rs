@@ -91,6 +91,7 @@ fn r(format: Format) -> fn(&SimRecord) -> String {
         Format::Traefik => render::render_traefik,
         Format::Apisix => render::render_apisix,
         Format::Tyk => render::render_tyk,
+        Format::Haproxy => render::render_haproxy,
         _ => render::render_generic,
     }
 }
@@ -135,6 +136,7 @@ fn variants() -> Vec<Variant> {
         Variant { ident: Ident::Claims, ..full("aws", Format::Aws) },
         Variant { request_id: ReqId::None, ..full("traefik", Format::Traefik) },
         Variant { batch: 25, ..full("apisix", Format::Apisix) },
+        Variant { request_id: ReqId::None, ..full("haproxy", Format::Haproxy) },
         Variant {
             ts: Ts::EndMs,
             addr: Addr::LeftmostXff,
@@ -206,6 +208,8 @@ const EXPECTED: &[(&str, &[(&str, Expect)])] = &[
     ("aws", &[("token_replay", REPLAY_BY_ADDRESS)]),
     ("traefik", &[]),
     ("apisix", &[]),
+    // HAProxy with the default header captures (Authorization among them, `len 2048`): all of it.
+    ("haproxy", &[]),
     ("tyk", &[]),
 ];
 

@@ -127,7 +127,7 @@ pub enum Command {
         clients: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// kong, envoy, envoy-text, nginx, nginx-json, aws, traefik, apisix, tyk, generic
+        /// kong, envoy, envoy-text, nginx, nginx-json, aws, traefik, apisix, haproxy, tyk, generic
         #[arg(long, default_value = "kong")]
         format: String,
         /// Benign traffic only.

@@ -22,6 +22,7 @@ pub const SIM_FORMATS: &[Format] = &[
     Format::Aws,
     Format::Traefik,
     Format::Apisix,
+    Format::Haproxy,
     Format::Tyk,
     Format::Generic,
 ];
@@ -44,6 +45,7 @@ pub fn render(rec: &SimRecord, format: Format) -> String {
         Format::Traefik => render_traefik(rec),
         Format::Apisix => render_apisix(rec),
         Format::Tyk => render_tyk(rec),
+        Format::Haproxy => render_haproxy(rec),
         _ => render_generic(rec),
     }
 }
@@ -428,6 +430,67 @@ fn combined_part(o: &mut String, rec: &SimRecord) {
     let _ = write!(o, " {proto}\" {} {} \"-\" \"", rec.status, rec.bytes_sent);
     nginx_escape(o, &rec.user_agent);
     o.push('"');
+}
+
+/// HAProxy's `option httplog` line as `log` sends it to syslog (RFC 3164 header), with the
+/// request headers gatewatch reads by default captured in its default order:
+///
+/// ```haproxy
+/// capture request header Host len 64
+/// capture request header User-Agent len 256
+/// capture request header X-Forwarded-For len 128
+/// capture request header Authorization len 2048
+/// ```
+///
+/// The accept date is when the request arrived (local time: UTC here), with milliseconds;
+/// `Ta` is the whole request, `Tr` the server's answer (`-1` when HAProxy answered itself);
+/// `%B` the bytes sent. Captures escape `"`, `#`, `{`, `|`, `}` and non-printable bytes as
+/// `#XX`, and an absent header is an empty field.
+pub fn render_haproxy(rec: &SimRecord) -> String {
+    let mut o = String::with_capacity(900);
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(end_ts(rec));
+    let syslog = at.map_or_else(|| "-".into(), |d| d.format("%b %e %H:%M:%S").to_string());
+    let accept = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(rec.ts)
+        .map_or_else(|| "-".into(), |d| d.format("%d/%b/%Y:%H:%M:%S%.3f").to_string());
+    let node = rec.gateway_node;
+    let _ = write!(o, "<134>{syslog} lb-{node} haproxy[{}]: ", 7000 + node as u32);
+    let _ = write!(o, "{}:{} [{accept}] api~ ", rec.source_ip, rec.source_port);
+    match rec.upstream_latency_ms {
+        Some(tr) if !rec.answered_by_gateway => {
+            let _ = write!(o, "be_{}/{}-{} ", rec.upstream, rec.upstream, rec.source_port % 3);
+            let _ = write!(o, "0/0/1/{tr}/{} ", rec.latency_ms);
+        }
+        _ => {
+            let _ = write!(o, "api~/<NOSRV> 0/0/-1/-1/{} ", rec.latency_ms);
+        }
+    }
+    let term = if rec.answered_by_gateway { "PR--" } else { "----" };
+    let _ = write!(o, "{} {} - - {term} 12/12/3/1/0 0/0 {{", rec.status, rec.bytes_sent);
+    haproxy_capture(&mut o, rec.host);
+    o.push('|');
+    haproxy_capture(&mut o, &rec.user_agent);
+    o.push('|');
+    haproxy_capture(&mut o, rec.xff.as_deref().unwrap_or(""));
+    o.push('|');
+    if let Some(t) = &rec.token {
+        o.push_str("Bearer ");
+        haproxy_capture(&mut o, &t.raw);
+    }
+    let _ = write!(o, "}} \"{} ", rec.method);
+    haproxy_capture(&mut o, &rec.uri());
+    o.push_str(" HTTP/1.1\"");
+    o
+}
+
+/// HAProxy's log escaping of captures and the request line.
+fn haproxy_capture(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if matches!(b, b'"' | b'#' | b'{' | b'|' | b'}') || !(0x20..0x7f).contains(&b) {
+            let _ = write!(out, "#{b:02X}");
+        } else {
+            out.push(b as char);
+        }
+    }
 }
 
 /// ingress-nginx's default `upstreaminfo` format: `combined` plus
