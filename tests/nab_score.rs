@@ -203,19 +203,19 @@ fn nab_file_score(ts: &[Millis], flagged: &[bool], windows: &[(Millis, Millis)])
     let mut fp = 0.0;
     let mut false_alerts = 0;
     let mut prev: Option<(usize, f64)> = None; // (right index, width) of the last window passed
-    for i in 0..ts.len() {
+    for (i, &flag) in flagged.iter().enumerate().take(ts.len()) {
         let inside = bounds.iter().position(|(a, b)| *a <= i && i <= *b);
         if let Some(w) = inside {
             let (a, b) = bounds[w];
             let width = (b - a + 1) as f64;
-            if i >= prob && flagged[i] {
+            if i >= prob && flag {
                 let s = scaled_sigmoid(-((b - i + 1) as f64) / width) * TP_WEIGHT / max_tp;
                 best[w] = Some(best[w].map_or(s, |x: f64| x.max(s)));
             }
             if i == b {
                 prev = Some((b, width));
             }
-        } else if i >= prob && flagged[i] {
+        } else if i >= prob && flag {
             let unweighted = match prev {
                 None => -1.0,
                 Some((right, width)) => scaled_sigmoid((i - right) as f64 / (width - 1.0)),

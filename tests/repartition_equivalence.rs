@@ -83,8 +83,10 @@ fn describe(alerts: &[Alert]) -> HashMap<String, String> {
 fn repartitioned_stages_raise_exactly_what_replay_raises() {
     // the seven default attacks, an object enumeration (keyed on the token and the address) and
     // a forged token used on many routes (its claims judged on the token shard, the routes it
-    // is accepted on learned on the route shard)
-    let sim = simulate(&SimConfig { with: vec!["object_enumeration", "forged_token"], ..SimConfig::default() });
+    // is accepted on learned on the route shard), and a scrape (a principal's volumes, whole on
+    // the token shard)
+    let sim =
+        simulate(&SimConfig { with: vec!["object_enumeration", "forged_token", "scraping"], ..SimConfig::default() });
     let f = factory();
     let msgs = messages(&sim.records);
     let reference = replay_alerts(&f, &msgs);
@@ -92,6 +94,7 @@ fn repartitioned_stages_raise_exactly_what_replay_raises() {
     assert!(want.len() >= 8, "the reference finds the attacks: {}", want.len());
     assert!(reference.iter().any(|a| a.detector == "object_enumeration"), "the enumeration is in the reference");
     assert!(reference.iter().any(|a| a.detector == "token_claims"), "the forged token is in the reference");
+    assert!(reference.iter().any(|a| a.detector == "volume_anomaly"), "the scrape is in the reference");
     assert!(want.values().all(|n| *n == 1), "replay raises each alert once");
     let names = describe(&reference);
     for (partitions, keying) in [

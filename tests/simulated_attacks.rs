@@ -215,3 +215,23 @@ fn impossible_travel_asked_for_is_found_with_a_database_and_nothing_else_fires()
     let (alerts, _, _) = run(&sim, Format::Kong);
     assert!(alerts.iter().all(|a| a.detector != "impossible_travel"));
 }
+
+#[test]
+fn a_scrape_asked_for_is_found_by_volume_anomaly_and_nothing_else_fires() {
+    let sim = simulate(&SimConfig { with: vec!["scraping"], ..SimConfig::default() });
+    assert_eq!(sim.labels.len(), 8, "the seven kinds and the one asked for");
+    let label = sim.labels.iter().find(|l| l.attack == "scraping").expect("injected");
+    assert!(label.start - SimConfig::default().start >= 35 * 60_000, "after the token is learned: {label:?}");
+    for format in [Format::Kong, Format::Envoy] {
+        let (alerts, _, _) = run(&sim, format);
+        assert_all_found_nothing_else(&sim, &alerts, format.name());
+        let found: Vec<&Alert> = alerts.iter().filter(|a| a.detector == "volume_anomaly").collect();
+        assert_eq!(found.len(), 1, "{format:?}: one alert for the scrape: {found:?}");
+        assert_eq!(found[0].entity.id, label.entity_id);
+        assert_eq!(found[0].evidence["check"], "requests");
+        assert!(found[0].window_end <= label.end, "found while it runs: {:?}", found[0]);
+    }
+    // without asking, the plan is the one every other test was measured with
+    let plain = simulate(&SimConfig::default());
+    assert!(plain.labels.iter().all(|l| l.attack != "scraping"));
+}

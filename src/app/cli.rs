@@ -136,7 +136,7 @@ pub enum Command {
         /// How many times each kind of attack is injected.
         #[arg(long, default_value_t = 1)]
         attack_rounds: usize,
-        /// Also inject these attack kinds, which the default seven leave out: object_enumeration, forged_token, impossible_travel.
+        /// Also inject these attack kinds, which the default seven leave out: object_enumeration, forged_token, impossible_travel, scraping.
         #[arg(long, value_delimiter = ',')]
         with: Vec<String>,
         /// Write one JSON label per injected attack to this file.

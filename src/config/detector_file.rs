@@ -221,6 +221,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("object-enumeration.toml", include_str!("../../detectors/object-enumeration.toml")),
     ("token-claims.toml", include_str!("../../detectors/token-claims.toml")),
     ("impossible-travel.toml", include_str!("../../detectors/impossible-travel.toml")),
+    ("volume-anomaly.toml", include_str!("../../detectors/volume-anomaly.toml")),
 ];
 
 /// Where a command's detector files come from.

@@ -19,6 +19,7 @@ pub mod object_enumeration;
 pub mod scope_misuse;
 pub mod token_claims;
 pub mod token_reuse;
+pub mod volume_anomaly;
 
 pub use rule::{state_digest, Allow, Rule};
 
@@ -79,6 +80,7 @@ pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("object_enumeration", object_enumeration::build),
     ("token_claims", token_claims::build),
     ("impossible_travel", impossible_travel::build),
+    ("volume_anomaly", volume_anomaly::build),
 ];
 
 pub fn kinds() -> Vec<&'static str> {

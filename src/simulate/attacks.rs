@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::traffic::{
     ip, make_record, stream, ClientKind, LatencyEffect, Outcome, Population, Profile, Request, TokenUse, ROUTES,
-    R_DELETE_USER, R_LIST_USERS, R_LOGIN, R_ORDER, R_TOKEN,
+    R_DELETE_USER, R_LIST_USERS, R_LOGIN, R_ORDER, R_PRODUCTS, R_TOKEN,
 };
 use super::{token, Label, RelatedEntity, SimConfig, SimRecord, SimToken};
 use crate::event::{EntityKind, Millis};
@@ -39,6 +39,7 @@ pub(crate) enum Kind {
     ObjectEnumeration,
     ForgedToken,
     ImpossibleTravel,
+    Scraping,
 }
 
 const KINDS: [Kind; 7] = [
@@ -53,7 +54,12 @@ const KINDS: [Kind; 7] = [
 
 /// Kinds injected only when `SimConfig::with` names them: the default set stays the seven
 /// every figure and test was measured with (and each seed's plan with it).
-const OPT_IN: [Kind; 3] = [Kind::ObjectEnumeration, Kind::ForgedToken, Kind::ImpossibleTravel];
+const OPT_IN: [Kind; 4] = [Kind::ObjectEnumeration, Kind::ForgedToken, Kind::ImpossibleTravel, Kind::Scraping];
+
+/// How long `volume_anomaly` learns a principal before judging it (`learn` of the shipped
+/// `detectors/volume-anomaly.toml`), plus a bucket for its buckets' alignment: a scrape starts
+/// this long after the token it uses was first seen.
+const VOLUME_LEARN: Millis = 30 * MIN + 5 * MIN;
 
 /// Names of the kinds `SimConfig::with` may name.
 pub fn opt_in_names() -> Vec<&'static str> {
@@ -73,6 +79,7 @@ impl Kind {
             Kind::ObjectEnumeration => "object_enumeration",
             Kind::ForgedToken => "forged_token",
             Kind::ImpossibleTravel => "impossible_travel",
+            Kind::Scraping => "scraping",
         }
     }
 
@@ -89,6 +96,7 @@ impl Kind {
             Kind::ObjectEnumeration => (3 * MIN, 7 * MIN),
             Kind::ForgedToken => (2 * MIN, 6 * MIN),
             Kind::ImpossibleTravel => (10 * MIN, 20 * MIN),
+            Kind::Scraping => (12 * MIN, 15 * MIN),
         }
     }
 }
@@ -199,7 +207,7 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
         let (lo, hi) = kind.duration();
         // A dense plan shortens attacks to their slots, except a regression: a route slow for
         // less than its nominal minimum is not what the kind stands for.
-        let floor = if kind == Kind::LatencyRegression { lo } else { 90_000 };
+        let floor = if matches!(kind, Kind::LatencyRegression | Kind::Scraping) { lo } else { 90_000 };
         let max_len = (slot * 16 / 10).max(2 * MIN);
         let mut duration = rng.gen_range(lo..=hi).min(max_len).max(floor);
         let start = cfg.start + warmup + slot * i as Millis + rng.gen_range(0..=slot * 3 / 10);
@@ -241,6 +249,18 @@ pub(crate) fn plan(cfg: &SimConfig, pop: &Population) -> Plan {
                 p.client = Some(pick_partner(&mut rng, &|i| pop.clients[i].scopes.contains(&"orders:read")));
             }
             Kind::ForgedToken => p.client = Some(pick_partner(&mut rng, &|_| true)),
+            Kind::Scraping => {
+                // a partner that reads the catalog, holding one token long enough for it to be
+                // learned and then scraped with: its first (from the start) or its second (from
+                // its first refresh to the end); [`inject`] places the scrape in it
+                let need = VOLUME_LEARN + lo + 2 * FIT_MARGIN;
+                p.client = Some(pick_partner(&mut rng, &|i| {
+                    let c = &pop.clients[i];
+                    let first = super::TOKEN_TTL_MS - c.token_age_ms - 5 * MIN;
+                    let second = cfg.duration_ms - 30_000 - (super::TOKEN_TTL_MS - c.token_age_ms);
+                    c.scopes.contains(&"catalog:read") && (first >= need || second >= need)
+                }));
+            }
             Kind::ImpossibleTravel => {
                 // a partner whose servers sit in one region, so that the two far places make
                 // three: within what token_reuse tolerates
@@ -754,6 +774,61 @@ pub(crate) fn inject(
                         p.duration as f64 / 60_000.0
                     ),
                     related: client_related("token_claims", c),
+                }
+            }
+            Kind::Scraping => {
+                // A partner's own token suddenly pulling the catalog page after page, from its
+                // own servers, at 20-30 times its usual rate (at least 3 a second), once the
+                // token has been watched long enough to have a usual rate.
+                let c = &pop.clients[p.client.expect("planned with a culprit")];
+                let held: Vec<_> = held_tokens(&history[c.idx], cfg)
+                    .into_iter()
+                    .map(|(t, lo, hi)| (t, lo + VOLUME_LEARN, hi.min(cfg.end() - 30_000)))
+                    .filter(|(_, lo, hi)| hi - lo - 2 * FIT_MARGIN >= p.duration)
+                    .collect();
+                let Some((tok, start, duration)) = fit(&held, p.start, p.duration) else {
+                    continue;
+                };
+                let ips = partner_ips(c);
+                let rate = (c.rate * rng.gen_range(20.0..30.0)).max(rng.gen_range(3.0..4.0));
+                let n = (rate * duration as f64 / 1000.0) as usize;
+                for (k, ts) in spread(&mut rng, start, duration, n).into_iter().enumerate() {
+                    let from = ips[rng.gen_range(0..ips.len())];
+                    let mut rec = make_record(
+                        &mut rng,
+                        pop,
+                        cfg,
+                        no_effects,
+                        Request {
+                            ts,
+                            route: R_PRODUCTS,
+                            token: Some(&tok),
+                            consumer: Some(&c.consumer),
+                            ip: from,
+                            inner_xff: None,
+                            user_agent: &c.user_agent,
+                            outcome: Outcome::Normal { rate_limited: 0.0 },
+                            id_base: c.id_base,
+                            attack: tag,
+                        },
+                    );
+                    rec.query = Some(format!("page={}&per_page=100", k + 1));
+                    out.push(rec);
+                }
+                Label {
+                    attack: p.kind.name(),
+                    detector: "volume_anomaly",
+                    entity_kind: EntityKind::Token,
+                    entity_id: tok.fingerprint.to_hex(),
+                    start: 0,
+                    end: 0,
+                    description: format!(
+                        "scraping: {} (usually {:.2} calls a second) pulled {n} catalog pages at {rate:.1} a second over {:.1} min",
+                        c.client_id,
+                        c.rate,
+                        duration as f64 / 60_000.0
+                    ),
+                    related: client_related("volume_anomaly", c),
                 }
             }
             Kind::ImpossibleTravel => {

@@ -57,8 +57,9 @@ pub struct SimConfig {
     /// Attack kinds (as [`Label::attack`] names them) not injected: a demo too short for a
     /// detector's warm-up leaves out what it could not find.
     pub skip: Vec<&'static str>,
-    /// Attack kinds outside the default seven injected as well (`object_enumeration`, `forged_token`, `impossible_travel`); the
-    /// default set, and so every seed's plan, is unchanged without them.
+    /// Attack kinds outside the default seven injected as well (`object_enumeration`, `forged_token`, `impossible_travel`,
+    /// `scraping`: placed at least 35 minutes into the life of the token it uses, so that `volume_anomaly` has learned it);
+    /// the default set, and so every seed's plan, is unchanged without them.
     pub with: Vec<&'static str>,
     /// How long the detectors watch before they can judge what some attacks need; those
     /// attacks are placed after it.

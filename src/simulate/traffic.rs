@@ -85,6 +85,8 @@ macro_rules! route {
 pub(crate) const R_TOKEN: u8 = 20;
 /// Index of `GET /v1/orders/{id}`.
 pub(crate) const R_ORDER: u8 = 1;
+/// Index of `GET /v1/catalog/products` (a page of products).
+pub(crate) const R_PRODUCTS: u8 = 13;
 /// Index of `POST /v1/auth/login`.
 pub(crate) const R_LOGIN: u8 = 21;
 /// Index of `DELETE /v1/users/{id}` (needs `admin`).
