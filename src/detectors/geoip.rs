@@ -17,6 +17,9 @@ use std::time::SystemTime;
 use maxminddb::Reader;
 use serde::Deserialize;
 
+/// Largest database file read.
+const MAX_DATABASE_BYTES: u64 = 2 << 30;
+
 /// One open database.
 pub struct Database {
     reader: Reader<Vec<u8>>,
@@ -83,6 +86,14 @@ impl Database {
     /// names the file and what is wrong with it, in one line.
     pub fn open(path: &Path) -> Result<Arc<Database>, String> {
         let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // Read whole into memory: only a regular file of a database's size (GeoLite2-City is
+        // about 70 MB), never a device or a pipe that would not end.
+        if !meta.is_file() {
+            return Err(format!("{} is not a regular file", path.display()));
+        }
+        if meta.len() > MAX_DATABASE_BYTES {
+            return Err(format!("{} is larger than 2 GiB: not a MaxMind-format database", path.display()));
+        }
         let version = (path.to_path_buf(), meta.modified().ok(), meta.len());
         let mut cache = loaded().lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|_, w| w.strong_count() > 0);
@@ -171,6 +182,9 @@ mod tests {
         assert!(e.starts_with("cannot read /nonexistent/GeoLite2-City.mmdb"), "{e}");
         let Err(e) = Database::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")) else { panic!() };
         assert!(e.contains("is not a MaxMind-format database"), "{e}");
+        // a device would be read forever: refused before reading
+        let Err(e) = Database::open(Path::new("/dev/zero")) else { panic!() };
+        assert_eq!(e, "/dev/zero is not a regular file");
     }
 
     #[test]
