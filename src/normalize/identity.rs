@@ -196,9 +196,12 @@ pub fn resolve_with(
 }
 
 fn strip_scheme<'a>(v: &'a str, scheme: &str) -> Option<&'a str> {
-    if v.len() > scheme.len() + 1
-        && v[..scheme.len()].eq_ignore_ascii_case(scheme)
-        && v.as_bytes()[scheme.len()] == b' '
+    // Compared as bytes: the header may hold any character where the scheme's letters should
+    // be (`Bear\u{e9}r …`), and slicing the str there would split it.
+    let b = v.as_bytes();
+    if b.len() > scheme.len() + 1
+        && b[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        && b[scheme.len()] == b' '
     {
         Some(v[scheme.len() + 1..].trim())
     } else {
@@ -461,6 +464,16 @@ mod tests {
         let t = decode_jwt_claims(&odd).unwrap().token.unwrap();
         assert_eq!(t.alg.as_deref(), Some("(unreadable)"));
         assert_eq!(t.issuer.as_deref(), Some("(longer than 256 bytes)"));
+    }
+
+    #[test]
+    fn a_scheme_with_a_multibyte_character_where_its_letters_should_be_is_not_a_panic() {
+        // what the fuzzer found: a HAProxy capture `Bear\xe5r abc` read as `Bear\u{fffd}r abc`
+        let fp = Fingerprinter::new(b"k");
+        for auth in ["Bear\u{fffd}r abc", "Basi\u{e9} abc", "\u{fffd}\u{fffd}\u{fffd} x", "Bearer\u{e9}abc"] {
+            let id = resolve(&fp, &RawCredentials { authorization: Some(auth), ..Default::default() });
+            assert!(id.token_fingerprint.is_some(), "{auth}: still a credential, fingerprinted");
+        }
     }
 
     #[test]
