@@ -632,12 +632,19 @@ algorithms = ["RS256", "ES256"]"#
         let raw = format!(
             "{}.{}.c2ln",
             b64(r#"{"alg":"none"}"#),
-            b64(&format!(r#"{{"iss":"https://x.example/?k={key}","exp":4102444800,"sub":"u"}}"#))
+            b64(&format!(
+                r#"{{"iss":"https://x.example/?k={key}","exp":4102444800,"sub":"u-{key}","client_id":"app {key}","jti":"{key}"}}"#
+            ))
         );
         let n = crate::normalize::Normalizer::new(crate::normalize::Format::Generic, b"k");
         let line =
             format!(r#"{{"ts":"2026-01-01T00:00:00Z","path":"/v1/a","status":200,"authorization":"Bearer {raw}"}}"#);
         let e = n.normalize_record(line.as_bytes()).unwrap();
+        // the claims that name the caller are scrubbed too: anybody can write them
+        for v in [&e.client_id, &e.subject, &e.credential_id, &e.principal] {
+            assert!(v.as_deref().is_none_or(|v| !v.contains(key)), "{v:?}");
+        }
+        assert!(e.client_id.as_deref().is_some_and(|c| c.starts_with("app ")), "{:?}", e.client_id);
         let mut d = detector_from_toml("token_claims", "");
         let found = run(d.as_mut(), &[e]);
         assert_eq!(kinds(&found), ["unsigned"]);

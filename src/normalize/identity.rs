@@ -334,10 +334,10 @@ fn numeric_date(v: &serde_json::Value) -> Option<Millis> {
     (s.is_finite() && (0.0..1e11).contains(&s)).then(|| (s * 1000.0).round() as Millis)
 }
 
-/// Passes the claims that are free text (issuer, audience) through `scrubber`: a secret
-/// written into a claim reaches events and alerts only as the scrubber's marker.
+/// Passes the claims that are free text (client id, subject, jti, issuer, audience) through
+/// `scrubber`: a secret written into a claim (anybody can write any claim into an unsigned
+/// token) reaches events and alerts only as the scrubber's marker.
 pub fn scrub_claims(claims: &mut JwtClaims, scrubber: &Scrubber) {
-    let Some(t) = claims.token.as_mut() else { return };
     let mut stats = ScrubStats::default();
     let mut clean = |v: &mut String, place: &str| {
         let (out, _) = scrubber.scrub_value(v, place, &mut stats);
@@ -345,6 +345,14 @@ pub fn scrub_claims(claims: &mut JwtClaims, scrubber: &Scrubber) {
             *v = o;
         }
     };
+    for (v, place) in
+        [(&mut claims.client_id, "jwt:client_id"), (&mut claims.subject, "jwt:sub"), (&mut claims.jti, "jwt:jti")]
+    {
+        if let Some(v) = v.as_mut() {
+            clean(v, place);
+        }
+    }
+    let Some(t) = claims.token.as_mut() else { return };
     let t = Arc::make_mut(t);
     if let Some(i) = t.issuer.as_mut() {
         clean(i, "jwt:iss");
