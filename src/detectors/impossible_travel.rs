@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::geoip::{distance_km, Database, Place};
-use super::{human_duration, parse_params, Checker, Detector, Limits};
+use super::{human_duration, parse_params, principal_key, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile};
 use crate::event::{format_ts, Entity, EntityKind, Event, Finding, Millis, PrincipalKind, SeenClient, Shard};
 use crate::state::{KeyedState, StateStats};
@@ -116,23 +116,6 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     let idle = limits.idle_timeout;
     c.finish(Box::new(ImpossibleTravel { p, city, asn, off, state: KeyedState::new(limits.max_keys, idle) })
         as Box<dyn Detector>)
-}
-
-/// A 128-bit key for `ev`'s principal, without formatting it: the fingerprint's bytes, else
-/// the credential id or principal, tagged by which.
-fn principal_key(ev: &Event) -> Option<u128> {
-    let (tag, bytes): (u8, &[u8]) = match (&ev.token_fingerprint, &ev.credential_id, &ev.principal) {
-        (Some(f), ..) => (b't', &f.0),
-        (None, Some(c), _) => (b'c', c.as_bytes()),
-        (None, None, Some(p)) => (b'p', p.as_bytes()),
-        _ => return None,
-    };
-    let (mut a, mut b): (u64, u64) = (0xcbf2_9ce4_8422_2325, 0x6c62_272e_07bb_0142);
-    for &x in std::iter::once(&tag).chain(bytes) {
-        a = (a ^ x as u64).wrapping_mul(0x100_0000_01b3);
-        b = (b ^ x as u64).wrapping_mul(0x100_0000_01b3).rotate_left(5);
-    }
-    Some(((a as u128) << 64) | b as u128)
 }
 
 fn describe(ip: IpAddr, place: &Place) -> String {

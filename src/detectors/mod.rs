@@ -83,6 +83,19 @@ pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("volume_anomaly", volume_anomaly::build),
 ];
 
+/// A 128-bit state key for `ev`'s principal, in the order of [`Event::principal_entity`]
+/// (the token's fingerprint, else the credential id, else the record's principal) and tagged
+/// by which, without formatting it. `None` when the record names no principal.
+pub fn principal_key(ev: &Event) -> Option<u128> {
+    let (tag, bytes): (&[u8], &[u8]) = match (&ev.token_fingerprint, &ev.credential_id, &ev.principal) {
+        (Some(fp), ..) => (b"t", &fp.0),
+        (None, Some(c), _) => (b"c", c.as_bytes()),
+        (None, None, Some(p)) => (b"p", p.as_bytes()),
+        _ => return None,
+    };
+    Some(crate::state::key128(&[tag, bytes]))
+}
+
 pub fn kinds() -> Vec<&'static str> {
     REGISTRY.iter().map(|(k, _)| *k).collect()
 }

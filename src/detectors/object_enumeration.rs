@@ -26,7 +26,7 @@ use serde_json::json;
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
 use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
-use crate::state::{BucketCounter, KeyedState, StateStats};
+use crate::state::{key128, BucketCounter, KeyedState, StateStats};
 
 /// `[params]` of an `object_enumeration` file.
 #[derive(Clone, Debug, Deserialize)]
@@ -217,16 +217,6 @@ fn sequential_share(ids: &Ids) -> f64 {
     with_neighbour as f64 / ids.len() as f64
 }
 
-/// Two FNV-1a sums (different offsets) over the parts, separated: a 128-bit key.
-fn key_hash(kind: CallerKind, caller: &[u8], route: &str) -> u128 {
-    let (mut a, mut b): (u64, u64) = (0xcbf2_9ce4_8422_2325, 0x6c62_272e_07bb_0142);
-    for &x in [kind as u8, 0xff].iter().chain(caller).chain(&[0xff]).chain(route.as_bytes()) {
-        a = (a ^ x as u64).wrapping_mul(0x100_0000_01b3);
-        b = (b ^ x as u64).wrapping_mul(0x100_0000_01b3).rotate_left(5);
-    }
-    ((a as u128) << 64) | b as u128
-}
-
 impl ObjectEnumeration {
     /// The bytes that name `ev`'s caller under `kind`, without formatting: the fingerprint's
     /// bytes, the address's octets; `None` for a caller named by text (see [`Self::key`]).
@@ -249,7 +239,7 @@ impl ObjectEnumeration {
     fn key(kind: CallerKind, ev: &Event, route: &str) -> Option<u128> {
         let mut buf = [0u8; 17];
         if let Some(n) = Self::caller_bytes(kind, ev, &mut buf) {
-            return Some(key_hash(kind, &buf[..n], route));
+            return Some(key128(&[&[kind as u8], &buf[..n], route.as_bytes()]));
         }
         if kind == CallerKind::SourceIp {
             return None; // no address: nothing to count under it
@@ -261,9 +251,7 @@ impl ObjectEnumeration {
             (None, None, Some(c)) => (b'k', c),
             _ => return None,
         };
-        let mut h = key_hash(kind, text.as_bytes(), route);
-        h ^= tag as u128;
-        Some(h)
+        Some(key128(&[&[kind as u8, tag], text.as_bytes(), route.as_bytes()]))
     }
 
     /// The caller `ev` counts for under `kind`, prefixed so that kinds never share a key.

@@ -33,7 +33,7 @@ use serde_json::json;
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
 use crate::event::{format_ts, Entity, EntityKind, Event, Finding, Millis, Shard, TokenClaims};
-use crate::state::{KeyedState, StateStats};
+use crate::state::{key128, KeyedState, StateStats};
 
 /// `[params]` of a `token_claims` file.
 #[derive(Clone, Debug, Deserialize)]
@@ -149,7 +149,7 @@ fn remember(set: &mut Vec<String>, v: &str) {
 pub struct TokenClaimsDetector {
     p: Params,
     /// Keyed by a hash of the route.
-    routes: KeyedState<u64, RouteLearned>,
+    routes: KeyedState<u128, RouteLearned>,
     /// When a reported (check, route, token or value) may be reported again.
     quiet: KeyedState<u128, Millis>,
 }
@@ -173,26 +173,12 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     )
 }
 
-fn hash_bytes(seed: u64, parts: &[&[u8]]) -> u64 {
-    let mut h = seed;
-    for p in parts {
-        for &b in p.iter() {
-            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-        h = (h ^ 0xff).wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-
-fn route_key(route: &str) -> u64 {
-    hash_bytes(0xcbf2_9ce4_8422_2325, &[route.as_bytes()])
+fn route_key(route: &str) -> u128 {
+    key128(&[route.as_bytes()])
 }
 
 fn quiet_key(check: Check, route: &str, subject: &[u8]) -> u128 {
-    let tag = [check as u8];
-    let a = hash_bytes(0xcbf2_9ce4_8422_2325, &[&tag, route.as_bytes(), subject]);
-    let b = hash_bytes(0x6c62_272e_07bb_0142, &[subject, route.as_bytes(), &tag]);
-    ((a as u128) << 64) | b as u128
+    key128(&[&[check as u8], route.as_bytes(), subject])
 }
 
 /// One check the event's token failed, with what it is judged against.

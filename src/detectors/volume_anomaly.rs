@@ -52,7 +52,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{human_duration, parse_params, Checker, Detector, Limits};
+use super::{human_duration, parse_params, principal_key, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
 use crate::event::{Entity, EntityKind, Event, Finding, Millis, PrincipalKind, Shard};
 use crate::state::{KeyedState, StateStats};
@@ -405,27 +405,6 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     let idle = limits.idle_timeout.max(REMEMBER);
     c.finish(Box::new(VolumeAnomaly { cfg, sustain: p.sustain, state: KeyedState::new(limits.max_keys, idle) })
         as Box<dyn Detector>)
-}
-
-/// Two FNV-1a sums (different offsets) over a tag and the principal's bytes: a 128-bit key.
-fn key_hash(tag: u8, bytes: &[u8]) -> u128 {
-    let (mut a, mut b): (u64, u64) = (0xcbf2_9ce4_8422_2325, 0x6c62_272e_07bb_0142);
-    for &x in std::iter::once(&tag).chain(bytes) {
-        a = (a ^ x as u64).wrapping_mul(0x100_0000_01b3);
-        b = (b ^ x as u64).wrapping_mul(0x100_0000_01b3).rotate_left(5);
-    }
-    ((a as u128) << 64) | b as u128
-}
-
-/// The state key of `ev`'s principal, in the order of [`Event::principal_entity`], without
-/// formatting it.
-fn principal_key(ev: &Event) -> Option<u128> {
-    match (&ev.token_fingerprint, &ev.credential_id, &ev.principal) {
-        (Some(fp), ..) => Some(key_hash(b't', &fp.0)),
-        (None, Some(c), _) => Some(key_hash(b'c', c.as_bytes())),
-        (None, None, Some(p)) => Some(key_hash(b'p', p.as_bytes())),
-        _ => None,
-    }
 }
 
 /// Bytes for a summary: `812 kB`, `152.3 MB`, `1.2 GB`.
