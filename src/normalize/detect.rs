@@ -166,7 +166,7 @@ fn detect_text(rec: &[u8]) -> Option<Format> {
 }
 
 /// `dd/Mon/yyyy:` at the start of `b`.
-fn is_clf_time(b: &[u8]) -> bool {
+pub(super) fn is_clf_time(b: &[u8]) -> bool {
     b.len() >= 12
         && b[0].is_ascii_digit()
         && b[1].is_ascii_digit()

@@ -105,15 +105,7 @@ fn malformed(what: &str) -> Reject {
 /// milliseconds, NGINX's `$time_local` never does.
 fn is_accept_date(b: &[u8]) -> bool {
     b.len() >= 21
-        && b[0].is_ascii_digit()
-        && b[1].is_ascii_digit()
-        && b[2] == b'/'
-        && b[3].is_ascii_uppercase()
-        && b[4].is_ascii_lowercase()
-        && b[5].is_ascii_lowercase()
-        && b[6] == b'/'
-        && b[7..11].iter().all(u8::is_ascii_digit)
-        && b[11] == b':'
+        && super::detect::is_clf_time(b)
         && b[12..20].iter().enumerate().all(|(i, c)| if i % 3 == 2 { *c == b':' } else { c.is_ascii_digit() })
         && b[20] == b'.'
 }
