@@ -104,6 +104,9 @@ pub struct Event {
     pub host: Option<String>,
     /// Request path without its query string.
     pub path: Option<String>,
+    /// The query string (without `?`) as logged, every secret in it replaced by its marker;
+    /// read by Sigma rules (`cs-uri-query`). Not part of the printed event.
+    pub query: Option<String>,
     /// Templated route: `METHOD /path/{id}`.
     pub route: Option<String>,
     /// The upstream service or cluster the gateway proxied to.
@@ -449,11 +452,13 @@ pub enum Shard {
     /// The token fingerprint, or the credential id when the token is not logged.
     Token,
     Route,
+    /// The values a Sigma correlation groups by (`group-by`), whichever fields they are.
+    Group,
 }
 
 impl Shard {
     /// Every shard, in declaration order (`shard as usize` indexes this).
-    pub const ALL: [Shard; 4] = [Shard::Source, Shard::ClientId, Shard::Token, Shard::Route];
+    pub const ALL: [Shard; 5] = [Shard::Source, Shard::ClientId, Shard::Token, Shard::Route, Shard::Group];
 
     /// A 64-bit hash (FNV-1a) of a key of this shard: what a repartition record carries in
     /// place of the key, and what picks its partition. The same on every instance and build.
@@ -472,6 +477,7 @@ impl Shard {
             Shard::ClientId => "client_id",
             Shard::Token => "token",
             Shard::Route => "route",
+            Shard::Group => "group",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod event;
 pub mod normalize;
 pub mod repartition;
 pub mod scrub;
+pub mod sigma;
 pub mod simulate;
 #[allow(clippy::disallowed_methods)]
 pub mod source;

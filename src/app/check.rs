@@ -29,6 +29,13 @@ pub struct CheckReport {
     pub rules: usize,
     /// Rules that load but judge nothing, and why: (file, rule id, reason).
     pub off: Vec<(String, String, String)>,
+    /// The Sigma rules folder, and per rule: (file, id, title) of those loaded.
+    pub sigma_dir: String,
+    pub sigma_loaded: Vec<(String, String, String)>,
+    /// Detection rules that only feed correlations.
+    pub sigma_feeding: usize,
+    /// Sigma rules left out (another log source): (file, title, why).
+    pub sigma_skipped: Vec<(String, String, String)>,
     pub cases: Vec<CaseResult>,
 }
 
@@ -44,6 +51,21 @@ impl CheckReport {
         }
         for (file, rule, why) in &self.off {
             s += &format!("off   {file} [{rule}] {why}\n");
+        }
+        for (file, id, title) in &self.sigma_loaded {
+            s += &format!("sigma {file} [{id}] {title}\n");
+        }
+        for (file, title, why) in &self.sigma_skipped {
+            s += &format!("skip  {file} `{title}`: {why}\n");
+        }
+        if !self.sigma_dir.is_empty() {
+            s += &format!(
+                "Sigma rules in {}: {} loaded, {} feeding correlations, {} skipped (other log sources)\n",
+                self.sigma_dir,
+                self.sigma_loaded.len(),
+                self.sigma_feeding,
+                self.sigma_skipped.len()
+            );
         }
         for c in &self.cases {
             if let Some(why) = &c.skipped {
@@ -83,9 +105,23 @@ pub fn check(config: Option<&Path>) -> CheckReport {
         }
     };
     let source = crate::config::DetectorSource::for_config(&cfg);
-    let (files, mut errs) = source.load();
+    let (mut files, mut errs) = source.load();
     report.detectors = source.describe();
     report.errors.append(&mut errs);
+    let sigma = crate::sigma::load::load(&cfg);
+    if cfg.rules_dir().is_dir() || !sigma.errors.is_empty() {
+        report.sigma_dir = cfg.rules_dir().display().to_string();
+    }
+    report.sigma_loaded = sigma
+        .files
+        .iter()
+        .map(|f| (f.path.display().to_string(), f.id.clone(), f.description.clone().unwrap_or_default()))
+        .collect();
+    report.sigma_feeding = sigma.feeding;
+    report.sigma_skipped =
+        sigma.skipped.iter().map(|(p, t, w)| (p.display().to_string(), t.clone(), w.clone())).collect();
+    report.errors.extend(sigma.errors);
+    files.extend(sigma.files);
     // Sinks, revocation and admin sections, and every detector's `actions` naming something configured.
     match crate::actions::ActionsSettings::from_config(&cfg) {
         Ok(settings) => {

@@ -48,8 +48,9 @@ impl AlertHandoff for Fanout {
 /// Builds the per-partition pipeline factory, checking the detector files once, up front.
 pub fn pipeline_factory(cfg: &GatewatchConfig, key: &[u8]) -> Result<NewPipeline, Vec<ConfigError>> {
     let source = crate::config::DetectorSource::for_config(cfg);
-    tracing::info!("using {}", source.describe());
-    let (files, errs) = source.load();
+    let (files, errs) = crate::engine::load_files(cfg);
+    let sigma = files.iter().filter(|f| f.kind == crate::sigma::KIND).count();
+    tracing::info!("using {} and {sigma} Sigma rule(s) from {}", source.describe(), cfg.rules_dir().display());
     pipeline_factory_from(cfg, files, errs, key)
 }
 
@@ -472,12 +473,24 @@ fn reload_detectors(factory: NewPipeline, metrics: Metrics) -> Option<tokio::tas
             None
         }
     };
-    let dir = match crate::config::DetectorSource::for_config(factory.config()) {
-        crate::config::DetectorSource::Dir(d) => Some(d),
-        crate::config::DetectorSource::BuiltIn { .. } => None,
+    let mut dirs = match crate::config::DetectorSource::for_config(factory.config()) {
+        crate::config::DetectorSource::Dir(d) => vec![d],
+        crate::config::DetectorSource::BuiltIn { .. } => Vec::new(),
     };
+    // The Sigma rules folder is watched even while absent: creating it adds its rules.
+    dirs.push(factory.config().rules_dir());
     Some(tokio::spawn(async move {
-        let stamp = |d: &Option<std::path::PathBuf>| d.as_deref().map(folder_stamp);
+        let stamp = |ds: &Vec<std::path::PathBuf>| {
+            ds.iter()
+                .map(|d| {
+                    let mut v = Vec::new();
+                    folder_stamp(d, &mut v);
+                    v.sort();
+                    v
+                })
+                .collect::<Vec<_>>()
+        };
+        let dir = dirs;
         let mut loaded = stamp(&dir);
         let mut last_poll = loaded.clone();
         let mut poll = tokio::time::interval(Duration::from_secs(1));
@@ -504,7 +517,7 @@ fn reload_detectors(factory: NewPipeline, metrics: Metrics) -> Option<tokio::tas
                     if now == loaded || !settled {
                         continue;
                     }
-                    "the detector folder changed"
+                    "the detector or rules folder changed"
                 }
             };
             loaded = stamp(&dir);
@@ -514,21 +527,20 @@ fn reload_detectors(factory: NewPipeline, metrics: Metrics) -> Option<tokio::tas
     }))
 }
 
-/// Names, sizes and modification times of the files in `dir` (sorted): what a change to the
-/// folder changes.
-fn folder_stamp(dir: &std::path::Path) -> Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let m = e.metadata().ok()?;
-                    m.is_file().then(|| (e.file_name(), m.len(), m.modified().ok()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+/// Paths, sizes and modification times of the files in `dir` and its subfolders: what a
+/// change to the folder changes.
+type Stamp = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+
+fn folder_stamp(dir: &std::path::Path, out: &mut Vec<Stamp>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            folder_stamp(&e.path(), out);
+        } else if m.is_file() {
+            out.push((e.path(), m.len(), m.modified().ok()));
+        }
+    }
 }
 
 async fn reload_now(factory: &NewPipeline, metrics: &Metrics, why: &str) {

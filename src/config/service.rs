@@ -39,6 +39,9 @@ pub struct GatewatchConfig {
     /// Where detector files live.
     #[serde(default)]
     pub detectors: DetectorsConfig,
+    /// Users' Sigma rules.
+    #[serde(default)]
+    pub rules: RulesConfig,
     /// Sections other stages read (kafka, admin, sinks...), kept as raw TOML so each stage
     /// validates its own part.
     #[serde(flatten)]
@@ -211,6 +214,32 @@ pub struct DetectorsConfig {
     pub dir: Option<PathBuf>,
 }
 
+/// `[rules]`: users' Sigma rules and correlations.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Folder of Sigma rules (`*.yml`, `*.yaml`, searched recursively), relative to the config
+    /// file. Default `rules`; when not configured and absent, no Sigma rule runs.
+    pub dir: Option<PathBuf>,
+    /// After a Sigma alert for an entity, no second one from the same rule within this time.
+    #[serde(default = "default_rules_cooldown")]
+    pub cooldown: super::DurationStr,
+    /// Actions per Sigma `level` (`informational`, `low`, `medium`, `high`, `critical`), for
+    /// rules that do not name their own (`gatewatch-actions:` in the rule). Default: none.
+    #[serde(default)]
+    pub actions: BTreeMap<String, Vec<String>>,
+}
+
+fn default_rules_cooldown() -> super::DurationStr {
+    super::DurationStr(10 * 60_000)
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig { dir: None, cooldown: default_rules_cooldown(), actions: BTreeMap::new() }
+    }
+}
+
 impl GatewatchConfig {
     /// Loads a config file. Syntax errors are returned as a list.
     pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
@@ -335,6 +364,18 @@ impl GatewatchConfig {
     /// Directory of detector files.
     pub fn detectors_dir(&self) -> PathBuf {
         let dir = self.detectors.dir.clone().unwrap_or_else(|| PathBuf::from("detectors"));
+        if dir.is_absolute() {
+            return dir;
+        }
+        match self.path.as_ref().and_then(|p| p.parent()) {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.join(dir),
+            _ => dir,
+        }
+    }
+
+    /// The Sigma rules folder: `[rules] dir`, else `rules` beside the config file.
+    pub fn rules_dir(&self) -> PathBuf {
+        let dir = self.rules.dir.clone().unwrap_or_else(|| PathBuf::from("rules"));
         if dir.is_absolute() {
             return dir;
         }

@@ -66,6 +66,11 @@ pub trait Detector: Send {
     fn off_reason(&self) -> Option<&str> {
         None
     }
+    /// Whether this detector reads the request line's method, host, query, user agent or
+    /// subject (Sigma rules do): repartition records then carry them.
+    fn reads_request(&self) -> bool {
+        false
+    }
 }
 
 pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>>;
@@ -81,6 +86,8 @@ pub const REGISTRY: &[(&str, BuildFn)] = &[
     ("token_claims", token_claims::build),
     ("impossible_travel", impossible_travel::build),
     ("volume_anomaly", volume_anomaly::build),
+    // Built from a Sigma rule under `rules/` ([`crate::sigma`]), never from a detector file.
+    (crate::sigma::KIND, crate::sigma::build),
 ];
 
 /// A 128-bit state key for `ev`'s principal, in the order of [`Event::principal_entity`]

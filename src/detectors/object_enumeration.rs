@@ -390,7 +390,7 @@ impl Detector for ObjectEnumeration {
         let kind = match shard {
             Shard::Token | Shard::ClientId => CallerKind::Principal,
             Shard::Source => CallerKind::SourceIp,
-            Shard::Route => return,
+            Shard::Route | Shard::Group => return,
         };
         if let (true, Some(object)) = (self.p.keys.contains(&kind), Self::object(ev)) {
             self.observe(kind, ev, object, out);

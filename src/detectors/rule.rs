@@ -166,6 +166,12 @@ impl Rule {
         self.detector.stats()
     }
 
+    /// Whether repartition records must carry the request line for this rule
+    /// ([`super::Detector::reads_request`]).
+    pub fn reads_request(&self) -> bool {
+        self.detector.reads_request()
+    }
+
     /// Why this rule judges nothing, if it cannot ([`super::Detector::off_reason`]).
     pub fn off_reason(&self) -> Option<&str> {
         self.detector.off_reason()
@@ -186,8 +192,13 @@ impl Rule {
                 // What the token entity names: the token, or the principal it fell back to.
                 evidence.insert("keyed_on".into(), PrincipalKind::of(&f.entity.id).as_str().into());
             }
+            // A Sigma correlation may group by more than its entity: each group is its own alert.
+            let id = match (&f.within, self.kind == crate::sigma::KIND) {
+                (Some(w), true) => Alert::make_id(&format!("{}\u{0}{w}", self.id), &f.entity, f.window_start),
+                _ => Alert::make_id(&self.id, &f.entity, f.window_start),
+            };
             out.push(Alert {
-                id: Alert::make_id(&self.id, &f.entity, f.window_start),
+                id,
                 detector: self.kind.to_string(),
                 rule: self.id.clone(),
                 severity: self.severity,

@@ -488,7 +488,7 @@ impl Detector for ScopeMisuse {
         match shard {
             Shard::Route if !ev.scopes.is_empty() => self.on_route_call(route, &key, ev, out),
             Shard::Token | Shard::ClientId => self.on_caller_call(route, &key, ev, out),
-            Shard::Route | Shard::Source => {}
+            Shard::Route | Shard::Source | Shard::Group => {}
         }
     }
 

@@ -405,7 +405,7 @@ impl Detector for TokenClaimsDetector {
         match shard {
             Shard::Token => self.judge(ev, Part::Token, out),
             Shard::Route => self.judge(ev, Part::Route, out),
-            Shard::Source | Shard::ClientId => {}
+            Shard::Source | Shard::ClientId | Shard::Group => {}
         }
     }
 

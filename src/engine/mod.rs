@@ -23,7 +23,7 @@ use crate::detectors::Rule;
 use crate::event::{Alert, Event, Millis, Shard};
 
 pub use pipeline::{
-    load_rules, state_size, LiveRules, MessageReader, Pipeline, PipelineFactory, PipelineStats, Processed,
+    load_files, load_rules, state_size, LiveRules, MessageReader, Pipeline, PipelineFactory, PipelineStats, Processed,
     ReloadReport, StateSize,
 };
 

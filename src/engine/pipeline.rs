@@ -289,7 +289,7 @@ impl PipelineFactory {
     /// valid, puts them in force; running pipelines take them within about 100 ms. With any
     /// error nothing changes and every error is returned.
     pub fn reload(&self) -> Result<ReloadReport, Vec<ConfigError>> {
-        let (files, errs) = DetectorSource::for_config(&self.cfg).load();
+        let (files, errs) = load_files(&self.cfg);
         let files = checked_files(&self.cfg, files, errs, self.limits)?;
         let before = self.live.files();
         let old: std::collections::HashMap<&str, &DetectorFile> = before.iter().map(|f| (f.id.as_str(), f)).collect();
@@ -371,10 +371,23 @@ fn checked_files(
     }
 }
 
+/// The detector files in force ([`DetectorSource::for_config`]) and, after them, one per
+/// Sigma rule of the rules folder ([`crate::sigma::load`]); every error of both.
+pub fn load_files(cfg: &GatewatchConfig) -> (Vec<DetectorFile>, Vec<ConfigError>) {
+    let (mut files, mut errs) = DetectorSource::for_config(cfg).load();
+    let sigma = crate::sigma::load::load(cfg);
+    for (path, title, why) in &sigma.skipped {
+        tracing::debug!(file = %path.display(), "Sigma rule `{title}` skipped: {why}");
+    }
+    files.extend(sigma.files);
+    errs.extend(sigma.errors);
+    (files, errs)
+}
+
 /// Loads and builds every enabled rule of the configured detector files
 /// ([`DetectorSource::for_config`]: the configured folder, or the built-in set).
 pub fn load_rules(cfg: &GatewatchConfig) -> Result<Vec<Rule>, Vec<ConfigError>> {
-    let (files, mut errs) = DetectorSource::for_config(cfg).load();
+    let (files, mut errs) = load_files(cfg);
     let limits = Limits { max_keys: cfg.engine.max_keys_per_detector, idle_timeout: cfg.engine.idle_timeout.0 };
     let mut rules = Vec::new();
     for f in files.iter().filter(|f| f.enabled) {
@@ -510,7 +523,7 @@ mod tests {
     fn factory(dir: &std::path::Path) -> PipelineFactory {
         let cfg: GatewatchConfig =
             toml::from_str(&format!("[detectors]\ndir = \"{}\"\n", dir.display())).expect("config");
-        let (files, errs) = DetectorSource::for_config(&cfg).load();
+        let (files, errs) = load_files(&cfg);
         PipelineFactory::new(&cfg, files, errs, b"unit-test-key-0123456789").expect("factory")
     }
 

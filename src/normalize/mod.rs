@@ -442,13 +442,16 @@ impl Normalizer {
             .collect();
         // A secret anywhere in the query (`?q=ghp_…`, `?password=…`, URL-encoded or not) is an
         // exposure too; the parameters identity already recorded by name are not counted twice.
-        if let Some(q) = creds.query {
-            let (_, ex) = self.scrubber.scrub_value(q, "query", &mut scrub_stats);
+        // What is left of it (markers for secrets) is the event's query, for Sigma rules.
+        let mut query = None;
+        if let Some(q) = creds.query.filter(|q| !q.is_empty()) {
+            let (clean, ex) = self.scrubber.scrub_value(q, "query", &mut scrub_stats);
             for x in ex {
                 if !exposures.iter().any(|e| e.fingerprint == x.fingerprint) {
                     exposures.push(x);
                 }
             }
+            query = Some(clean.into_owned());
         }
         let mut clean = |v: Option<&str>, place: &str| -> Option<String> {
             let (out, mut ex) = self.scrubber.scrub_value(v?, place, &mut scrub_stats);
@@ -498,6 +501,7 @@ impl Normalizer {
             method: method.map(str::to_string),
             host,
             path: path_clean,
+            query,
             route,
             upstream: p.upstream.filter(|u| !u.is_empty() && *u != "-").map(str::to_string),
             status: p.status.filter(|s| (0.0..1000.0).contains(s)).map(|s| s as u16),

@@ -181,7 +181,7 @@ mod tests {
                 shard: Shard::Route,
                 key_hash: 7,
                 tie: ev.tiebreak(),
-                event: WireEvent::from_event(&ev),
+                event: WireEvent::from_event(&ev, false),
             }))
             .encode()
         };

@@ -150,7 +150,7 @@ impl Ingest {
                 shard: Shard::Source,
                 key_hash: 0,
                 tie,
-                event: WireEvent::from_event(&ev),
+                event: WireEvent::from_event(&ev, rules.iter().any(Rule::reads_request)),
             });
             for (shard, key) in keys.drain(..) {
                 record.sub = sub;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{ClientIdSource, Event, Exposure, Fingerprint, Millis, Shard, TokenClaims};
 
 /// The encoding's version; the first byte of every record.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// Where a record came from: one partition of an input topic, as one ingest instance reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,8 +88,9 @@ mod fixed64 {
     }
 }
 
-/// The fields of an [`Event`] that detectors and rules read. Left behind: gateway, subject,
-/// method, host, bytes sent, user agent, request id (only the tiebreak needed it).
+/// The fields of an [`Event`] that detectors and rules read. Left behind: gateway, bytes sent,
+/// request id (only the tiebreak needed it), and the request line's other parts unless a
+/// loaded rule reads them ([`WireRequest`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WireEvent {
     pub ts: Millis,
@@ -110,6 +111,20 @@ pub struct WireEvent {
     pub exposures: Vec<WireExposure>,
     /// [`Event::claims`] (version 3).
     pub claims: Option<TokenClaims>,
+    /// The rest of the request line, only when a loaded rule reads it (Sigma rules; version 4).
+    pub request: Option<Box<WireRequest>>,
+}
+
+/// What Sigma rules read beyond the detectors' fields: the request line's method, host, query
+/// (scrubbed) and user agent, the subject (`cs-username`) and bytes sent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireRequest {
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub query: Option<String>,
+    pub user_agent: Option<String>,
+    pub subject: Option<String>,
+    pub bytes_sent: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +135,8 @@ pub struct WireExposure {
 }
 
 impl WireEvent {
-    pub fn from_event(ev: &Event) -> Self {
+    /// `ev`'s fields the detectors read; with `request`, also those of [`WireRequest`].
+    pub fn from_event(ev: &Event, request: bool) -> Self {
         WireEvent {
             ts: ev.ts,
             client_id: ev.client_id.clone(),
@@ -142,6 +158,16 @@ impl WireEvent {
                 .map(|x| WireExposure { kind: x.kind.clone(), place: x.place.clone(), fingerprint: x.fingerprint.0 })
                 .collect(),
             claims: ev.claims.as_deref().cloned(),
+            request: request.then(|| {
+                Box::new(WireRequest {
+                    method: ev.method.clone(),
+                    host: ev.host.clone(),
+                    query: ev.query.clone(),
+                    user_agent: ev.user_agent.clone(),
+                    subject: ev.subject.clone(),
+                    bytes_sent: ev.bytes_sent,
+                })
+            }),
         }
     }
 
@@ -168,7 +194,13 @@ impl WireEvent {
                 .map(|x| Exposure { kind: x.kind, place: x.place, fingerprint: Fingerprint(x.fingerprint) })
                 .collect(),
             claims: self.claims.map(std::sync::Arc::new),
-            ..Event::default()
+            ..match self.request {
+                Some(r) => {
+                    let WireRequest { method, host, query, user_agent, subject, bytes_sent } = *r;
+                    Event { method, host, query, user_agent, subject, bytes_sent, ..Event::default() }
+                }
+                None => Event::default(),
+            }
         }
     }
 }
@@ -242,6 +274,7 @@ mod tests {
             scopes: vec!["payments:write".into(), "profile".into()],
             source_ip: Some("2001:db8::7".parse().unwrap()),
             method: Some("POST".into()),
+            query: Some("q=gatewatch&access_token=%5Bjwt%3A0908070605040302%5D".into()),
             host: Some("api.example.com".into()),
             path: Some("/v1/payments/42".into()),
             route: Some("POST /v1/payments/{id}".into()),
@@ -279,7 +312,7 @@ mod tests {
             shard: Shard::Token,
             key_hash: Shard::Token.key_hash("0908070605040302"),
             tie: ev.tiebreak(),
-            event: WireEvent::from_event(&ev),
+            event: WireEvent::from_event(&ev, false),
         }));
         let bytes = rec.encode();
         assert_eq!(bytes[0], VERSION);
@@ -296,9 +329,13 @@ mod tests {
             bytes_sent: None,
             user_agent: None,
             request_id: None,
+            query: None,
             ..ev.clone()
         };
         assert_eq!(got, kept);
+        // With a rule that reads the request line, its parts travel too.
+        let full = WireEvent::from_event(&ev, true).into_event();
+        assert_eq!(full, Event { gateway: "repartitioned", request_id: None, ..ev.clone() });
         let json = serde_json::to_string(&ev).unwrap();
         assert!(bytes.len() * 3 < json.len() * 2, "{} bytes, the event as JSON {}", bytes.len(), json.len());
     }
