@@ -40,6 +40,8 @@ fn config(dir: &Path, bootstrap: &str, admin: u16) -> String {
         r#"
 [detectors]
 dir = "{dir}/detectors"
+[rules]
+dir = "{dir}/rules"
 [kafka]
 brokers = "{bootstrap}"
 topics = ["logs"]
@@ -111,6 +113,7 @@ fn sighup_reloads_detector_files_and_keeps_the_state_of_unchanged_rules() {
     let dir = tempfile::tempdir().unwrap();
     let det = dir.path().join("detectors");
     std::fs::create_dir_all(&det).unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::write(det.join("brute.toml"), rule("brute", 6)).unwrap();
     let mc = cluster(&[("logs", 1)]);
     let bootstrap = mc.bootstrap_servers();
@@ -183,7 +186,7 @@ fn sighup_reloads_detector_files_and_keeps_the_state_of_unchanged_rules() {
         wait_until(Duration::from_secs(20), || stderr
             .lock()
             .unwrap()
-            .contains("the detector folder changed: reloaded detector files from")
+            .contains("the detector or rules folder changed: reloaded detector files from")
             && stderr.lock().unwrap().contains("added: brute-strict; 1 unchanged")),
         "no reload logged:\n{}",
         stderr.lock().unwrap()
@@ -227,4 +230,121 @@ fn sighup_reloads_detector_files_and_keeps_the_state_of_unchanged_rules() {
         stderr.lock().unwrap()
     );
     alive(&mut gw);
+}
+
+/// A Sigma rule: a request for a WordPress admin page.
+fn probe_rule(level: &str) -> String {
+    format!(
+        "title: WordPress admin probe\nid: 6c1f0e2a-9b8d-4f3e-a7c5-1d2e3f4a5b6c\nlogsource:\n    category: webserver\ndetection:\n    selection:\n        cs-uri-stem|startswith: /wp-admin\n    condition: selection\nlevel: {level}\n"
+    )
+}
+
+/// A probe from `ip` at `ts`, among benign traffic that moves the watermark past it.
+fn probe_phase(ip: &str, ts: i64) -> Vec<kafka_support::Rec> {
+    let probe = kafka_support::Rec {
+        partition: 0,
+        key: ip.into(),
+        payload: kafka_support::record(ts, ip, "/wp-admin/install.php", 404),
+        ts,
+    };
+    merge(vec![vec![probe], benign(ts - 1_000, ts + 60_000, 2, 1_000, 1)])
+}
+
+#[test]
+fn a_running_service_follows_a_sigma_rule_added_broken_fixed_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let det = dir.path().join("detectors");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&det).unwrap();
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(det.join("brute.toml"), rule("brute", 1000)).unwrap();
+    let mc = cluster(&[("logs", 1)]);
+    let bootstrap = mc.bootstrap_servers();
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}");
+    let cfg = dir.path().join("gatewatch.toml");
+    std::fs::write(&cfg, config(dir.path(), &bootstrap, port)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("GATEWATCH_FINGERPRINT_KEY", KEY)
+        .env("GATEWATCH_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gatewatch starts");
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    let mut gw = Gatewatch(child);
+    let mut produced = 0usize;
+    let phase = |ip: &str, ts: i64, produced: &mut usize| {
+        let recs = probe_phase(ip, ts);
+        produce(&bootstrap, "logs", &recs);
+        *produced += recs.len();
+        let n = *produced;
+        assert!(
+            wait_until(Duration::from_secs(60), || metric(&metrics(&admin), "gatewatch_kafka_messages_total")
+                .is_some_and(|v| v >= n as f64)),
+            "gatewatch did not read {n} messages:\n{}",
+            stderr.lock().unwrap()
+        );
+        // The partition has released the probe to the rules in force.
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let wait_log = |what: &str, n: usize| {
+        assert!(
+            wait_until(Duration::from_secs(20), || stderr.lock().unwrap().matches(what).count() >= n),
+            "no `{what}` logged:\n{}",
+            stderr.lock().unwrap()
+        );
+        // The partition takes a new set at its next tick (100 ms).
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(wait_until(Duration::from_secs(30), || !metrics(&admin).is_empty()), "no /metrics");
+
+    // No rule yet: the probe is not an alert.
+    phase("203.0.113.1", T0, &mut produced);
+    // The rule is added: the folder watch takes it.
+    std::fs::write(rules.join("wp.yml"), probe_rule("medium")).unwrap();
+    wait_log("added: 6c1f0e2a-9b8d-4f3e-a7c5-1d2e3f4a5b6c", 1);
+    phase("203.0.113.2", T0 + 120_000, &mut produced);
+    // Broken: refused, naming the file; the running set (with the rule) kept.
+    std::fs::write(rules.join("wp.yml"), "title: WordPress admin probe\ndetection: [not, a, mapping\n").unwrap();
+    wait_log("not reloaded, the running set is kept", 1);
+    assert!(stderr.lock().unwrap().contains("wp.yml"), "the error names the file");
+    phase("203.0.113.3", T0 + 240_000, &mut produced);
+    // Fixed (at another level): taken, SIGHUP or not.
+    std::fs::write(rules.join("wp.yml"), probe_rule("high")).unwrap();
+    hangup(&gw.0);
+    // Its text changed, so it starts afresh (a detection rule keeps no state anyway).
+    wait_log("changed, state reset: 6c1f0e2a-9b8d-4f3e-a7c5-1d2e3f4a5b6c", 1);
+    phase("203.0.113.4", T0 + 360_000, &mut produced);
+    // Removed: the probe is not an alert any more.
+    std::fs::remove_file(rules.join("wp.yml")).unwrap();
+    wait_log("removed: 6c1f0e2a-9b8d-4f3e-a7c5-1d2e3f4a5b6c", 1);
+    phase("203.0.113.5", T0 + 480_000, &mut produced);
+    assert!(gw.0.try_wait().unwrap().is_none(), "gatewatch exited:\n{}", stderr.lock().unwrap());
+
+    std::thread::sleep(Duration::from_millis(500));
+    let out = stdout.lock().unwrap().clone();
+    let got: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|a| a["detector"] == "sigma")
+        .map(|a| (a["entity"]["id"].as_str().unwrap().to_string(), a["severity"].as_str().unwrap().to_string()))
+        .collect();
+    // Each probe judged by the set in force when it was read: once, and only then.
+    assert_eq!(
+        got,
+        vec![
+            ("203.0.113.2".to_string(), "medium".to_string()),
+            ("203.0.113.3".to_string(), "medium".to_string()),
+            ("203.0.113.4".to_string(), "high".to_string()),
+        ],
+        "{out}"
+    );
+    let m = metrics(&admin);
+    assert_eq!(metric(&m, "gatewatch_kafka_messages_total"), Some(produced as f64), "nothing lost");
+    assert!(metric(&m, r#"gatewatch_detector_reloads_total{result="error"}"#).unwrap() >= 1.0, "{m}");
+    assert_eq!(metric(&m, "gatewatch_detector_last_reload_successful"), Some(1.0));
 }

@@ -546,7 +546,11 @@ fn folder_stamp(dir: &std::path::Path, out: &mut Vec<Stamp>) {
 async fn reload_now(factory: &NewPipeline, metrics: &Metrics, why: &str) {
     let f = factory.clone();
     let result = tokio::task::spawn_blocking(move || f.reload()).await;
-    let source = crate::config::DetectorSource::for_config(factory.config()).describe();
+    let source = format!(
+        "{} and Sigma rules from {}",
+        crate::config::DetectorSource::for_config(factory.config()).describe(),
+        factory.config().rules_dir().display()
+    );
     match result {
         Ok(Ok(report)) => {
             metrics.detector_reloads.with_label_values(&["ok"]).inc();

@@ -427,3 +427,108 @@ impl Detector for SigmaCorrelation {
         self.request
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::{ev, run};
+
+    /// Three detection rules (`recon`: a 404 under /admin, `login`: POST /login answered 200,
+    /// `export`: GET /export) and one correlation over them.
+    fn correlation(body: &str) -> SigmaCorrelation {
+        let yaml = format!(
+            "title: recon\nname: recon\nlogsource: {{category: webserver}}\ndetection:\n  s: {{cs-uri-stem|startswith: /admin, sc-status: 404}}\n  condition: s\n---\n\
+             title: login\nname: login\nlogsource: {{category: webserver}}\ndetection:\n  s: {{cs-method: POST, cs-uri-stem: /login, sc-status: 200}}\n  condition: s\n---\n\
+             title: export\nname: export\nlogsource: {{category: webserver}}\ndetection:\n  s: {{cs-method: GET, cs-uri-stem: /export}}\n  condition: s\n---\n\
+             title: chain\nid: c-1\ncorrelation:\n{body}"
+        );
+        let c = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        SigmaCorrelation::new(&c.correlations[0], &c.rules, Limits::default()).unwrap()
+    }
+
+    const IP: &str = "192.0.2.7";
+
+    fn recon(t: Millis) -> Event {
+        ev(t).ip(IP).get("/admin/x").status(404).build()
+    }
+    fn login(t: Millis) -> Event {
+        ev(t).ip(IP).post("/login").status(200).build()
+    }
+    fn export(t: Millis) -> Event {
+        ev(t).ip(IP).get("/export").build()
+    }
+
+    #[test]
+    fn temporal_needs_every_rule_within_the_timespan_in_any_order() {
+        let body = "  type: temporal\n  rules: [recon, login, export]\n  group-by: [c-ip]\n  timespan: 10m\n";
+        let mut c = correlation(body);
+        let f = run(&mut c, &[export(0), login(60_000), recon(120_000)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].window_start, f[0].window_end), (0, 120_000));
+        assert_eq!(f[0].entity.id, IP);
+        // Too far apart: the export has left the window when the recon comes.
+        let mut c = correlation(body);
+        assert!(run(&mut c, &[export(0), login(60_000), recon(660_000)]).is_empty());
+    }
+
+    #[test]
+    fn temporal_ordered_needs_the_order_listed() {
+        let body = "  type: temporal_ordered\n  rules: [recon, login, export]\n  group-by: [c-ip]\n  timespan: 10m\n";
+        let mut c = correlation(body);
+        assert!(run(&mut c, &[export(0), login(60_000), recon(120_000)]).is_empty(), "wrong order");
+        let mut c = correlation(body);
+        let f = run(&mut c, &[recon(0), recon(30_000), login(60_000), export(120_000)]);
+        assert_eq!(f.len(), 1);
+        // The latest recon that starts the chain.
+        assert_eq!(f[0].window_start, 30_000);
+        assert_eq!(f[0].evidence["correlation_type"], "temporal_ordered");
+    }
+
+    #[test]
+    fn temporal_with_an_expression_takes_it() {
+        let body = "  type: temporal\n  rules: [recon, login, export]\n  group-by: [c-ip]\n  timespan: 10m\n  condition: recon and not login\n";
+        let mut c = correlation(body);
+        assert_eq!(run(&mut c, &[recon(0)]).len(), 1);
+        let mut c = correlation(body);
+        assert!(run(&mut c, &[login(0), recon(10_000)]).is_empty());
+    }
+
+    #[test]
+    fn an_upper_bound_is_judged_when_the_window_is_over() {
+        // Exactly 2 exports in 5 minutes: known only at the window's end.
+        let body = "  type: event_count\n  rules: [export]\n  group-by: [c-ip]\n  timespan: 5m\n  condition:\n    eq: 2\n";
+        let mut c = correlation(body);
+        let mut out = Vec::new();
+        c.on_event(&export(0), &mut out);
+        c.on_event(&export(60_000), &mut out);
+        c.on_watermark(299_999, &mut out);
+        assert!(out.is_empty(), "the window is still open");
+        c.on_watermark(300_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].window_start, out[0].window_end), (0, 300_000));
+        // Three in the next window: no alert; the first event after a window's end opens the
+        // next one even before a watermark closes it.
+        let mut out = Vec::new();
+        for t in [400_000, 500_000, 600_000] {
+            c.on_event(&export(t), &mut out);
+        }
+        c.on_event(&export(800_000), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        c.on_watermark(1_100_000, &mut out);
+        assert!(out.is_empty(), "one export in the window from 800 s");
+    }
+
+    #[test]
+    fn more_than_one_group_by_field_keeps_groups_apart() {
+        let body = "  type: event_count\n  rules: [export]\n  group-by: [c-ip, cs-host]\n  timespan: 5m\n  condition:\n    gte: 2\n";
+        let mut c = correlation(body);
+        let on = |t: Millis, host: &str| Event { host: Some(host.into()), ..export(t) };
+        let f = run(&mut c, &[on(0, "a.example"), on(1_000, "b.example"), on(2_000, "b.example")]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].within.as_deref(), Some("cs-host=b.example"));
+        assert!(c.reads_request(), "cs-host travels with the repartition record");
+        assert_eq!(c.shard_key(&on(0, "a.example"), Shard::Group).as_deref(), Some("192.0.2.7\u{1f}a.example"));
+        assert_eq!(c.shard_key(&login(0), Shard::Group), None, "an event no rule matches stays home");
+    }
+}
