@@ -67,6 +67,16 @@ fn metrics(admin: &str) -> String {
     out
 }
 
+/// `GET /api/v1/rules`, with a bearer token or without: the whole response.
+fn rules_api(admin: &str, token: Option<&str>) -> String {
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET /api/v1/rules HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
 }
@@ -263,10 +273,12 @@ fn a_running_service_follows_a_sigma_rule_added_broken_fixed_and_removed() {
     let port = free_port();
     let admin = format!("127.0.0.1:{port}");
     let cfg = dir.path().join("gatewatch.toml");
-    std::fs::write(&cfg, config(dir.path(), &bootstrap, port)).unwrap();
+    // `[admin]` is the config's last section.
+    std::fs::write(&cfg, config(dir.path(), &bootstrap, port) + "token_env = \"GW_TEST_ADMIN_TOKEN\"\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
         .args(["run", "--config"])
         .arg(&cfg)
+        .env("GW_TEST_ADMIN_TOKEN", "reload-test-admin-token")
         .env("GATEWATCH_FINGERPRINT_KEY", KEY)
         .env("GATEWATCH_LOG", "info")
         .stdout(Stdio::piped())
@@ -307,11 +319,18 @@ fn a_running_service_follows_a_sigma_rule_added_broken_fixed_and_removed() {
     // The rule is added: the folder watch takes it.
     std::fs::write(rules.join("wp.yml"), probe_rule("medium")).unwrap();
     wait_log("added: 6c1f0e2a-9b8d-4f3e-a7c5-1d2e3f4a5b6c", 1);
+    assert_eq!(metric(&metrics(&admin), r#"gatewatch_rules_loaded{kind="sigma"}"#), Some(1.0));
     phase("203.0.113.2", T0 + 120_000, &mut produced);
     // Broken: refused, naming the file; the running set (with the rule) kept.
     std::fs::write(rules.join("wp.yml"), "title: WordPress admin probe\ndetection: [not, a, mapping\n").unwrap();
     wait_log("not reloaded, the running set is kept", 1);
     assert!(stderr.lock().unwrap().contains("wp.yml"), "the error names the file");
+    // The API says so too, behind its token.
+    let api = rules_api(&admin, None);
+    assert!(api.starts_with("HTTP/1.1 401"), "{api}");
+    let api = rules_api(&admin, Some("reload-test-admin-token"));
+    assert!(api.contains(r#""ok":false"#) && api.contains("wp.yml"), "{api}");
+    assert!(api.contains("6c1f0e2a-9b8d-4f3e-a7c5-1d2e3f4a5b6c"), "the running set is listed: {api}");
     phase("203.0.113.3", T0 + 240_000, &mut produced);
     // Fixed (at another level): taken, SIGHUP or not.
     std::fs::write(rules.join("wp.yml"), probe_rule("high")).unwrap();
@@ -347,4 +366,6 @@ fn a_running_service_follows_a_sigma_rule_added_broken_fixed_and_removed() {
     assert_eq!(metric(&m, "gatewatch_kafka_messages_total"), Some(produced as f64), "nothing lost");
     assert!(metric(&m, r#"gatewatch_detector_reloads_total{result="error"}"#).unwrap() >= 1.0, "{m}");
     assert_eq!(metric(&m, "gatewatch_detector_last_reload_successful"), Some(1.0));
+    assert_eq!(metric(&m, r#"gatewatch_rules_loaded{kind="sigma"}"#), Some(0.0), "{m}");
+    assert_eq!(metric(&m, r#"gatewatch_rules_loaded{kind="auth_failure_spike"}"#), Some(1.0), "{m}");
 }

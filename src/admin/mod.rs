@@ -5,6 +5,8 @@
 //! and connection cap.
 //!
 //! - `GET /api/v1/revocations`: the deny-list, with `ETag` / `If-None-Match`.
+//! - `GET /api/v1/rules`: the rules in force (detector files and Sigma rules) and whether
+//!   the last reload was refused, with its errors.
 //! - `POST /api/v1/alertmanager`: an Alertmanager webhook receiver; a firing alert whose
 //!   labels name a token fingerprint (or credential id) and client asks for a revocation,
 //!   through the same safety checks as a detector's `revoke`.
@@ -40,11 +42,19 @@ pub struct AdminState {
     /// `None` when `[revocation]` is not configured: the endpoints answer 503.
     pub revoker: Option<Arc<Revoker>>,
     pub clock: Clock,
+    /// The rule sets in force; `None`: `/api/v1/rules` answers 503.
+    pub rules: Option<Arc<crate::engine::PipelineFactory>>,
 }
 
 impl AdminState {
     pub fn new(token: Option<Secret>, revoker: Option<Arc<Revoker>>) -> Self {
-        AdminState { token, revoker, clock: Arc::new(|| chrono::Utc::now().timestamp_millis()) }
+        AdminState { token, revoker, clock: Arc::new(|| chrono::Utc::now().timestamp_millis()), rules: None }
+    }
+
+    /// Serves `/api/v1/rules` from `factory`.
+    pub fn with_rules(mut self, factory: Arc<crate::engine::PipelineFactory>) -> Self {
+        self.rules = Some(factory);
+        self
     }
 }
 
@@ -53,6 +63,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/api/v1/revocations", get(get_revocations))
         .route("/api/v1/alertmanager", post(post_alertmanager))
+        .route("/api/v1/rules", get(get_rules))
         // Unknown API paths need the token too before they learn they do not exist.
         .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
         .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
@@ -102,6 +113,30 @@ async fn get_revocations(State(st): State<AdminState>, headers: HeaderMap) -> Re
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
     resp
+}
+
+async fn get_rules(State(st): State<AdminState>) -> Response {
+    let Some(f) = &st.rules else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "no rule set in this process" })))
+            .into_response();
+    };
+    let rules: Vec<serde_json::Value> = f
+        .live()
+        .files()
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "kind": r.kind, "severity": r.severity.as_str(), "description": r.description,
+                "file": r.path.display().to_string(), "actions": r.actions,
+            })
+        })
+        .collect();
+    let refusal = f.last_refusal();
+    Json(json!({
+        "rules": rules,
+        "last_reload": { "ok": refusal.is_none(), "errors": refusal.unwrap_or_default() },
+    }))
+    .into_response()
 }
 
 /// Alertmanager's webhook payload (version 4), the parts we read.

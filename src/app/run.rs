@@ -228,6 +228,7 @@ impl Service {
         let metrics = Metrics::register(&parts.registry).context("registering metrics")?;
         metrics.init_kinds(&parts.new_pipeline.reader().scrubber().kinds());
         metrics.init_rules(parts.new_pipeline.rules().iter().map(|r| r.id.as_str()));
+        metrics.set_rules_loaded(parts.new_pipeline.live().files().iter().map(|f| f.kind.as_str()));
         let listener_metrics =
             AdminListenerMetrics::register(&parts.registry).context("registering the admin listener metrics")?;
         let listener = tokio::net::TcpListener::bind(parts.listen)
@@ -432,7 +433,9 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
             .context("creating the actions metrics")?;
         registry.register(Box::new(c)).context("registering the actions metrics")?;
     }
-    let admin = crate::admin::router(crate::admin::AdminState::new(actions.admin.token.clone(), revoker));
+    let admin = crate::admin::router(
+        crate::admin::AdminState::new(actions.admin.token.clone(), revoker).with_rules(new_pipeline.clone()),
+    );
     if let Some(topic) = &settings.alerts_topic {
         let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)
             .context("creating the alerts-topic producer")?;
@@ -557,6 +560,7 @@ async fn reload_now(factory: &NewPipeline, metrics: &Metrics, why: &str) {
             metrics.detector_reload_ok.set(1);
             metrics.detector_loaded_at.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
             metrics.init_rules(report.added.iter().chain(&report.reset).map(String::as_str));
+            metrics.set_rules_loaded(factory.live().files().iter().map(|f| f.kind.as_str()));
             tracing::info!("{why}: reloaded {source}: {report} (gatewatch.toml is read only at start)");
         }
         Ok(Err(errs)) => {

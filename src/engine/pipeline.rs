@@ -251,6 +251,9 @@ impl std::fmt::Display for ReloadReport {
 pub struct PipelineFactory {
     cfg: GatewatchConfig,
     live: Arc<LiveRules>,
+    /// The errors of the last reload, if it was refused; `None` when it succeeded (or none
+    /// was asked for).
+    refused: std::sync::Mutex<Option<Vec<String>>>,
     limits: Limits,
     format: Format,
     key: Vec<u8>,
@@ -270,6 +273,7 @@ impl PipelineFactory {
         Ok(PipelineFactory {
             cfg: cfg.clone(),
             live: Arc::new(LiveRules::new(files, limits)),
+            refused: std::sync::Mutex::new(None),
             limits,
             format,
             key: key.to_vec(),
@@ -290,7 +294,10 @@ impl PipelineFactory {
     /// error nothing changes and every error is returned.
     pub fn reload(&self) -> Result<ReloadReport, Vec<ConfigError>> {
         let (files, errs) = load_files(&self.cfg);
-        let files = checked_files(&self.cfg, files, errs, self.limits)?;
+        let checked = checked_files(&self.cfg, files, errs, self.limits);
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) =
+            checked.as_ref().err().map(|errs| errs.iter().map(ToString::to_string).collect());
+        let files = checked?;
         let before = self.live.files();
         let old: std::collections::HashMap<&str, &DetectorFile> = before.iter().map(|f| (f.id.as_str(), f)).collect();
         let mut report = ReloadReport::default();
@@ -318,6 +325,11 @@ impl PipelineFactory {
     /// A fresh set of the rules in force, in file order.
     pub fn rules(&self) -> Vec<Rule> {
         self.live.rules()
+    }
+
+    /// Why the last reload was refused (every error), or `None` if it was taken.
+    pub fn last_refusal(&self) -> Option<Vec<String>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn reader(&self) -> MessageReader {

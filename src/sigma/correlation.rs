@@ -497,7 +497,8 @@ mod tests {
     #[test]
     fn an_upper_bound_is_judged_when_the_window_is_over() {
         // Exactly 2 exports in 5 minutes: known only at the window's end.
-        let body = "  type: event_count\n  rules: [export]\n  group-by: [c-ip]\n  timespan: 5m\n  condition:\n    eq: 2\n";
+        let body =
+            "  type: event_count\n  rules: [export]\n  group-by: [c-ip]\n  timespan: 5m\n  condition:\n    eq: 2\n";
         let mut c = correlation(body);
         let mut out = Vec::new();
         c.on_event(&export(0), &mut out);

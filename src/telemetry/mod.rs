@@ -21,6 +21,8 @@ pub struct Metrics {
     pub detector_reload_ok: IntGauge,
     /// When the rule set in force was loaded, in Unix seconds.
     pub detector_loaded_at: Gauge,
+    /// Rules in force, by detector kind (`sigma`: one per Sigma rule or correlation).
+    pub rules_loaded: IntGaugeVec,
     /// Records normalized into events (live).
     pub events: IntCounter,
     /// Records rejected, by reason.
@@ -172,6 +174,17 @@ impl Metrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            rules_loaded: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "gatewatch_rules_loaded",
+                        "Rules in force, by detector kind (sigma: one per Sigma rule or correlation that raises alerts)",
+                    ),
+                    &["kind"],
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             secrets_scrubbed: counter_vec_n(
                 r,
                 "gatewatch_secrets_scrubbed_total",
@@ -305,6 +318,7 @@ impl Metrics {
         }
         for kind in crate::detectors::kinds() {
             m.alerts.with_label_values(&[kind]);
+            m.rules_loaded.with_label_values(&[kind]);
         }
         for kind in ["assign", "revoke", "lost", "error"] {
             m.rebalances.with_label_values(&[kind]);
@@ -354,6 +368,18 @@ impl Metrics {
             &self.rebuilding_partitions,
         ] {
             g.with_label_values(&[stage]);
+        }
+    }
+
+    /// Sets `gatewatch_rules_loaded` from the kinds of the rules in force.
+    pub fn set_rules_loaded<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) {
+        let mut n: std::collections::BTreeMap<&str, i64> =
+            crate::detectors::kinds().into_iter().map(|k| (k, 0)).collect();
+        for k in kinds {
+            *n.entry(k).or_insert(0) += 1;
+        }
+        for (k, v) in n {
+            self.rules_loaded.with_label_values(&[k]).set(v);
         }
     }
 
