@@ -15,6 +15,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 VOLUME /var/lib/gatewatch
 COPY --from=build /src/target/release/gatewatch /usr/local/bin/gatewatch
 COPY detectors /etc/gatewatch/detectors
+COPY rules /etc/gatewatch/rules
 COPY gatewatch.toml /etc/gatewatch/gatewatch.toml
 USER gatewatch
 EXPOSE 9977
