@@ -38,6 +38,8 @@ use gatewatch::scrub::Fingerprinter;
 
 const KEY: &[u8] = b"real-gateways-test-fingerprint-key";
 
+mod sigma_support;
+
 // Opaque bearer tokens the upstream accepts (each with the one order its owner may read).
 const BENIGN_1: &str = "gwt_benign1_Lq8ZrT3mVx6KpW2nYc";
 const BENIGN_2: &str = "gwt_benign2_Hd4YsN9cQe1JbF7uXa";
@@ -71,6 +73,10 @@ fn owned_order(token: &str) -> Option<u32> {
 /// and billing routes (no token has the scope), 200/404 on `/api/orders/{id}` (own order or
 /// not), 200 elsewhere.
 async fn answer(req: Request) -> StatusCode {
+    // The Sigma test's attack requests say what the application answered them.
+    if let Some(s) = req.headers().get("x-test-status").and_then(|v| v.to_str().ok()?.parse().ok()) {
+        return StatusCode::from_u16(s).unwrap_or(StatusCode::OK);
+    }
     let bearer =
         req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let query = req.uri().query().unwrap_or_default();
@@ -547,4 +553,47 @@ async fn haproxy_httplog_with_configured_captures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_httplog_behind_a_syslog_header_with_default_captures() {
     check(Gateway::HaproxySyslog, token_attacks_found(), TOKENS).await;
+}
+
+/// SigmaHQ's web rules (the 135 that load) on the log NGINX really wrote: each attack request
+/// sent through it is found by its rule, on the address `real_ip` logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigmahq_rules_find_web_attacks_in_the_log_nginx_wrote() {
+    use sigma_support::{ip_of, loadable_rules, ATTACKS};
+    let upstream = start_upstream().await;
+    let running = start(Gateway::NginxCombined, upstream);
+    let http = reqwest::Client::new();
+    for (i, a) in ATTACKS.iter().enumerate() {
+        let status = http
+            .request(a.method.parse().expect("method"), format!("http://127.0.0.1:{}{}", running.port, a.uri))
+            .header("X-Forwarded-For", ip_of(i))
+            .header("User-Agent", a.user_agent)
+            .header("X-Test-Status", a.status.to_string())
+            .send()
+            .await
+            .expect("request through nginx")
+            .status()
+            .as_u16();
+        assert_eq!(status, a.status, "{}", a.what);
+    }
+    // Its kept-alive connection would hold NGINX's graceful stop.
+    drop(http);
+    let log = tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
+    let rules = loadable_rules();
+    let mut cfg = Gateway::NginxCombined.config();
+    cfg.rules.dir = Some(rules.path().to_path_buf());
+    let mut pipeline = Pipeline::from_config(&cfg, Format::Nginx, KEY).expect("rules load");
+    let mut alerts = Vec::new();
+    for line in log.lines() {
+        pipeline.process(line.as_bytes(), None, &mut alerts);
+    }
+    pipeline.finish(&mut alerts);
+    assert_eq!(pipeline.stats().rejected_total(), 0);
+    let got: BTreeSet<(String, String)> =
+        alerts.iter().filter(|a| a.detector == "sigma").map(|a| (a.entity.id.clone(), a.rule.clone())).collect();
+    for (i, a) in ATTACKS.iter().enumerate() {
+        for r in a.rules {
+            assert!(got.contains(&(ip_of(i), r.to_string())), "{} not found by {r}:\n{log}\nfound: {got:#?}", a.what);
+        }
+    }
 }
