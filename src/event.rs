@@ -116,6 +116,9 @@ pub struct Event {
     pub upstream_latency_ms: Option<f64>,
     pub bytes_sent: Option<u64>,
     pub user_agent: Option<String>,
+    /// The `Referer` header, scrubbed; read by Sigma rules (`cs-referer`). Not part of the
+    /// printed event.
+    pub referer: Option<String>,
     pub request_id: Option<String>,
     /// Credentials seen where they do not belong (in a URL, a basic-auth
     /// header, ...), by kind; filled by the scrubber, read by `credential_exposure`.

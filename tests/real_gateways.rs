@@ -564,8 +564,12 @@ async fn sigmahq_rules_find_web_attacks_in_the_log_nginx_wrote() {
     let running = start(Gateway::NginxCombined, upstream);
     let http = reqwest::Client::new();
     for (i, a) in ATTACKS.iter().enumerate() {
-        let status = http
-            .request(a.method.parse().expect("method"), format!("http://127.0.0.1:{}{}", running.port, a.uri))
+        let mut req =
+            http.request(a.method.parse().expect("method"), format!("http://127.0.0.1:{}{}", running.port, a.uri));
+        if let Some(r) = a.referer {
+            req = req.header("Referer", r);
+        }
+        let status = req
             .header("X-Forwarded-For", ip_of(i))
             .header("User-Agent", a.user_agent)
             .header("X-Test-Status", a.status.to_string())

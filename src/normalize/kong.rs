@@ -65,6 +65,8 @@ struct Headers<'a> {
     cookie: Str<'a>,
     #[serde(borrow, default, rename = "x-request-id")]
     x_request_id: Str<'a>,
+    #[serde(borrow, default, alias = "Referer")]
+    referer: Str<'a>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +140,7 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         upstream_latency_ms: proxy_latency,
         bytes_sent: r.response.as_ref().and_then(|x| x.size.0),
         user_agent: headers.and_then(|h| h.user_agent.get()),
+        referer: headers.and_then(|h| h.referer.get()),
         request_id: req.and_then(|q| q.id.get()).or_else(|| headers.and_then(|h| h.x_request_id.get())),
         peer: r.client_ip.get().and_then(parse_ip),
         xff: None, // client_ip is already Kong's real-ip result

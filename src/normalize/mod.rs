@@ -232,6 +232,8 @@ pub struct Parts<'a> {
     pub upstream_latency_ms: Option<f64>,
     pub bytes_sent: Option<f64>,
     pub user_agent: Option<&'a str>,
+    /// The `Referer` header.
+    pub referer: Option<&'a str>,
     pub request_id: Option<&'a str>,
     /// The address the gateway logged as the client or peer.
     pub peer: Option<IpAddr>,
@@ -461,6 +463,8 @@ impl Normalizer {
         let path_clean = clean(path, "path");
         let user_agent = clean(p.user_agent.filter(|u| !u.is_empty() && *u != "-"), "user_agent");
         let host = clean(p.host.filter(|h| !h.is_empty() && *h != "-"), "host");
+        // A referer is a URL another page put a token in as often as not.
+        let referer = clean(p.referer.filter(|r| !r.is_empty() && *r != "-"), "referer");
         // A route the format logs (AWS `resourcePath`/`routeKey`) wins; otherwise the route is
         // templated from the scrubbed path, so a token in a segment never becomes a route.
         let route = match p.route.filter(|r| !r.is_empty() && *r != "-") {
@@ -509,6 +513,7 @@ impl Normalizer {
             upstream_latency_ms: p.upstream_latency_ms.filter(|l| *l >= 0.0),
             bytes_sent: p.bytes_sent.filter(|b| *b >= 0.0).map(|b| b as u64),
             user_agent,
+            referer,
             request_id: p.request_id.filter(|r| !r.is_empty() && *r != "-").map(str::to_string),
             exposures,
             claims: id.claims,

@@ -58,7 +58,7 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         parts.xff = xff;
         return n.build(gateway, parts);
     }
-    let _referer = s.quoted().ok_or_else(|| malformed("referer is not quoted"))?;
+    parts.referer = Some(s.quoted().ok_or_else(|| malformed("referer is not quoted"))?);
     parts.user_agent = s.quoted();
     match s.peek() {
         None => {}

@@ -80,6 +80,7 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         upstream_latency_ms: r.num(&["upstream_response_time"]).map(secs_to_ms),
         bytes_sent: r.num(&["body_bytes_sent", "bytes_sent"]),
         user_agent: r.get(&["http_user_agent", "user_agent"]),
+        referer: r.get(&["http_referer", "referer"]),
         request_id: r.get(&["request_id", "req_id", "http_x_request_id"]),
         peer: r.get(&["remote_addr", "realip_remote_addr", "client_ip"]).and_then(parse_ip),
         xff: r.get(&["http_x_forwarded_for", "x_forwarded_for"]),

@@ -125,6 +125,7 @@ pub struct WireRequest {
     pub user_agent: Option<String>,
     pub subject: Option<String>,
     pub bytes_sent: Option<u64>,
+    pub referer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,6 +167,7 @@ impl WireEvent {
                     user_agent: ev.user_agent.clone(),
                     subject: ev.subject.clone(),
                     bytes_sent: ev.bytes_sent,
+                    referer: ev.referer.clone(),
                 })
             }),
         }
@@ -196,8 +198,8 @@ impl WireEvent {
             claims: self.claims.map(std::sync::Arc::new),
             ..match self.request {
                 Some(r) => {
-                    let WireRequest { method, host, query, user_agent, subject, bytes_sent } = *r;
-                    Event { method, host, query, user_agent, subject, bytes_sent, ..Event::default() }
+                    let WireRequest { method, host, query, user_agent, subject, bytes_sent, referer } = *r;
+                    Event { method, host, query, user_agent, subject, bytes_sent, referer, ..Event::default() }
                 }
                 None => Event::default(),
             }
@@ -284,6 +286,7 @@ mod tests {
             upstream_latency_ms: Some(10.25),
             bytes_sent: Some(1234),
             user_agent: Some("curl/8".into()),
+            referer: Some("https://shop.example/cart?step=2".into()),
             request_id: Some("req-1".into()),
             exposures: vec![Exposure {
                 kind: "jwt".into(),
@@ -330,6 +333,7 @@ mod tests {
             user_agent: None,
             request_id: None,
             query: None,
+            referer: None,
             ..ev.clone()
         };
         assert_eq!(got, kept);

@@ -27,6 +27,8 @@ pub enum Field {
     UriExtension,
     Status,
     UserAgent,
+    /// The `Referer` header, scrubbed.
+    Referer,
     Host,
     ClientIp,
     /// The authenticated user: the subject, else the principal's name.
@@ -54,6 +56,7 @@ pub const NAMES: &[(&str, Field)] = &[
     ("sc-status", Field::Status),
     ("cs-user-agent", Field::UserAgent),
     ("c-useragent", Field::UserAgent),
+    ("cs-referer", Field::Referer),
     ("cs-host", Field::Host),
     ("r-dns", Field::Host),
     ("c-ip", Field::ClientIp),
@@ -66,6 +69,7 @@ pub const NAMES: &[(&str, Field)] = &[
     ("uri", Field::Uri),
     ("status", Field::Status),
     ("user_agent", Field::UserAgent),
+    ("referer", Field::Referer),
     ("host", Field::Host),
     ("source_ip", Field::ClientIp),
     ("subject", Field::Username),
@@ -97,6 +101,7 @@ impl Field {
                 | Field::UriQuery
                 | Field::Uri
                 | Field::UserAgent
+                | Field::Referer
                 | Field::Host
                 | Field::Username
                 | Field::BytesSent
@@ -124,6 +129,7 @@ impl Field {
             }
             Field::Status => ev.status.map(|v| Cow::Owned(v.to_string())),
             Field::UserAgent => s(&ev.user_agent),
+            Field::Referer => s(&ev.referer),
             Field::Host => s(&ev.host),
             Field::ClientIp => ev.source_ip.map(|ip| Cow::Owned(ip.to_canonical().to_string())),
             Field::Username => ev.subject.as_deref().map(Cow::Borrowed).or_else(|| {
@@ -153,8 +159,8 @@ impl Field {
 
 /// Fields keyword searches (`keywords:`) look through: the request line and the strings
 /// a web server's log line would hold.
-const KEYWORD_FIELDS: [Field; 6] =
-    [Field::Method, Field::Uri, Field::UserAgent, Field::Host, Field::Username, Field::ClientIp];
+const KEYWORD_FIELDS: [Field; 7] =
+    [Field::Method, Field::Uri, Field::UserAgent, Field::Referer, Field::Host, Field::Username, Field::ClientIp];
 
 /// `ev` as Sigma sees it.
 pub struct View<'a>(pub &'a Event);
@@ -210,6 +216,6 @@ mod tests {
         assert_eq!(text("cs-username").as_deref(), Some("alice"));
         assert_eq!(v.get_field("cs-host"), None, "absent, not invented");
         assert!(v.any_string_value(&|s| s.contains("sqlmap")));
-        assert!(Field::parse("cs-referer").is_none());
+        assert!(Field::parse("cs-cookie").is_none());
     }
 }
