@@ -70,6 +70,8 @@ struct Group {
     opened: Option<Millis>,
     /// The values grouped by, as seen (for the alert).
     group: Vec<String>,
+    /// Who sent the last event counted (the alert's entity when no group-by field names one).
+    caller: Option<Entity>,
 }
 
 pub struct SigmaCorrelation {
@@ -79,8 +81,9 @@ pub struct SigmaCorrelation {
     count: Count,
     rules: Vec<Referenced>,
     group_by: Vec<(String, Field)>,
-    /// Which group-by field names the entity, and its kind.
-    entity: (usize, EntityKind),
+    /// Which group-by field names the entity, and its kind; `None` when none does: the alert
+    /// is then about the caller of the last event counted, and the group is in its id.
+    entity: Option<(usize, EntityKind)>,
     window: Millis,
     predicates: Vec<(ConditionOperator, u64)>,
     /// Judged at the window's end (the condition has an upper bound).
@@ -112,11 +115,7 @@ impl SigmaCorrelation {
             request |= f.in_request_line();
             group_by.push((g.clone(), f));
         }
-        let entity = group_by
-            .iter()
-            .enumerate()
-            .find_map(|(i, (_, f))| entity_of(*f).map(|k| (i, k)))
-            .ok_or("group-by must name an entity")?;
+        let entity = group_by.iter().enumerate().find_map(|(i, (_, f))| entity_of(*f).map(|k| (i, k)));
         let (predicates, count) = match (&c.condition, c.correlation_type) {
             (CorrelationCondition::Threshold { predicates, .. }, CorrelationType::EventCount) => {
                 (predicates.clone(), Count::Events)
@@ -190,15 +189,26 @@ impl SigmaCorrelation {
         })
     }
 
-    fn finding(&self, g: &Group, start: Millis, end: Millis, n: u64, ev: Option<&Event>) -> Finding {
-        let (ei, kind) = self.entity;
-        let value = &g.group[ei];
-        let id = match (kind, self.group_by[ei].1) {
-            (EntityKind::Token, Field::Username) => format!("user:{value}"),
-            _ => value.clone(),
+    fn finding(&self, g: &Group, start: Millis, end: Millis, n: u64, ev: Option<&Event>) -> Option<Finding> {
+        let (entity, ei) = match self.entity {
+            Some((ei, kind)) => {
+                let value = &g.group[ei];
+                let id = match (kind, self.group_by[ei].1) {
+                    (EntityKind::Token, Field::Username) => format!("user:{value}"),
+                    _ => value.clone(),
+                };
+                (Entity { kind, id }, Some(ei))
+            }
+            None => (g.caller.clone()?, None),
         };
-        let others: Vec<String> =
-            (0..g.group.len()).filter(|i| *i != ei).map(|i| format!("{}={}", self.group_by[i].0, g.group[i])).collect();
+        let mut others: Vec<String> = (0..g.group.len())
+            .filter(|i| Some(*i) != ei)
+            .map(|i| format!("{}={}", self.group_by[i].0, g.group[i]))
+            .collect();
+        if others.is_empty() && ei.is_none() {
+            // No group-by at all: one group, named so its alert ids are its own.
+            others.push("(all)".into());
+        }
         let mut evidence = super::rule_evidence(&self.title, self.level, &self.tags);
         let (type_name, what) = match &self.count {
             Count::Events => ("event_count", format!("{n} events")),
@@ -222,8 +232,8 @@ impl SigmaCorrelation {
             vs.truncate(20);
             evidence.insert("values".into(), vs.into_iter().map(Value::from).collect());
         }
-        Finding {
-            entity: Entity { kind, id },
+        Some(Finding {
+            entity,
             within: (!others.is_empty()).then(|| others.join(",")),
             client_id: ev.and_then(|e| e.client_id.clone()),
             client_id_source: ev.map(|e| e.client_id_source).unwrap_or_default(),
@@ -232,7 +242,7 @@ impl SigmaCorrelation {
             window_end: end,
             summary: format!("{}: {what} in {} for {}", self.title, human_duration(self.window), g.group.join(" ")),
             evidence,
-        }
+        })
     }
 
     /// Judges a bounded group's window, which is over, and opens the next.
@@ -241,10 +251,15 @@ impl SigmaCorrelation {
         let Some(opened) = g.opened else { return };
         let n = self.measure(g);
         if self.holds(n) {
-            out.push(self.finding(g, opened, opened.saturating_add(self.window), n, None));
+            out.extend(self.finding(g, opened, opened.saturating_add(self.window), n, None));
         }
         let g = self.state.get_mut(key).expect("present");
-        *g = Group { group: std::mem::take(&mut g.group), last: vec![None; g.last.len()], ..Group::default() };
+        *g = Group {
+            group: std::mem::take(&mut g.group),
+            last: vec![None; g.last.len()],
+            caller: g.caller.take(),
+            ..Group::default()
+        };
     }
 
     fn field_name(&self, f: Field) -> &str {
@@ -321,10 +336,14 @@ impl Detector for SigmaCorrelation {
             }
         }
         let count = self.count.clone();
+        let caller = if self.entity.is_none() { super::detection::caller(ev).map(|(e, _)| e) } else { None };
         let g = self.state.entry(key.as_str(), t, Group::default);
-        if g.group.is_empty() {
+        if g.last.len() != n_rules {
             g.group = values;
             g.last = vec![None; n_rules];
+        }
+        if caller.is_some() {
+            g.caller = caller;
         }
         if bounded {
             // A window opens at the group's first event (an ended one was closed above).
@@ -387,7 +406,7 @@ impl Detector for SigmaCorrelation {
                 Count::Sequence => g.last[0].unwrap_or(t),
                 _ => Self::earliest(g).unwrap_or(t),
             };
-            out.push(self.finding(g, start, t, n, Some(ev)));
+            out.extend(self.finding(g, start, t, n, Some(ev)));
             let g = self.state.get_mut(&key).expect("entered above");
             g.times.clear();
             g.values.clear();
@@ -429,13 +448,12 @@ impl Detector for SigmaCorrelation {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
-    use crate::detectors::testing::{ev, run};
 
     /// Three detection rules (`recon`: a 404 under /admin, `login`: POST /login answered 200,
     /// `export`: GET /export) and one correlation over them.
-    fn correlation(body: &str) -> SigmaCorrelation {
+    pub(super) fn correlation(body: &str) -> SigmaCorrelation {
         let yaml = format!(
             "title: recon\nname: recon\nlogsource: {{category: webserver}}\ndetection:\n  s: {{cs-uri-stem|startswith: /admin, sc-status: 404}}\n  condition: s\n---\n\
              title: login\nname: login\nlogsource: {{category: webserver}}\ndetection:\n  s: {{cs-method: POST, cs-uri-stem: /login, sc-status: 200}}\n  condition: s\n---\n\
@@ -446,6 +464,13 @@ mod tests {
         assert!(c.errors.is_empty(), "{:?}", c.errors);
         SigmaCorrelation::new(&c.correlations[0], &c.rules, Limits::default()).unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::correlation;
+    use super::*;
+    use crate::detectors::testing::{ev, run};
 
     const IP: &str = "192.0.2.7";
 
@@ -531,5 +556,37 @@ mod tests {
         assert!(c.reads_request(), "cs-host travels with the repartition record");
         assert_eq!(c.shard_key(&on(0, "a.example"), Shard::Group).as_deref(), Some("192.0.2.7\u{1f}a.example"));
         assert_eq!(c.shard_key(&login(0), Shard::Group), None, "an event no rule matches stays home");
+    }
+}
+
+#[cfg(test)]
+mod any_group_by {
+    use super::tests_support::*;
+    use crate::detectors::testing::{ev, run};
+    use crate::event::{EntityKind, Event};
+
+    #[test]
+    fn a_group_by_naming_no_entity_alerts_on_the_caller_and_keeps_groups_apart() {
+        let mut c = correlation(
+            "  type: event_count\n  rules: [export]\n  group-by: [cs-host]\n  timespan: 5m\n  condition:\n    gte: 3\n",
+        );
+        let on = |t, ip: &str, host: &str| Event { host: Some(host.into()), ..ev(t).ip(ip).get("/export").build() };
+        let f = run(
+            &mut c,
+            &[
+                on(0, "192.0.2.1", "a"),
+                on(1_000, "192.0.2.2", "a"),
+                on(1_500, "192.0.2.9", "b"),
+                on(2_000, "192.0.2.3", "a"),
+            ],
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].entity.kind, f[0].entity.id.as_str()), (EntityKind::SourceIp, "192.0.2.3"));
+        assert_eq!(f[0].within.as_deref(), Some("cs-host=a"));
+        // No group-by at all: every matching event counts together.
+        let mut c = correlation("  type: event_count\n  rules: [export]\n  timespan: 5m\n  condition:\n    gte: 3\n");
+        let f = run(&mut c, &[on(0, "192.0.2.1", "a"), on(1_000, "192.0.2.2", "b"), on(2_000, "192.0.2.3", "c")]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].within.as_deref(), Some("(all)"));
     }
 }

@@ -320,12 +320,6 @@ fn check_correlation(c: &CorrelationRule) -> Vec<String> {
             errs.push(format!("group-by: {}", unknown_field(g)));
         }
     }
-    if !c.group_by.iter().filter_map(|g| Field::parse(g)).any(|f| super::correlation::entity_of(f).is_some()) {
-        errs.push(
-            "group-by must name an entity (c-ip, client_id, cs-username, token_fingerprint or route): an alert is about one"
-                .into(),
-        );
-    }
     if let rsigma_parser::CorrelationCondition::Threshold { field, predicates, .. } = &c.condition {
         if c.correlation_type == CorrelationType::ValueCount {
             match field.as_deref() {
