@@ -11,6 +11,7 @@
 //!   labels name a token fingerprint (or credential id) and client asks for a revocation,
 //!   through the same safety checks as a detector's `revoke`.
 
+pub mod forward_auth;
 pub mod listener;
 
 use std::collections::BTreeMap;
@@ -44,11 +45,25 @@ pub struct AdminState {
     pub clock: Clock,
     /// The rule sets in force; `None`: `/api/v1/rules` answers 503.
     pub rules: Option<Arc<crate::engine::PipelineFactory>>,
+    /// The forward-auth endpoint (`/v1/forward-auth`), when revocation is configured.
+    pub forward_auth: Option<Arc<forward_auth::ForwardAuth>>,
 }
 
 impl AdminState {
     pub fn new(token: Option<Secret>, revoker: Option<Arc<Revoker>>) -> Self {
-        AdminState { token, revoker, clock: Arc::new(|| chrono::Utc::now().timestamp_millis()), rules: None }
+        AdminState {
+            token,
+            revoker,
+            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
+            rules: None,
+            forward_auth: None,
+        }
+    }
+
+    /// Serves `/v1/forward-auth` from the revoker's deny-list.
+    pub fn with_forward_auth(mut self, fa: Arc<forward_auth::ForwardAuth>) -> Self {
+        self.forward_auth = Some(fa);
+        self
     }
 
     /// Serves `/api/v1/rules` from `factory`.
@@ -60,6 +75,14 @@ impl AdminState {
 
 /// The `/api/` routes, all behind the bearer token.
 pub fn router(state: AdminState) -> Router {
+    // Gateways ask before they proxy: outside `/api/`, no bearer token (see `forward_auth`).
+    let gateways = match &state.forward_auth {
+        Some(fa) => Router::new()
+            .route("/v1/forward-auth", any(forward_auth::handle))
+            .route("/v1/forward-auth/{*rest}", any(forward_auth::handle))
+            .with_state((fa.clone(), state.clock.clone())),
+        None => Router::new(),
+    };
     Router::new()
         .route("/api/v1/revocations", get(get_revocations))
         .route("/api/v1/alertmanager", post(post_alertmanager))
@@ -68,6 +91,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
         .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
         .with_state(state)
+        .merge(gateways)
 }
 
 async fn require_bearer(State(st): State<AdminState>, req: Request, next: Next) -> Response {

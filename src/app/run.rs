@@ -433,9 +433,13 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
             .context("creating the actions metrics")?;
         registry.register(Box::new(c)).context("registering the actions metrics")?;
     }
-    let admin = crate::admin::router(
-        crate::admin::AdminState::new(actions.admin.token.clone(), revoker).with_rules(new_pipeline.clone()),
-    );
+    let mut admin_state =
+        crate::admin::AdminState::new(actions.admin.token.clone(), revoker.clone()).with_rules(new_pipeline.clone());
+    if let Some(r) = &revoker {
+        admin_state = admin_state
+            .with_forward_auth(Arc::new(crate::admin::forward_auth::ForwardAuth::new(r.deny_list(), key.as_bytes())));
+    }
+    let admin = crate::admin::router(admin_state);
     if let Some(topic) = &settings.alerts_topic {
         let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)
             .context("creating the alerts-topic producer")?;

@@ -78,6 +78,13 @@ impl DenyList {
         }
     }
 
+    /// The entry under `key` (a fingerprint's hex, or `cred:<id>`), if active at `now`: one
+    /// map lookup under a read lock, for the forward-auth path.
+    pub fn denies(&self, key: &str, now: Millis) -> Option<DenyEntry> {
+        let m = self.entries.read().ok()?;
+        m.get(key).filter(|e| e.expires_at.is_none_or(|x| x > now)).cloned()
+    }
+
     /// The entries active at `now`, sorted by key.
     pub fn active(&self, now: Millis) -> Vec<DenyEntry> {
         match self.entries.read() {
