@@ -76,6 +76,7 @@ fn req(n: u8, client: &str) -> RevocationRequest {
         credential_id: None,
         client_id: Some(client.into()),
         client_id_source: ClientIdSource::Gateway,
+        address: None,
         alert_id: format!("alert-{n}"),
         reason: "token used from 7 networks".into(),
         severity: Severity::High,

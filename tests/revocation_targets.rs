@@ -180,6 +180,7 @@ fn req(fp: u8, client: &str, severity: Severity) -> RevocationRequest {
         credential_id: None,
         client_id: Some(client.into()),
         client_id_source: ClientIdSource::Gateway,
+        address: None,
         alert_id: format!("alert-{fp}"),
         reason: "test".into(),
         severity,

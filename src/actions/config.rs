@@ -268,6 +268,10 @@ pub struct RevocationConfig {
     pub quarantine: Duration,
     /// Alerts at or above this severity revoke permanently; `None`: always quarantine.
     pub permanent_at: Option<Severity>,
+    /// Addresses and ranges the `ban` action never bans.
+    pub never_ban: Vec<ipnet::IpNet>,
+    /// How long a ban lasts (bans always end).
+    pub ban_for: Duration,
     pub oauth: Option<OAuthTargetConfig>,
     pub http: Option<HttpTargetConfig>,
     /// Attempts per target call, the first included.
@@ -295,6 +299,8 @@ impl RevocationConfig {
             max_per_client_per_hour: 3,
             quarantine: Duration::from_secs(3600),
             permanent_at: None,
+            never_ban: Vec::new(),
+            ban_for: Duration::from_secs(3600),
             oauth: None,
             http: None,
             max_attempts: 4,
@@ -382,11 +388,19 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// Timeouts and the connection cap of the listener.
     pub limits: AdminLimits,
+    /// CrowdSec bouncers allowed on `/v1/decisions`: (name, key), keys read from the
+    /// variables `[admin.bouncers]` names.
+    pub bouncers: Vec<(String, Secret)>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9977".parse().expect("valid"), token: None, limits: AdminLimits::default() }
+        AdminConfig {
+            listen: "127.0.0.1:9977".parse().expect("valid"),
+            token: None,
+            limits: AdminLimits::default(),
+            bouncers: Vec::new(),
+        }
     }
 }
 
@@ -589,6 +603,10 @@ struct RawRevocation {
     max_per_client_per_hour: Option<u32>,
     quarantine: Option<DurationStr>,
     permanent_at: Option<Severity>,
+    /// Addresses or CIDR ranges never banned.
+    #[serde(default)]
+    never_ban: Vec<String>,
+    ban_for: Option<DurationStr>,
     max_attempts: Option<u32>,
     initial_backoff: Option<DurationStr>,
     timeout: Option<DurationStr>,
@@ -659,6 +677,9 @@ struct RawAdmin {
     /// Connections open at once; beyond it a new one is answered 503 and closed. Default 256.
     #[serde(default = "default_admin_max_connections")]
     max_connections: usize,
+    /// CrowdSec bouncers: name → environment variable holding its API key.
+    #[serde(default)]
+    bouncers: std::collections::BTreeMap<String, String>,
 }
 
 struct Parser<'a> {
@@ -996,6 +1017,20 @@ impl Parser<'_> {
             c.quarantine = Duration::from_millis(q.0.max(0) as u64);
         }
         c.permanent_at = raw.permanent_at;
+        for (i, n) in raw.never_ban.iter().enumerate() {
+            match n.parse::<ipnet::IpNet>().or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {
+                Ok(net) => c.never_ban.push(net),
+                Err(_) => {
+                    self.err(format!("revocation.never_ban[{i}]"), format!("`{n}` is not an address or CIDR range"))
+                }
+            }
+        }
+        if let Some(b) = raw.ban_for {
+            if b.0 <= 0 {
+                self.err("revocation.ban_for", "must be positive");
+            }
+            c.ban_for = Duration::from_millis(b.0.max(0) as u64);
+        }
         if let Some(a) = raw.max_attempts {
             if a == 0 {
                 self.err("revocation.max_attempts", "must be at least 1");
@@ -1114,6 +1149,19 @@ impl Parser<'_> {
             self.err("admin.max_connections", "must be between 1 and 65536");
         }
         out.limits.max_connections = raw.max_connections.clamp(1, *ADMIN_MAX_CONNECTIONS_RANGE.end());
+        for (name, var) in &raw.bouncers {
+            let field = format!("admin.bouncers.{name}");
+            if let Some(k) = self.secret(&field, &Some(var.clone())) {
+                if k.expose().trim().len() < MIN_ADMIN_TOKEN_CHARS {
+                    self.err(
+                        field,
+                        format!("the key in `{var}` must have at least {MIN_ADMIN_TOKEN_CHARS} characters"),
+                    );
+                } else {
+                    out.bouncers.push((name.clone(), Secret::new(k.expose().trim())));
+                }
+            }
+        }
         out
     }
 }
@@ -1129,7 +1177,7 @@ pub fn check_action_refs(settings: &ActionsSettings, files: &[(PathBuf, Vec<Stri
             let missing = match crate::config::ActionRef::parse(a) {
                 Err(why) => Some(why),
                 Ok(crate::config::ActionRef::Log) => None,
-                Ok(crate::config::ActionRef::Revoke { .. }) => {
+                Ok(crate::config::ActionRef::Revoke { .. } | crate::config::ActionRef::Ban { .. }) => {
                     settings.revocation.is_none().then(|| format!("`{a}`: no [revocation] section"))
                 }
                 Ok(crate::config::ActionRef::Sink { kind, name: None }) => {

@@ -198,7 +198,7 @@ struct State {
     dedup: Dedup,
     resolver: Option<Resolver>,
     open: bool,
-    revoke_tx: Option<mpsc::Sender<(Alert, bool)>>,
+    revoke_tx: Option<mpsc::Sender<(Alert, bool, Enforce)>>,
 }
 
 struct Shared {
@@ -510,11 +510,16 @@ impl AlertHandoff for Dispatcher {
                 s.duplicates.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            let wants_revoke = alert.actions.iter().any(|a| a == "revoke" || a == "revoke:dry-run");
-            if wants_revoke {
-                let force_dry_run = alert.actions.iter().any(|a| a == "revoke:dry-run");
+            let asked = |verb: &str| {
+                let dry = format!("{verb}:dry-run");
+                alert.actions.iter().any(|a| *a == verb || *a == dry).then(|| alert.actions.contains(&dry))
+            };
+            for (what, force_dry_run) in [(Enforce::Revoke, asked("revoke")), (Enforce::Ban, asked("ban"))]
+                .into_iter()
+                .filter_map(|(w, d)| d.map(|d| (w, d)))
+            {
                 if let (Some(tx), Some(c)) = (&st.revoke_tx, &s.revoke_counters) {
-                    match tx.try_send((alert.clone(), force_dry_run)) {
+                    match tx.try_send((alert.clone(), force_dry_run, what)) {
                         Ok(()) => {
                             c.enqueued.fetch_add(1, Ordering::Relaxed);
                         }
@@ -862,14 +867,21 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// What an alert's actions ask the revoker for: its token revoked, or its address banned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Enforce {
+    Revoke,
+    Ban,
+}
+
 async fn revoke_worker(
     revoker: Arc<Revoker>,
-    mut rx: mpsc::Receiver<(Alert, bool)>,
+    mut rx: mpsc::Receiver<(Alert, bool, Enforce)>,
     counters: Arc<SinkCounters>,
     dead_letter: Arc<DeadLetter>,
     stop: watch::Receiver<bool>,
 ) {
-    while let Some((alert, force_dry_run)) = rx.recv().await {
+    while let Some((alert, force_dry_run, what)) = rx.recv().await {
         counters.dequeued.fetch_add(1, Ordering::Relaxed);
         if *stop.borrow() {
             if dead_letter
@@ -881,7 +893,13 @@ async fn revoke_worker(
             continue;
         }
         let now = chrono::Utc::now().timestamp_millis();
-        let outcome = revoker.handle_alert(&alert, force_dry_run, now).await;
+        let outcome = match what {
+            Enforce::Revoke => revoker.handle_alert(&alert, force_dry_run, now).await,
+            Enforce::Ban => {
+                let req = crate::actions::revocation::RevocationRequest::ban_from_alert(&alert, force_dry_run);
+                revoker.handle(req, now).await
+            }
+        };
         if !outcome.audited {
             // Nothing was decided for good: keep the alert where an operator can replay it.
             counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -8,8 +8,10 @@
 //! headers, a token in the original URI's query), fingerprinted with the same key, and looked
 //! up in the deny-list the revoker keeps (enforced revocations, until their quarantine ends).
 //! Nothing on this path touches the network or a disk, and the raw token is dropped once
-//! fingerprinted. 200: no decision against it; 403: revoked. A request that carries no
-//! credential is allowed: what a gateway lets in without one is its own policy.
+//! fingerprinted. The client's address (`X-Real-IP`, else the last `X-Forwarded-For` hop) is
+//! checked against the address bans (the `ban` action). 200: no decision against either;
+//! 403: revoked or banned. A request that carries no credential is judged on its address
+//! alone: what a gateway lets in without one is its own policy.
 
 use std::sync::Arc;
 
@@ -59,6 +61,14 @@ pub fn decide(fa: &ForwardAuth, headers: &HeaderMap, now: crate::event::Millis) 
         if let Some(e) = fa.deny.denies(&key, now) {
             return Verdict::Deny { alert_id: e.alert_id, reason: e.reason };
         }
+    }
+    // The client's address: `X-Real-IP`, else the last `X-Forwarded-For` hop (the one the
+    // gateway itself appended).
+    let ip = header(headers, "x-real-ip")
+        .or_else(|| header(headers, "x-forwarded-for").and_then(|x| x.rsplit(',').next()))
+        .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok());
+    if let Some(e) = ip.and_then(|ip| fa.deny.bans(ip, now)) {
+        return Verdict::Deny { alert_id: e.alert_id, reason: e.reason };
     }
     Verdict::Allow
 }
@@ -110,6 +120,7 @@ mod tests {
         deny.insert(DenyEntry {
             fingerprint: Some(fp),
             credential_id: None,
+            address: None,
             client_id: None,
             claimed_client_id: None,
             reason: "token used from 5 regions in 10m".into(),

@@ -11,6 +11,7 @@
 //!   labels name a token fingerprint (or credential id) and client asks for a revocation,
 //!   through the same safety checks as a detector's `revoke`.
 
+pub mod crowdsec;
 pub mod forward_auth;
 pub mod listener;
 
@@ -47,6 +48,8 @@ pub struct AdminState {
     pub rules: Option<Arc<crate::engine::PipelineFactory>>,
     /// The forward-auth endpoint (`/v1/forward-auth`), when revocation is configured.
     pub forward_auth: Option<Arc<forward_auth::ForwardAuth>>,
+    /// The CrowdSec decisions endpoints, when revocation and bouncers are configured.
+    pub crowdsec: Option<Arc<crowdsec::CrowdSec>>,
 }
 
 impl AdminState {
@@ -57,7 +60,14 @@ impl AdminState {
             clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
             rules: None,
             forward_auth: None,
+            crowdsec: None,
         }
+    }
+
+    /// Serves the CrowdSec decisions endpoints (`/v1/decisions...`).
+    pub fn with_crowdsec(mut self, cs: Arc<crowdsec::CrowdSec>) -> Self {
+        self.crowdsec = Some(cs);
+        self
     }
 
     /// Serves `/v1/forward-auth` from the revoker's deny-list.
@@ -83,6 +93,14 @@ pub fn router(state: AdminState) -> Router {
             .with_state((fa.clone(), state.clock.clone())),
         None => Router::new(),
     };
+    // Bouncers authenticate with their own `X-Api-Key` (see `crowdsec`).
+    let bouncers = match &state.crowdsec {
+        Some(cs) => Router::new()
+            .route("/v1/decisions/stream", get(crowdsec::stream))
+            .route("/v1/decisions", get(crowdsec::decisions))
+            .with_state((cs.clone(), state.clock.clone())),
+        None => Router::new(),
+    };
     Router::new()
         .route("/api/v1/revocations", get(get_revocations))
         .route("/api/v1/alertmanager", post(post_alertmanager))
@@ -92,6 +110,7 @@ pub fn router(state: AdminState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
         .with_state(state)
         .merge(gateways)
+        .merge(bouncers)
 }
 
 async fn require_bearer(State(st): State<AdminState>, req: Request, next: Next) -> Response {
@@ -253,6 +272,7 @@ async fn handle_am_alerts(rev: Arc<Revoker>, alerts: Vec<AmAlert>, now: Millis) 
             // A label says nothing of where its value came from (gatewatch's own Alertmanager
             // sink passes on clients that tokens merely claim): never acted on by client.
             client_id_source: ClientIdSource::Claimed,
+            address: None,
             alert_id: alert_id.clone(),
             reason: format!("alertmanager {alertname}: {summary}"),
             severity,

@@ -439,6 +439,22 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
         admin_state = admin_state
             .with_forward_auth(Arc::new(crate::admin::forward_auth::ForwardAuth::new(r.deny_list(), key.as_bytes())));
     }
+    if let (Some(r), false) = (&revoker, actions.admin.bouncers.is_empty()) {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "gatewatch_crowdsec_requests_total",
+                "Requests of CrowdSec bouncers to /v1/decisions, by result (forbidden: a wrong or missing X-Api-Key)",
+            ),
+            &["result"],
+        )
+        .context("creating the CrowdSec metrics")?;
+        registry.register(Box::new(requests.clone())).context("registering the CrowdSec metrics")?;
+        admin_state = admin_state.with_crowdsec(Arc::new(crate::admin::crowdsec::CrowdSec::new(
+            r.deny_list(),
+            actions.admin.bouncers.clone(),
+            requests,
+        )));
+    }
     let admin = crate::admin::router(admin_state);
     if let Some(topic) = &settings.alerts_topic {
         let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)

@@ -292,6 +292,9 @@ pub enum ActionRef<'a> {
     Log,
     /// `revoke` (as `[revocation] mode` says) or `revoke:dry-run` (always dry-run for this rule).
     Revoke { dry_run: bool },
+    /// `ban` or `ban:dry-run`: the address an alert is about, banned through the same checks
+    /// (mode, `never_ban`, the caps, the audit), enforced by forward-auth and the CrowdSec stream.
+    Ban { dry_run: bool },
     /// `webhook`, `email`, `alertmanager`: every sink of that kind; `webhook:secops`: that one.
     Sink { kind: &'static str, name: Option<&'a str> },
 }
@@ -306,13 +309,15 @@ impl<'a> ActionRef<'a> {
             ("log", None) => Ok(ActionRef::Log),
             ("revoke", None) => Ok(ActionRef::Revoke { dry_run: false }),
             ("revoke", Some("dry-run")) => Ok(ActionRef::Revoke { dry_run: true }),
+            ("ban", None) => Ok(ActionRef::Ban { dry_run: false }),
+            ("ban", Some("dry-run")) => Ok(ActionRef::Ban { dry_run: true }),
             ("kafka", _) => Err(format!(
                 "`{text}` is not an action: every alert goes to [kafka] alerts_topic when one is set"
             )),
             (kind, name) => match SINK_KINDS.iter().find(|k| **k == kind) {
                 Some(k) if name.is_none_or(|n| !n.is_empty()) => Ok(ActionRef::Sink { kind: k, name }),
                 _ => Err(format!(
-                    "unknown action `{text}` (log, revoke, revoke:dry-run, webhook[:NAME], email[:NAME], alertmanager[:NAME])"
+                    "unknown action `{text}` (log, revoke, revoke:dry-run, ban, ban:dry-run, webhook[:NAME], email[:NAME], alertmanager[:NAME])"
                 )),
             },
         }

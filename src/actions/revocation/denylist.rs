@@ -16,6 +16,9 @@ pub struct DenyEntry {
     pub fingerprint: Option<String>,
     /// Credential handle (`jti`, key id), when known.
     pub credential_id: Option<String>,
+    /// A banned address or range (the `ban` action): no token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// The client, only when verified (the gateway's consumer, the API key itself): a
     /// consumer of the list may act on it. `null` for a client only a token claimed.
     pub client_id: Option<String>,
@@ -45,6 +48,9 @@ fn ser_opt_ts<S: serde::Serializer>(t: &Option<Millis>, s: S) -> Result<S::Ok, S
 
 impl DenyEntry {
     pub fn key(&self) -> String {
+        if let Some(a) = &self.address {
+            return format!("ip:{a}");
+        }
         match (&self.fingerprint, &self.credential_id) {
             (Some(f), _) => f.clone(),
             (None, Some(c)) => format!("cred:{c}"),
@@ -85,6 +91,23 @@ impl DenyList {
         m.get(key).filter(|e| e.expires_at.is_none_or(|x| x > now)).cloned()
     }
 
+    /// The active ban covering `ip`, if any (bans are few: a cap per hour bounds them).
+    pub fn bans(&self, ip: std::net::IpAddr, now: Millis) -> Option<DenyEntry> {
+        let m = self.entries.read().ok()?;
+        m.range("ip:".to_string().."ip;".to_string())
+            .map(|(_, e)| e)
+            .filter(|e| e.expires_at.is_none_or(|x| x > now))
+            .find(|e| {
+                e.address.as_deref().is_some_and(|a| {
+                    a.parse::<ipnet::IpNet>()
+                        .map(|n| n.contains(&ip))
+                        .or_else(|_| a.parse::<std::net::IpAddr>().map(|x| x.to_canonical() == ip.to_canonical()))
+                        .unwrap_or(false)
+                })
+            })
+            .cloned()
+    }
+
     /// The entries active at `now`, sorted by key.
     pub fn active(&self, now: Millis) -> Vec<DenyEntry> {
         match self.entries.read() {
@@ -118,6 +141,7 @@ mod tests {
         DenyEntry {
             fingerprint: Some(fp.into()),
             credential_id: None,
+            address: None,
             client_id: Some("c".into()),
             claimed_client_id: None,
             reason: "r".into(),

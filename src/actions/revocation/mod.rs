@@ -232,7 +232,9 @@ impl Revoker {
             Ok(d) => d,
             Err(failed) => return failed,
         };
-        let Some(entry) = entry else {
+        // A ban is enforced at the gateway (forward-auth, the CrowdSec stream), not by the
+        // token targets.
+        let Some(entry) = entry.filter(|e| e.address.is_none()) else {
             return HandleOutcome { decision, target_failures: 0, audited: true };
         };
         let mut failures = 0;
@@ -303,6 +305,7 @@ impl Revoker {
             "key": decision.key,
             "fingerprint": req.fingerprint.map(|f| f.to_hex()),
             "credential_id": req.credential_id,
+            "address": req.address,
             "client_id": req.client_id,
             "client_id_source": req.client_id_source.as_str(),
             "severity": req.severity.as_str(),
@@ -346,6 +349,7 @@ impl Revoker {
             DenyEntry {
                 fingerprint: req.fingerprint.map(|f| f.to_hex()),
                 credential_id: req.credential_id.clone(),
+                address: req.address.clone(),
                 client_id: req.client_id.clone().filter(|_| verified),
                 claimed_client_id: req.client_id.clone().filter(|_| !verified),
                 reason: req.reason.clone(),
@@ -416,6 +420,7 @@ fn restore_one(r: &serde_json::Value, policy: &mut Policy, deny: &DenyList, now:
         deny.insert(DenyEntry {
             fingerprint: r["fingerprint"].as_str().map(str::to_string),
             credential_id: r["credential_id"].as_str().map(str::to_string),
+            address: r["address"].as_str().map(str::to_string),
             client_id: client.clone().filter(|_| verified),
             claimed_client_id: client.filter(|_| !verified),
             reason: r["reason"].as_str().unwrap_or_default().to_string(),
@@ -448,6 +453,7 @@ mod tests {
             credential_id: None,
             client_id: Some(client.into()),
             client_id_source: ClientIdSource::Gateway,
+            address: None,
             alert_id: format!("alert-{n}"),
             reason: "r".into(),
             severity: Severity::High,

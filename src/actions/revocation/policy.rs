@@ -38,6 +38,9 @@ pub struct RevocationRequest {
     /// (a revoke-by-client target, the deny-list's `client_id`); a claimed one still counts
     /// for the allow-list and the caps.
     pub client_id_source: ClientIdSource,
+    /// An address or range to ban (`203.0.113.9`, `203.0.113.0/24`), for the `ban` action:
+    /// enforced by forward-auth and the CrowdSec decisions stream, not by token targets.
+    pub address: Option<String>,
     pub alert_id: String,
     pub reason: String,
     pub severity: Severity,
@@ -57,6 +60,7 @@ impl RevocationRequest {
             credential_id,
             client_id: a.client_id.clone(),
             client_id_source: a.client_id_source,
+            address: None,
             alert_id: a.id.clone(),
             reason: format!("{} ({}): {}", a.detector, a.rule, a.summary),
             severity: a.severity,
@@ -65,8 +69,26 @@ impl RevocationRequest {
         }
     }
 
-    /// The credential's identity: its fingerprint, else `cred:<id>`.
+    /// A ban of the address an alert is about (its entity is a `source_ip`); an alert about
+    /// anything else names no address, and is refused as such.
+    pub fn ban_from_alert(a: &Alert, force_dry_run: bool) -> Self {
+        let address = (a.entity.kind == EntityKind::SourceIp).then(|| a.entity.id.clone());
+        RevocationRequest {
+            fingerprint: None,
+            credential_id: None,
+            client_id: None,
+            client_id_source: ClientIdSource::Claimed,
+            address,
+            ..RevocationRequest::from_alert(a, force_dry_run)
+        }
+    }
+
+    /// What is acted on: the address (`ip:<address>`) for a ban, else the credential: its
+    /// fingerprint, else `cred:<id>`.
     pub fn key(&self) -> Option<String> {
+        if let Some(a) = &self.address {
+            return Some(format!("ip:{a}"));
+        }
         match (&self.fingerprint, &self.credential_id) {
             (Some(fp), _) => Some(fp.to_hex()),
             (None, Some(c)) => Some(format!("cred:{c}")),
@@ -225,6 +247,10 @@ pub struct Policy {
     max_per_client: u32,
     quarantine: Millis,
     permanent_at: Option<Severity>,
+    /// Addresses never banned.
+    allow_addresses: Vec<ipnet::IpNet>,
+    /// How long a ban lasts.
+    ban_for: Millis,
     enforced: Ledger,
     simulated: Ledger,
 }
@@ -240,6 +266,8 @@ impl Policy {
             max_per_client: cfg.max_per_client_per_hour,
             quarantine: cfg.quarantine.as_millis() as Millis,
             permanent_at: cfg.permanent_at,
+            allow_addresses: cfg.never_ban.clone(),
+            ban_for: cfg.ban_for.as_millis() as Millis,
             enforced: Ledger::default(),
             simulated: Ledger::default(),
         }
@@ -269,7 +297,17 @@ impl Policy {
             return mk(Verdict::NoCredential, None, "the alert names no token fingerprint or credential id".into());
         };
         let client = req.client_id.as_deref().map(client_key).filter(|c| !c.is_empty());
-        if client.is_none() && !self.revoke_without_client {
+        let ban = req.address.is_some();
+        if let Some(a) = &req.address {
+            let ip = a.parse::<ipnet::IpNet>().or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            let Ok(net) = ip else {
+                return mk(Verdict::NoCredential, Some(key), format!("`{a}` is not an address or range"));
+            };
+            if let Some(allowed) = self.allow_addresses.iter().find(|n| n.contains(&net.network()) || n.contains(&net))
+            {
+                return mk(Verdict::AllowListed, Some(key), format!("address in never_ban `{allowed}`"));
+            }
+        } else if client.is_none() && !self.revoke_without_client {
             return mk(
                 Verdict::NoClient,
                 Some(key),
@@ -305,27 +343,30 @@ impl Policy {
             );
         }
         let client_count = ledger.recent.iter().filter(|(_, c)| *c == client).count();
-        if client_count >= self.max_per_client as usize {
+        if !ban && client_count >= self.max_per_client as usize {
             return mk(
                 Verdict::ClientCap,
                 Some(key),
                 format!("client cap reached: {client_count} revocations for this client in the last hour (max_per_client_per_hour {})", self.max_per_client),
             );
         }
-        let permanent = self.permanent_at.is_some_and(|p| req.severity >= p);
-        let expires_at = (!permanent).then(|| now.saturating_add(self.quarantine));
+        // A ban always ends: an address changes hands.
+        let permanent = !ban && self.permanent_at.is_some_and(|p| req.severity >= p);
+        let quarantine = if ban { self.ban_for } else { self.quarantine };
+        let expires_at = (!permanent).then(|| now.saturating_add(quarantine));
         let what = if permanent {
             "permanently".to_string()
         } else {
-            format!("quarantine until {}", crate::event::format_ts(now + self.quarantine))
+            format!("quarantine until {}", crate::event::format_ts(now + quarantine))
         };
+        let verb = if ban { "ban" } else { "revoke" };
         Decision {
             verdict: if dry_run { Verdict::DryRun } else { Verdict::Revoke },
             dry_run,
             key: Some(key),
             expires_at,
             permanent,
-            detail: if dry_run { format!("dry-run: would revoke {what}") } else { format!("revoked {what}") },
+            detail: if dry_run { format!("dry-run: would {verb} {what}") } else { format!("{verb}: {what}") },
         }
     }
 
@@ -403,12 +444,45 @@ mod tests {
             credential_id: None,
             client_id: Some(client.into()),
             client_id_source: ClientIdSource::Gateway,
+            address: None,
             alert_id: format!("a{fp}"),
             reason: "r".into(),
             severity: Severity::High,
             source: "alert",
             force_dry_run: false,
         }
+    }
+
+    fn ban(addr: &str) -> RevocationRequest {
+        RevocationRequest {
+            fingerprint: None,
+            client_id: None,
+            client_id_source: ClientIdSource::Claimed,
+            address: Some(addr.into()),
+            severity: Severity::Critical,
+            ..req(0, "c")
+        }
+    }
+
+    #[test]
+    fn a_ban_passes_the_same_checks_and_always_ends() {
+        let mut c = cfg();
+        c.never_ban = vec!["10.0.0.0/8".parse().unwrap()];
+        c.ban_for = Duration::from_secs(120);
+        let mut p = Policy::new(&c);
+        // No client needed; not permanent even at `permanent_at`; its own duration.
+        let d = p.decide(&ban("203.0.113.7"), T0);
+        assert_eq!(
+            (d.verdict, d.key.as_deref(), d.expires_at),
+            (Verdict::Revoke, Some("ip:203.0.113.7"), Some(T0 + 120_000))
+        );
+        assert_eq!(p.decide(&ban("203.0.113.7"), T0 + 1).verdict, Verdict::AlreadyRevoked);
+        assert_eq!(p.decide(&ban("10.1.2.3"), T0).verdict, Verdict::AllowListed);
+        assert_eq!(p.decide(&ban("not-an-address"), T0).verdict, Verdict::NoCredential);
+        // The global cap (3 an hour) counts bans and revocations together.
+        assert_eq!(p.decide(&ban("203.0.113.8"), T0).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&req(5, "c"), T0).verdict, Verdict::Revoke);
+        assert_eq!(p.decide(&ban("203.0.113.9"), T0).verdict, Verdict::GlobalCap);
     }
 
     #[test]

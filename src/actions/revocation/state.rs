@@ -45,6 +45,8 @@ pub struct AuditMark {
 pub struct SavedEntry {
     pub fingerprint: Option<String>,
     pub credential_id: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
     pub client_id: Option<String>,
     #[serde(default)]
     pub claimed_client_id: Option<String>,
@@ -59,6 +61,7 @@ impl From<&DenyEntry> for SavedEntry {
         SavedEntry {
             fingerprint: e.fingerprint.clone(),
             credential_id: e.credential_id.clone(),
+            address: e.address.clone(),
             client_id: e.client_id.clone(),
             claimed_client_id: e.claimed_client_id.clone(),
             reason: e.reason.clone(),
@@ -74,6 +77,7 @@ impl From<SavedEntry> for DenyEntry {
         DenyEntry {
             fingerprint: e.fingerprint,
             credential_id: e.credential_id,
+            address: e.address,
             client_id: e.client_id,
             claimed_client_id: e.claimed_client_id,
             reason: e.reason,

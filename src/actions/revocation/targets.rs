@@ -247,6 +247,7 @@ mod tests {
         DenyEntry {
             fingerprint: Some("00".into()),
             credential_id: None,
+            address: None,
             client_id: client_id.map(Into::into),
             claimed_client_id: None,
             reason: "r".into(),
