@@ -287,6 +287,20 @@ quarantine = "1h"
     // From then on: the stolen token refused from anywhere, the other customer served.
     assert_eq!(get(port, "/api/orders/103", STOLEN, "198.51.100.50"), 403);
     assert_eq!(get(port, "/api/me", OWNER, "192.0.2.44"), 200);
+    // Counted for Grafana.
+    let metrics = {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let denied = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"gatewatch_forward_auth_total{decision="deny"}"#))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(denied.is_some_and(|n| n >= 2.0), "{metrics}");
     stop.store(true, Ordering::Relaxed);
     assert!(shipper.join().unwrap() > 20);
     // The decision is audited, without the token.

@@ -31,11 +31,33 @@ use super::Clock;
 pub struct ForwardAuth {
     deny: Arc<DenyList>,
     fingerprinter: Fingerprinter,
+    /// Answers by decision (`allow`, `deny`), when registered.
+    answers: Option<prometheus::IntCounterVec>,
 }
 
 impl ForwardAuth {
     pub fn new(deny: Arc<DenyList>, fingerprint_key: &[u8]) -> Self {
-        ForwardAuth { deny, fingerprinter: Fingerprinter::new(fingerprint_key) }
+        ForwardAuth { deny, fingerprinter: Fingerprinter::new(fingerprint_key), answers: None }
+    }
+
+    /// Counts answers in `gatewatch_forward_auth_total{decision}`, registered in `registry`.
+    pub fn with_metrics(mut self, registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("gatewatch_forward_auth_total", "Forward-auth answers to gateways, by decision"),
+            &["decision"],
+        )?;
+        registry.register(Box::new(c.clone()))?;
+        for d in ["allow", "deny"] {
+            c.with_label_values(&[d]);
+        }
+        self.answers = Some(c);
+        Ok(self)
+    }
+
+    fn count(&self, decision: &str) {
+        if let Some(c) = &self.answers {
+            c.with_label_values(&[decision]).inc();
+        }
     }
 }
 
@@ -48,7 +70,13 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The verdict for a request with these headers at `now`.
 pub fn decide(fa: &ForwardAuth, headers: &HeaderMap, now: crate::event::Millis) -> Verdict {
-    let uri = ORIGINAL_URI.iter().find_map(|n| header(headers, n));
+    decide_at(fa, headers, None, now)
+}
+
+/// As [`decide`]; `appended` is the original request's path and query when the gateway put
+/// them after the endpoint's own path (Envoy's `path_prefix`).
+pub fn decide_at(fa: &ForwardAuth, headers: &HeaderMap, appended: Option<&str>, now: crate::event::Millis) -> Verdict {
+    let uri = ORIGINAL_URI.iter().find_map(|n| header(headers, n)).or(appended);
     let creds = RawCredentials {
         authorization: header(headers, "authorization"),
         api_key: header(headers, "x-api-key").or_else(|| header(headers, "apikey")),
@@ -79,15 +107,22 @@ pub enum Verdict {
     Deny { alert_id: String, reason: String },
 }
 
-pub async fn handle(State(st): State<(Arc<ForwardAuth>, Clock)>, headers: HeaderMap) -> Response {
+pub async fn handle(State(st): State<(Arc<ForwardAuth>, Clock)>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let (fa, clock) = st;
-    match decide(&fa, &headers, clock()) {
+    let appended = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .and_then(|p| p.strip_prefix("/v1/forward-auth"))
+        .filter(|p| p.starts_with('/'));
+    match decide_at(&fa, &headers, appended, clock()) {
         Verdict::Allow => {
+            fa.count("allow");
             let mut r = StatusCode::OK.into_response();
             r.headers_mut().insert("x-gatewatch-decision", HeaderValue::from_static("allow"));
             r
         }
         Verdict::Deny { alert_id, reason } => {
+            fa.count("deny");
             let mut r =
                 (StatusCode::FORBIDDEN, Json(json!({ "decision": "deny", "reason": reason, "alert_id": alert_id })))
                     .into_response();
@@ -135,6 +170,8 @@ mod tests {
         let in_query = format!("/api/me?access_token={STOLEN}");
         assert_eq!(decide(&fa, &headers(&[("x-original-uri", &in_query)]), 5_000), deny_verdict);
         assert_eq!(decide(&fa, &headers(&[("x-api-key", STOLEN)]), 5_000), deny_verdict);
+        // Envoy: the original path and query after the endpoint's own path.
+        assert_eq!(decide_at(&fa, &headers(&[]), Some(&in_query), 5_000), deny_verdict);
         assert_eq!(
             decide(&fa, &headers(&[("authorization", "Bearer gwt_other_token_0123456789")]), 5_000),
             Verdict::Allow

@@ -436,8 +436,10 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
     let mut admin_state =
         crate::admin::AdminState::new(actions.admin.token.clone(), revoker.clone()).with_rules(new_pipeline.clone());
     if let Some(r) = &revoker {
-        admin_state = admin_state
-            .with_forward_auth(Arc::new(crate::admin::forward_auth::ForwardAuth::new(r.deny_list(), key.as_bytes())));
+        let fa = crate::admin::forward_auth::ForwardAuth::new(r.deny_list(), key.as_bytes())
+            .with_metrics(&registry)
+            .context("registering the forward-auth metrics")?;
+        admin_state = admin_state.with_forward_auth(Arc::new(fa));
     }
     if let (Some(r), false) = (&revoker, actions.admin.bouncers.is_empty()) {
         let requests = prometheus::IntCounterVec::new(
