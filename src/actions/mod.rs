@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod queue;
 pub mod revocation;
 pub mod secret;
+pub mod siem;
 pub mod sink;
 pub mod webhook;
 
