@@ -168,7 +168,10 @@ ban_for = "8s"
     let (status, body) = get(admin, &format!("/v1/decisions?ip={ATTACKER}"), &format!("X-Api-Key: {BOUNCER_KEY}\r\n"));
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((v[0]["scope"].as_str(), v[0]["type"].as_str(), v[0]["origin"].as_str()), (Some("Ip"), Some("ban"), Some("gatewatch")));
+    assert_eq!(
+        (v[0]["scope"].as_str(), v[0]["type"].as_str(), v[0]["origin"].as_str()),
+        (Some("Ip"), Some("ban"), Some("gatewatch"))
+    );
     // A wrong key: refused, counted.
     assert_eq!(get(admin, "/v1/decisions/stream?startup=true", "X-Api-Key: not-the-key\r\n").0, 403);
     let (_, metrics) = get(admin, "/metrics", "");

@@ -47,7 +47,12 @@ fn alert(kind: EntityKind, id: &str, detector: &str, evidence: Value) -> Alert {
 /// Notifications of every shape: a new alert on a token, a Sigma alert on an address with
 /// ATT&CK tags, a notification folding three, and a resolved one.
 fn notifications() -> Vec<Notification> {
-    let token = alert(EntityKind::Token, "9b1e44c07f2a1d3e", "token_reuse", json!({"distinct_networks": 7, "source_ips": ["203.0.113.5"]}));
+    let token = alert(
+        EntityKind::Token,
+        "9b1e44c07f2a1d3e",
+        "token_reuse",
+        json!({"distinct_networks": 7, "source_ips": ["203.0.113.5"]}),
+    );
     let sigma = alert(
         EntityKind::SourceIp,
         "203.0.113.66",
@@ -172,7 +177,13 @@ impl Ocsf {
         }
     }
 
-    fn check_fields(&self, path: &str, attrs: &BTreeMap<String, Map<String, Value>>, v: &Value, errs: &mut Vec<String>) {
+    fn check_fields(
+        &self,
+        path: &str,
+        attrs: &BTreeMap<String, Map<String, Value>>,
+        v: &Value,
+        errs: &mut Vec<String>,
+    ) {
         let Some(obj) = v.as_object() else { return errs.push(format!("{path}: must be an object")) };
         for (k, spec) in attrs {
             if spec.get("requirement").and_then(Value::as_str) == Some("required") && !obj.contains_key(k) {
@@ -225,7 +236,10 @@ fn ocsf_detection_findings_follow_the_schema() {
     assert_eq!(ocsf::render(&resolved)["activity_id"], 3, "a resolved notification closes the finding");
     assert_eq!(ocsf::render(&resolved)["status_id"], 4);
     let attack = &ocsf::render(&sigma)["finding_info"]["attacks"][0];
-    assert_eq!((attack["technique"]["uid"].as_str(), attack["sub_technique"]["uid"].as_str()), (Some("T1110"), Some("T1110.001")));
+    assert_eq!(
+        (attack["technique"]["uid"].as_str(), attack["sub_technique"]["uid"].as_str()),
+        (Some("T1110"), Some("T1110.001"))
+    );
     assert_eq!(ocsf::render(&sigma)["evidences"][0]["src_endpoint"]["ip"], "203.0.113.66");
     assert!(ocsf::render(&folded)["evidences"][0].get("src_endpoint").is_none(), "a network is not an ip_t");
 }

@@ -274,6 +274,10 @@ pub struct RevocationConfig {
     pub ban_for: Duration,
     pub oauth: Option<OAuthTargetConfig>,
     pub http: Option<HttpTargetConfig>,
+    /// `[revocation.kong]`: delete the consumer's credential through Kong's Admin API.
+    pub kong: Option<KongTargetConfig>,
+    /// `[revocation.tyk]`: delete the key through the Tyk Gateway API.
+    pub tyk: Option<TykTargetConfig>,
     /// Attempts per target call, the first included.
     pub max_attempts: u32,
     pub initial_backoff: Duration,
@@ -303,6 +307,8 @@ impl RevocationConfig {
             ban_for: Duration::from_secs(3600),
             oauth: None,
             http: None,
+            kong: None,
+            tyk: None,
             max_attempts: 4,
             initial_backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(10),
@@ -371,6 +377,81 @@ impl std::fmt::Debug for HttpTargetConfig {
             .field("method", &self.method)
             .field("bearer", &self.bearer)
             .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// The Kong auth plugin whose credentials a [`KongTargetConfig`] deletes: the path segment of
+/// its Admin API collection (`/consumers/{consumer}/key-auth/{id}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KongPlugin {
+    Jwt,
+    KeyAuth,
+    Oauth2,
+    BasicAuth,
+    HmacAuth,
+}
+
+impl KongPlugin {
+    /// The Admin API path segment, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KongPlugin::Jwt => "jwt",
+            KongPlugin::KeyAuth => "key-auth",
+            KongPlugin::Oauth2 => "oauth2",
+            KongPlugin::BasicAuth => "basic-auth",
+            KongPlugin::HmacAuth => "hmac-auth",
+        }
+    }
+}
+
+/// Kong Admin API: `DELETE {admin_url}[/{workspace}]/consumers/{consumer}/{plugin}/{credential}`,
+/// with the verified consumer and Kong's `authenticated_entity.id` from the revocation.
+#[derive(Clone)]
+pub struct KongTargetConfig {
+    /// Admin API base URL, without a trailing `/`; `Debug` shows its scheme and host only.
+    pub admin_url: String,
+    /// Sent as `Kong-Admin-Token` (Kong Enterprise RBAC), if set.
+    pub token: Option<Secret>,
+    pub plugin: KongPlugin,
+    /// Kong Enterprise workspace, put before `/consumers` (percent-encoded); `None`: the default.
+    pub workspace: Option<String>,
+}
+
+impl std::fmt::Debug for KongTargetConfig {
+    // Hand-written: the URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KongTargetConfig")
+            .field("admin_url", &redact_url(&self.admin_url))
+            .field("token", &self.token)
+            .field("plugin", &self.plugin)
+            .field("workspace", &self.workspace)
+            .finish()
+    }
+}
+
+/// Tyk Gateway API: `DELETE {gateway_url}/tyk/keys/{credential}[?hashed=true]`, authenticated
+/// with the gateway secret in `x-tyk-authorization`.
+#[derive(Clone)]
+pub struct TykTargetConfig {
+    /// Gateway base URL, without a trailing `/`; `Debug` shows its scheme and host only.
+    pub gateway_url: String,
+    /// The gateway's API secret (`secret` in `tyk.conf`).
+    pub secret: Secret,
+    /// The credential id is the key's hash (what Tyk logs with `hash_keys` on): the call
+    /// carries `?hashed=true`. `false`: it is the key id itself, and no `hashed` parameter
+    /// is sent (Tyk takes any value of it, `false` included, as true).
+    pub hashed: bool,
+}
+
+impl std::fmt::Debug for TykTargetConfig {
+    // Hand-written: the URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TykTargetConfig")
+            .field("gateway_url", &redact_url(&self.gateway_url))
+            .field("secret", &self.secret)
+            .field("hashed", &self.hashed)
             .finish()
     }
 }
@@ -612,6 +693,8 @@ struct RawRevocation {
     timeout: Option<DurationStr>,
     oauth: Option<toml::Value>,
     http: Option<toml::Value>,
+    kong: Option<toml::Value>,
+    tyk: Option<toml::Value>,
     alertmanager: Option<toml::Value>,
 }
 
@@ -633,6 +716,39 @@ struct RawHttpTarget {
     method: Option<String>,
     bearer_env: Option<String>,
     secret_env: Option<String>,
+}
+
+/// `[revocation.kong]`. Required fields are `Option` so that each one missing is its own
+/// error, with its own field path, next to the others.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKongTarget {
+    /// Admin API base URL (`http://kong:8001`). Required.
+    admin_url: Option<String>,
+    /// Environment variable holding the `Kong-Admin-Token` (Kong Enterprise RBAC). Optional.
+    token_env: Option<String>,
+    /// `jwt`, `key-auth`, `oauth2`, `basic-auth` or `hmac-auth` ([`KongPlugin`]). Required;
+    /// read on its own so an unknown name is reported at `revocation.kong.plugin`.
+    plugin: Option<toml::Value>,
+    /// Kong Enterprise workspace. Optional.
+    workspace: Option<String>,
+}
+
+fn default_tyk_hashed() -> bool {
+    true
+}
+
+/// `[revocation.tyk]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTykTarget {
+    /// Gateway base URL (`http://tyk-gateway:8080`). Required.
+    gateway_url: Option<String>,
+    /// Environment variable holding the gateway secret, sent as `x-tyk-authorization`. Required.
+    secret_env: Option<String>,
+    /// The credential id is a key hash: send `?hashed=true`. Default true.
+    #[serde(default = "default_tyk_hashed")]
+    hashed: bool,
 }
 
 #[derive(Deserialize)]
@@ -721,6 +837,81 @@ impl Parser<'_> {
         } else {
             self.base.join(p)
         }
+    }
+
+    /// A required field that is missing: an error naming it.
+    fn required<T>(&mut self, field: &str, v: Option<T>) -> Option<T> {
+        if v.is_none() {
+            self.err(field, "is required");
+        }
+        v
+    }
+
+    /// A base URL that paths are appended to: http(s), no query or fragment; returned
+    /// without its trailing `/`.
+    fn base_url(&mut self, field: &str, url: &str) -> Option<String> {
+        let before = self.errs.len();
+        self.url(field, url);
+        if self.errs.len() > before {
+            return None;
+        }
+        if reqwest::Url::parse(url).is_ok_and(|u| u.query().is_some() || u.fragment().is_some()) {
+            self.err(field, "must be a base URL, without a query or fragment (paths are appended to it)");
+            return None;
+        }
+        Some(url.trim_end_matches('/').to_string())
+    }
+
+    /// A secret sent as an HTTP header value: it must be one (no newline, no control
+    /// character). The error names the variable, never the value.
+    fn header_secret(&mut self, field: &str, var: &Option<String>) -> Option<Secret> {
+        let s = self.secret(field, var)?;
+        if reqwest::header::HeaderValue::from_str(s.expose()).is_err() {
+            let var = var.as_deref().unwrap_or_default();
+            self.err(
+                field,
+                format!("environment variable `{var}` holds a character an HTTP header cannot carry (a newline?)"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn kong_target(&mut self, v: &toml::Value) -> Option<KongTargetConfig> {
+        let raw: RawKongTarget = self.de("revocation.kong", v)?;
+        let before = self.errs.len();
+        let admin_url = self
+            .required("revocation.kong.admin_url", raw.admin_url)
+            .and_then(|u| self.base_url("revocation.kong.admin_url", &u));
+        let plugin = self
+            .required("revocation.kong.plugin", raw.plugin)
+            .and_then(|p| self.de::<KongPlugin>("revocation.kong.plugin", &p));
+        if let Some(w) = &raw.workspace {
+            if super::revocation::targets::path_encode(w).is_none() {
+                self.err("revocation.kong.workspace", "must name a workspace (not empty, `.` or `..`)");
+            }
+        }
+        let token = self.header_secret("revocation.kong.token_env", &raw.token_env);
+        if self.errs.len() > before {
+            return None;
+        }
+        Some(KongTargetConfig { admin_url: admin_url?, token, plugin: plugin?, workspace: raw.workspace })
+    }
+
+    fn tyk_target(&mut self, v: &toml::Value) -> Option<TykTargetConfig> {
+        let raw: RawTykTarget = self.de("revocation.tyk", v)?;
+        let before = self.errs.len();
+        let gateway_url = self
+            .required("revocation.tyk.gateway_url", raw.gateway_url)
+            .and_then(|u| self.base_url("revocation.tyk.gateway_url", &u));
+        let secret = match self.required("revocation.tyk.secret_env", raw.secret_env) {
+            Some(var) => self.header_secret("revocation.tyk.secret_env", &Some(var)),
+            None => None,
+        };
+        if self.errs.len() > before {
+            return None;
+        }
+        Some(TykTargetConfig { gateway_url: gateway_url?, secret: secret?, hashed: raw.hashed })
     }
 
     fn url(&mut self, field: &str, url: &str) {
@@ -1085,6 +1276,12 @@ impl Parser<'_> {
                 let secret = self.secret("revocation.http.secret_env", &h.secret_env);
                 c.http = Some(HttpTargetConfig { url: h.url, method, bearer, secret });
             }
+        }
+        if let Some(v) = &raw.kong {
+            c.kong = self.kong_target(v);
+        }
+        if let Some(v) = &raw.tyk {
+            c.tyk = self.tyk_target(v);
         }
         if let Some(v) = &raw.alertmanager {
             if let Some(a) = self.de::<RawAmReceiver>("revocation.alertmanager", v) {

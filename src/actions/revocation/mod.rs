@@ -29,7 +29,7 @@ use serde_json::json;
 pub use audit::AuditLog;
 pub use denylist::{DenyEntry, DenyList, DenySnapshot};
 pub use policy::{Decision, Policy, RevocationRequest, Verdict};
-pub use targets::{HttpTarget, OAuthTarget, RevocationTarget, TargetOutcome};
+pub use targets::{HttpTarget, KongTarget, OAuthTarget, RevocationTarget, TargetOutcome, TykTarget};
 
 use crate::actions::config::RevocationConfig;
 use crate::actions::lifecycle::backoff;
@@ -102,7 +102,13 @@ impl Revoker {
             targets.push(Arc::new(OAuthTarget::new(o.clone(), client.clone())));
         }
         if let Some(h) = &cfg.http {
-            targets.push(Arc::new(HttpTarget::new(h.clone(), client)));
+            targets.push(Arc::new(HttpTarget::new(h.clone(), client.clone())));
+        }
+        if let Some(k) = &cfg.kong {
+            targets.push(Arc::new(KongTarget::new(k.clone(), client.clone())));
+        }
+        if let Some(t) = &cfg.tyk {
+            targets.push(Arc::new(TykTarget::new(t.clone(), client)));
         }
         Self::with_targets(cfg, targets, now)
     }

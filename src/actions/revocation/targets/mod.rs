@@ -9,6 +9,14 @@
 //!   client or session, or feed a gateway that keeps its own deny-list. `{client_id}` is
 //!   only ever a verified client (the entry carries no other as `client_id`): a client a
 //!   JWT merely claims is skipped, audited, never called.
+//! - [`KongTarget`] ([`kong`]): deletes the consumer's credential through Kong's Admin API.
+//! - [`TykTarget`] ([`tyk`]): deletes the key through the Tyk Gateway API.
+
+pub mod kong;
+pub mod tyk;
+
+pub use kong::KongTarget;
+pub use tyk::TykTarget;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +39,7 @@ pub enum TargetOutcome {
 pub type TargetFuture<'a> = Pin<Box<dyn Future<Output = Result<TargetOutcome, SinkError>> + Send + 'a>>;
 
 pub trait RevocationTarget: Send + Sync + 'static {
-    /// `oauth`, `http`: used in the audit log.
+    /// `oauth`, `http`, `kong`, `tyk`: used in the audit log.
     fn name(&self) -> &'static str;
     fn revoke<'a>(&'a self, e: &'a DenyEntry) -> TargetFuture<'a>;
 }
