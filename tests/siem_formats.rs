@@ -363,3 +363,37 @@ fn ecs_alerts_follow_the_schema() {
     assert!(ecs::render(&folded).get("source").is_none());
     assert_eq!(ecs::render(&resolved)["gatewatch"]["status"], "resolved");
 }
+
+#[test]
+fn the_formats_are_chosen_per_webhook_and_for_the_alerts_topic() {
+    use gatewatch::actions::config::{ActionsSettings, WebhookFormat};
+    use gatewatch::actions::siem::AlertFormat;
+    use gatewatch::actions::webhook::WebhookSink;
+    let text = r#"
+[actions.webhook.siem]
+url = "https://siem.example/ingest"
+format = "ocsf"
+[actions.webhook.elastic]
+url = "https://elastic.example/ingest"
+format = "ecs"
+"#;
+    let table: toml::Table = toml::from_str(text).unwrap();
+    let cfg = gatewatch::config::GatewatchConfig { other: table.into_iter().collect(), ..Default::default() };
+    let s = ActionsSettings::from_config_with_env(&cfg, &|_| None).expect("valid");
+    let sinks = &s.actions.expect("[actions]").sinks;
+    let n = notifications().remove(1);
+    for (name, want) in [("webhook:siem", ocsf::render(&n)), ("webhook:elastic", ecs::render(&n))] {
+        let sink = sinks.iter().find(|x| x.name == name).expect(name);
+        let gatewatch::actions::config::SinkKind::Webhook(w) = &sink.kind else { panic!("{name} is a webhook") };
+        let body: Value = serde_json::from_slice(&WebhookSink::body(w.format, &n)).unwrap();
+        assert_eq!(body, want, "{name}");
+    }
+    assert_eq!(AlertFormat::parse("ocsf"), Some(AlertFormat::Ocsf));
+    assert_eq!(AlertFormat::parse("cef"), None);
+    let bad: toml::Table =
+        toml::from_str("[actions.webhook.x]\nurl = \"https://x.example\"\nformat = \"cef\"\n").unwrap();
+    let cfg = gatewatch::config::GatewatchConfig { other: bad.into_iter().collect(), ..Default::default() };
+    let errs = ActionsSettings::from_config_with_env(&cfg, &|_| None).err().expect("refused");
+    assert!(errs.iter().any(|e| e.to_string().contains("one of json, slack, ocsf, ecs")), "{errs:?}");
+    let _ = WebhookFormat::Siem(AlertFormat::Ecs);
+}

@@ -174,6 +174,8 @@ pub enum WebhookFormat {
     Json,
     /// `{"text": "..."}`: Slack incoming webhooks, Mattermost, Rocket.Chat.
     Slack,
+    /// A SIEM schema: OCSF Detection Finding or ECS alert (see `actions::siem`).
+    Siem(super::siem::AlertFormat),
 }
 
 #[derive(Clone)]
@@ -1081,8 +1083,9 @@ impl Parser<'_> {
         let format = match raw.format.as_deref() {
             None | Some("json") => WebhookFormat::Json,
             Some("slack") => WebhookFormat::Slack,
+            Some(f @ ("ocsf" | "ecs")) => WebhookFormat::Siem(super::siem::AlertFormat::parse(f).expect("listed")),
             Some(other) => {
-                self.err(format!("{field}.format"), format!("`{other}`: one of json, slack"));
+                self.err(format!("{field}.format"), format!("`{other}`: one of json, slack, ocsf, ecs"));
                 WebhookFormat::Json
             }
         };

@@ -22,6 +22,7 @@ impl WebhookSink {
         match format {
             WebhookFormat::Json => n.alert.to_json().into_bytes(),
             WebhookFormat::Slack => serde_json::to_vec(&serde_json::json!({ "text": slack_text(n) })).expect("json"),
+            WebhookFormat::Siem(f) => f.render(n),
         }
     }
 }

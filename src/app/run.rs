@@ -460,7 +460,8 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
     let admin = crate::admin::router(admin_state);
     if let Some(topic) = &settings.alerts_topic {
         let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)
-            .context("creating the alerts-topic producer")?;
+            .context("creating the alerts-topic producer")?
+            .with_format(settings.alerts_format);
         outputs.push(Arc::new(h));
     }
     // Polled from here on, so SIGTERM and SIGHUP are handled while the input is being counted.

@@ -46,6 +46,7 @@ pub struct KafkaAlertHandoff {
     producer: ThreadedProducer<AlertsContext>,
     topic: String,
     timeout: Duration,
+    format: crate::actions::siem::AlertFormat,
 }
 
 /// The message key of an alert: `kind:id` of its entity.
@@ -60,13 +61,25 @@ impl KafkaAlertHandoff {
         cfg.set("linger.ms", "0");
         cfg.set("enable.idempotence", "true");
         let producer = cfg.create_with_context(AlertsContext)?;
-        Ok(KafkaAlertHandoff { producer, topic: topic.to_string(), timeout })
+        Ok(KafkaAlertHandoff { producer, topic: topic.to_string(), timeout, format: Default::default() })
+    }
+
+    /// Writes alerts in `format` (an OCSF finding or ECS event per alert) instead of the
+    /// contract's JSON.
+    pub fn with_format(mut self, format: crate::actions::siem::AlertFormat) -> Self {
+        self.format = format;
+        self
     }
 }
 
 impl AlertHandoff for KafkaAlertHandoff {
     fn handoff(&self, alert: &Alert) -> Result<(), HandoffError> {
-        let payload = serde_json::to_vec(alert).map_err(|e| HandoffError::Overflow(e.to_string()))?;
+        let payload = match self.format {
+            crate::actions::siem::AlertFormat::Json => {
+                serde_json::to_vec(alert).map_err(|e| HandoffError::Overflow(e.to_string()))?
+            }
+            f => f.render(&crate::actions::lifecycle::Notification::firing(alert.clone())),
+        };
         let key = alert_key(alert);
         let deadline = Instant::now() + self.timeout;
         let (tx, rx) = mpsc::sync_channel(1);

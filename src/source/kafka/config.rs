@@ -11,6 +11,7 @@
 //! dead_letter_max_record_bytes = 65536          # scrubbed record in a dead letter is cut beyond this
 //! scrubbed_topic = "gateway-access-logs-clean"  # optional: a scrubbed copy of every record, for SIEMs
 //! alerts_topic = "gatewatch-alerts"             # optional: every alert as JSON, keyed by entity
+//! alerts_format = "json"                         # or "ocsf", "ecs": the alerts topic's schema
 //! revocations_topic = "gatewatch-revocations"   # optional: every enforced revocation (deny-list entry)
 //! start_from = "latest"                     # where a new group starts: latest or earliest
 //! rebuild_horizon = "30m"                   # how far back state is rebuilt on assignment
@@ -71,6 +72,8 @@ pub struct KafkaSettings {
     /// A scrubbed copy of every live message is produced here (same key, scrubbed; same timestamp).
     pub scrubbed_topic: Option<String>,
     pub alerts_topic: Option<String>,
+    /// How alerts are written to `alerts_topic`: `json` (the contract), `ocsf`, `ecs`.
+    pub alerts_format: crate::actions::siem::AlertFormat,
     /// Every enforced revocation, as a deny-list entry keyed by fingerprint/credential.
     pub revocations_topic: Option<String>,
     pub start_from: StartFrom,
@@ -117,6 +120,7 @@ impl KafkaSettings {
             dead_letter_max_record_bytes: 64 * 1024,
             scrubbed_topic: None,
             alerts_topic: None,
+            alerts_format: crate::actions::siem::AlertFormat::Json,
             revocations_topic: None,
             start_from: StartFrom::Latest,
             rebuild_horizon_ms: 30 * 60_000,
@@ -180,6 +184,10 @@ impl KafkaSettings {
                     },
                     _ => err(k, "must be a topic name ([A-Za-z0-9._-], at most 249 characters)".into()),
                 },
+                "alerts_format" => match v.as_str().and_then(crate::actions::siem::AlertFormat::parse) {
+                    Some(f) => s.alerts_format = f,
+                    None => err(k, "one of json, ocsf, ecs".into()),
+                },
                 "start_from" => match v.as_str() {
                     Some("earliest") => s.start_from = StartFrom::Earliest,
                     Some("latest") => s.start_from = StartFrom::Latest,
@@ -242,7 +250,7 @@ impl KafkaSettings {
                 },
                 other => err(
                     other,
-                    "unknown field (brokers, topics, group_id, dead_letter_topic, dead_letter_max_record_bytes, scrubbed_topic, alerts_topic, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka, repartition)".into(),
+                    "unknown field (brokers, topics, group_id, dead_letter_topic, dead_letter_max_record_bytes, scrubbed_topic, alerts_topic, alerts_format, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka, repartition)".into(),
                 ),
             }
         }
@@ -314,6 +322,14 @@ mod tests {
     fn parse(text: &str) -> Result<KafkaSettings, Vec<ConfigError>> {
         let cfg: GatewatchConfig = toml::from_str(text).unwrap();
         KafkaSettings::from_config(&cfg)
+    }
+
+    #[test]
+    fn the_alerts_topic_takes_a_siem_format() {
+        let s = parse("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nalerts_topic = \"a\"\nalerts_format = \"ocsf\"\n").unwrap();
+        assert_eq!(s.alerts_format, crate::actions::siem::AlertFormat::Ocsf);
+        let errs = parse("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nalerts_format = \"cef\"\n").unwrap_err();
+        assert!(errs.iter().any(|e| e.to_string().contains("one of json, ocsf, ecs")), "{errs:?}");
     }
 
     #[test]
