@@ -393,7 +393,7 @@ format = "ecs"
     let bad: toml::Table =
         toml::from_str("[actions.webhook.x]\nurl = \"https://x.example\"\nformat = \"cef\"\n").unwrap();
     let cfg = gatewatch::config::GatewatchConfig { other: bad.into_iter().collect(), ..Default::default() };
-    let errs = ActionsSettings::from_config_with_env(&cfg, &|_| None).err().expect("refused");
+    let Err(errs) = ActionsSettings::from_config_with_env(&cfg, &|_| None) else { panic!("refused") };
     assert!(errs.iter().any(|e| e.to_string().contains("one of json, slack, ocsf, ecs")), "{errs:?}");
     let _ = WebhookFormat::Siem(AlertFormat::Ecs);
 }

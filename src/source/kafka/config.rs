@@ -326,7 +326,10 @@ mod tests {
 
     #[test]
     fn the_alerts_topic_takes_a_siem_format() {
-        let s = parse("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nalerts_topic = \"a\"\nalerts_format = \"ocsf\"\n").unwrap();
+        let s = parse(
+            "[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nalerts_topic = \"a\"\nalerts_format = \"ocsf\"\n",
+        )
+        .unwrap();
         assert_eq!(s.alerts_format, crate::actions::siem::AlertFormat::Ocsf);
         let errs = parse("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nalerts_format = \"cef\"\n").unwrap_err();
         assert!(errs.iter().any(|e| e.to_string().contains("one of json, ocsf, ecs")), "{errs:?}");
