@@ -34,6 +34,7 @@ fn req(n: u8, client: &str) -> RevocationRequest {
         client_id: Some(client.into()),
         client_id_source: ClientIdSource::Gateway,
         address: None,
+        ban_client: false,
         alert_id: format!("alert-{n}"),
         reason: "token used from 7 regions".into(),
         severity: Severity::High,

@@ -114,6 +114,7 @@ fn req(n: u8, client: Option<(&str, ClientIdSource)>, credential: Option<&str>) 
         client_id: client.map(|c| c.0.to_string()),
         client_id_source: client.map(|c| c.1).unwrap_or_default(),
         address: None,
+        ban_client: false,
         alert_id: format!("alert-{n}"),
         reason: "token used from 9 networks".into(),
         severity: Severity::High,

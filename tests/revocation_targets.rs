@@ -181,6 +181,7 @@ fn req(fp: u8, client: &str, severity: Severity) -> RevocationRequest {
         client_id: Some(client.into()),
         client_id_source: ClientIdSource::Gateway,
         address: None,
+        ban_client: false,
         alert_id: format!("alert-{fp}"),
         reason: "test".into(),
         severity,

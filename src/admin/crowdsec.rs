@@ -31,6 +31,8 @@ use crate::event::Millis;
 
 /// The custom scope token revocations are offered under.
 pub const TOKEN_SCOPE: &str = "gatewatch/token";
+/// The custom scope client bans are offered under.
+pub const CLIENT_SCOPE: &str = "gatewatch/client";
 
 pub struct CrowdSec {
     deny: Arc<DenyList>,
@@ -78,6 +80,7 @@ fn decision(e: &DenyEntry, now: Millis, scopes: &[String]) -> Option<Value> {
         (Some(a), _) if a.contains('/') => ("Range", a.clone()),
         (Some(a), _) => ("Ip", a.clone()),
         (None, Some(fp)) => (TOKEN_SCOPE, fp.clone()),
+        (None, None) if e.is_ban() && e.client_id.is_some() => (CLIENT_SCOPE, e.client_id.clone().unwrap_or_default()),
         _ => return None,
     };
     if !scopes.iter().any(|s| s.eq_ignore_ascii_case(scope)) {

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::actions::revocation::policy::client_key;
 use crate::actions::revocation::DenyList;
 use crate::normalize::identity::{self, RawCredentials};
 use crate::scrub::Fingerprinter;
@@ -84,8 +85,20 @@ pub fn decide_at(fa: &ForwardAuth, headers: &HeaderMap, appended: Option<&str>, 
         ..RawCredentials::default()
     };
     let id = identity::resolve_with(&fa.fingerprinter, None, None, &creds);
-    let keys = [id.token_fingerprint.map(|f| f.to_hex()), id.credential_id.map(|c| format!("cred:{c}"))];
-    for key in keys.into_iter().flatten() {
+    // The client: the token's own (its claim, or the API key), or the one the gateway names
+    // after its own authentication (Kong `X-Consumer-ID`/`-Username`, APISIX's consumer).
+    let clients = [
+        id.client_id.clone(),
+        header(headers, "x-consumer-id").map(str::to_string),
+        header(headers, "x-consumer-username").map(str::to_string),
+        header(headers, "x-client-id").map(str::to_string),
+    ];
+    let client_keys = clients.into_iter().flatten().map(|c| format!("client:{}", client_key(&c)));
+    let keys = [id.token_fingerprint.map(|f| f.to_hex()), id.credential_id.map(|c| format!("cred:{c}"))]
+        .into_iter()
+        .flatten()
+        .chain(client_keys);
+    for key in keys {
         if let Some(e) = fa.deny.denies(&key, now) {
             return Verdict::Deny { alert_id: e.alert_id, reason: e.reason };
         }
@@ -178,5 +191,27 @@ mod tests {
         );
         assert_eq!(decide(&fa, &headers(&[]), 5_000), Verdict::Allow, "no credential: the gateway's own policy");
         assert_eq!(decide(&fa, &headers(&[("authorization", &bearer)]), 100_000), Verdict::Allow, "expired");
+    }
+
+    #[test]
+    fn a_banned_client_is_refused_by_its_tokens_claim_or_the_gateways_consumer_header() {
+        let deny = Arc::new(DenyList::new());
+        deny.insert(DenyEntry {
+            fingerprint: None,
+            credential_id: None,
+            address: None,
+            client_id: Some("Shop-Web".into()),
+            claimed_client_id: None,
+            reason: "object_enumeration".into(),
+            alert_id: "a2".into(),
+            revoked_at: 0,
+            expires_at: Some(10_000),
+        });
+        let fa = ForwardAuth::new(deny, KEY);
+        // header {"alg":"RS256"}, payload {"client_id":"shop-web"}
+        let jwt = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJjbGllbnRfaWQiOiJzaG9wLXdlYiJ9.c2ln";
+        assert!(matches!(decide(&fa, &headers(&[("authorization", jwt)]), 5_000), Verdict::Deny { .. }));
+        assert!(matches!(decide(&fa, &headers(&[("x-consumer-id", "shop-web")]), 5_000), Verdict::Deny { .. }));
+        assert_eq!(decide(&fa, &headers(&[("x-consumer-id", "shop-ios")]), 5_000), Verdict::Allow);
     }
 }

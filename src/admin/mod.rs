@@ -273,6 +273,7 @@ async fn handle_am_alerts(rev: Arc<Revoker>, alerts: Vec<AmAlert>, now: Millis) 
             // sink passes on clients that tokens merely claim): never acted on by client.
             client_id_source: ClientIdSource::Claimed,
             address: None,
+            ban_client: false,
             alert_id: alert_id.clone(),
             reason: format!("alertmanager {alertname}: {summary}"),
             severity,

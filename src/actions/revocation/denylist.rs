@@ -47,11 +47,20 @@ fn ser_opt_ts<S: serde::Serializer>(t: &Option<Millis>, s: S) -> Result<S::Ok, S
 }
 
 impl DenyEntry {
+    /// A ban (of an address or a client), enforced at the gateway, not by token targets.
+    pub fn is_ban(&self) -> bool {
+        self.address.is_some() || (self.fingerprint.is_none() && self.credential_id.is_none())
+    }
+
     pub fn key(&self) -> String {
         if let Some(a) = &self.address {
             return format!("ip:{a}");
         }
         match (&self.fingerprint, &self.credential_id) {
+            // Neither token nor address: a ban of the (verified) client itself.
+            (None, None) if self.client_id.is_some() => {
+                format!("client:{}", super::policy::client_key(self.client_id.as_deref().unwrap_or_default()))
+            }
             (Some(f), _) => f.clone(),
             (None, Some(c)) => format!("cred:{c}"),
             (None, None) => format!("alert:{}", self.alert_id),

@@ -240,7 +240,7 @@ impl Revoker {
         };
         // A ban is enforced at the gateway (forward-auth, the CrowdSec stream), not by the
         // token targets.
-        let Some(entry) = entry.filter(|e| e.address.is_none()) else {
+        let Some(entry) = entry.filter(|e| !e.is_ban()) else {
             return HandleOutcome { decision, target_failures: 0, audited: true };
         };
         let mut failures = 0;
@@ -460,6 +460,7 @@ mod tests {
             client_id: Some(client.into()),
             client_id_source: ClientIdSource::Gateway,
             address: None,
+            ban_client: false,
             alert_id: format!("alert-{n}"),
             reason: "r".into(),
             severity: Severity::High,

@@ -41,6 +41,9 @@ pub struct RevocationRequest {
     /// An address or range to ban (`203.0.113.9`, `203.0.113.0/24`), for the `ban` action:
     /// enforced by forward-auth and the CrowdSec decisions stream, not by token targets.
     pub address: Option<String>,
+    /// A ban of `client_id` itself (the `ban` action on an alert about a client): every token
+    /// of it refused at the gateway. Only a client the gateway verified is ever banned.
+    pub ban_client: bool,
     pub alert_id: String,
     pub reason: String,
     pub severity: Severity,
@@ -61,6 +64,7 @@ impl RevocationRequest {
             client_id: a.client_id.clone(),
             client_id_source: a.client_id_source,
             address: None,
+            ban_client: false,
             alert_id: a.id.clone(),
             reason: format!("{} ({}): {}", a.detector, a.rule, a.summary),
             severity: a.severity,
@@ -69,17 +73,32 @@ impl RevocationRequest {
         }
     }
 
-    /// A ban of the address an alert is about (its entity is a `source_ip`); an alert about
-    /// anything else names no address, and is refused as such.
+    /// A ban of what an alert is about: its address (entity `source_ip`), or its client
+    /// (entity `client_id`, as verified as the alert says). An alert about anything else names
+    /// nothing to ban, and is refused as such.
     pub fn ban_from_alert(a: &Alert, force_dry_run: bool) -> Self {
-        let address = (a.entity.kind == EntityKind::SourceIp).then(|| a.entity.id.clone());
-        RevocationRequest {
+        let base = RevocationRequest::from_alert(a, force_dry_run);
+        let none = RevocationRequest {
             fingerprint: None,
             credential_id: None,
             client_id: None,
             client_id_source: ClientIdSource::Claimed,
-            address,
-            ..RevocationRequest::from_alert(a, force_dry_run)
+            ..base
+        };
+        match a.entity.kind {
+            EntityKind::SourceIp => RevocationRequest { address: Some(a.entity.id.clone()), ..none },
+            EntityKind::ClientId => RevocationRequest {
+                client_id: Some(a.entity.id.clone()),
+                // The entity is the alert's client: as verified as the alert says it is.
+                client_id_source: if a.client_id.as_deref() == Some(a.entity.id.as_str()) {
+                    a.client_id_source
+                } else {
+                    ClientIdSource::Claimed
+                },
+                ban_client: true,
+                ..none
+            },
+            _ => none,
         }
     }
 
@@ -88,6 +107,9 @@ impl RevocationRequest {
     pub fn key(&self) -> Option<String> {
         if let Some(a) = &self.address {
             return Some(format!("ip:{a}"));
+        }
+        if self.ban_client {
+            return self.client_id.as_deref().map(|c| format!("client:{}", client_key(c)));
         }
         match (&self.fingerprint, &self.credential_id) {
             (Some(fp), _) => Some(fp.to_hex()),
@@ -297,7 +319,15 @@ impl Policy {
             return mk(Verdict::NoCredential, None, "the alert names no token fingerprint or credential id".into());
         };
         let client = req.client_id.as_deref().map(client_key).filter(|c| !c.is_empty());
-        let ban = req.address.is_some();
+        let address_ban = req.address.is_some();
+        let ban = address_ban || req.ban_client;
+        if req.ban_client && !req.client_id_source.is_verified() {
+            return mk(
+                Verdict::NoClient,
+                Some(key),
+                "only a client the gateway verified is banned (a token can claim any client)".into(),
+            );
+        }
         if let Some(a) = &req.address {
             let ip = a.parse::<ipnet::IpNet>().or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
             let Ok(net) = ip else {
@@ -343,7 +373,7 @@ impl Policy {
             );
         }
         let client_count = ledger.recent.iter().filter(|(_, c)| *c == client).count();
-        if !ban && client_count >= self.max_per_client as usize {
+        if !address_ban && client_count >= self.max_per_client as usize {
             return mk(
                 Verdict::ClientCap,
                 Some(key),
@@ -445,6 +475,7 @@ mod tests {
             client_id: Some(client.into()),
             client_id_source: ClientIdSource::Gateway,
             address: None,
+            ban_client: false,
             alert_id: format!("a{fp}"),
             reason: "r".into(),
             severity: Severity::High,
@@ -483,6 +514,24 @@ mod tests {
         assert_eq!(p.decide(&ban("203.0.113.8"), T0).verdict, Verdict::Revoke);
         assert_eq!(p.decide(&req(5, "c"), T0).verdict, Verdict::Revoke);
         assert_eq!(p.decide(&ban("203.0.113.9"), T0).verdict, Verdict::GlobalCap);
+    }
+
+    #[test]
+    fn a_client_is_banned_only_when_the_gateway_verified_it() {
+        let mut p = Policy::new(&cfg());
+        let client = |name: &str, source| RevocationRequest {
+            fingerprint: None,
+            client_id: Some(name.into()),
+            client_id_source: source,
+            ban_client: true,
+            ..req(0, "c")
+        };
+        let d = p.decide(&client("Shop-Web", ClientIdSource::Claimed), T0);
+        assert_eq!(d.verdict, Verdict::NoClient, "a forged token could name any client");
+        let d = p.decide(&client("Shop-Web", ClientIdSource::Gateway), T0);
+        assert_eq!((d.verdict, d.key.as_deref()), (Verdict::Revoke, Some("client:shop-web")));
+        assert!(d.expires_at.is_some(), "a ban always ends");
+        assert_eq!(p.decide(&client("HealthCheck", ClientIdSource::Gateway), T0).verdict, Verdict::AllowListed);
     }
 
     #[test]
