@@ -517,6 +517,12 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
 }
 
 /// What a detector found: the detector-specific part of an alert.

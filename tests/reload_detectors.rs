@@ -69,9 +69,14 @@ fn metrics(admin: &str) -> String {
 
 /// `GET /api/v1/rules`, with a bearer token or without: the whole response.
 fn rules_api(admin: &str, token: Option<&str>) -> String {
+    api_get(admin, "/api/v1/rules", token)
+}
+
+/// A GET under `/api/`, with a bearer token or without: the whole response.
+fn api_get(admin: &str, path: &str, token: Option<&str>) -> String {
     let mut s = std::net::TcpStream::connect(admin).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "GET /api/v1/rules HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -367,5 +372,11 @@ fn a_running_service_follows_a_sigma_rule_added_broken_fixed_and_removed() {
     assert!(metric(&m, r#"gatewatch_detector_reloads_total{result="error"}"#).unwrap() >= 1.0, "{m}");
     assert_eq!(metric(&m, "gatewatch_detector_last_reload_successful"), Some(1.0));
     assert_eq!(metric(&m, r#"gatewatch_rules_loaded{kind="sigma"}"#), Some(0.0), "{m}");
+    // The running service keeps them for the API too.
+    let listed = api_get(&admin, "/api/v1/alerts?detector=sigma", Some("reload-test-admin-token"));
+    let body: serde_json::Value = serde_json::from_str(listed.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let ips: Vec<&str> =
+        body["alerts"].as_array().unwrap().iter().map(|a| a["entity"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ips, ["203.0.113.4", "203.0.113.3", "203.0.113.2"], "newest first");
     assert_eq!(metric(&m, r#"gatewatch_rules_loaded{kind="auth_failure_spike"}"#), Some(1.0), "{m}");
 }

@@ -13,6 +13,7 @@
 
 pub mod crowdsec;
 pub mod forward_auth;
+pub mod history;
 pub mod listener;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,8 @@ pub struct AdminState {
     pub forward_auth: Option<Arc<forward_auth::ForwardAuth>>,
     /// The CrowdSec decisions endpoints, when revocation and bouncers are configured.
     pub crowdsec: Option<Arc<crowdsec::CrowdSec>>,
+    /// The recent alerts (`/api/v1/alerts`); `None`: those routes answer 503.
+    pub history: Option<Arc<history::AlertHistory>>,
 }
 
 impl AdminState {
@@ -61,7 +64,14 @@ impl AdminState {
             rules: None,
             forward_auth: None,
             crowdsec: None,
+            history: None,
         }
+    }
+
+    /// Serves `/api/v1/alerts` from `history`.
+    pub fn with_history(mut self, history: Arc<history::AlertHistory>) -> Self {
+        self.history = Some(history);
+        self
     }
 
     /// Serves the CrowdSec decisions endpoints (`/v1/decisions...`).
@@ -105,6 +115,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/revocations", get(get_revocations))
         .route("/api/v1/alertmanager", post(post_alertmanager))
         .route("/api/v1/rules", get(get_rules))
+        .route("/api/v1/detectors", get(get_rules))
+        .route("/api/v1/alerts", get(get_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert))
         // Unknown API paths need the token too before they learn they do not exist.
         .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
         .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
@@ -156,6 +169,35 @@ async fn get_revocations(State(st): State<AdminState>, headers: HeaderMap) -> Re
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
     resp
+}
+
+fn no_history() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "no alert history in this process" }))).into_response()
+}
+
+/// `GET /api/v1/alerts?detector=&rule=&severity=&entity_kind=&entity_id=&since=&until=&limit=&before=`:
+/// the recent alerts, newest first, a page at a time.
+async fn get_alerts(
+    State(st): State<AdminState>,
+    q: Result<axum::extract::Query<history::Filter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(h) = &st.history else { return no_history() };
+    let Ok(axum::extract::Query(f)) = q else {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "unknown or malformed query parameter (detector, rule, severity, entity_kind, entity_id, since, until, limit, before)" }))).into_response();
+    };
+    match h.query(&f) {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+/// `GET /api/v1/alerts/{id}`: one alert, while it is kept.
+async fn get_alert(State(st): State<AdminState>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    let Some(h) = &st.history else { return no_history() };
+    match h.get(&id) {
+        Some(a) => Json(a).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such alert (or no longer kept)" }))).into_response(),
+    }
 }
 
 async fn get_rules(State(st): State<AdminState>) -> Response {

@@ -433,8 +433,14 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
             .context("creating the actions metrics")?;
         registry.register(Box::new(c)).context("registering the actions metrics")?;
     }
-    let mut admin_state =
-        crate::admin::AdminState::new(actions.admin.token.clone(), revoker.clone()).with_rules(new_pipeline.clone());
+    let history = Arc::new(crate::admin::history::AlertHistory::new(
+        crate::admin::history::DEFAULT_CAPACITY,
+        Arc::new(|| chrono::Utc::now().timestamp_millis()),
+    ));
+    outputs.push(history.clone());
+    let mut admin_state = crate::admin::AdminState::new(actions.admin.token.clone(), revoker.clone())
+        .with_rules(new_pipeline.clone())
+        .with_history(history);
     if let Some(r) = &revoker {
         let fa = crate::admin::forward_auth::ForwardAuth::new(r.deny_list(), key.as_bytes())
             .with_metrics(&registry)
