@@ -235,15 +235,30 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
     settings.start_from = StartFrom::Earliest;
     settings.shutdown_grace = Duration::from_secs(5);
     let printer = Arc::new(ReadableLines::new(std::io::stdout()));
+    // The admin API, so the alerts can be looked at: a token made up for this run.
+    let token: String = {
+        use rand::Rng;
+        rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(24).map(char::from).collect()
+    };
+    let history = Arc::new(crate::admin::history::AlertHistory::new(
+        crate::admin::history::DEFAULT_CAPACITY,
+        Arc::new(|| chrono::Utc::now().timestamp_millis()),
+    ));
+    let handoff: Arc<dyn AlertHandoff> = Arc::new(crate::app::run::Fanout(vec![printer.clone(), history.clone()]));
+    let admin = crate::admin::router(
+        crate::admin::AdminState::new(Some(crate::actions::secret::Secret::new(token.clone())), None)
+            .with_rules(new_pipeline.clone())
+            .with_history(history),
+    );
     let registry = Arc::new(prometheus::Registry::new());
     let parts = |listen| ServiceParts {
         run_as: crate::app::run::RunAs::Single,
         settings: settings.clone(),
         listen,
         new_pipeline: new_pipeline.clone(),
-        handoff: printer.clone(),
+        handoff: handoff.clone(),
         registry: registry.clone(),
-        admin: None,
+        admin: Some(admin.clone()),
         admin_limits: crate::actions::config::AdminLimits::default(),
         dispatcher: None,
     };
@@ -266,6 +281,10 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         opts.speed
     );
     println!("  metrics: http://{}/metrics   readiness: http://{}/readyz", service.addr, service.addr);
+    println!(
+        "  alerts:  curl -H 'Authorization: Bearer {token}' http://{}/api/v1/alerts   (a token for this demo only)",
+        service.addr
+    );
     println!("  stops after {} minute(s), or press Ctrl-C", opts.minutes);
     println!();
     println!("{READABLE_HEADER}");
