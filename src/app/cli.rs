@@ -92,6 +92,21 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Why an alert fired: replays FILE as `replay` does, and prints the alert with the requests
+    /// of its entity inside its window (normalized, scrubbed).
+    Explain {
+        /// The alert's id (or its first 8+ characters), as `replay` or a sink printed it.
+        alert_id: String,
+        /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The access-log file the alert came from.
+        #[arg(long)]
+        input: String,
+        /// The input's format (see `replay`).
+        #[arg(long, default_value = "auto")]
+        format: String,
+    },
     /// Scrub secrets from log lines: every input line out again, same count, each secret
     /// replaced by `[REDACTED:<kind>:<fingerprint>]`; counts by kind and place on stderr.
     Scrub {
@@ -228,6 +243,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay { config, input, format, alerts, year, sort, threads } => {
             let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             replay_cmd(config.as_deref(), &input, &format, &alerts, year, sort, threads)
+        }
+        Command::Explain { alert_id, config, input, format } => {
+            crate::app::explain::explain(config.as_deref(), &input, &format, &alert_id)
         }
         Command::Scrub { config, format } => {
             parse_format(&format)?;
