@@ -116,3 +116,54 @@ async fn without_a_history_the_routes_say_so() {
     let base = start(AdminState::new(Some(Secret::new(TOKEN)), None)).await;
     assert_eq!(get(&base, "/api/v1/alerts", Some(TOKEN)).await.0, 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_notification_goes_through_the_real_sink_path() {
+    use axum::routing::post;
+    // A webhook receiver that keeps what it is sent.
+    let got = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::Json<Value>| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push(body.0);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[actions]\ndead_letter = \"{dl}\"\nqueue_dir = \"{q}\"\n[actions.webhook.secops]\nurl = \"http://{hook}/hook\"\n",
+        dl = dir.path().join("dl.jsonl").display(),
+        q = dir.path().join("queue").display()
+    );
+    let mut cfg: gatewatch::config::GatewatchConfig = toml::from_str(&text).unwrap();
+    cfg.path = Some(dir.path().join("gatewatch.toml"));
+    let s = gatewatch::actions::ActionsSettings::from_config_with_env(&cfg, &|_| None).expect("valid");
+    let d = Arc::new(gatewatch::actions::Dispatcher::start(s.actions.as_ref().unwrap(), vec![], None).unwrap());
+    let base = start(AdminState::new(Some(Secret::new(TOKEN)), None).with_dispatcher(d)).await;
+    let post = |path: &str, token: Option<&str>| {
+        let mut r = reqwest::Client::new().post(format!("{base}{path}"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(post("/api/v1/sinks/webhook:secops/test", None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(post("/api/v1/sinks/webhook:nope/test", Some(TOKEN)).await.unwrap().status().as_u16(), 404);
+    let resp = post("/api/v1/sinks/webhook:secops/test", Some(TOKEN)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: Value = resp.json().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert_eq!((got[0]["detector"].as_str(), got[0]["id"].as_str()), (Some("test"), answer["alert_id"].as_str()));
+}

@@ -53,6 +53,8 @@ pub struct AdminState {
     pub crowdsec: Option<Arc<crowdsec::CrowdSec>>,
     /// The recent alerts (`/api/v1/alerts`); `None`: those routes answer 503.
     pub history: Option<Arc<history::AlertHistory>>,
+    /// The sinks, for `POST /api/v1/sinks/{name}/test`; `None` without `[actions]`.
+    pub dispatcher: Option<Arc<crate::actions::Dispatcher>>,
 }
 
 impl AdminState {
@@ -65,7 +67,14 @@ impl AdminState {
             forward_auth: None,
             crowdsec: None,
             history: None,
+            dispatcher: None,
         }
+    }
+
+    /// Serves `POST /api/v1/sinks/{name}/test` through `dispatcher`.
+    pub fn with_dispatcher(mut self, dispatcher: Arc<crate::actions::Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
     }
 
     /// Serves `/api/v1/alerts` from `history`.
@@ -118,6 +127,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/detectors", get(get_rules))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/sinks/{name}/test", post(post_sink_test))
         // Unknown API paths need the token too before they learn they do not exist.
         .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
         .layer(middleware::from_fn_with_state(state.clone(), require_bearer))
@@ -197,6 +207,45 @@ async fn get_alert(State(st): State<AdminState>, axum::extract::Path(id): axum::
     match h.get(&id) {
         Some(a) => Json(a).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such alert (or no longer kept)" }))).into_response(),
+    }
+}
+
+/// `POST /api/v1/sinks/{name}/test`: a test notification (detector `test`, severity `info`)
+/// through the real path of the sink named (`webhook:secops`): its queue, retries, rate limit
+/// and breaker. 202 once queued, with the test alert's id; 404 for an unknown sink.
+async fn post_sink_test(
+    State(st): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let Some(d) = &st.dispatcher else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "no sinks configured ([actions])" })))
+            .into_response();
+    };
+    let now = (st.clock)();
+    let entity = crate::event::Entity { kind: crate::event::EntityKind::Route, id: "gatewatch/test".into() };
+    let alert = crate::event::Alert {
+        id: crate::event::Alert::make_id("sink-test", &entity, now),
+        detector: "test".into(),
+        rule: "sink-test".into(),
+        severity: Severity::Info,
+        entity,
+        client_id: None,
+        client_id_source: ClientIdSource::Claimed,
+        token_fingerprint: None,
+        window_start: now,
+        window_end: now,
+        summary: format!("gatewatch test notification for {name}"),
+        evidence: Default::default(),
+        actions: vec![name.clone()],
+    };
+    match d.enqueue_for(&name, &crate::actions::Notification::firing(alert.clone())) {
+        Ok(()) => {
+            (StatusCode::ACCEPTED, Json(json!({ "queued": true, "sink": name, "alert_id": alert.id }))).into_response()
+        }
+        Err(e) if e.to_string().contains("no sink named") => {
+            (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no sink named `{name}`") }))).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e.to_string() }))).into_response(),
     }
 }
 

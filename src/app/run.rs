@@ -441,6 +441,9 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
     let mut admin_state = crate::admin::AdminState::new(actions.admin.token.clone(), revoker.clone())
         .with_rules(new_pipeline.clone())
         .with_history(history);
+    if let Some(d) = &dispatcher {
+        admin_state = admin_state.with_dispatcher(d.clone());
+    }
     if let Some(r) = &revoker {
         let fa = crate::admin::forward_auth::ForwardAuth::new(r.deny_list(), key.as_bytes())
             .with_metrics(&registry)
