@@ -80,6 +80,9 @@ pub struct DenySnapshot {
 #[derive(Default)]
 pub struct DenyList {
     entries: RwLock<BTreeMap<String, DenyEntry>>,
+    /// The banned ranges (`ip:<cidr>` entries), parsed once: a single address is one map
+    /// lookup, a range one `contains` per banned range.
+    ranges: RwLock<Vec<(ipnet::IpNet, String)>>,
 }
 
 impl DenyList {
@@ -88,8 +91,17 @@ impl DenyList {
     }
 
     pub fn insert(&self, e: DenyEntry) {
+        let key = e.key();
+        if let Some(net) = e.address.as_deref().filter(|a| a.contains('/')).and_then(|a| a.parse::<ipnet::IpNet>().ok())
+        {
+            if let Ok(mut r) = self.ranges.write() {
+                if !r.iter().any(|(_, k)| *k == key) {
+                    r.push((net, key.clone()));
+                }
+            }
+        }
         if let Ok(mut m) = self.entries.write() {
-            m.insert(e.key(), e);
+            m.insert(key, e);
         }
     }
 
@@ -100,21 +112,17 @@ impl DenyList {
         m.get(key).filter(|e| e.expires_at.is_none_or(|x| x > now)).cloned()
     }
 
-    /// The active ban covering `ip`, if any (bans are few: a cap per hour bounds them).
+    /// The active ban covering `ip`, if any: its own address's entry, else a banned range
+    /// holding it.
     pub fn bans(&self, ip: std::net::IpAddr, now: Millis) -> Option<DenyEntry> {
+        let ip = ip.to_canonical();
+        let active = |e: &&DenyEntry| e.expires_at.is_none_or(|x| x > now);
         let m = self.entries.read().ok()?;
-        m.range("ip:".to_string().."ip;".to_string())
-            .map(|(_, e)| e)
-            .filter(|e| e.expires_at.is_none_or(|x| x > now))
-            .find(|e| {
-                e.address.as_deref().is_some_and(|a| {
-                    a.parse::<ipnet::IpNet>()
-                        .map(|n| n.contains(&ip))
-                        .or_else(|_| a.parse::<std::net::IpAddr>().map(|x| x.to_canonical() == ip.to_canonical()))
-                        .unwrap_or(false)
-                })
-            })
-            .cloned()
+        if let Some(e) = m.get(&format!("ip:{ip}")).filter(active) {
+            return Some(e.clone());
+        }
+        let ranges = self.ranges.read().ok()?;
+        ranges.iter().filter(|(n, _)| n.contains(&ip)).find_map(|(_, k)| m.get(k).filter(active).cloned())
     }
 
     /// The entries active at `now`, sorted by key.
@@ -131,6 +139,9 @@ impl DenyList {
         let active: Vec<DenyEntry> = match self.entries.write() {
             Ok(mut m) => {
                 m.retain(|_, e| e.expires_at.is_none_or(|x| x > now));
+                if let Ok(mut r) = self.ranges.write() {
+                    r.retain(|(_, k)| m.contains_key(k));
+                }
                 m.values().cloned().collect()
             }
             Err(_) => Vec::new(),
@@ -158,6 +169,21 @@ mod tests {
             revoked_at: 1000,
             expires_at: exp,
         }
+    }
+
+    #[test]
+    fn bans_cover_their_address_or_range_until_they_end() {
+        let d = DenyList::new();
+        let ban = |a: &str, exp| DenyEntry { fingerprint: None, address: Some(a.into()), ..entry("x", Some(exp)) };
+        d.insert(ban("203.0.113.7", 5_000));
+        d.insert(ban("198.51.100.0/24", 9_000));
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(d.bans(ip("203.0.113.7"), 1_000).is_some());
+        assert!(d.bans(ip("::ffff:203.0.113.7"), 1_000).is_some(), "the same address, mapped");
+        assert!(d.bans(ip("203.0.113.8"), 1_000).is_none());
+        assert!(d.bans(ip("198.51.100.200"), 1_000).is_some());
+        assert!(d.bans(ip("203.0.113.7"), 5_000).is_none(), "ended");
+        assert!(d.bans(ip("198.51.100.200"), 9_000).is_none(), "ended");
     }
 
     #[test]
