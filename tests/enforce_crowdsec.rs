@@ -11,28 +11,18 @@
 #![allow(clippy::disallowed_methods)] // waits on processes, sockets and wall time
 
 mod kafka_support;
+mod process_support;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kafka_support::{benign, brute_force, cluster, merge, produce, wait_until, KEY, T0};
+use process_support::{collect_stderr, free_port, Killed};
 
 const BOUNCER_KEY: &str = "bouncer-test-key-0123456789";
 const ATTACKER: &str = "203.0.113.66";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A GET on the admin listener with extra header lines: (status, body).
 fn get(port: u16, path: &str, headers: &str) -> (u16, String) {
@@ -100,20 +90,7 @@ ban_for = "8s"
         .stderr(Stdio::piped())
         .spawn()
         .expect("gatewatch starts");
-    let mut stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    {
-        let l = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                l.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let log = collect_stderr(&mut child);
     let _gw = Killed(child);
     assert!(
         wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()),

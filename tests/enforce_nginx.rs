@@ -11,10 +11,11 @@
 #![allow(clippy::disallowed_methods)] // waits on processes, sockets and wall time
 
 mod kafka_support;
+mod process_support;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,15 +23,13 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+use process_support::{collect_stderr, free_port, Killed};
+
 const KEY: &str = "enforce-nginx-test-fingerprint-key";
 const OWNER: &str = "gwt_benign1_Lq8ZrT3mVx6KpW2nYc";
 const STOLEN: &str = "gwt_stolen_Rk5PvM2xTg8WzL3qBn";
 /// Five far-apart networks (five /16 regions) the thief uses.
 const ELSEWHERE: &[&str] = &["203.0.113.5", "45.33.1.9", "91.198.174.2", "5.255.255.5", "185.199.108.1"];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn nginx() -> PathBuf {
     ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
@@ -38,14 +37,6 @@ fn nginx() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .expect("`nginx` is not installed: run `.ci/run` (it installs it), or `apt-get install -y nginx`")
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 const LOG_FORMAT: &str = r#"'{"time_iso8601":"$time_iso8601","remote_addr":"$remote_addr","request":"$request","status":"$status","body_bytes_sent":"$body_bytes_sent","request_time":"$request_time","http_user_agent":"$http_user_agent","http_x_forwarded_for":"$http_x_forwarded_for","http_authorization":"$http_authorization","request_id":"$request_id"}'"#;
@@ -232,21 +223,7 @@ quarantine = "1h"
         .stderr(Stdio::piped())
         .spawn()
         .expect("gatewatch starts");
-    let stderr = gw.stderr.take().unwrap();
-    let log_err = Arc::new(std::sync::Mutex::new(String::new()));
-    {
-        let l = log_err.clone();
-        std::thread::spawn(move || {
-            let mut r = stderr;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                l.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let log_err = collect_stderr(&mut gw);
     let _gw = Killed(gw);
     assert!(
         kafka_support::wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", admin))
