@@ -102,7 +102,7 @@ impl SigmaCorrelation {
                 .find(|x| x.id.as_deref() == Some(r) || x.name.as_deref() == Some(r))
                 .ok_or_else(|| format!("references rule `{r}`, which is not in the rules folder"))?;
             let compiled = rsigma_eval::compile_rule(rule).map_err(|e| format!("rule `{r}` cannot compile: {e}"))?;
-            request |= super::detection::SigmaDetection::new(rule)?.reads_request();
+            request |= super::detection::reads_request(rule);
             let names = [rule.id.clone(), rule.name.clone(), Some(r.clone())].into_iter().flatten().collect();
             rules.push(Referenced { names, compiled });
         }

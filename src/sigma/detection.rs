@@ -26,17 +26,12 @@ pub struct SigmaDetection {
 impl SigmaDetection {
     pub fn new(rule: &SigmaRule) -> Result<Self, String> {
         let compiled = rsigma_eval::compile_rule(rule).map_err(|e| format!("cannot compile: {e}"))?;
-        let mut request = false;
-        for d in rule.detection.named.values() {
-            super::load::detection_fields(d, &mut |n| request |= Field::parse(n).is_none_or(Field::in_request_line));
-        }
-        let keywords = rule.detection.named.values().any(has_keywords);
         Ok(SigmaDetection {
             compiled,
             title: rule.title.clone(),
             level: rule.level,
             tags: rule.tags.clone(),
-            request: request || keywords,
+            request: reads_request(rule),
             matched: 0,
         })
     }
@@ -47,12 +42,36 @@ impl SigmaDetection {
     }
 }
 
+/// Whether `rule` reads a part of the request line repartition records leave behind unless
+/// asked (a field of it, or keywords, which search it).
+pub fn reads_request(rule: &SigmaRule) -> bool {
+    let mut request = false;
+    for d in rule.detection.named.values() {
+        super::load::detection_fields(d, &mut |n| request |= Field::parse(n).is_none_or(Field::in_request_line));
+    }
+    request || rule.detection.named.values().any(has_keywords)
+}
+
 fn has_keywords(d: &rsigma_parser::Detection) -> bool {
     use rsigma_parser::Detection as D;
     match d {
         D::Keywords(_) => true,
         D::AnyOf(ds) | D::And(ds) => ds.iter().any(has_keywords),
         _ => false,
+    }
+}
+
+/// The shard of [`caller`], without building the entity's id (asked for every record, every
+/// shard and every Sigma rule at ingest).
+fn caller_shard(ev: &Event) -> Option<Shard> {
+    if ev.source_ip.is_some() {
+        Some(Shard::Source)
+    } else if ev.token_fingerprint.is_some() || ev.credential_id.is_some() || ev.principal.is_some() {
+        Some(Shard::Token)
+    } else if ev.client_id.is_some() {
+        Some(Shard::ClientId)
+    } else {
+        ev.route.as_ref().map(|_| Shard::Route)
     }
 }
 
@@ -118,8 +137,10 @@ impl Detector for SigmaDetection {
 
     /// Only a matching event needs to travel, under its caller's key.
     fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
-        let (entity, s) = caller(ev)?;
-        (s == shard && self.matches(ev).is_some()).then_some(entity.id)
+        if caller_shard(ev)? != shard || self.matches(ev).is_none() {
+            return None;
+        }
+        caller(ev).map(|(entity, _)| entity.id)
     }
 
     fn stats(&self) -> StateStats {
@@ -135,5 +156,27 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::testing::ev;
+
+    #[test]
+    fn the_shard_asked_for_is_the_callers_without_building_its_id() {
+        let events = [
+            ev(0).ip("192.0.2.1").token(1).build(),
+            ev(0).token(1).client("c").build(),
+            ev(0).credential("k1").build(),
+            ev(0).principal("user:alice").build(),
+            ev(0).client("c").get("/v1/x").build(),
+            ev(0).get("/v1/x").build(),
+            Event::default(),
+        ];
+        for e in &events {
+            assert_eq!(caller_shard(e), caller(e).map(|(_, s)| s), "{e:?}");
+        }
     }
 }
