@@ -32,7 +32,7 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient, Shard};
+use crate::event::{format_ts, Entity, EntityKind, Event, Finding, Fingerprint, Millis, SeenClient, Shard};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of an `auth_failure_spike` file.
@@ -308,6 +308,9 @@ pub struct AuthFailureSpike {
     by: [bool; KeyKind::ALL.len()],
     state: KeyedState<Key, KeyState>,
     bucket: Millis,
+    /// The latest event time seen (event or watermark): what [`Detector::describe`] reads the
+    /// open windows as of.
+    now: Millis,
 }
 
 pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
@@ -351,6 +354,7 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
         state: KeyedState::new(limits.max_keys, limits.idle_timeout.max(p.window.0)).with_hit_protection(p.window.0),
         by,
         bucket,
+        now: Millis::MIN,
         p,
     };
     c.finish(Box::new(d) as Box<dyn Detector>)
@@ -518,8 +522,101 @@ impl AuthFailureSpike {
     }
 }
 
+impl AuthFailureSpike {
+    /// The keys `entity` is counted under, by kind, as [`AuthFailureSpike::observe_all`]
+    /// builds them: an address also under its network, a network under itself.
+    fn keys_of(&self, entity: &Entity) -> Vec<(KeyKind, Key)> {
+        let id = entity.id.as_str();
+        let mut keys = Vec::new();
+        match entity.kind {
+            EntityKind::SourceIp => {
+                if let Ok(ip) = id.parse::<IpAddr>() {
+                    keys.push((KeyKind::SourceIp, Key::Ip(ip)));
+                    let net = network_of(ip.to_canonical(), self.p.network_prefix_v4, self.p.network_prefix_v6);
+                    keys.push((KeyKind::SourceNetwork, Key::Net(net)));
+                } else if let Ok(net) = id.parse::<IpNet>() {
+                    keys.push((KeyKind::SourceNetwork, Key::Net(net.trunc())));
+                }
+            }
+            EntityKind::ClientId => keys.push((KeyKind::ClientId, Key::Client(id.to_string()))),
+            EntityKind::Token => {
+                let key = match (Fingerprint::from_hex(id), id.strip_prefix("cred:")) {
+                    (Some(fp), _) => Key::Token(fp),
+                    (None, Some(c)) => Key::Credential(c.to_string()),
+                    (None, None) => Key::Principal(id.to_string()),
+                };
+                keys.push((KeyKind::Token, key));
+            }
+            EntityKind::Route => keys.push((KeyKind::Route, Key::Route(id.to_string()))),
+        }
+        keys.retain(|(kind, _)| self.counts_per(*kind));
+        keys
+    }
+
+    /// What one key holds, as of `now`.
+    fn describe_key(&self, kind: KeyKind, key: &Key, st: &KeyState, now: Millis) -> serde_json::Value {
+        let window = self.p.window.0;
+        let (total, failures, first_failure) = st.counts.within(now, window);
+        let ratio = failures as f64 / total.max(1) as f64;
+        let min_ratio = if kind == KeyKind::Route { self.p.route_min_failure_ratio } else { self.p.min_failure_ratio };
+        let mut o = serde_json::Map::new();
+        o.insert("key".into(), json!(kind.as_str()));
+        let value = match key {
+            Key::Ip(ip) => ip.to_string(),
+            Key::Net(n) => n.to_string(),
+            Key::Token(fp) => fp.to_hex(),
+            Key::Credential(c) => format!("cred:{c}"),
+            Key::Client(v) | Key::Principal(v) | Key::Route(v) => v.clone(),
+        };
+        o.insert("value".into(), json!(value));
+        o.insert("failures".into(), json!(failures));
+        o.insert("requests".into(), json!(total));
+        o.insert("failure_ratio".into(), json!((ratio * 1000.0).round() / 1000.0));
+        o.insert("threshold".into(), json!(self.threshold(key)));
+        o.insert("min_failure_ratio".into(), json!(min_ratio));
+        o.insert("first_failure_at".into(), json!(first_failure.map(format_ts)));
+        if let Some(seen) = self.state.last_seen(key) {
+            o.insert("last_seen_at".into(), json!(format_ts(seen)));
+        }
+        match &st.spread {
+            Spread::None => {}
+            Spread::Networks(s) => {
+                let nets: Vec<String> = s.within(now, window).map(|(n, ..)| n.to_string()).collect();
+                o.insert("distinct_networks".into(), json!(nets.len()));
+                o.insert("min_networks".into(), json!(self.p.route_min_networks));
+                o.insert("networks".into(), json!(nets));
+            }
+            Spread::Addresses(s) => {
+                let addrs: Vec<String> = s.within(now, window).map(|(a, ..)| a.to_string()).collect();
+                o.insert("distinct_addresses".into(), json!(addrs.len()));
+                o.insert("distinct_addresses_capped".into(), json!(addrs.len() >= MAX_NETWORK_ADDRS));
+                o.insert("min_addresses".into(), json!(self.p.network_min_addresses));
+                o.insert("addresses".into(), json!(addrs.iter().take(DESCRIBED_ADDRS).collect::<Vec<_>>()));
+            }
+            Spread::Tokens(s) => {
+                let live: Vec<&Option<Fingerprint>> = s.within(now, window).map(|(t, ..)| t).collect();
+                let tokens: Vec<String> = live.iter().filter_map(|t| t.map(|fp| fp.to_hex())).collect();
+                o.insert("distinct_tokens".into(), json!(live.len()));
+                o.insert("tokens".into(), json!(tokens));
+                o.insert("min_failures_per_token".into(), json!(self.p.client_min_failures_per_token));
+            }
+        }
+        if let Some(c) = &st.client.id {
+            o.insert("client_id".into(), json!(c));
+        }
+        if let (Some(fp), false) = (st.token, matches!(key, Key::Token(_))) {
+            o.insert("token".into(), json!(fp.to_hex()));
+        }
+        serde_json::Value::Object(o)
+    }
+}
+
+/// Addresses of a network listed by [`Detector::describe`].
+const DESCRIBED_ADDRS: usize = 16;
+
 impl Detector for AuthFailureSpike {
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         self.observe_all(ev, None, out);
     }
 
@@ -538,15 +635,37 @@ impl Detector for AuthFailureSpike {
     }
 
     fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         self.observe_all(ev, Some(shard), out);
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.now = self.now.max(wm);
         self.state.sweep(wm);
     }
 
     fn stats(&self) -> StateStats {
         self.state.stats()
+    }
+
+    /// Per key kind the entity is counted under (an address also under its network): the
+    /// failures and requests in the window open now, against the kind's threshold, and the
+    /// distinct networks, addresses or tokens among the failures.
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        let now = self.now;
+        let keys: Vec<serde_json::Value> = self
+            .keys_of(entity)
+            .iter()
+            .filter_map(|(kind, key)| self.state.get(key).map(|st| self.describe_key(*kind, key, st, now)))
+            .collect();
+        if keys.is_empty() {
+            return None;
+        }
+        Some(json!({
+            "window_ms": self.p.window.0,
+            "as_of": format_ts(now),
+            "keys": keys,
+        }))
     }
 }
 
@@ -870,6 +989,67 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!(f[0].entity, Entity::new(EntityKind::SourceIp, "203.0.113.7"));
         assert_eq!(f[0].evidence["failures"], json!(20));
+    }
+
+    #[test]
+    fn describe_shows_each_key_the_entity_is_counted_under() {
+        use crate::detectors::testing::{describe_twice, feed};
+        let mut d = det("");
+        let mut events: Vec<Event> = (0..12)
+            .map(|i| {
+                ev(i * 5_000).ip("203.0.113.7").client("app-1").token(3 + (i % 2) as u8 * 2).post("/login").status(401)
+            })
+            .map(|b| b.build())
+            .collect();
+        events.extend((0..3).map(|i| ev(61_000 + i * 1000).ip("203.0.113.7").get("/v1/me").build()));
+        events.extend(
+            (0..2).map(|i| ev(70_000 + i * 1000).ip("203.0.113.8").token(4).post("/login").status(401).build()),
+        );
+        events.sort_by_key(|e| e.ts);
+        assert!(feed(&mut *d, &events).is_empty(), "under every threshold");
+
+        let ip = describe_twice(&*d, &Entity::new(EntityKind::SourceIp, "203.0.113.7")).expect("held");
+        assert_eq!(ip["window_ms"], json!(600_000));
+        assert_eq!(ip["as_of"], json!("1970-01-01T00:01:11Z"));
+        let keys = ip["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2, "the address and its network: {ip:#}");
+        assert_eq!(keys[0]["key"], json!("source_ip"));
+        assert_eq!((keys[0]["failures"].clone(), keys[0]["requests"].clone()), (json!(12), json!(15)));
+        assert_eq!(keys[0]["threshold"], json!(20));
+        assert_eq!(keys[0]["first_failure_at"], json!("1970-01-01T00:00:00Z"));
+        assert_eq!(keys[1]["key"], json!("source_network"));
+        assert_eq!(keys[1]["value"], json!("203.0.113.0/24"));
+        assert_eq!((keys[1]["failures"].clone(), keys[1]["requests"].clone()), (json!(14), json!(17)));
+        assert_eq!(keys[1]["distinct_addresses"], json!(2));
+        assert_eq!(keys[1]["addresses"], json!(["203.0.113.7", "203.0.113.8"]));
+        // the network by its own id holds the same
+        let net = describe_twice(&*d, &Entity::new(EntityKind::SourceIp, "203.0.113.0/24")).expect("held");
+        assert_eq!(net["keys"][0], keys[1]);
+
+        let route = describe_twice(&*d, &Entity::new(EntityKind::Route, "POST /login")).expect("held");
+        assert_eq!(route["keys"][0]["failures"], json!(14));
+        assert_eq!(route["keys"][0]["distinct_networks"], json!(1));
+        assert_eq!(route["keys"][0]["threshold"], json!(60));
+        let client = describe_twice(&*d, &Entity::new(EntityKind::ClientId, "app-1")).expect("held");
+        assert_eq!(client["keys"][0]["distinct_tokens"], json!(2));
+        assert_eq!(client["keys"][0]["tokens"], json!([Fingerprint([3; 8]).to_hex(), Fingerprint([5; 8]).to_hex()]));
+        let token = describe_twice(&*d, &Entity::new(EntityKind::Token, Fingerprint([4; 8]).to_hex())).expect("held");
+        assert_eq!(token["keys"][0]["failures"], json!(2));
+        assert_eq!(token["keys"][0]["threshold"], json!(10));
+
+        for never in [
+            Entity::new(EntityKind::SourceIp, "198.51.100.1"),
+            Entity::new(EntityKind::Token, Fingerprint([9; 8]).to_hex()),
+            Entity::new(EntityKind::Route, "GET /nowhere"),
+            Entity::new(EntityKind::SourceIp, "not an address"),
+        ] {
+            assert_eq!(describe_twice(&*d, &never), None, "{never:?}");
+        }
+        // a window later the key is still held, its window empty
+        d.on_watermark(71_000 + 600_000, &mut Vec::new());
+        let later = describe_twice(&*d, &Entity::new(EntityKind::SourceIp, "203.0.113.7")).expect("held");
+        assert_eq!((later["keys"][0]["failures"].clone(), later["keys"][0]["requests"].clone()), (json!(0), json!(0)));
+        assert_eq!(later["keys"][0]["first_failure_at"], json!(null));
     }
 
     #[test]

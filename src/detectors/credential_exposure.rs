@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{parse_params, Checker, Detector, Limits};
 use crate::config::{DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Exposure, Finding, Millis, Shard};
+use crate::event::{format_ts, Entity, EntityKind, Event, Exposure, Finding, Millis, Shard};
 use crate::state::{KeyedState, SlidingCount, StateStats};
 
 /// `[params]` of a `credential_exposure` detector file.
@@ -59,6 +59,9 @@ pub struct CredentialExposure {
     params: Params,
     window: Millis,
     state: KeyedState<Entity, EntityState>,
+    /// The latest event time seen (event or watermark): what [`Detector::describe`] reads the
+    /// window as of.
+    now: Millis,
 }
 
 /// Most distinct fingerprints / kinds / places kept as evidence per entity.
@@ -84,7 +87,12 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
         c.check(!p.is_empty(), &format!("places[{i}]"), "must not be empty");
     }
     let window = params.window.0;
-    let det = CredentialExposure { params, window, state: KeyedState::new(limits.max_keys, limits.idle_timeout) };
+    let det = CredentialExposure {
+        params,
+        window,
+        state: KeyedState::new(limits.max_keys, limits.idle_timeout),
+        now: Millis::MIN,
+    };
     c.finish(Box::new(det) as Box<dyn Detector>)
 }
 
@@ -122,6 +130,7 @@ impl Detector for CredentialExposure {
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         let counted: Vec<&Exposure> = ev.exposures.iter().filter(|x| self.counts(x)).collect();
         let Some(first) = counted.first() else { return };
         let Some(entity) = Self::entity(ev, first) else { return };
@@ -189,11 +198,38 @@ impl Detector for CredentialExposure {
     }
 
     fn on_watermark(&mut self, watermark: Millis, _out: &mut Vec<Finding>) {
+        self.now = self.now.max(watermark);
         self.state.sweep(watermark);
     }
 
     fn stats(&self) -> StateStats {
         self.state.stats()
+    }
+
+    /// An entity exposures are counted for (its client, else its token, else its address):
+    /// the exposures in the window open now (counted up to `min_occurrences`, all this needs),
+    /// the kinds, places and secrets' fingerprints seen since the last alert, and until when
+    /// the last alert covers it.
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        let st = self.state.get(entity)?;
+        let (count, first) = st.count.within(self.now, self.window);
+        let mut o = serde_json::Map::new();
+        o.insert("window_ms".into(), self.window.into());
+        o.insert("as_of".into(), format_ts(self.now).into());
+        o.insert("exposures_in_window".into(), (count as u64).into());
+        o.insert("counted_up_to".into(), (self.params.min_occurrences as u64).into());
+        o.insert("min_occurrences".into(), (self.params.min_occurrences as u64).into());
+        o.insert("first_exposure_at".into(), first.map(format_ts).into());
+        o.insert("kinds".into(), st.kinds.iter().cloned().collect::<Vec<_>>().into());
+        o.insert("places".into(), st.places.iter().cloned().collect::<Vec<_>>().into());
+        o.insert("fingerprints".into(), st.fingerprints.iter().cloned().collect::<Vec<_>>().into());
+        if let Some(seen) = self.state.last_seen(entity) {
+            o.insert("last_seen_at".into(), format_ts(seen).into());
+        }
+        if let Some(t) = st.alerted_until.filter(|t| *t > self.now) {
+            o.insert("reported_until".into(), format_ts(t).into());
+        }
+        Some(serde_json::Value::Object(o))
     }
 }
 
@@ -283,6 +319,43 @@ mod tests {
             .unwrap();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["params.min_occurrences", "params.window", "params.kinds[0]"]);
+    }
+
+    #[test]
+    fn describe_shows_the_exposures_in_the_window_without_the_secret() {
+        use crate::detectors::testing::describe_twice;
+        use serde_json::json;
+        let mut d = det("min_occurrences = 3\nwindow = \"1m\"");
+        let mut out = Vec::new();
+        d.on_event(&ev(1_000, Some("app-1"), "jwt", "query:access_token"), &mut out);
+        d.on_event(&ev(30_000, Some("app-1"), "basic_auth", "header:authorization"), &mut out);
+        d.on_event(&ev(40_000, None, "api_key", "path"), &mut out);
+        assert!(out.is_empty());
+        let got = describe_twice(&*d, &Entity::new(EntityKind::ClientId, "app-1")).expect("held");
+        assert_eq!(got["exposures_in_window"], json!(2));
+        assert_eq!(got["min_occurrences"], json!(3));
+        assert_eq!(got["first_exposure_at"], json!("1970-01-01T00:00:01Z"));
+        assert_eq!(got["kinds"], json!(["basic_auth", "jwt"]));
+        assert_eq!(got["places"], json!(["header:authorization", "query:access_token"]));
+        assert_eq!(got["fingerprints"], json!([Fingerprint([7; 8]).to_hex()]));
+        let token = describe_twice(&*d, &Entity::new(EntityKind::Token, Fingerprint([7; 8]).to_hex())).unwrap();
+        assert_eq!(token["kinds"], json!(["api_key"]));
+        // the first exposure leaves the 1m window
+        d.on_watermark(70_000, &mut out);
+        let later = describe_twice(&*d, &Entity::new(EntityKind::ClientId, "app-1")).unwrap();
+        assert_eq!(
+            (later["exposures_in_window"].clone(), later["first_exposure_at"].clone()),
+            (json!(1), json!("1970-01-01T00:00:30Z"))
+        );
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::ClientId, "app-2")), None);
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::SourceIp, "203.0.113.7")), None);
+        // an alert: reported for a window
+        d.on_event(&ev(71_000, Some("app-1"), "jwt", "query:access_token"), &mut out);
+        d.on_event(&ev(72_000, Some("app-1"), "jwt", "query:access_token"), &mut out);
+        assert_eq!(out.len(), 1);
+        let after = describe_twice(&*d, &Entity::new(EntityKind::ClientId, "app-1")).unwrap();
+        assert_eq!(after["exposures_in_window"], json!(0));
+        assert_eq!(after["reported_until"], json!("1970-01-01T00:02:12Z"));
     }
 
     #[test]

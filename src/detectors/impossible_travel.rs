@@ -241,6 +241,23 @@ impl Detector for ImpossibleTravel {
     fn off_reason(&self) -> Option<&str> {
         self.off.as_deref()
     }
+
+    /// A principal: where it was last placed (address, country, AS, coordinates and their
+    /// accuracy, as the databases place it) and when, which the next request elsewhere is
+    /// judged against.
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        let key = super::principal_key_of(entity)?;
+        let st = self.state.get(&key)?;
+        let last = st.last.as_ref()?;
+        let mut o = serde_json::Map::new();
+        o.insert("last_place".into(), place_json(last.ts, last.ip, &last.place));
+        if let Some(c) = &st.client.id {
+            o.insert("client_id".into(), json!(c));
+        }
+        o.insert("max_speed_kmh".into(), json!(self.p.max_speed_kmh));
+        o.insert("min_distance_km".into(), json!(self.p.min_distance_km));
+        Some(serde_json::Value::Object(o))
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +353,41 @@ mod tests {
         assert!(run(d.as_mut(), &evs).is_empty());
         let mut strict = with_dbs("");
         assert_eq!(run(strict.as_mut(), &evs).len(), 2, "without the allow-list: there and back");
+    }
+
+    #[test]
+    fn describe_shows_where_the_principal_was_last_placed() {
+        use crate::detectors::testing::{describe_twice, feed};
+        let mut d = with_dbs("");
+        let evs = [
+            ev(0).token(1).ip(LONDON).client("app-1").get("/v1/a").build(),
+            ev(5 * MIN).token(1).ip(LINKOPING).get("/v1/a").build(),
+            ev(7 * MIN).token(1).ip(LINKOPING).get("/v1/a").build(),
+            ev(0).principal("user:alice").ip(MILTON_US).build(),
+            // not placed: nothing kept
+            ev(MIN).token(2).ip("10.0.0.7").build(),
+        ];
+        let mut evs = evs.to_vec();
+        evs.sort_by_key(|e| e.ts);
+        feed(d.as_mut(), &evs);
+        let token = Entity::new(EntityKind::Token, crate::event::Fingerprint([1; 8]).to_hex());
+        let got = describe_twice(d.as_ref(), &token).expect("held");
+        let last = &got["last_place"];
+        assert_eq!(last["source_ip"], json!(LINKOPING));
+        assert_eq!(last["country"], json!("SE"));
+        assert_eq!(last["at"], json!("1970-01-01T00:07:00Z"), "the same address again moves the time on");
+        assert!(last["latitude"].as_f64().is_some() && last["longitude"].as_f64().is_some(), "{got:#}");
+        assert_eq!(got["client_id"], json!("app-1"));
+        let alice = describe_twice(d.as_ref(), &Entity::new(EntityKind::Token, "user:alice")).expect("held");
+        assert_eq!(alice["last_place"]["country"], json!("US"));
+        assert_eq!(alice["last_place"]["asn"], json!(209));
+        for never in [
+            Entity::new(EntityKind::Token, crate::event::Fingerprint([2; 8]).to_hex()),
+            Entity::new(EntityKind::Token, "user:bob"),
+            Entity::new(EntityKind::SourceIp, LONDON),
+        ] {
+            assert_eq!(describe_twice(d.as_ref(), &never), None, "{never:?}");
+        }
     }
 
     #[test]

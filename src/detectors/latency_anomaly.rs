@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Millis, Shard};
+use crate::event::{format_ts, Entity, EntityKind, Event, Finding, Millis, Shard};
 use crate::state::{KeyedState, StateStats};
 
 /// Which latency of a request is watched.
@@ -544,6 +544,91 @@ impl RouteState {
     }
 }
 
+impl RouteState {
+    /// What the route (or route and upstream) holds, for [`Detector::describe`]: per watched
+    /// percentile its baseline and recent buckets (oldest first), the open bucket, the alert
+    /// window and the episode.
+    fn describe(&self, p: &Params) -> (Map<String, Value>, Vec<Value>) {
+        let warm = self.baseline[0].len() >= p.warmup_buckets;
+        let as_of = (self.open * p.bucket).max(self.peaks.back().map_or(Millis::MIN, |x| x.0));
+        let mut series = Vec::with_capacity(p.percentiles.len());
+        for (i, (pct, _)) in p.percentiles.iter().enumerate() {
+            let mut s = Map::new();
+            s.insert("percentile".into(), json!(format!("p{}", fmt_pct(*pct))));
+            if let Some(u) = &self.upstream {
+                s.insert("upstream".into(), json!(u));
+            }
+            s.insert("window_ms".into(), json!(p.bucket * p.window_buckets as Millis));
+            s.insert("bucket_ms".into(), json!(p.bucket));
+            s.insert("baseline_ms".into(), json!(self.baseline[i].iter().collect::<Vec<_>>()));
+            s.insert("recent_ms".into(), json!(self.recent[i].iter().collect::<Vec<_>>()));
+            if !self.baseline[i].is_empty() {
+                let (base, sigma) = median_and_sigma(&self.baseline[i]);
+                s.insert("baseline_median_ms".into(), json!(base));
+                if warm {
+                    // as `close` judges the next bucket: the peaks recalled now included
+                    let recalled = self
+                        .peaks
+                        .iter()
+                        .filter(|(at, _)| as_of - *at < p.recall_peaks_for)
+                        .map(|(_, pk)| pk[i])
+                        .fold(0.0, f64::max);
+                    let threshold = (base * p.factor)
+                        .max(base + p.min_increase_ms)
+                        .max(base + p.dispersion_z * sigma)
+                        .max(recalled);
+                    s.insert("threshold_ms".into(), json!(round2(threshold)));
+                }
+            }
+            series.push(Value::Object(s));
+        }
+        let slow = self.window.iter().filter(|s| matches!(s, Slot::Slow { .. })).count();
+        let sparse = self.window.iter().filter(|s| matches!(s, Slot::Sparse)).count();
+        let mut o = Map::new();
+        if let Some(u) = &self.upstream {
+            o.insert("upstream".into(), json!(u));
+        }
+        o.insert(
+            "open_bucket".into(),
+            json!({
+                "start": format_ts(self.span_start * p.bucket),
+                "requests": self.hist.len(),
+                "min_samples": p.min_samples,
+            }),
+        );
+        o.insert(
+            "window".into(),
+            json!({
+                "buckets": self.window.len(),
+                "slow_buckets": slow,
+                "sparse_buckets": sparse,
+                "alert_buckets": p.alert_buckets,
+                "window_buckets": p.window_buckets,
+                "last_bucket_ms": self.judged_span,
+            }),
+        );
+        o.insert(
+            "learning".into(),
+            json!({
+                "learned_buckets": self.baseline[0].len(),
+                "warmup_buckets": p.warmup_buckets,
+                "warm": warm,
+            }),
+        );
+        let episode = self.episode.map(|ep| {
+            let peak: Vec<Value> = p
+                .percentiles
+                .iter()
+                .zip(&self.peak)
+                .map(|((pct, _), v)| json!({"percentile": format!("p{}", fmt_pct(*pct)), "peak_ms": v}))
+                .collect();
+            json!({"start": format_ts(ep.start), "peak": peak})
+        });
+        o.insert("episode".into(), json!(episode));
+        (o, series)
+    }
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -648,6 +733,46 @@ impl Detector for LatencyAnomaly {
 
     fn stats(&self) -> StateStats {
         self.routes.stats()
+    }
+
+    /// A route: per watched percentile, the buckets its baseline is the median of and the
+    /// recent judged buckets (`series`, oldest first, for the plot), the open bucket's
+    /// requests, the alert window and any open episode. With `per_upstream`, one of each per
+    /// upstream: every `series` element names its upstream, `upstreams` holds the rest.
+    fn describe(&self, entity: &Entity) -> Option<Value> {
+        if entity.kind != EntityKind::Route {
+            return None;
+        }
+        let p = &self.p;
+        let mut held: Vec<&RouteState> = if p.per_upstream {
+            self.routes.iter().map(|(_, st)| st).filter(|st| st.route == entity.id).collect()
+        } else {
+            self.routes.get_by(entity.id.as_str()).into_iter().collect()
+        };
+        if held.is_empty() {
+            return None;
+        }
+        held.sort_by(|a, b| a.upstream.cmp(&b.upstream));
+        let mut o = Map::new();
+        o.insert("route".into(), json!(entity.id));
+        o.insert("bucket_ms".into(), json!(p.bucket));
+        o.insert("latency".into(), json!(if p.latency == LatencyField::Total { "total" } else { "upstream" }));
+        let mut series = Vec::new();
+        let mut upstreams = Vec::new();
+        for st in held {
+            let (state, s) = st.describe(p);
+            series.extend(s);
+            if p.per_upstream {
+                upstreams.push(Value::Object(state));
+            } else {
+                o.extend(state);
+            }
+        }
+        o.insert("series".into(), Value::Array(series));
+        if p.per_upstream {
+            o.insert("upstreams".into(), Value::Array(upstreams));
+        }
+        Some(Value::Object(o))
     }
 }
 
@@ -930,6 +1055,73 @@ mod tests {
         }
         assert_eq!(run(&mut *detector(""), &evs).len(), 1);
         assert!(run(&mut *detector("latency = \"upstream\""), &evs).is_empty());
+    }
+
+    /// Feeds events as [`run`] does, without the final far-future watermark.
+    fn feed(d: &mut dyn Detector, events: &[Event]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut last_wm = Millis::MIN;
+        for e in events {
+            if last_wm == Millis::MIN || e.ts - last_wm >= 1000 {
+                d.on_watermark(e.ts, &mut out);
+                last_wm = e.ts;
+            }
+            d.on_event(e, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn describe_shows_the_baseline_and_recent_series_per_percentile() {
+        use crate::detectors::testing::describe_twice;
+        // 45 minutes at 100 ms, then 8 at 400 ms: an episode is open
+        let evs = traffic(0..53, |_| 40, |m| if m >= 45 { 400.0 } else { 100.0 });
+        let mut d = detector("");
+        let found = feed(&mut *d, &evs);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let route = Entity::new(EntityKind::Route, ROUTE);
+        let got = describe_twice(&*d, &route).expect("held");
+        assert_eq!(got["route"], json!(ROUTE));
+        let series = got["series"].as_array().unwrap();
+        assert_eq!(series.len(), 2, "one per percentile: {got:#}");
+        assert_eq!(series[0]["percentile"], json!("p50"));
+        assert_eq!(series[1]["percentile"], json!("p95"));
+        assert_eq!(series[1]["window_ms"], json!(10 * MIN));
+        let baseline = series[1]["baseline_ms"].as_array().unwrap();
+        let recent = series[1]["recent_ms"].as_array().unwrap();
+        assert_eq!(baseline.len(), 45, "every normal minute, none of the slow ones");
+        assert_eq!(recent.len(), 10, "the last window_buckets judged buckets");
+        let at = |v: &Value| v.as_f64().unwrap();
+        assert!(baseline.iter().all(|v| at(v) < 250.0), "{baseline:?}");
+        assert!(at(&recent[0]) < 250.0 && at(&recent[9]) > 600.0, "oldest first: {recent:?}");
+        assert!(at(&series[1]["threshold_ms"]) > at(&series[1]["baseline_median_ms"]));
+        assert_eq!(got["learning"]["warm"], json!(true));
+        assert_eq!(got["window"]["slow_buckets"], json!(7));
+        assert_eq!(got["episode"]["start"], json!(format_ts(T0 + 45 * MIN)));
+        assert!(got["open_bucket"]["requests"].as_u64().unwrap() > 0);
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::Route, "GET /elsewhere")), None);
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::Token, ROUTE)), None);
+        // describing changed nothing: the rest of the run finds what it would have
+        let rest = traffic(53..60, |_| 40, |_| 400.0);
+        assert!(feed(&mut *d, &rest).is_empty(), "the episode stays open");
+
+        // per upstream: a series per percentile and upstream, each naming its upstream
+        let mut evs = traffic(0..40, |_| 40, |_| 100.0);
+        for (i, e) in evs.iter_mut().enumerate() {
+            e.upstream = Some(["orders-v1", "orders-v2"][i % 2].into());
+        }
+        let mut d = detector("per_upstream = true");
+        feed(&mut *d, &evs);
+        let got = describe_twice(&*d, &route).expect("held");
+        let series = got["series"].as_array().unwrap();
+        assert_eq!(series.len(), 4, "{got:#}");
+        assert_eq!(
+            (series[0]["upstream"].clone(), series[0]["percentile"].clone()),
+            (json!("orders-v1"), json!("p50"))
+        );
+        assert_eq!(series[3]["upstream"], json!("orders-v2"));
+        assert!(!series[3]["baseline_ms"].as_array().unwrap().is_empty());
+        assert_eq!(got["upstreams"].as_array().unwrap().len(), 2);
     }
 
     #[test]

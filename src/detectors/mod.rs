@@ -71,6 +71,13 @@ pub trait Detector: Send {
     fn reads_request(&self) -> bool {
         false
     }
+    /// What this detector holds now about `entity` (counts in its open windows, what it has
+    /// learned, when it last saw it), for `GET /api/v1/entities/{kind}/{id}` and `gatewatch
+    /// inspect`; `None` when it holds nothing for it. Only what an alert may show: never a raw
+    /// credential, only fingerprints and scrubbed values. Read-only: asking changes nothing.
+    fn describe(&self, _entity: &crate::event::Entity) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 pub type BuildFn = fn(&DetectorFile, Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>>;
@@ -99,6 +106,22 @@ pub fn principal_key(ev: &Event) -> Option<u128> {
         (None, Some(c), _) => (b"c", c.as_bytes()),
         (None, None, Some(p)) => (b"p", p.as_bytes()),
         _ => return None,
+    };
+    Some(crate::state::key128(&[tag, bytes]))
+}
+
+/// The key [`principal_key`] makes for the events whose [`Event::principal_entity`] is
+/// `entity` (a token entity: a fingerprint, `cred:<id>`, or a prefixed principal).
+pub fn principal_key_of(entity: &crate::event::Entity) -> Option<u128> {
+    if entity.kind != crate::event::EntityKind::Token {
+        return None;
+    }
+    let id = entity.id.as_str();
+    let fp = crate::event::Fingerprint::from_hex(id);
+    let (tag, bytes): (&[u8], &[u8]) = match (&fp, id.strip_prefix("cred:")) {
+        (Some(fp), _) => (b"t", &fp.0),
+        (None, Some(c)) => (b"c", c.as_bytes()),
+        (None, None) => (b"p", id.as_bytes()),
     };
     Some(crate::state::key128(&[tag, bytes]))
 }

@@ -25,7 +25,9 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
+use crate::event::{
+    format_ts, Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard,
+};
 use crate::state::{key128, BucketCounter, KeyedState, StateStats};
 
 /// `[params]` of an `object_enumeration` file.
@@ -152,6 +154,55 @@ pub struct ObjectEnumeration {
     /// Keyed by a 128-bit hash of the caller's kind, the caller and the route: nothing to
     /// format or allocate per call. The caller is named again from the event when it alerts.
     state: KeyedState<u128, KeyState>,
+    /// The routes keys were made for (touched when a key is made, not per call): a key's hash
+    /// cannot be read back, so [`Detector::describe`] makes a caller's key for each of these.
+    routes: KeyedState<String, ()>,
+    /// The latest event time seen (event or watermark): what `describe` reads the window as of.
+    now: Millis,
+}
+
+/// The most routes remembered for [`Detector::describe`] (the least recently keyed go first).
+const MAX_ROUTES: usize = 10_000;
+
+/// A caller as [`ObjectEnumeration::key`] hashes it, read back from an entity.
+enum Caller {
+    /// Named by bytes: a token's fingerprint, an address's octets.
+    Bytes(CallerKind, Vec<u8>),
+    /// Named by text: a credential id (`c`), a principal (`p`), a client id (`k`).
+    Text(CallerKind, u8, String),
+}
+
+impl Caller {
+    fn of(entity: &Entity) -> Option<Caller> {
+        let id = entity.id.as_str();
+        Some(match entity.kind {
+            EntityKind::Token => match (Fingerprint::from_hex(id), id.strip_prefix("cred:")) {
+                (Some(fp), _) => Caller::Bytes(CallerKind::Principal, fp.0.to_vec()),
+                (None, Some(c)) => Caller::Text(CallerKind::Principal, b'c', c.to_string()),
+                (None, None) => Caller::Text(CallerKind::Principal, b'p', id.to_string()),
+            },
+            EntityKind::ClientId => Caller::Text(CallerKind::Principal, b'k', id.to_string()),
+            EntityKind::SourceIp => match id.parse::<std::net::IpAddr>().ok()?.to_canonical() {
+                std::net::IpAddr::V4(a) => Caller::Bytes(CallerKind::SourceIp, a.octets().to_vec()),
+                std::net::IpAddr::V6(a) => Caller::Bytes(CallerKind::SourceIp, a.octets().to_vec()),
+            },
+            EntityKind::Route => return None,
+        })
+    }
+
+    fn kind(&self) -> CallerKind {
+        match self {
+            Caller::Bytes(k, _) | Caller::Text(k, ..) => *k,
+        }
+    }
+
+    /// The state key on `route`: the same as [`ObjectEnumeration::key`] makes from an event.
+    fn key(&self, route: &str) -> u128 {
+        match self {
+            Caller::Bytes(kind, b) => key128(&[&[*kind as u8], b, route.as_bytes()]),
+            Caller::Text(kind, tag, text) => key128(&[&[*kind as u8, *tag], text.as_bytes(), route.as_bytes()]),
+        }
+    }
 }
 
 pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
@@ -165,9 +216,13 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     c.check(p.denied_statuses.iter().all(|s| (100..600).contains(s)), "denied_statuses", "must be HTTP statuses");
     let bucket = (p.window.0 / 30).max(1000);
     let idle = limits.idle_timeout.max(p.window.0);
-    c.finish(
-        Box::new(ObjectEnumeration { state: KeyedState::new(limits.max_keys, idle), bucket, p }) as Box<dyn Detector>
-    )
+    c.finish(Box::new(ObjectEnumeration {
+        state: KeyedState::new(limits.max_keys, idle),
+        routes: KeyedState::new(MAX_ROUTES.min(limits.max_keys), Millis::MAX / 4),
+        now: Millis::MIN,
+        bucket,
+        p,
+    }) as Box<dyn Detector>)
 }
 
 /// The object a call names: the path segment under the route's last `{…}` placeholder, as
@@ -278,7 +333,14 @@ impl ObjectEnumeration {
         let Some(key) = Self::key(kind, ev, route) else { return };
         let denied = ev.status.is_some_and(|s| self.p.denied_statuses.contains(&s));
         let (window, bucket) = (self.p.window.0, self.bucket);
-        let st = self.state.entry(&key, ev.ts, KeyState::default);
+        let mut made = false;
+        let st = self.state.entry(&key, ev.ts, || {
+            made = true;
+            KeyState::default()
+        });
+        if made {
+            self.routes.entry(route, ev.ts, || ());
+        }
         st.calls.add(ev.ts, denied, window, bucket);
         if st.calls.total() == 1 {
             st.first = ev.ts;
@@ -379,6 +441,7 @@ impl Detector for ObjectEnumeration {
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         let Some(object) = Self::object(ev) else { return };
         for i in 0..self.p.keys.len() {
             let kind = self.p.keys[i];
@@ -387,6 +450,7 @@ impl Detector for ObjectEnumeration {
     }
 
     fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         let kind = match shard {
             Shard::Token | Shard::ClientId => CallerKind::Principal,
             Shard::Source => CallerKind::SourceIp,
@@ -398,11 +462,67 @@ impl Detector for ObjectEnumeration {
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.now = self.now.max(wm);
         self.state.sweep(wm);
     }
 
     fn stats(&self) -> StateStats {
         self.state.stats()
+    }
+
+    /// A caller (a token, credential or principal; a client without one; an address): per
+    /// route it called with object ids, the distinct objects, calls and refusals in the window
+    /// open now, and how sequential the ids are, against the limits.
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        let caller = Caller::of(entity)?;
+        if !self.p.keys.contains(&caller.kind()) {
+            return None;
+        }
+        let (now, window) = (self.now, self.p.window.0);
+        let mut routes: Vec<(&String, &KeyState)> =
+            self.routes.iter().filter_map(|(r, _)| self.state.get(&caller.key(r)).map(|st| (r, st))).collect();
+        if routes.is_empty() {
+            return None;
+        }
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        let routes: Vec<serde_json::Value> = routes
+            .into_iter()
+            .map(|(route, st)| {
+                let from = now.saturating_sub(window);
+                let live = Ids(st.ids.0.iter().filter(|e| e.1 > from).copied().collect());
+                let (total, refused, _) = st.calls.within(now, window);
+                let numeric: Vec<u64> = live.numeric().collect();
+                let mut o = serde_json::Map::new();
+                o.insert("route".into(), json!(route));
+                o.insert("distinct_ids".into(), json!(live.len()));
+                o.insert("distinct_ids_capped".into(), json!(live.len() >= MAX_IDS));
+                o.insert("requests".into(), json!(total));
+                o.insert("refused".into(), json!(refused));
+                o.insert("sequential_share".into(), json!((sequential_share(&live) * 100.0).round() / 100.0));
+                if let (Some(lo), Some(hi)) = (numeric.iter().min(), numeric.iter().max()) {
+                    o.insert("id_range".into(), json!([lo, hi]));
+                }
+                if total > 0 {
+                    // as an alert's window starts: the caller's first call, at most a window ago
+                    o.insert("counting_since".into(), json!(format_ts(st.first.max(from))));
+                }
+                if st.quiet_until > now {
+                    o.insert("reported_until".into(), json!(format_ts(st.quiet_until)));
+                }
+                if let Some(c) = &st.client.id {
+                    o.insert("client_id".into(), json!(c));
+                }
+                serde_json::Value::Object(o)
+            })
+            .collect();
+        Some(json!({
+            "window_ms": window,
+            "as_of": format_ts(now),
+            "min_distinct_ids": self.p.min_distinct_ids,
+            "min_denied_share": self.p.min_denied_share,
+            "min_sequential_share": self.p.min_sequential_share,
+            "routes": routes,
+        }))
     }
 }
 
@@ -511,6 +631,62 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!(f[0].entity, Entity::new(EntityKind::Token, "user:mallory"));
         assert!(f[0].summary.starts_with("user mallory requested 40 distinct objects"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn describe_shows_the_objects_a_caller_walked_per_route() {
+        use crate::detectors::testing::{describe_twice, feed};
+        let mut d = det();
+        let mut events = walk(30, &|i| 100_200 + i as u64, &|i| if i % 3 == 0 { 404 } else { 200 });
+        events.push(
+            ev(95_000)
+                .ip("198.51.100.40")
+                .token(7)
+                .get("/v1/users/5f0c6a2e-8d1b-4c1e-9a7e-2b3c4d5e6f70")
+                .status(200)
+                .build(),
+        );
+        events.push(ev(96_000).principal("user:mallory").get("/v1/orders/5").status(403).build());
+        events.push(ev(97_000).client("svc").get("/v1/orders/6").status(200).build());
+        assert!(feed(&mut *d, &events).is_empty(), "under the limit");
+        let token = Entity::new(EntityKind::Token, Fingerprint([7; 8]).to_hex());
+        let got = describe_twice(&*d, &token).expect("held");
+        assert_eq!(got["min_distinct_ids"], json!(40));
+        let routes = got["routes"].as_array().unwrap();
+        assert_eq!(routes.len(), 2, "{got:#}");
+        assert_eq!(routes[0]["route"], json!("GET /v1/orders/{id}"));
+        assert_eq!(routes[0]["distinct_ids"], json!(30));
+        assert_eq!(routes[0]["requests"], json!(30));
+        assert_eq!(routes[0]["refused"], json!(10));
+        assert_eq!(routes[0]["sequential_share"], json!(1.0));
+        assert_eq!(routes[0]["id_range"], json!([100_200, 100_229]));
+        assert_eq!(routes[0]["counting_since"], json!("1970-01-01T00:00:00Z"));
+        assert_eq!(routes[0]["client_id"], json!("shop-web"));
+        assert_eq!(routes[1]["route"], json!("GET /v1/users/{id}"));
+        assert_eq!(routes[1]["distinct_ids"], json!(1));
+        assert!(routes[1].get("id_range").is_none(), "a hashed id has no range");
+        // the same walk under the address, and the other callers under theirs
+        let ip = describe_twice(&*d, &Entity::new(EntityKind::SourceIp, "198.51.100.40")).expect("held");
+        assert_eq!(ip["routes"][0]["distinct_ids"], json!(30));
+        let user = describe_twice(&*d, &Entity::new(EntityKind::Token, "user:mallory")).expect("held");
+        assert_eq!(user["routes"][0]["refused"], json!(1));
+        let client = describe_twice(&*d, &Entity::new(EntityKind::ClientId, "svc")).expect("held");
+        assert_eq!(client["routes"][0]["id_range"], json!([6, 6]));
+        for never in [
+            Entity::new(EntityKind::Token, Fingerprint([8; 8]).to_hex()),
+            Entity::new(EntityKind::SourceIp, "192.0.2.1"),
+            Entity::new(EntityKind::ClientId, "shop-web"),
+            Entity::new(EntityKind::Route, "GET /v1/orders/{id}"),
+        ] {
+            assert_eq!(describe_twice(&*d, &never), None, "{never:?}");
+        }
+        // a window later: held, nothing in the window
+        d.on_watermark(97_000 + 600_000, &mut Vec::new());
+        let later = describe_twice(&*d, &token).expect("held");
+        assert_eq!(
+            (later["routes"][0]["distinct_ids"].clone(), later["routes"][0]["requests"].clone()),
+            (json!(0), json!(0))
+        );
     }
 
     #[test]

@@ -172,6 +172,22 @@ impl Rule {
         self.detector.reads_request()
     }
 
+    /// What this rule holds about `entity` ([`super::Detector::describe`]), with when it last
+    /// alerted about it while the cooldown remembers that; `None` when it holds nothing.
+    pub fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        let last = self.last_fired.iter().filter(|((e, _), _)| e == entity).map(|(_, t)| *t).max();
+        let held = self.detector.describe(entity);
+        if held.is_none() && last.is_none() {
+            return None;
+        }
+        let mut v = held.unwrap_or_else(|| serde_json::json!({}));
+        if let (Some(t), Some(o)) = (last, v.as_object_mut()) {
+            o.insert("last_alert_at".into(), crate::event::format_ts(t).into());
+            o.insert("cooldown_ms".into(), self.cooldown.into());
+        }
+        Some(v)
+    }
+
     /// Why this rule judges nothing, if it cannot ([`super::Detector::off_reason`]).
     pub fn off_reason(&self) -> Option<&str> {
         self.detector.off_reason()

@@ -27,7 +27,9 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
+use crate::event::{
+    format_ts, Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard,
+};
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `scope_misuse` file.
@@ -226,6 +228,9 @@ pub struct ScopeMisuse {
     /// Keyed by (route, token key): what a route's instance knows of each caller's violations.
     violations: KeyedState<(String, String), ViolationState>,
     bucket: Millis,
+    /// The latest event time seen (event or watermark): what [`Detector::describe`] reads the
+    /// windows as of.
+    now: Millis,
 }
 
 pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
@@ -265,6 +270,7 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
         violations: KeyedState::new(limits.max_keys, idle),
         policies,
         bucket,
+        now: Millis::MIN,
         p,
     };
     c.finish(Box::new(d) as Box<dyn Detector>)
@@ -474,6 +480,7 @@ impl Detector for ScopeMisuse {
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         let Some(route) = ev.route.as_deref() else { return };
         let Some(key) = caller_key(ev) else { return };
         if !ev.scopes.is_empty() {
@@ -483,6 +490,7 @@ impl Detector for ScopeMisuse {
     }
 
     fn on_shard_event(&mut self, ev: &Event, shard: Shard, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         let Some(route) = ev.route.as_deref() else { return };
         let Some(key) = caller_key(ev) else { return };
         match shard {
@@ -493,12 +501,163 @@ impl Detector for ScopeMisuse {
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.now = self.now.max(wm);
         self.tokens.sweep(wm);
         self.violations.sweep(wm);
     }
 
     fn stats(&self) -> StateStats {
         self.tokens.stats() + self.routes.stats() + self.violations.stats()
+    }
+
+    /// A route: the policy it falls under, or what is learned of it (calls, scopes seen, the
+    /// scopes required once learned, those unlearned), and its callers' violations in the
+    /// window. A token (or a client without one): its calls and 403s in the window, the routes
+    /// refused, and its violations per route.
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        match entity.kind {
+            EntityKind::Route => self.describe_route(&entity.id),
+            EntityKind::Token => self.describe_caller(&entity.id),
+            EntityKind::ClientId => self.describe_caller(&format!("client:{}", entity.id)),
+            EntityKind::SourceIp => None,
+        }
+    }
+}
+
+/// Scopes (by calls) listed for a route by [`Detector::describe`].
+const DESCRIBED_SCOPES: usize = 16;
+
+impl ScopeMisuse {
+    fn describe_route(&self, route: &str) -> Option<serde_json::Value> {
+        let (now, window) = (self.now, self.p.window.0);
+        let learning = self.routes.get_by(route);
+        // (caller, violations in the window, missing scopes)
+        let mut callers: Vec<(&str, u64, &Vec<String>)> = self
+            .violations
+            .iter()
+            .filter(|((r, _), _)| r == route)
+            .map(|((_, who), v)| (who.as_str(), v.violations.within(now, window).1, &v.missing))
+            .filter(|(_, n, _)| *n > 0)
+            .collect();
+        if learning.is_none() && callers.is_empty() {
+            return None;
+        }
+        callers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut o = serde_json::Map::new();
+        o.insert("window_ms".into(), json!(window));
+        o.insert("as_of".into(), json!(format_ts(now)));
+        let policy = self.policies.iter().find(|p| p.matches(route));
+        let mut requirement = match policy {
+            Some(_) => "policy",
+            None if !self.p.learn => "none",
+            None => "learning",
+        };
+        if let Some(pol) = policy {
+            o.insert("policy".into(), json!({"any_of": pol.any_of, "all_of": pol.all_of}));
+        }
+        if let (Some(st), None) = (learning, policy) {
+            let learned = st.calls >= self.p.learn_min_calls
+                && st.clients.len() >= self.p.learn_min_clients
+                && st.first_seen.is_some_and(|f| now - f >= self.p.learn_for.0);
+            // as `check_and_learn` judges the next call
+            let need = (self.p.required_share * st.calls as f64).ceil() as u64;
+            let mut required: Vec<&String> = st
+                .by_scope
+                .iter()
+                .filter(|(s, n)| {
+                    **n >= need
+                        && !st.optional.contains(s)
+                        && scope_relates_to_route(s, &st.route_words, &self.p.privileged_scopes)
+                })
+                .map(|(s, _)| s)
+                .collect();
+            required.sort();
+            let mut seen: Vec<(&String, &u64)> = st.by_scope.iter().collect();
+            seen.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let seen: serde_json::Map<String, serde_json::Value> =
+                seen.into_iter().take(DESCRIBED_SCOPES).map(|(s, n)| (s.clone(), json!(n))).collect();
+            if learned {
+                requirement = "learned";
+            }
+            // clients are counted up to `learn_min_clients`, all learning needs
+            o.insert(
+                "learning".into(),
+                json!({
+                    "first_seen_at": st.first_seen.map(format_ts),
+                    "calls": st.calls,
+                    "clients_counted": st.clients.len(),
+                    "learned": learned,
+                    "learn_min_calls": self.p.learn_min_calls,
+                    "learn_min_clients": self.p.learn_min_clients,
+                    "learn_for_ms": self.p.learn_for.0,
+                }),
+            );
+            o.insert("required_scopes".into(), json!(required));
+            o.insert("scopes_seen".into(), serde_json::Value::Object(seen));
+            o.insert("unlearned_scopes".into(), json!(st.optional));
+            let violators: serde_json::Map<String, serde_json::Value> =
+                st.violators.iter().map(|(s, who)| (s.clone(), json!(who.len()))).collect();
+            o.insert("violators_per_scope".into(), serde_json::Value::Object(violators));
+        }
+        o.insert("requirement".into(), json!(requirement));
+        o.insert(
+            "violations".into(),
+            json!(callers
+                .iter()
+                .map(|(who, n, missing)| {
+                    json!({"caller": caller_entity(who), "violations": n, "missing_scopes": missing})
+                })
+                .collect::<Vec<_>>()),
+        );
+        Some(serde_json::Value::Object(o))
+    }
+
+    fn describe_caller(&self, key: &str) -> Option<serde_json::Value> {
+        let (now, window) = (self.now, self.p.window.0);
+        let calls = self.tokens.get_by(key);
+        let mut routes: Vec<(&str, u64, Option<Millis>, &Vec<String>)> = self
+            .violations
+            .iter()
+            .filter(|((_, who), _)| who == key)
+            .map(|((r, _), v)| {
+                let (_, n, first) = v.violations.within(now, window);
+                (r.as_str(), n, first, &v.missing)
+            })
+            .filter(|(_, n, ..)| *n > 0)
+            .collect();
+        if calls.is_none() && routes.is_empty() {
+            return None;
+        }
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        let mut o = serde_json::Map::new();
+        o.insert("window_ms".into(), json!(window));
+        o.insert("as_of".into(), json!(format_ts(now)));
+        if let Some(st) = calls {
+            let (total, forbidden, first) = st.calls.within(now, window);
+            let refused: Vec<&String> = st.forbidden_routes.within(now, window).map(|(r, ..)| r).collect();
+            o.insert("requests".into(), json!(total));
+            o.insert("forbidden".into(), json!(forbidden));
+            o.insert("forbidden_threshold".into(), json!(self.p.forbidden_threshold));
+            o.insert("min_forbidden_ratio".into(), json!(self.p.min_forbidden_ratio));
+            o.insert("first_forbidden_at".into(), json!(first.map(format_ts)));
+            o.insert("forbidden_routes".into(), json!(refused));
+            if let Some(c) = &st.client.id {
+                o.insert("client_id".into(), json!(c));
+            }
+        }
+        o.insert(
+            "violations".into(),
+            json!(routes
+                .iter()
+                .map(|(r, n, first, missing)| json!({
+                    "route": r,
+                    "violations": n,
+                    "missing_scopes": missing,
+                    "first_violation_at": first.map(format_ts),
+                }))
+                .collect::<Vec<_>>()),
+        );
+        Some(serde_json::Value::Object(o))
     }
 }
 
@@ -748,6 +907,53 @@ any_of = ["admin"]
         );
         rotating.sort_by_key(|e| e.ts);
         assert!(run(&mut *detector_from_toml("scope_misuse", ""), &rotating).is_empty());
+    }
+
+    #[test]
+    fn describe_shows_what_a_route_requires_and_what_a_caller_did() {
+        use crate::detectors::testing::{describe_twice, feed};
+        let mut d = detector_from_toml("scope_misuse", "learn_for = \"1m\"\nlearned_min_violations = 3");
+        let mut events = learning_traffic();
+        events.push(ev(400_000).client("intruder").token(99).scopes(&["profile"]).get("/v1/orders").build());
+        events.push(ev(401_000).client("intruder").token(99).scopes(&["profile"]).get("/v1/orders").build());
+        events.push(ev(402_000).client("intruder").token(99).scopes(&["profile"]).get("/admin/x").status(403).build());
+        assert!(feed(&mut *d, &events).is_empty(), "two violations of three");
+        let route = describe_twice(&*d, &Entity::new(EntityKind::Route, "GET /v1/orders")).expect("held");
+        assert_eq!(route["requirement"], json!("learned"));
+        assert_eq!(route["learning"]["calls"], json!(300));
+        assert_eq!(route["learning"]["learned"], json!(true));
+        assert_eq!(route["required_scopes"], json!(["orders:read"]), "profile names nothing of the route");
+        assert_eq!(route["scopes_seen"], json!({"orders:read": 300, "profile": 300}));
+        assert_eq!(route["violators_per_scope"], json!({"orders:read": 1}));
+        let intruder = Fingerprint([99; 8]).to_hex();
+        assert_eq!(
+            route["violations"],
+            json!([{"caller": {"kind": "token", "id": intruder}, "violations": 2, "missing_scopes": ["orders:read"]}])
+        );
+        let token = describe_twice(&*d, &Entity::new(EntityKind::Token, intruder.clone())).expect("held");
+        assert_eq!(token["requests"], json!(3));
+        assert_eq!(token["forbidden"], json!(1));
+        assert_eq!(token["forbidden_routes"], json!(["GET /admin/x"]));
+        assert_eq!(token["violations"][0]["route"], json!("GET /v1/orders"));
+        assert_eq!(token["violations"][0]["violations"], json!(2));
+        assert_eq!(token["client_id"], json!("intruder"));
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::Route, "GET /v1/never")), None);
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::Token, Fingerprint([98; 8]).to_hex())), None);
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::SourceIp, "192.0.2.1")), None);
+        // describing changed nothing: the third violation fires
+        let third = [ev(403_000).client("intruder").token(99).scopes(&["profile"]).get("/v1/orders").build()];
+        assert_eq!(feed(&mut *d, &third).len(), 1);
+
+        // a policy route, and a client without a token
+        let mut d = detector_from_toml("scope_misuse", &format!("min_violations = 2\n{POLICY}"));
+        let events = [ev(0).client("app-2").scopes(&["orders:read"]).delete("/v1/users/18").status(204).build()];
+        assert!(feed(&mut *d, &events).is_empty());
+        let route = describe_twice(&*d, &Entity::new(EntityKind::Route, "DELETE /v1/users/{id}")).expect("held");
+        assert_eq!(route["requirement"], json!("policy"));
+        assert_eq!(route["policy"], json!({"any_of": ["admin"], "all_of": []}));
+        assert_eq!(route["violations"][0]["caller"], json!({"kind": "client_id", "id": "app-2"}));
+        let client = describe_twice(&*d, &Entity::new(EntityKind::ClientId, "app-2")).expect("held");
+        assert_eq!(client["violations"][0]["missing_scopes"], json!(["one of admin"]));
     }
 
     #[test]

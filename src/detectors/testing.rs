@@ -40,6 +40,31 @@ pub fn run(d: &mut dyn Detector, events: &[Event]) -> Vec<Finding> {
     out
 }
 
+/// Feeds events in order with a watermark every second of event time, as [`run`] does, but
+/// closes nothing at the end: the state is left as it is after the last event, for
+/// [`Detector::describe`].
+pub fn feed(d: &mut dyn Detector, events: &[Event]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut last_tick = Millis::MIN;
+    for e in events {
+        if last_tick == Millis::MIN || e.ts - last_tick >= 1000 {
+            d.on_watermark(e.ts, &mut out);
+            last_tick = e.ts;
+        }
+        d.on_event(e, &mut out);
+    }
+    out
+}
+
+/// `describe` of `entity`, asked twice: the answers must be the same (asking changes nothing).
+pub fn describe_twice(d: &dyn Detector, entity: &crate::event::Entity) -> Option<serde_json::Value> {
+    let stats = d.stats();
+    let first = d.describe(entity);
+    assert_eq!(d.describe(entity), first, "describe is read-only");
+    assert_eq!(d.stats(), stats, "describe is read-only");
+    first
+}
+
 /// Starts an event at `ts` (ms).
 pub fn ev(ts: Millis) -> EventBuilder {
     EventBuilder(Event { ts, gateway: "test", status: Some(200), latency_ms: Some(20.0), ..Default::default() })

@@ -32,7 +32,7 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{format_ts, Entity, EntityKind, Event, Finding, Millis, Shard, TokenClaims};
+use crate::event::{format_ts, Entity, EntityKind, Event, Finding, Fingerprint, Millis, Shard, TokenClaims};
 use crate::state::{key128, KeyedState, StateStats};
 
 /// `[params]` of a `token_claims` file.
@@ -416,6 +416,48 @@ impl Detector for TokenClaimsDetector {
     fn stats(&self) -> StateStats {
         self.routes.stats() + self.quiet.stats()
     }
+
+    /// A route: what its accepted tokens carried while it was learned (issuers, audiences,
+    /// algorithms; `(none)` for an absent claim), and whether learning is done. A token: which
+    /// of its own faults were already reported (each is reported once).
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        match entity.kind {
+            EntityKind::Route => {
+                let r = self.routes.get(&route_key(&entity.id))?;
+                fn shown(set: &[String]) -> Vec<&str> {
+                    set.iter().map(|v| if v == ABSENT { "(none)" } else { v.as_str() }).collect()
+                }
+                let configured = |list: &[String], learned: &[String]| {
+                    if list.is_empty() {
+                        json!({"from": "learned", "values": shown(learned), "full": learned.len() >= MAX_LEARNED})
+                    } else {
+                        json!({"from": "configured", "values": list, "learned": shown(learned)})
+                    }
+                };
+                Some(json!({
+                    "learning_started_at": format_ts(r.first),
+                    "learned": r.learned,
+                    "learn_ms": self.p.learn.0,
+                    "learn_until": format_ts(r.first + self.p.learn.0),
+                    "tokens_seen_while_learning": if r.learned { None } else { Some(r.tokens.len()) },
+                    "min_learn_tokens": self.p.min_learn_tokens,
+                    "issuers": configured(&self.p.issuers, &r.issuers),
+                    "audiences": configured(&self.p.audiences, &r.audiences),
+                    "algorithms": configured(&self.p.algorithms, &r.algorithms),
+                }))
+            }
+            EntityKind::Token => {
+                let fp = Fingerprint::from_hex(&entity.id)?;
+                let reported: Vec<&str> = all_checks()
+                    .into_iter()
+                    .filter(|c| c.per_token() && self.quiet.get(&quiet_key(*c, "", &fp.0)).is_some())
+                    .map(Check::as_str)
+                    .collect();
+                (!reported.is_empty()).then(|| json!({ "reported_checks": reported }))
+            }
+            EntityKind::ClientId | EntityKind::SourceIp => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -637,6 +679,43 @@ algorithms = ["RS256", "ES256"]"#
         let text = serde_json::to_string(&found[0].evidence).unwrap() + &found[0].summary;
         assert!(!text.contains(key), "{text}");
         assert!(text.contains("x.example"), "the issuer is still shown: {text}");
+    }
+
+    #[test]
+    fn describe_shows_what_a_route_learned_and_what_a_token_was_reported_for() {
+        use crate::detectors::testing::{describe_twice, feed};
+        let mut d = detector_from_toml("token_claims", "");
+        let mut evs = day(3, 1, 60_000);
+        evs.retain(|e| e.ts < 600_000);
+        evs.push(
+            ev(610_000).token(150).get("/v1/orders/17").claims(TokenClaims { audience: vec![], ..good(0) }).build(),
+        );
+        let forged = TokenClaims { alg: Some("none".into()), ..good(0) };
+        evs.push(ev(620_000).token(200).get("/v1/search").claims(forged).build());
+        let found = feed(d.as_mut(), &evs);
+        assert_eq!(kinds(&found), ["unsigned"]);
+        let route = describe_twice(d.as_ref(), &Entity::new(EntityKind::Route, "GET /v1/orders/{id}")).expect("held");
+        assert_eq!(route["learned"], json!(false));
+        assert_eq!(route["learning_started_at"], json!("1970-01-01T00:00:00Z"));
+        assert_eq!(route["learn_until"], json!("1970-01-01T01:00:00Z"));
+        assert_eq!(route["tokens_seen_while_learning"], json!(4));
+        assert_eq!(route["issuers"], json!({"from": "learned", "values": [ISS], "full": false}));
+        assert_eq!(route["audiences"]["values"], json!([AUD, "(none)"]));
+        assert_eq!(route["algorithms"]["values"], json!(["RS256"]));
+        let token = Entity::new(EntityKind::Token, Fingerprint([200; 8]).to_hex());
+        assert_eq!(describe_twice(d.as_ref(), &token), Some(json!({"reported_checks": ["unsigned"]})));
+        for never in [
+            Entity::new(EntityKind::Route, "GET /v1/never"),
+            Entity::new(EntityKind::Token, Fingerprint([150; 8]).to_hex()),
+            Entity::new(EntityKind::Token, "user:alice"),
+        ] {
+            assert_eq!(describe_twice(d.as_ref(), &never), None, "{never:?}");
+        }
+        // configured lists are what a route is judged against
+        let mut d = detector_from_toml("token_claims", &format!("issuers = [\"{ISS}\"]"));
+        feed(d.as_mut(), &evs);
+        let route = describe_twice(d.as_ref(), &Entity::new(EntityKind::Route, "GET /v1/orders/{id}")).unwrap();
+        assert_eq!(route["issuers"], json!({"from": "configured", "values": [ISS], "learned": [ISS]}));
     }
 
     #[test]

@@ -36,7 +36,9 @@ use serde_json::json;
 
 use super::{human_duration, network_of, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard};
+use crate::event::{
+    format_ts, Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard,
+};
 use crate::state::{KeyedState, SlidingSet, StateStats};
 
 /// `[params]` of a `token_reuse` file.
@@ -136,6 +138,9 @@ const KNOWN_HORIZON: Millis = 3_600_000;
 pub struct TokenReuse {
     p: Params,
     state: KeyedState<String, TokenState>,
+    /// The latest event time seen (event or watermark): what [`Detector::describe`] reads the
+    /// window as of.
+    now: Millis,
 }
 
 pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
@@ -150,7 +155,8 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
     c.check(p.region_prefix_v6 <= p.network_prefix_v6, "region_prefix_v6", "must not be longer than network_prefix_v6");
     c.check(p.min_requests_per_region >= 1, "min_requests_per_region", "must be at least 1");
     let idle = limits.idle_timeout.max(p.window.0);
-    c.finish(Box::new(TokenReuse { state: KeyedState::new(limits.max_keys, idle), p }) as Box<dyn Detector>)
+    c.finish(Box::new(TokenReuse { state: KeyedState::new(limits.max_keys, idle), now: Millis::MIN, p })
+        as Box<dyn Detector>)
 }
 
 impl TokenReuse {
@@ -190,6 +196,7 @@ impl Detector for TokenReuse {
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         let Some(ip) = ev.source_ip else { return };
         let Some(key) = self.key(ev) else { return };
         let window = self.p.window.0;
@@ -294,13 +301,82 @@ impl Detector for TokenReuse {
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.now = self.now.max(wm);
         self.state.sweep(wm);
     }
 
     fn stats(&self) -> StateStats {
         self.state.stats()
     }
+
+    /// A token (or credential, or principal): the addresses, networks and regions it was used
+    /// from in the window open now, against the limit; for a key that may be shared, whether
+    /// it is judged.
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        if entity.kind != EntityKind::Token {
+            return None;
+        }
+        let st = self.state.get_by(entity.id.as_str())?;
+        let (now, window) = (self.now, self.p.window.0);
+        let live: Vec<&(IpAddr, Millis, Millis, u32)> = st.addrs.within(now, window).collect();
+        let mut networks: Vec<String> = Vec::new();
+        let mut regions: Vec<(ipnet::IpNet, u32)> = Vec::new();
+        for (ip, _, _, hits) in &live {
+            let n = network_of(*ip, self.p.network_prefix_v4, self.p.network_prefix_v6).to_string();
+            if !networks.contains(&n) {
+                networks.push(n);
+            }
+            let r = network_of(*ip, self.p.region_prefix_v4, self.p.region_prefix_v6);
+            match regions.iter_mut().find(|(x, _)| *x == r) {
+                Some(e) => e.1 += hits,
+                None => regions.push((r, *hits)),
+            }
+        }
+        // as `regions` counts them: a region with fewer requests than the minimum does not
+        let counted = regions.iter().filter(|(_, n)| *n >= self.p.min_requests_per_region).count();
+        let mut o = serde_json::Map::new();
+        o.insert("window_ms".into(), json!(window));
+        o.insert("as_of".into(), json!(format_ts(now)));
+        o.insert("requests".into(), json!(live.iter().map(|e| e.3 as u64).sum::<u64>()));
+        o.insert("distinct_addresses".into(), json!(live.len()));
+        o.insert("distinct_networks".into(), json!(networks.len()));
+        o.insert("distinct_regions".into(), json!(counted));
+        o.insert("max_regions".into(), json!(self.p.max_regions));
+        o.insert(
+            "source_ips".into(),
+            json!(live.iter().take(DESCRIBED_ADDRS).map(|e| e.0.to_string()).collect::<Vec<_>>()),
+        );
+        o.insert("networks".into(), json!(networks));
+        o.insert(
+            "regions".into(),
+            json!(regions.iter().map(|(r, n)| json!({"region": r.to_string(), "requests": n})).collect::<Vec<_>>()),
+        );
+        o.insert("first_seen_at".into(), json!(live.iter().map(|e| e.1).min().map(format_ts)));
+        o.insert("last_seen_at".into(), json!(live.iter().map(|e| e.2).max().map(format_ts)));
+        if let Some(c) = &st.client.id {
+            o.insert("client_id".into(), json!(c));
+        }
+        if st.quiet_until > now {
+            o.insert("reported_until".into(), json!(format_ts(st.quiet_until)));
+        }
+        if let Some(g) = &st.shared {
+            let horizon = KNOWN_HORIZON.max(window);
+            o.insert(
+                "shared_key".into(),
+                json!({
+                    "first_seen_at": format_ts(g.first_seen),
+                    "judged_from": format_ts(g.first_seen + window),
+                    "shared": g.shared,
+                    "known_regions": g.known.within(now, horizon).count(),
+                }),
+            );
+        }
+        Some(serde_json::Value::Object(o))
+    }
 }
+
+/// Addresses listed by [`Detector::describe`].
+const DESCRIBED_ADDRS: usize = 20;
 
 #[cfg(test)]
 mod tests {
@@ -438,6 +514,44 @@ mod tests {
         let events: Vec<Event> =
             (0..8).map(|i| ev(i * 900_000).ip(&format!("{}.1.1.1", 10 + i * 20)).token(4).get("/x").build()).collect();
         assert!(run(&mut *d, &events).is_empty());
+    }
+
+    #[test]
+    fn describe_shows_the_tokens_places_in_the_window() {
+        use crate::detectors::testing::{describe_twice, feed};
+        let mut d = det();
+        let mut events: Vec<Event> =
+            (0..5).map(|i| ev(i * 10_000).ip("198.51.100.7").client("app-1").token(1).get("/v1/me").build()).collect();
+        events.push(ev(60_000).ip("198.51.100.9").token(1).get("/v1/me").build());
+        events.push(ev(70_000).ip("203.0.113.5").token(1).get("/v1/me").build());
+        events.push(ev(80_000).ip("198.51.100.7").credential("cred-1").get("/v1/me").build());
+        assert!(feed(&mut *d, &events).is_empty());
+        let fp = Fingerprint([1; 8]).to_hex();
+        let got = describe_twice(&*d, &Entity::new(EntityKind::Token, fp.clone())).expect("held");
+        assert_eq!(got["requests"], json!(7));
+        assert_eq!(got["distinct_addresses"], json!(3));
+        assert_eq!(got["distinct_networks"], json!(2));
+        assert_eq!(got["distinct_regions"], json!(2));
+        assert_eq!(got["max_regions"], json!(3));
+        assert_eq!(got["source_ips"], json!(["198.51.100.7", "198.51.100.9", "203.0.113.5"]));
+        assert_eq!(got["networks"], json!(["198.51.100.0/24", "203.0.113.0/24"]));
+        assert_eq!(got["regions"][0], json!({"region": "198.51.0.0/16", "requests": 6}));
+        assert_eq!(got["first_seen_at"], json!("1970-01-01T00:00:00Z"));
+        assert_eq!(got["last_seen_at"], json!("1970-01-01T00:01:10Z"));
+        assert_eq!(got["client_id"], json!("app-1"));
+        assert!(got.get("shared_key").is_none(), "a token's own fingerprint is never shared");
+        // a credential id may be shared: it says whether it is judged yet
+        let cred = describe_twice(&*d, &Entity::new(EntityKind::Token, "cred:cred-1")).expect("held");
+        assert_eq!(cred["distinct_addresses"], json!(1));
+        assert_eq!(cred["shared_key"]["judged_from"], json!("1970-01-01T00:11:20Z"));
+        assert_eq!(cred["shared_key"]["shared"], json!(false));
+        // never seen, or not a token
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::Token, Fingerprint([2; 8]).to_hex())), None);
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::SourceIp, "198.51.100.7")), None);
+        // the window passes: held, but empty
+        d.on_watermark(80_000 + 600_000, &mut Vec::new());
+        let later = describe_twice(&*d, &Entity::new(EntityKind::Token, fp)).expect("held");
+        assert_eq!((later["distinct_addresses"].clone(), later["last_seen_at"].clone()), (json!(0), json!(null)));
     }
 
     #[test]

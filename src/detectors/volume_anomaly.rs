@@ -54,7 +54,7 @@ use serde_json::json;
 
 use super::{human_duration, parse_params, principal_key, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
-use crate::event::{Entity, EntityKind, Event, Finding, Millis, PrincipalKind, Shard};
+use crate::event::{format_ts, Entity, EntityKind, Event, Finding, Millis, PrincipalKind, Shard};
 use crate::state::{KeyedState, StateStats};
 
 /// `[params]` of a `volume_anomaly` file.
@@ -379,6 +379,9 @@ pub struct VolumeAnomaly {
     sustain: u8,
     /// Keyed by a 128-bit hash of the principal: nothing formatted or allocated per event.
     state: KeyedState<u128, Principal>,
+    /// The latest event time seen (event or watermark): [`Detector::describe`] says whether
+    /// a principal's bucket is still open.
+    now: Millis,
 }
 
 pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, Vec<ConfigError>> {
@@ -403,8 +406,12 @@ pub fn build(file: &DetectorFile, limits: Limits) -> Result<Box<dyn Detector>, V
         bytes: on(Check::Bytes).then_some((p.floor_bytes, p.min_bytes)),
     };
     let idle = limits.idle_timeout.max(REMEMBER);
-    c.finish(Box::new(VolumeAnomaly { cfg, sustain: p.sustain, state: KeyedState::new(limits.max_keys, idle) })
-        as Box<dyn Detector>)
+    c.finish(Box::new(VolumeAnomaly {
+        cfg,
+        sustain: p.sustain,
+        state: KeyedState::new(limits.max_keys, idle),
+        now: Millis::MIN,
+    }) as Box<dyn Detector>)
 }
 
 /// Bytes for a summary: `812 kB`, `152.3 MB`, `1.2 GB`.
@@ -495,6 +502,7 @@ impl Detector for VolumeAnomaly {
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.now = self.now.max(ev.ts);
         let Some(key) = principal_key(ev) else { return };
         let cfg = &self.cfg;
         let b = ev.ts.div_euclid(cfg.bucket).clamp(0, u32::MAX as Millis) as u32;
@@ -522,11 +530,70 @@ impl Detector for VolumeAnomaly {
     }
 
     fn on_watermark(&mut self, wm: Millis, _out: &mut Vec<Finding>) {
+        self.now = self.now.max(wm);
         self.state.sweep(wm);
     }
 
     fn stats(&self) -> StateStats {
         self.state.stats()
+    }
+
+    /// A principal: its latest bucket's counts, the baseline and thresholds it is judged
+    /// against (once learned), the over-buckets running, and how far its learning is.
+    fn describe(&self, entity: &Entity) -> Option<serde_json::Value> {
+        let key = super::principal_key_of(entity)?;
+        let st = self.state.get(&key)?;
+        let cfg = &self.cfg;
+        let now_bucket = self.now.div_euclid(cfg.bucket);
+        let start = |b: u32| format_ts(b as Millis * cfg.bucket);
+        let shown = |thr: u64| (thr != u64::MAX).then_some(thr);
+        let mut o = serde_json::Map::new();
+        o.insert("bucket_ms".into(), json!(cfg.bucket));
+        o.insert("as_of".into(), json!(format_ts(self.now)));
+        o.insert(
+            "bucket".into(),
+            json!({
+                "start": start(st.bucket),
+                "open": st.bucket as Millis >= now_bucket,
+                "requests": st.req,
+                "bytes_sent": st.bytes,
+            }),
+        );
+        if let Some(seen) = self.state.last_seen(&key) {
+            o.insert("last_seen_at".into(), json!(format_ts(seen)));
+        }
+        let (first, active) = st.hist.as_ref().map_or((st.bucket, 0), |h| (h.first, h.active));
+        let learned = st.hist.as_ref().is_some_and(|h| h.thr_req != u64::MAX || h.thr_bytes != u64::MAX);
+        o.insert(
+            "learning".into(),
+            json!({
+                "first_seen_at": start(first),
+                "active_buckets": active,
+                "learned": learned,
+                "learn_ms": cfg.learn,
+                "min_learn_buckets": cfg.min_learn_buckets,
+            }),
+        );
+        if let Some(h) = &st.hist {
+            let base = h.baseline(st.bucket, cfg);
+            o.insert(
+                "baseline".into(),
+                json!({
+                    "requests": base.req,
+                    "bytes": base.bytes,
+                    "from": if base.daily { "last_2h_and_same_hour_of_day" } else { "peak_since_first_seen" },
+                }),
+            );
+            o.insert("threshold_requests".into(), json!(shown(h.thr_req)));
+            o.insert("threshold_bytes".into(), json!(shown(h.thr_bytes)));
+            o.insert("factor".into(), json!(cfg.factor));
+            o.insert(
+                "buckets_over_in_a_row".into(),
+                json!({"requests": h.run_req, "bytes": h.run_bytes, "sustain": self.sustain}),
+            );
+            o.insert("alerted".into(), json!(h.alerted));
+        }
+        Some(serde_json::Value::Object(o))
     }
 }
 
@@ -800,6 +867,54 @@ mod tests {
         let anon = ev(0).client("shop-web").get("/v1/orders").build();
         assert_eq!(d.shard_key(&anon, Shard::Token), None);
         assert_eq!(principal_key(&anon), None);
+    }
+
+    #[test]
+    fn an_entity_names_the_state_key_its_events_do() {
+        for e in [
+            ev(0).token(7).credential("c-1").principal("user:a").build(),
+            ev(0).credential("c-1").principal("user:a").build(),
+            ev(0).principal("user:a").build(),
+            ev(0).principal("consumer:0123456789abcdef").build(),
+        ] {
+            let entity = Entity::new(EntityKind::Token, e.principal_entity().unwrap());
+            assert_eq!(super::super::principal_key_of(&entity), principal_key(&e), "{entity:?}");
+        }
+        assert_eq!(super::super::principal_key_of(&Entity::new(EntityKind::ClientId, "user:a")), None);
+    }
+
+    #[test]
+    fn describe_shows_the_bucket_baseline_and_learning() {
+        use crate::detectors::testing::{describe_twice, feed};
+        // 3 calls a minute for 50 minutes, 4.2 kB each; then a minute at 10 a second
+        let events = merged(vec![calls(7, 0, 50 * M, 20_000, 4200), calls(7, 50 * M, 51 * M, 100, 3000)]);
+        let mut d = det();
+        assert!(feed(&mut *d, &events).is_empty());
+        let token = Entity::new(EntityKind::Token, Fingerprint([7; 8]).to_hex());
+        let got = describe_twice(&*d, &token).expect("held");
+        assert_eq!(got["bucket_ms"], json!(5 * M));
+        assert_eq!(got["bucket"]["start"], json!("1970-01-01T00:50:00Z"));
+        assert_eq!(got["bucket"]["open"], json!(true));
+        assert_eq!(got["bucket"]["requests"], json!(600));
+        assert_eq!(got["bucket"]["bytes_sent"], json!(600 * 3000));
+        assert_eq!(got["learning"]["first_seen_at"], json!("1970-01-01T00:00:00Z"));
+        assert_eq!(got["learning"]["active_buckets"], json!(10));
+        assert_eq!(got["learning"]["learned"], json!(true));
+        assert_eq!(got["baseline"]["requests"], json!(15));
+        assert_eq!(got["baseline"]["from"], json!("peak_since_first_seen"));
+        assert_eq!(got["threshold_requests"], json!(300));
+        assert_eq!(got["buckets_over_in_a_row"]["requests"], json!(0));
+        // a principal still learning, and one never seen
+        let mut young = det();
+        feed(&mut *young, &calls(8, 0, 10 * M, 20_000, 100));
+        let got = describe_twice(&*young, &Entity::new(EntityKind::Token, Fingerprint([8; 8]).to_hex())).unwrap();
+        assert_eq!(got["learning"]["learned"], json!(false));
+        assert_eq!(got["threshold_requests"], json!(null));
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::Token, Fingerprint([9; 8]).to_hex())), None);
+        assert_eq!(describe_twice(&*d, &Entity::new(EntityKind::Token, "user:nobody")), None);
+        // describing changed nothing: the second bucket over fires as it would have
+        let f = feed(&mut *d, &calls(7, 51 * M, 56 * M, 100, 3000));
+        assert_eq!(f.len(), 1, "{f:#?}");
     }
 
     #[test]

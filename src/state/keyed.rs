@@ -209,6 +209,23 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
         self.map.get(key).map(|s| &s.value)
     }
 
+    /// As [`KeyedState::get`], looked up by a borrowed form of the key (`&str` for a `String`
+    /// key). Read-only: the key is not marked seen.
+    pub fn get_by<Q>(&self, key: &Q) -> Option<&V>
+    where
+        Q: ?Sized + Hash + indexmap::Equivalent<K>,
+    {
+        self.map.get(key).map(|s| &s.value)
+    }
+
+    /// The latest event time `key` was seen at, if it is held. Read-only.
+    pub fn last_seen<Q>(&self, key: &Q) -> Option<Millis>
+    where
+        Q: ?Sized + Hash + indexmap::Equivalent<K>,
+    {
+        self.map.get(key).map(|s| s.seen)
+    }
+
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.map.get_mut(key).map(|s| &mut s.value)
     }
@@ -294,6 +311,11 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
             kept
         });
         self.hot = kept_hot;
+    }
+
+    /// Every key held and its state, read-only (in no particular order).
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, s)| (k, &s.value))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
@@ -407,6 +429,21 @@ mod tests {
         assert_eq!((s.len(), s.protected()), (2, 1));
         s.sweep(20_000_000);
         assert_eq!((s.len(), s.protected()), (0, 0));
+    }
+
+    #[test]
+    fn read_only_lookups_change_nothing() {
+        let mut s: KeyedState<String, u32> = KeyedState::new(2, 10_000);
+        *s.entry("a", 5, || 0) += 1;
+        s.entry("b", 7, || 0);
+        assert_eq!(s.get_by("a"), Some(&1));
+        assert_eq!(s.last_seen("b"), Some(7));
+        assert_eq!((s.get_by("c"), s.last_seen("c")), (None, None));
+        let mut all: Vec<(&String, &u32)> = s.iter().collect();
+        all.sort();
+        assert_eq!(all, [(&"a".to_string(), &1), (&"b".to_string(), &0)]);
+        // looking did not mark `a` seen
+        assert_eq!(s.last_seen("a"), Some(5));
     }
 
     #[test]

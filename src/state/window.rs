@@ -37,6 +37,15 @@ impl SlidingCount {
     pub fn clear(&mut self) {
         self.times.clear();
     }
+
+    /// Read-only: the events held that are still in the `window` ending at `now` (what
+    /// [`SlidingCount::count`] is once expired at `now`), and the earliest of them.
+    pub fn within(&self, now: Millis, window: Millis) -> (usize, Option<Millis>) {
+        let from = now.saturating_sub(window);
+        let mut live = self.times.iter().filter(|t| **t > from);
+        let first = live.next().copied();
+        (first.map_or(0, |_| 1 + live.count()), first)
+    }
 }
 
 /// Distinct values seen in the last `window`, each with its last-seen time and a count.
@@ -90,6 +99,13 @@ impl<T: PartialEq + Clone> SlidingSet<T> {
 
     pub fn earliest(&self) -> Option<Millis> {
         self.items.iter().map(|e| e.1).min()
+    }
+
+    /// Read-only: the values still in the `window` ending at `now` (those
+    /// [`SlidingSet::expire`] at `now` would keep), as (value, first seen, last seen, hits).
+    pub fn within(&self, now: Millis, window: Millis) -> impl Iterator<Item = &(T, Millis, Millis, u32)> {
+        let from = now.saturating_sub(window);
+        self.items.iter().filter(move |e| e.2 > from)
     }
 }
 
@@ -149,6 +165,21 @@ impl BucketCounter {
         self.buckets.iter().find(|b| b.2 > 0).map(|b| b.0)
     }
 
+    /// Read-only: (`total`, `hits`, start of the earliest bucket holding a hit) over the
+    /// buckets still in the `window` ending at `now` (what they are once expired at `now`).
+    pub fn within(&self, now: Millis, window: Millis) -> (u64, u64, Option<Millis>) {
+        let from = now.saturating_sub(window);
+        let (mut total, mut hits, mut first_hit) = (0u64, 0u64, None);
+        for b in self.buckets.iter().filter(|b| b.0 > from) {
+            total += b.1 as u64;
+            hits += b.2 as u64;
+            if b.2 > 0 && first_hit.is_none() {
+                first_hit = Some(b.0);
+            }
+        }
+        (total, hits, first_hit)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }
@@ -180,6 +211,28 @@ mod tests {
         assert_eq!(c.first(), Some(5000));
         c.push(100_000, 5000, 100);
         assert_eq!(c.count(), 1);
+    }
+
+    #[test]
+    fn within_reads_what_expiring_would_keep_without_expiring() {
+        let mut c = BucketCounter::default();
+        for t in 0..100 {
+            c.add(t * 1000, t % 2 == 0, 60_000, 10_000);
+        }
+        assert_eq!(c.within(99_000, 60_000), (60, 30, Some(40_000)));
+        assert_eq!(c.within(200_000, 60_000), (0, 0, None));
+        assert_eq!((c.total(), c.hits()), (60, 30), "nothing expired");
+        let mut n = SlidingCount::default();
+        for t in 0..10 {
+            n.push(t * 1000, 100_000, 100);
+        }
+        assert_eq!(n.within(12_000, 5000), (2, Some(8000)));
+        assert_eq!(n.count(), 10);
+        let mut s = SlidingSet::default();
+        s.insert("a", 0, 10_000, 8);
+        s.insert("b", 5000, 10_000, 8);
+        assert_eq!(s.within(12_000, 10_000).map(|e| e.0).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.len(), 2);
     }
 
     #[test]
