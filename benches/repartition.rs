@@ -97,6 +97,7 @@ fn start(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, run_as: Run
         admin: None,
         admin_limits: Default::default(),
         dispatcher: None,
+        entities: None,
     };
     let service = rt.block_on(Service::start(parts)).expect("service starts");
     Running { service, handed }

@@ -56,6 +56,7 @@ async fn server(dir: &std::path::Path) -> (String, String) {
         .with_rules(factory)
         .with_history(history)
         .with_dispatcher(dispatcher)
+        .with_entities(Arc::new(gatewatch::admin::entities::Entities::default()))
         .with_forward_auth(Arc::new(gatewatch::admin::forward_auth::ForwardAuth::new(revoker.deny_list(), b"k")))
         .with_crowdsec(Arc::new(gatewatch::admin::crowdsec::CrowdSec::new(
             revoker.deny_list(),
@@ -81,7 +82,8 @@ async fn every_documented_route_answers_as_documented() {
     let paths = spec["paths"].as_object().unwrap();
     assert!(paths.len() >= 10, "{} paths", paths.len());
     for (path, ops) in paths {
-        let url_path = path.replace("{id}", &alert_id).replace("{name}", "webhook:secops");
+        let url_path =
+            path.replace("{kind}", "source_ip").replace("{id}", &alert_id).replace("{name}", "webhook:secops");
         for (method, op) in ops.as_object().unwrap() {
             let documented: Vec<u16> =
                 op["responses"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect();

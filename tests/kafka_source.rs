@@ -85,6 +85,7 @@ async fn attack_is_alerted_and_a_malformed_record_goes_to_dead_letter() {
         ))),
         admin_limits: Default::default(),
         dispatcher: None,
+        entities: None,
     })
     .await
     .expect("service starts");

@@ -474,6 +474,11 @@ pub struct AdminConfig {
     /// CrowdSec bouncers allowed on `/v1/decisions`: (name, key), keys read from the
     /// variables `[admin.bouncers]` names.
     pub bouncers: Vec<(String, Secret)>,
+    /// Alerts the console keeps (`/api/v1/alerts`); the oldest leave first.
+    pub history_size: usize,
+    /// Where those alerts and their timelines are also written, to survive a restart;
+    /// `None`: memory only.
+    pub history_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -483,6 +488,8 @@ impl Default for AdminConfig {
             token: None,
             limits: AdminLimits::default(),
             bouncers: Vec::new(),
+            history_size: crate::admin::history::DEFAULT_CAPACITY,
+            history_file: None,
         }
     }
 }
@@ -798,6 +805,11 @@ struct RawAdmin {
     /// CrowdSec bouncers: name → environment variable holding its API key.
     #[serde(default)]
     bouncers: std::collections::BTreeMap<String, String>,
+    /// Alerts the console keeps in memory (`/api/v1/alerts`). Default 10000.
+    history_size: Option<usize>,
+    /// A file the console's alerts and their timelines are also written to, read back at
+    /// start so they survive a restart (relative to this file). Default: none, memory only.
+    history_file: Option<String>,
 }
 
 struct Parser<'a> {
@@ -1362,6 +1374,13 @@ impl Parser<'_> {
                 }
             }
         }
+        if let Some(n) = raw.history_size {
+            if !(1..=1_000_000).contains(&n) {
+                self.err("admin.history_size", "must be between 1 and 1000000");
+            }
+            out.history_size = n.clamp(1, 1_000_000);
+        }
+        out.history_file = raw.history_file.map(|f| self.path(PathBuf::from(f)));
         out
     }
 }

@@ -28,7 +28,7 @@ use super::lifecycle::{backoff, CircuitBreaker, CircuitState, Dedup, Notificatio
 use super::queue::{Batch, DurableQueue, Next, PushError, QueueLimits};
 use super::revocation::Revoker;
 use super::sink::{Sink, SinkError};
-use super::{AlertHandoff, HandoffError};
+use super::{AlertHandoff, AlertJournal, AttemptOutcome, HandoffError, Happening};
 use crate::event::{Alert, Severity};
 
 /// Counters of one sink, updated by `handoff` and the sink's task.
@@ -211,6 +211,14 @@ struct Shared {
     duplicates: AtomicU64,
     grouped: Arc<AtomicU64>,
     dead_letter_errors: AtomicU64,
+    journal: Option<Arc<dyn AlertJournal>>,
+}
+
+/// Tells `journal`, if any, what became of alert `id`.
+fn note(journal: &Option<Arc<dyn AlertJournal>>, id: &str, what: impl FnOnce() -> Happening) {
+    if let Some(j) = journal {
+        j.note(id, now_ms(), what());
+    }
 }
 
 /// The dispatcher. Create it inside a tokio runtime; `handoff` may be called from any thread.
@@ -240,6 +248,27 @@ impl Dispatcher {
         extra: Vec<SinkEntry>,
         revoker: Option<Arc<Revoker>>,
         receipts: Option<mpsc::UnboundedSender<Receipt>>,
+    ) -> Result<Dispatcher, String> {
+        Self::start_inner(cfg, extra, revoker, receipts, None)
+    }
+
+    /// [`Dispatcher::start`], telling `journal` what becomes of every alert: each queueing,
+    /// delivery attempt, grouping, dead-lettering, resolution and enforcement decision.
+    pub fn start_with_journal(
+        cfg: &ActionsConfig,
+        extra: Vec<SinkEntry>,
+        revoker: Option<Arc<Revoker>>,
+        journal: Arc<dyn AlertJournal>,
+    ) -> Result<Dispatcher, String> {
+        Self::start_inner(cfg, extra, revoker, None, Some(journal))
+    }
+
+    fn start_inner(
+        cfg: &ActionsConfig,
+        extra: Vec<SinkEntry>,
+        revoker: Option<Arc<Revoker>>,
+        receipts: Option<mpsc::UnboundedSender<Receipt>>,
+        journal: Option<Arc<dyn AlertJournal>>,
     ) -> Result<Dispatcher, String> {
         let mut entries = build_sinks(&cfg.sinks)?;
         entries.extend(extra);
@@ -300,6 +329,7 @@ impl Dispatcher {
                 stop: stop_rx.clone(),
                 draining: draining_rx.clone(),
                 receipts: receipts.clone(),
+                journal: journal.clone(),
             };
             workers.push(tokio::spawn(worker.run()));
         }
@@ -314,6 +344,7 @@ impl Dispatcher {
                     counters.clone(),
                     dead_letter.clone(),
                     stop_rx.clone(),
+                    journal.clone(),
                 )));
                 (Some(tx), Some(counters))
             }
@@ -334,6 +365,7 @@ impl Dispatcher {
             duplicates: AtomicU64::new(0),
             grouped,
             dead_letter_errors: AtomicU64::new(0),
+            journal,
         });
         let ticker = {
             let shared = shared.clone();
@@ -469,6 +501,10 @@ impl Shared {
             let reason = match slot.queue.push(n, now) {
                 Ok(()) => {
                     slot.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                    note(&self.journal, &n.alert.id, || match n.status {
+                        super::Status::Resolved => Happening::Resolved { sink: slot.name.clone() },
+                        super::Status::Firing => Happening::Queued { sink: slot.name.clone() },
+                    });
                     continue;
                 }
                 Err(PushError::Full(reason)) => {
@@ -478,6 +514,10 @@ impl Shared {
                 Err(e @ PushError::Io(_)) => e.to_string(),
             };
             tracing::warn!(sink = %slot.name, alert = %n.alert.id, %reason, "alert to dead-letter file");
+            note(&self.journal, &n.alert.id, || Happening::DeadLettered {
+                sink: slot.name.clone(),
+                reason: reason.clone(),
+            });
             match self.dead_letter.write(&slot.name, &reason, n) {
                 Ok(()) => {
                     slot.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -586,6 +626,7 @@ struct SinkWorker {
     stop: watch::Receiver<bool>,
     draining: watch::Receiver<bool>,
     receipts: Option<mpsc::UnboundedSender<Receipt>>,
+    journal: Option<Arc<dyn AlertJournal>>,
 }
 
 struct Retry {
@@ -665,6 +706,18 @@ impl SinkWorker {
                 };
                 let delivered = matches!(outcome, Outcome::Delivered);
                 let _ = tx.send(Receipt { sink: self.name.clone(), delivered, keys });
+            }
+        }
+        if self.journal.is_some() && batch.len() > 1 && matches!(outcome, Outcome::Delivered) {
+            let head = batch.notification.alert.id.clone();
+            if let Ok(members) = self.queue.members(batch) {
+                for m in members.iter().filter(|m| m.alert.id != head) {
+                    note(&self.journal, &m.alert.id, || Happening::Grouped {
+                        sink: self.name.clone(),
+                        head: head.clone(),
+                        count: batch.len(),
+                    });
+                }
             }
         }
         let result = match outcome {
@@ -762,6 +815,16 @@ impl SinkWorker {
                 // It may have arrived: it stays queued and goes again with the same key.
                 _ = stopped(&mut stop) => return Outcome::Stopped,
             };
+            note(&self.journal, &n.alert.id, || Happening::Attempt {
+                sink: self.name.clone(),
+                attempt,
+                outcome: match &res {
+                    Ok(()) => AttemptOutcome::Delivered,
+                    Err(e) if !e.retryable => AttemptOutcome::Rejected,
+                    Err(_) => AttemptOutcome::Failed,
+                },
+                detail: res.as_ref().err().map(|e| e.to_string()),
+            });
             match res {
                 Ok(()) => {
                     r.breaker.on_success();
@@ -832,6 +895,7 @@ impl SinkWorker {
 
     fn dead_letter(&self, n: &Notification, reason: &str) {
         tracing::warn!(sink = %self.name, alert = %n.alert.id, %reason, "alert to dead-letter file");
+        note(&self.journal, &n.alert.id, || Happening::DeadLettered { sink: self.name.clone(), reason: reason.into() });
         match self.dead_letter.write(&self.name, reason, n) {
             Ok(()) => {
                 self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -880,6 +944,7 @@ async fn revoke_worker(
     counters: Arc<SinkCounters>,
     dead_letter: Arc<DeadLetter>,
     stop: watch::Receiver<bool>,
+    journal: Option<Arc<dyn AlertJournal>>,
 ) {
     while let Some((alert, force_dry_run, what)) = rx.recv().await {
         counters.dequeued.fetch_add(1, Ordering::Relaxed);
@@ -900,6 +965,21 @@ async fn revoke_worker(
                 revoker.handle(req, now).await
             }
         };
+        note(&journal, &alert.id, || Happening::Enforcement {
+            action: match what {
+                Enforce::Revoke => "revoke",
+                Enforce::Ban => "ban",
+            }
+            .into(),
+            verdict: outcome.decision.verdict.as_str().to_string(),
+            dry_run: outcome.decision.dry_run,
+            detail: if outcome.audited {
+                outcome.decision.detail.clone()
+            } else {
+                "the revocation audit log could not be written: nothing was done".into()
+            },
+            target_failures: outcome.target_failures,
+        });
         if !outcome.audited {
             // Nothing was decided for good: keep the alert where an operator can replay it.
             counters.failed.fetch_add(1, Ordering::Relaxed);

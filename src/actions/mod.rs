@@ -11,6 +11,7 @@ pub mod config;
 pub mod deadletter;
 pub mod dispatcher;
 pub mod email;
+pub mod file;
 pub mod lifecycle;
 pub mod queue;
 pub mod revocation;
@@ -43,6 +44,43 @@ pub enum HandoffError {
 /// sink is the dispatcher's business, not the source's.
 pub trait AlertHandoff: Send + Sync {
     fn handoff(&self, alert: &Alert) -> Result<(), HandoffError>;
+}
+
+/// What became of an alert after its handoff, for the console's timeline
+/// (`GET /api/v1/alerts/{id}`). Details are the sinks' own error messages, which name no
+/// secret.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Happening {
+    /// Put in a sink's queue.
+    Queued { sink: String },
+    /// One try to deliver it (or the group it went in) to a sink.
+    Attempt { sink: String, attempt: u32, outcome: AttemptOutcome, detail: Option<String> },
+    /// Sent in one notification with other alerts of its group, under `head`'s.
+    Grouped { sink: String, head: String, count: usize },
+    /// Given up on: written to the dead-letter file.
+    DeadLettered { sink: String, reason: String },
+    /// Its `resolved` notification was queued (no alert like it for `resolve_after`).
+    Resolved { sink: String },
+    /// A revocation or ban decision asked by the alert's actions.
+    Enforcement { action: String, verdict: String, dry_run: bool, detail: String, target_failures: u32 },
+}
+
+/// How one delivery attempt went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered,
+    /// The receiver refused it; it is not tried again.
+    Rejected,
+    /// It failed in a way worth retrying.
+    Failed,
+}
+
+/// Where the dispatcher tells what became of each alert ([`crate::admin::history`]).
+pub trait AlertJournal: Send + Sync {
+    /// `at`: wall-clock milliseconds.
+    fn note(&self, alert_id: &str, at: crate::event::Millis, what: Happening);
 }
 
 /// Writes alerts as JSON lines to a writer; used by replay and as the simplest handoff.

@@ -1,23 +1,35 @@
-//! The recent alerts, for `/api/v1/alerts`: every alert handed off, kept in memory up to a
-//! bound (the oldest leave first), each once (an alert id seen again, after a restart's
-//! rebuild, is not a second alert). Alerts hold no secret by contract; nothing else is kept.
+//! The recent alerts, for `/api/v1/alerts` and the console: every alert handed off, kept in
+//! memory up to a bound (the oldest leave first), each once (an alert id seen again, after a
+//! restart's rebuild, is not a second alert), with its timeline: what the dispatcher did with
+//! it ([`AlertJournal`]: queued, each delivery attempt per sink, grouped, dead-lettered,
+//! resolved, each revocation or ban decision).
+//!
+//! Optionally also in a file (`[admin] history_file`), read back at start: JSON lines, an
+//! alert or a timeline entry each, rewritten with only what is kept once it holds about three
+//! times that. Alerts hold no secret by contract, and timeline details are the sinks' own
+//! error messages (which never quote a URL); nothing else is kept.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::Clock;
-use crate::actions::{AlertHandoff, HandoffError};
-use crate::event::{Alert, Millis, Severity};
+use crate::actions::{AlertHandoff, AlertJournal, AttemptOutcome, HandoffError, Happening};
+use crate::event::{format_ts, Alert, Millis, Severity};
 
 /// Alerts kept by default.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Timeline entries kept per alert (the latest).
+const MAX_NOTES: usize = 64;
 
 struct Entry {
     seq: u64,
     received_at: Millis,
     alert: Alert,
+    notes: VecDeque<(Millis, Happening)>,
 }
 
 #[derive(Default)]
@@ -28,10 +40,55 @@ struct Inner {
     by_id: HashMap<String, u64>,
 }
 
+impl Inner {
+    fn entry_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        let seq = *self.by_id.get(id)?;
+        let first = self.entries.front()?.seq;
+        self.entries.get_mut((seq - first) as usize)
+    }
+
+    /// Adds `alert` unless kept already; `false` when it was.
+    fn add(&mut self, alert: &Alert, received_at: Millis, capacity: usize) -> bool {
+        if self.by_id.contains_key(&alert.id) {
+            return false;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        self.by_id.insert(alert.id.clone(), seq);
+        self.entries.push_back(Entry { seq, received_at, alert: alert.clone(), notes: VecDeque::new() });
+        while self.entries.len() > capacity {
+            if let Some(old) = self.entries.pop_front() {
+                self.by_id.remove(&old.alert.id);
+            }
+        }
+        true
+    }
+
+    fn note(&mut self, id: &str, at: Millis, what: Happening) -> bool {
+        let Some(e) = self.entry_mut(id) else { return false };
+        if e.notes.len() == MAX_NOTES {
+            e.notes.pop_front();
+        }
+        e.notes.push_back((at, what));
+        true
+    }
+}
+
+/// The file the history is also kept in.
+struct Store {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    /// Lines written since the file was last rewritten.
+    lines: usize,
+    /// A write failed: said once, until one works again.
+    failing: bool,
+}
+
 pub struct AlertHistory {
     inner: Mutex<Inner>,
     capacity: usize,
     clock: Clock,
+    store: Mutex<Option<Store>>,
 }
 
 /// Which alerts a listing wants. Every field set must match.
@@ -62,15 +119,169 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
+/// One line of the history file.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Alert { alert: Value, received_at: Millis },
+    Note { id: String, at: Millis, happened: Happening },
+}
+
 impl AlertHistory {
+    /// In memory only.
     pub fn new(capacity: usize, clock: Clock) -> Self {
-        AlertHistory { inner: Mutex::new(Inner::default()), capacity: capacity.max(1), clock }
+        AlertHistory { inner: Mutex::new(Inner::default()), capacity: capacity.max(1), clock, store: Mutex::new(None) }
     }
 
-    fn view(e: &Entry) -> Value {
+    /// Kept in memory and in `path`: what the file holds is read back first (lines that do
+    /// not parse are skipped and counted in the returned number), then the file is rewritten
+    /// with what is kept and appended to from then on.
+    pub fn open(capacity: usize, clock: Clock, path: &Path) -> std::io::Result<(Self, usize)> {
+        let h = Self::new(capacity, clock);
+        let mut skipped = 0;
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                let mut inner = h.inner.lock().expect("fresh lock");
+                for line in std::io::BufReader::new(f).split(b'\n') {
+                    let line = line?;
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let ok = match serde_json::from_slice::<Line>(&line) {
+                        Ok(Line::Alert { alert, received_at }) => match Alert::from_json(&alert) {
+                            Ok(a) => {
+                                inner.add(&a, received_at, h.capacity);
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                        // A note about an alert no longer kept is simply not needed.
+                        Ok(Line::Note { id, at, happened }) => {
+                            inner.note(&id, at, happened);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    if !ok {
+                        skipped += 1;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let store = Self::rewrite(path, &h.inner.lock().expect("fresh lock"))?;
+        *h.store.lock().expect("fresh lock") = Some(store);
+        Ok((h, skipped))
+    }
+
+    /// Writes what is kept to `path` (through a temporary file and a rename, so a crash
+    /// leaves the old file or the new one) and opens it for appending.
+    fn rewrite(path: &Path, inner: &Inner) -> std::io::Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut lines = 0;
+        {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            for e in &inner.entries {
+                write_line(&mut w, &alert_line(&e.alert, e.received_at))?;
+                lines += 1;
+                for (at, n) in &e.notes {
+                    write_line(&mut w, &note_line(&e.alert.id, *at, n))?;
+                    lines += 1;
+                }
+            }
+            w.flush()?;
+            w.get_ref().sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        let f = std::fs::OpenOptions::new().append(true).open(path)?;
+        Ok(Store { path: path.to_path_buf(), out: std::io::BufWriter::new(f), lines, failing: false })
+    }
+
+    /// Appends `line` to the file, if there is one; rewrites it once it has grown to about
+    /// three times what is kept. A failure is logged once and counted against nothing: the
+    /// history is for looking, never a delivery path.
+    fn persist(&self, line: Line) {
+        let Ok(mut store) = self.store.lock() else { return };
+        let Some(s) = store.as_mut() else { return };
+        let mut r = write_line(&mut s.out, &line).and_then(|_| s.out.flush());
+        s.lines += 1;
+        if r.is_ok() && s.lines > 3 * self.capacity + 3 * MAX_NOTES {
+            let path = s.path.clone();
+            r = match self.inner.lock() {
+                Ok(inner) => Self::rewrite(&path, &inner).map(|fresh| *s = fresh),
+                Err(_) => Ok(()),
+            };
+        }
+        match r {
+            Ok(()) if s.failing => {
+                s.failing = false;
+                tracing::info!(file = %s.path.display(), "the alert history file is written again");
+            }
+            Ok(()) => {}
+            Err(e) if !s.failing => {
+                s.failing = true;
+                tracing::warn!(file = %s.path.display(), error = %e, "cannot write the alert history file; alerts are kept in memory only until it works again");
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn list_view(e: &Entry) -> Value {
         let mut v = serde_json::from_str::<Value>(&e.alert.to_json()).unwrap_or(Value::Null);
         v["seq"] = e.seq.into();
-        v["received_at"] = crate::event::format_ts(e.received_at).into();
+        v["received_at"] = format_ts(e.received_at).into();
+        v
+    }
+
+    /// The alert with its timeline, split the way the console shows it: `lifecycle` (raised,
+    /// grouped, dead-lettered, resolved), `notifications` (queueing and every attempt, per
+    /// sink) and `revocations` (each enforcement decision with its verdict).
+    fn full_view(e: &Entry) -> Value {
+        let mut v = Self::list_view(e);
+        let mut lifecycle = vec![json!({ "at": format_ts(e.received_at), "event": "raised" })];
+        let mut notifications = Vec::new();
+        let mut revocations = Vec::new();
+        for (at, n) in &e.notes {
+            let at = format_ts(*at);
+            match n {
+                Happening::Queued { sink } => {
+                    notifications.push(json!({ "at": at, "sink": sink, "outcome": "queued", "attempt": 0 }))
+                }
+                Happening::Attempt { sink, attempt, outcome, detail } => notifications.push(json!({
+                    "at": at, "sink": sink, "attempt": attempt, "detail": detail,
+                    "outcome": match outcome {
+                        AttemptOutcome::Delivered => "delivered",
+                        AttemptOutcome::Rejected => "rejected",
+                        AttemptOutcome::Failed => "failed",
+                    },
+                })),
+                Happening::Grouped { sink, head, count } => lifecycle.push(json!({
+                    "at": at, "event": "grouped", "sink": sink,
+                    "detail": format!("delivered to {sink} in one notification of {count} alerts, under alert {head}"),
+                })),
+                Happening::DeadLettered { sink, reason } => {
+                    lifecycle.push(json!({ "at": at, "event": "dead_lettered", "sink": sink, "detail": reason }));
+                    notifications.push(json!({ "at": at, "sink": sink, "outcome": "dead_lettered", "detail": reason }));
+                }
+                Happening::Resolved { sink } => lifecycle.push(json!({
+                    "at": at, "event": "resolved", "sink": sink,
+                    "detail": format!("nothing like it since; resolved notification queued for {sink}"),
+                })),
+                Happening::Enforcement { action, verdict, dry_run, detail, target_failures } => {
+                    revocations.push(json!({
+                        "at": at, "action": action, "verdict": verdict, "dry_run": dry_run,
+                        "detail": detail, "target_failures": target_failures,
+                    }))
+                }
+            }
+        }
+        v["lifecycle"] = lifecycle.into();
+        v["notifications"] = notifications.into();
+        v["revocations"] = revocations.into();
         v
     }
 
@@ -112,17 +323,15 @@ impl AlertHistory {
                 next = alerts.last().and_then(|v: &Value| v["seq"].as_u64());
                 break;
             }
-            alerts.push(Self::view(e));
+            alerts.push(Self::list_view(e));
         }
         Ok(Page { alerts, next })
     }
 
-    /// The alert with this id, if still kept.
+    /// The alert with this id and its timeline, if still kept.
     pub fn get(&self, id: &str) -> Option<Value> {
-        let inner = self.inner.lock().ok()?;
-        let seq = *inner.by_id.get(id)?;
-        let first = inner.entries.front()?.seq;
-        inner.entries.get((seq - first) as usize).map(Self::view)
+        let mut inner = self.inner.lock().ok()?;
+        inner.entry_mut(id).map(|e| Self::full_view(e))
     }
 
     pub fn len(&self) -> usize {
@@ -134,22 +343,166 @@ impl AlertHistory {
     }
 }
 
+fn alert_line(a: &Alert, received_at: Millis) -> Line {
+    Line::Alert { alert: serde_json::from_str(&a.to_json()).unwrap_or(Value::Null), received_at }
+}
+
+fn note_line(id: &str, at: Millis, what: &Happening) -> Line {
+    Line::Note { id: id.to_string(), at, happened: what.clone() }
+}
+
+fn write_line(w: &mut impl Write, line: &Line) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, line)?;
+    w.write_all(b"\n")
+}
+
 impl AlertHandoff for AlertHistory {
     fn handoff(&self, alert: &Alert) -> Result<(), HandoffError> {
         let now = (self.clock)();
-        let Ok(mut inner) = self.inner.lock() else { return Ok(()) };
-        if inner.by_id.contains_key(&alert.id) {
-            return Ok(());
-        }
-        inner.seq += 1;
-        let seq = inner.seq;
-        inner.by_id.insert(alert.id.clone(), seq);
-        inner.entries.push_back(Entry { seq, received_at: now, alert: alert.clone() });
-        while inner.entries.len() > self.capacity {
-            if let Some(old) = inner.entries.pop_front() {
-                inner.by_id.remove(&old.alert.id);
-            }
+        let added = match self.inner.lock() {
+            Ok(mut inner) => inner.add(alert, now, self.capacity),
+            Err(_) => false,
+        };
+        if added {
+            self.persist(alert_line(alert, now));
         }
         Ok(())
+    }
+}
+
+impl AlertJournal for AlertHistory {
+    fn note(&self, alert_id: &str, at: Millis, what: Happening) {
+        let line = note_line(alert_id, at, &what);
+        let kept = match self.inner.lock() {
+            Ok(mut inner) => inner.note(alert_id, at, what),
+            Err(_) => false,
+        };
+        if kept {
+            self.persist(line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ClientIdSource, Entity, EntityKind};
+    use std::sync::Arc;
+
+    fn alert(n: i64) -> Alert {
+        let entity = Entity::new(EntityKind::SourceIp, format!("203.0.113.{n}"));
+        Alert {
+            id: Alert::make_id("r", &entity, n),
+            detector: "auth_failure_spike".into(),
+            rule: "r".into(),
+            severity: Severity::High,
+            entity,
+            client_id: None,
+            client_id_source: ClientIdSource::Claimed,
+            token_fingerprint: None,
+            window_start: n,
+            window_end: n + 1000,
+            summary: format!("alert {n}"),
+            evidence: Default::default(),
+            actions: vec!["webhook:secops".into()],
+        }
+    }
+
+    fn clock() -> Clock {
+        Arc::new(|| 1_700_000_000_000)
+    }
+
+    #[test]
+    fn the_timeline_keeps_each_attempt_grouping_and_decision_under_its_alert() {
+        let h = AlertHistory::new(10, clock());
+        let a = alert(1);
+        h.handoff(&a).unwrap();
+        h.note(&a.id, 1, Happening::Queued { sink: "webhook:secops".into() });
+        let failed = AttemptOutcome::Failed;
+        h.note(
+            &a.id,
+            2,
+            Happening::Attempt {
+                sink: "webhook:secops".into(),
+                attempt: 1,
+                outcome: failed,
+                detail: Some("HTTP 503".into()),
+            },
+        );
+        let ok = AttemptOutcome::Delivered;
+        h.note(&a.id, 3, Happening::Attempt { sink: "webhook:secops".into(), attempt: 2, outcome: ok, detail: None });
+        h.note(
+            &a.id,
+            4,
+            Happening::Enforcement {
+                action: "revoke".into(),
+                verdict: "dry_run".into(),
+                dry_run: true,
+                detail: "would revoke".into(),
+                target_failures: 0,
+            },
+        );
+        // About an alert not kept: nothing to attach it to.
+        h.note("unknown", 5, Happening::Queued { sink: "x".into() });
+        let v = h.get(&a.id).unwrap();
+        let n = v["notifications"].as_array().unwrap();
+        assert_eq!(n.len(), 3);
+        assert_eq!(n[1]["outcome"], "failed");
+        assert_eq!(n[1]["detail"], "HTTP 503");
+        assert_eq!(n[2]["outcome"], "delivered");
+        assert_eq!(n[2]["attempt"], 2);
+        assert_eq!(v["revocations"][0]["verdict"], "dry_run");
+        assert_eq!(v["lifecycle"][0]["event"], "raised");
+        // A listing stays small: no timelines.
+        let page = h.query(&Filter::default()).unwrap();
+        assert!(page.alerts[0].get("notifications").is_none());
+    }
+
+    #[test]
+    fn the_timeline_of_one_alert_is_bounded() {
+        let h = AlertHistory::new(10, clock());
+        let a = alert(1);
+        h.handoff(&a).unwrap();
+        for i in 0..200 {
+            let outcome = AttemptOutcome::Failed;
+            h.note(&a.id, i, Happening::Attempt { sink: "s".into(), attempt: i as u32, outcome, detail: None });
+        }
+        let v = h.get(&a.id).unwrap();
+        let n = v["notifications"].as_array().unwrap();
+        assert_eq!(n.len(), MAX_NOTES);
+        assert_eq!(n.last().unwrap()["attempt"], 199);
+    }
+
+    #[test]
+    fn the_file_brings_alerts_and_timelines_back_after_a_restart_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/history.jsonl");
+        {
+            let (h, skipped) = AlertHistory::open(3, clock(), &path).unwrap();
+            assert_eq!(skipped, 0);
+            for n in 0..5 {
+                let a = alert(n);
+                h.handoff(&a).unwrap();
+                h.note(&a.id, n, Happening::Queued { sink: "webhook:secops".into() });
+            }
+        }
+        // A torn last line (a crash mid-write) is skipped, not fatal.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"alert\":{\"id\"").unwrap();
+        let (h, skipped) = AlertHistory::open(3, clock(), &path).unwrap();
+        assert_eq!(skipped, 1);
+        assert_eq!(h.len(), 3, "only the newest 3 are kept");
+        let newest = h.query(&Filter::default()).unwrap();
+        assert_eq!(newest.alerts[0]["summary"], "alert 4");
+        let v = h.get(&alert(4).id).unwrap();
+        assert_eq!(v["notifications"][0]["outcome"], "queued");
+        // The same alert again (a rebuild after the restart) is not a second one.
+        h.handoff(&alert(4)).unwrap();
+        assert_eq!(h.len(), 3);
+        // The rewritten file holds only what is kept, and grows back only to a bound.
+        for n in 5..200 {
+            h.handoff(&alert(n)).unwrap();
+        }
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= 3 * 3 + 3 * MAX_NOTES + 1, "{lines} lines");
     }
 }

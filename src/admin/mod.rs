@@ -12,9 +12,11 @@
 //!   through the same safety checks as a detector's `revoke`.
 
 pub mod crowdsec;
+pub mod entities;
 pub mod forward_auth;
 pub mod history;
 pub mod listener;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub struct AdminState {
     pub history: Option<Arc<history::AlertHistory>>,
     /// The sinks, for `POST /api/v1/sinks/{name}/test`; `None` without `[actions]`.
     pub dispatcher: Option<Arc<crate::actions::Dispatcher>>,
+    /// The rules' state, for `/api/v1/entities/{kind}/{id}`; `None`: that route answers 503.
+    pub entities: Option<Arc<entities::Entities>>,
 }
 
 impl AdminState {
@@ -68,7 +72,14 @@ impl AdminState {
             crowdsec: None,
             history: None,
             dispatcher: None,
+            entities: None,
         }
+    }
+
+    /// Serves `/api/v1/entities/{kind}/{id}` from the sources attached to `entities`.
+    pub fn with_entities(mut self, entities: Arc<entities::Entities>) -> Self {
+        self.entities = Some(entities);
+        self
     }
 
     /// Serves `POST /api/v1/sinks/{name}/test` through `dispatcher`.
@@ -127,6 +138,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/detectors", get(get_rules))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/entities/{kind}/{*id}", get(get_entity))
         .route("/api/v1/sinks/{name}/test", post(post_sink_test))
         // Unknown API paths need the token too before they learn they do not exist.
         .route("/api/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
@@ -134,6 +146,7 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
         .merge(gateways)
         .merge(bouncers)
+        .merge(ui::router())
 }
 
 async fn require_bearer(State(st): State<AdminState>, req: Request, next: Next) -> Response {
@@ -208,6 +221,63 @@ async fn get_alert(State(st): State<AdminState>, axum::extract::Path(id): axum::
         Some(a) => Json(a).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such alert (or no longer kept)" }))).into_response(),
     }
+}
+
+/// `GET /api/v1/entities/{kind}/{id}`: what each rule holds about the entity now (per
+/// partition), and its recent alerts. The id is everything after the kind (a route's `/`s
+/// need no escaping). 404 when nothing is held and no alert is kept.
+async fn get_entity(
+    State(st): State<AdminState>,
+    axum::extract::Path((kind, id)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let Some(ents) = st.entities.clone() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "no detection in this process" })))
+            .into_response();
+    };
+    let Some(kind) = crate::event::EntityKind::parse(&kind) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "the entity kind is one of client_id, source_ip, token, route" })),
+        )
+            .into_response();
+    };
+    let entity = crate::event::Entity::new(kind, id);
+    let asked = entity.clone();
+    // The partitions answer between messages, under their lock: not on the runtime's threads.
+    let state = match tokio::task::spawn_blocking(move || ents.describe(&asked)).await {
+        Ok(s) => s,
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "the state could not be read" })))
+                .into_response()
+        }
+    };
+    let alerts = st
+        .history
+        .as_ref()
+        .and_then(|h| {
+            h.query(&history::Filter {
+                entity_kind: Some(entity.kind.as_str().into()),
+                entity_id: Some(entity.id.clone()),
+                limit: Some(20),
+                ..Default::default()
+            })
+            .ok()
+        })
+        .map(|p| p.alerts)
+        .unwrap_or_default();
+    let body = json!({ "entity": entity, "state": state, "alerts": alerts });
+    if state_is_empty(&body) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "gatewatch holds nothing about this entity", "entity": body["entity"] })),
+        )
+            .into_response();
+    }
+    Json(body).into_response()
+}
+
+fn state_is_empty(body: &serde_json::Value) -> bool {
+    body["state"].as_array().is_none_or(|s| s.is_empty()) && body["alerts"].as_array().is_none_or(|a| a.is_empty())
 }
 
 /// `POST /api/v1/sinks/{name}/test`: a test notification (detector `test`, severity `info`)

@@ -107,6 +107,23 @@ pub enum Command {
         #[arg(long, default_value = "auto")]
         format: String,
     },
+    /// What a running instance holds about an entity: each rule's state (counts in its open
+    /// windows, what it learned) and the entity's recent alerts. Asks the admin API.
+    Inspect {
+        /// client_id, source_ip, token (its fingerprint) or route.
+        kind: String,
+        /// The entity as alerts name it: `203.0.113.7`, `34b884ffafcb29fd`, `GET /v1/orders/{id}`.
+        id: String,
+        /// The instance's admin listener (`[admin] listen`).
+        #[arg(long, default_value = "http://127.0.0.1:9977")]
+        url: String,
+        /// The environment variable holding its admin token.
+        #[arg(long, default_value = "GATEWATCH_ADMIN_TOKEN")]
+        token_env: String,
+        /// Print the API's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Scrub secrets from log lines: every input line out again, same count, each secret
     /// replaced by `[REDACTED:<kind>:<fingerprint>]`; counts by kind and place on stderr.
     Scrub {
@@ -246,6 +263,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Explain { alert_id, config, input, format } => {
             crate::app::explain::explain(config.as_deref(), &input, &format, &alert_id)
+        }
+        Command::Inspect { kind, id, url, token_env, json } => {
+            crate::app::inspect::inspect(&crate::app::inspect::InspectOptions { kind, id, url, token_env, json })
         }
         Command::Scrub { config, format } => {
             parse_format(&format)?;

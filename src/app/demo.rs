@@ -40,6 +40,35 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
 }
 
+/// The demo's one sink.
+const DEMO_SINK: &str = "file:demo";
+
+/// A dispatcher whose one sink appends to a file in a temporary folder of this run's own
+/// (removed when the demo ends), telling `journal` what becomes of each alert. Returns the
+/// folder and the file's path too.
+fn demo_dispatcher(
+    journal: Arc<crate::admin::history::AlertHistory>,
+) -> anyhow::Result<(Arc<crate::actions::Dispatcher>, tempfile::TempDir, std::path::PathBuf)> {
+    let tmp = tempfile::Builder::new().prefix("gatewatch-demo-").tempdir().context("creating a temporary folder")?;
+    let dir = tmp.path();
+    let path = dir.join("alerts.jsonl");
+    let sink = crate::actions::file::FileSink::open(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut cfg = crate::actions::config::ActionsConfig::new(dir.join("dead-letter.jsonl"));
+    cfg.group_window = Duration::from_secs(10);
+    let entry = crate::actions::SinkEntry {
+        name: DEMO_SINK.into(),
+        kind: "file".into(),
+        delivery: crate::actions::config::DeliveryConfig {
+            min_severity: Some(crate::event::Severity::Info),
+            ..Default::default()
+        },
+        sink: Arc::new(sink),
+    };
+    let d = crate::actions::Dispatcher::start_with_journal(&cfg, vec![entry], None, journal)
+        .map_err(|e| anyhow::anyhow!("the demo's file sink: {e}"))?;
+    Ok((Arc::new(d), tmp, path))
+}
+
 /// Prints alerts as one readable line each, numbered by incident.
 pub struct ReadableLines<W: Write + Send> {
     out: Mutex<W>,
@@ -244,11 +273,18 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         crate::admin::history::DEFAULT_CAPACITY,
         Arc::new(|| chrono::Utc::now().timestamp_millis()),
     ));
-    let handoff: Arc<dyn AlertHandoff> = Arc::new(crate::app::run::Fanout(vec![printer.clone(), history.clone()]));
+    // One sink, a file: every alert goes through the real delivery path (queue, attempts,
+    // the timeline the console shows) without a receiver to set up.
+    let (dispatcher, _delivery_dir, delivered) = demo_dispatcher(history.clone())?;
+    let handoff: Arc<dyn AlertHandoff> =
+        Arc::new(crate::app::run::Fanout(vec![printer.clone(), history.clone(), dispatcher.clone()]));
+    let entities = Arc::new(crate::admin::entities::Entities::default());
     let admin = crate::admin::router(
         crate::admin::AdminState::new(Some(crate::actions::secret::Secret::new(token.clone())), None)
             .with_rules(new_pipeline.clone())
-            .with_history(history),
+            .with_history(history)
+            .with_dispatcher(dispatcher.clone())
+            .with_entities(entities.clone()),
     );
     let registry = Arc::new(prometheus::Registry::new());
     let parts = |listen| ServiceParts {
@@ -260,7 +296,8 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         registry: registry.clone(),
         admin: Some(admin.clone()),
         admin_limits: crate::actions::config::AdminLimits::default(),
-        dispatcher: None,
+        dispatcher: Some(dispatcher.clone()),
+        entities: Some(entities.clone()),
     };
     let service = match Service::start(parts(opts.listen)).await {
         Ok(s) => s,
@@ -285,6 +322,8 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         "  alerts:  curl -H 'Authorization: Bearer {token}' http://{}/api/v1/alerts   (a token for this demo only)",
         service.addr
     );
+    println!("  console: http://{}/ui/   (the same token)", service.addr);
+    println!("  delivered to: {} (sink `{DEMO_SINK}`; removed when the demo ends)", delivered.display());
     println!("  stops after {} minute(s), or press Ctrl-C", opts.minutes);
     println!();
     println!("{READABLE_HEADER}");

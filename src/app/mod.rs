@@ -4,6 +4,7 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod explain;
+pub mod inspect;
 pub mod redrive;
 pub mod replay;
 pub mod run;

@@ -143,6 +143,8 @@ pub struct ServiceParts {
     pub admin_limits: AdminLimits,
     /// The alert dispatcher, drained after the source stopped.
     pub dispatcher: Option<Arc<crate::actions::Dispatcher>>,
+    /// Where the admin API asks the sources' rules about an entity; each source attaches.
+    pub entities: Option<Arc<crate::admin::entities::Entities>>,
 }
 
 /// A running service: its Kafka sources (one per stage) and its HTTP endpoints.
@@ -159,6 +161,22 @@ pub struct Service {
     dispatcher: Option<Arc<crate::actions::Dispatcher>>,
     /// Reloads the detector files on SIGHUP.
     reload: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The console's alert history (`[admin] history_size`, `history_file`).
+pub fn open_history(
+    admin: &crate::actions::config::AdminConfig,
+) -> anyhow::Result<crate::admin::history::AlertHistory> {
+    use crate::admin::history::AlertHistory;
+    let clock: crate::admin::Clock = Arc::new(|| chrono::Utc::now().timestamp_millis());
+    let Some(path) = &admin.history_file else { return Ok(AlertHistory::new(admin.history_size, clock)) };
+    let (h, skipped) = AlertHistory::open(admin.history_size, clock, path)
+        .with_context(|| format!("cannot open the alert history file {} ([admin] history_file)", path.display()))?;
+    if skipped > 0 {
+        tracing::warn!(file = %path.display(), skipped, "lines of the alert history file could not be read and were left out");
+    }
+    tracing::info!(file = %path.display(), alerts = h.len(), "alert history read back");
+    Ok(h)
 }
 
 /// Starts the sources of the stages `run_as` names.
@@ -240,6 +258,11 @@ impl Service {
         let reload = reload_detectors(parts.new_pipeline.clone(), metrics.clone());
         let sources =
             start_sources(parts.settings, parts.run_as, parts.new_pipeline, parts.handoff, &metrics, &topic_stop)?;
+        if let Some(e) = &parts.entities {
+            for s in &sources {
+                e.attach(s.entity_source());
+            }
+        }
         let health = sources.iter().map(KafkaSource::health).collect();
         let mut router = health_router(HttpState { registry: parts.registry, health });
         if let Some(admin) = parts.admin {
@@ -416,10 +439,13 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
         }
         None => None,
     };
+    // Before the dispatcher: an alert is in the history before its first timeline entry.
+    let history = Arc::new(open_history(&actions.admin)?);
+    outputs.push(history.clone());
     let dispatcher = match &actions.actions {
         Some(a) => {
             let d = Arc::new(
-                crate::actions::Dispatcher::start(a, Vec::new(), revoker.clone())
+                crate::actions::Dispatcher::start_with_journal(a, Vec::new(), revoker.clone(), history.clone())
                     .map_err(|e| anyhow::anyhow!("actions: {e}"))?,
             );
             outputs.push(d.clone());
@@ -433,14 +459,11 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
             .context("creating the actions metrics")?;
         registry.register(Box::new(c)).context("registering the actions metrics")?;
     }
-    let history = Arc::new(crate::admin::history::AlertHistory::new(
-        crate::admin::history::DEFAULT_CAPACITY,
-        Arc::new(|| chrono::Utc::now().timestamp_millis()),
-    ));
-    outputs.push(history.clone());
+    let entities = Arc::new(crate::admin::entities::Entities::default());
     let mut admin_state = crate::admin::AdminState::new(actions.admin.token.clone(), revoker.clone())
         .with_rules(new_pipeline.clone())
-        .with_history(history);
+        .with_history(history)
+        .with_entities(entities.clone());
     if let Some(d) = &dispatcher {
         admin_state = admin_state.with_dispatcher(d.clone());
     }
@@ -489,6 +512,7 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
         admin: Some(admin),
         admin_limits: actions.admin.limits,
         dispatcher,
+        entities: Some(entities),
     };
     serve(parts, shutdown).await
 }

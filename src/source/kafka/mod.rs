@@ -680,6 +680,26 @@ pub struct KafkaSource {
     done: std::sync::mpsc::Receiver<()>,
     /// Closed when the consumer thread ends (for the async [`Self::ended`]).
     ended: tokio::sync::watch::Receiver<()>,
+    /// The partitions' rules, for `/api/v1/entities` (weak: the source's end frees them).
+    shared: std::sync::Weak<Shared>,
+}
+
+/// A source's partitions, asked what their rules hold about an entity.
+struct PartitionRules(std::sync::Weak<Shared>);
+
+impl crate::admin::entities::EntitySource for PartitionRules {
+    fn describe(&self, entity: &crate::event::Entity) -> Vec<crate::admin::entities::RuleState> {
+        let Some(shared) = self.0.upgrade() else { return Vec::new() };
+        let Ok(parts) = shared.parts.lock() else { return Vec::new() };
+        let mut keys: Vec<&PartitionKey> = parts.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .flat_map(|k| {
+                let rules = parts[k].pipeline.rules();
+                crate::admin::entities::describe_rules(rules, entity, &format!("{}/{}", k.0, k.1))
+            })
+            .collect()
+    }
 }
 
 impl KafkaSource {
@@ -748,6 +768,7 @@ impl KafkaSource {
             health: health.clone(),
             stop: stop.clone(),
         });
+        let weak = Arc::downgrade(&shared);
         let consumer: BaseConsumer<SourceContext> = cc.create_with_context(SourceContext { shared: shared.clone() })?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -777,11 +798,16 @@ impl KafkaSource {
                 }
             })
             .map_err(SourceError::Thread)?;
-        Ok(KafkaSource { thread: Some(thread), stop, health, done, ended })
+        Ok(KafkaSource { thread: Some(thread), stop, health, done, ended, shared: weak })
     }
 
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
+    }
+
+    /// What the rules of this source's partitions hold about an entity, for the admin API.
+    pub fn entity_source(&self) -> Arc<dyn crate::admin::entities::EntitySource> {
+        Arc::new(PartitionRules(self.shared.clone()))
     }
 
     /// The consumer thread ended (on its own: an error, or after `stop`).
