@@ -781,6 +781,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::detectors::testing::feed;
     use crate::detectors::Allow;
 
     const MIN: Millis = 60_000;
@@ -823,15 +824,7 @@ mod tests {
     /// Feeds events in time order, with a watermark every second of event time and a final
     /// far-future one, as the engine does.
     fn run(d: &mut dyn Detector, events: &[Event]) -> Vec<Finding> {
-        let mut out = Vec::new();
-        let mut last_wm = Millis::MIN;
-        for e in events {
-            if last_wm == Millis::MIN || e.ts - last_wm >= 1000 {
-                d.on_watermark(e.ts, &mut out);
-                last_wm = e.ts;
-            }
-            d.on_event(e, &mut out);
-        }
+        let mut out = feed(d, events);
         let end = events.last().map(|e| e.ts).unwrap_or(T0);
         d.on_watermark(end + 24 * 3_600_000, &mut out);
         out
@@ -1055,20 +1048,6 @@ mod tests {
         }
         assert_eq!(run(&mut *detector(""), &evs).len(), 1);
         assert!(run(&mut *detector("latency = \"upstream\""), &evs).is_empty());
-    }
-
-    /// Feeds events as [`run`] does, without the final far-future watermark.
-    fn feed(d: &mut dyn Detector, events: &[Event]) -> Vec<Finding> {
-        let mut out = Vec::new();
-        let mut last_wm = Millis::MIN;
-        for e in events {
-            if last_wm == Millis::MIN || e.ts - last_wm >= 1000 {
-                d.on_watermark(e.ts, &mut out);
-                last_wm = e.ts;
-            }
-            d.on_event(e, &mut out);
-        }
-        out
     }
 
     #[test]

@@ -26,15 +26,7 @@ pub fn detector_from_toml(kind: &str, params: &str) -> Box<dyn Detector> {
 
 /// Feeds events in order, then a far-future watermark; returns every finding.
 pub fn run(d: &mut dyn Detector, events: &[Event]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut last_tick = Millis::MIN;
-    for e in events {
-        if last_tick == Millis::MIN || e.ts - last_tick >= 1000 {
-            d.on_watermark(e.ts, &mut out);
-            last_tick = e.ts;
-        }
-        d.on_event(e, &mut out);
-    }
+    let mut out = feed(d, events);
     let end = events.last().map_or(0, |e| e.ts) + 48 * 3_600_000;
     d.on_watermark(end, &mut out);
     out
