@@ -2,7 +2,9 @@
 //! produced to a 12-partition topic unkeyed (a random partition per record), by client id or
 //! by source address, is read by three `gatewatch run` processes in one group. Through the
 //! repartition topic they hand off exactly the alerts `replay` of the same records raises,
-//! each once; also when one of them is killed with SIGKILL mid-run and started again.
+//! each once; also when one of them is killed with SIGKILL mid-run and started again. A Sigma
+//! correlation (`tests/data/sigma/live/`) runs beside the shipped detectors: its matching
+//! requests travel under their group-by values, so its alerts too must be replay's.
 //!
 //! The functional cases run on librdkafka's in-process `MockCluster`. The hour-long case
 //! runs on the real broker `tansu` (the `MockCluster` keeps only about 5 MB per partition);
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatewatch::config::{DetectorSource, GatewatchConfig};
+use gatewatch::config::GatewatchConfig;
 use gatewatch::engine::PipelineFactory;
 use gatewatch::normalize::Format;
 use gatewatch::simulate::{render::render, simulate, SimConfig, SimRecord};
@@ -74,11 +76,17 @@ fn records(sim: &[SimRecord], keying: Keying) -> Vec<Rec> {
     out
 }
 
+/// The Sigma rules the instances and replay run beside the shipped detectors.
+fn sigma_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigma/live")
+}
+
 fn factory() -> PipelineFactory {
     let mut cfg = GatewatchConfig::default();
     cfg.detectors.dir = Some(detectors_dir());
+    cfg.rules.dir = Some(sigma_dir());
     cfg.input.format = "kong".into();
-    let (files, errs) = DetectorSource::for_config(&cfg).load();
+    let (files, errs) = gatewatch::engine::load_files(&cfg);
     PipelineFactory::new(&cfg, files, errs, KEY.as_bytes()).expect("shipped detectors")
 }
 
@@ -166,6 +174,8 @@ key = "{KEY}"
 format = "kong"
 [detectors]
 dir = "{detectors}"
+[rules]
+dir = "{sigma}"
 [admin]
 listen = "127.0.0.1:0"
 [kafka]
@@ -185,7 +195,8 @@ idle_after = "2s"
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
 "#,
-            detectors = detectors_dir().display()
+            detectors = detectors_dir().display(),
+            sigma = sigma_dir().display()
         ),
     )
     .unwrap();
@@ -236,6 +247,10 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
     let bootstrap = broker.bootstrap();
     let want = replayed(recs);
     assert!(want.len() >= 5, "the reference finds the attacks ({} alerts)", want.len());
+    assert!(
+        want.values().any(|d| d.starts_with("sigma source_ip ")),
+        "the Sigma correlation finds the address refused again and again: {want:?}"
+    );
     // The same stages in memory, over the same partitions: what the broker must not change.
     let inputs: Vec<Vec<(Vec<u8>, Option<i64>)>> = (0..P)
         .map(|p| {
