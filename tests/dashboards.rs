@@ -139,6 +139,8 @@ fn the_compose_config_is_valid_and_matches_the_compose_file() {
         "the image's user owns the state directory"
     );
     assert!(a.queue_dir.starts_with("/var/lib/gatewatch") && a.dead_letter.starts_with("/var/lib/gatewatch"));
+    // So is the console's alert history.
+    assert!(s.admin.history_file.as_ref().is_some_and(|f| f.starts_with("/var/lib/gatewatch")));
     // Detections and Prometheus's own alerts meet in the compose Alertmanager.
     let am = a.sinks.iter().find(|s| s.name == "alertmanager:main").expect("an Alertmanager sink");
     match &am.kind {
