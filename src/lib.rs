@@ -21,6 +21,9 @@ pub mod normalize;
 pub mod repartition;
 pub mod scrub;
 pub mod sigma;
+/// Labelled, simulated gateway traffic: development and demo tooling, not the service
+/// (`--no-default-features` builds without it).
+#[cfg(feature = "simulate")]
 pub mod simulate;
 #[allow(clippy::disallowed_methods)]
 pub mod source;

@@ -22,6 +22,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    #[cfg(feature = "simulate")]
     /// The whole pipeline on an embedded Kafka broker with simulated traffic and attacks; alerts printed live.
     Demo {
         /// How long to run (wall-clock minutes).
@@ -73,8 +74,7 @@ pub enum Command {
         /// Input file, or `-` for stdin.
         #[arg(long)]
         input: String,
-        /// auto, kong, envoy, envoy-text, nginx, nginx-json, haproxy, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = Format::HELP)]
         format: String,
         /// Where alerts go: a file, or `-` for stdout.
         #[arg(long, default_value = "-")]
@@ -145,10 +145,10 @@ pub enum Command {
         /// The service config (default: ./gatewatch.toml if present, else built-in defaults and detectors).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// auto, kong, envoy, envoy-text, nginx, nginx-json, haproxy, aws, traefik, apisix, tyk, azure-apim, generic (auto tells them apart per record)
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = Format::HELP)]
         format: String,
     },
+    #[cfg(feature = "simulate")]
     /// Write simulated gateway traffic (with labelled attacks) to stdout, one record per line in arrival order.
     Simulate {
         /// Simulated span, minutes.
@@ -229,10 +229,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing(match cli.command {
         Command::Run { .. } => "warn,gatewatch=info,rdkafka::producer::base_producer=error",
         // `simulate --brokers` says itself, once, when the brokers cannot be reached.
+        #[cfg(feature = "simulate")]
         Command::Simulate { .. } => "warn,librdkafka=off,rdkafka=off",
         _ => "warn,rdkafka::producer::base_producer=error",
     });
     match cli.command {
+        #[cfg(feature = "simulate")]
         Command::Demo { minutes, speed, clients, seed, listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let opts = crate::app::demo::DemoOptions { minutes, speed, clients, seed, listen };
@@ -335,6 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "simulate")]
         Command::Simulate {
             minutes,
             clients,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cli;
+#[cfg(feature = "simulate")]
 pub mod demo;
 pub mod explain;
 pub mod inspect;

@@ -314,7 +314,7 @@ pub fn json_lines_writer<W: Write>(w: &mut W) -> impl FnMut(&Alert) -> std::io::
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "simulate"))]
 mod tests {
     use super::*;
     use crate::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};

@@ -1,7 +1,8 @@
 //! Which normalized fields a record did not give, and why — for the
 //! `normalize_missing_fields_total{gateway, field, why}` counter. All three
 //! labels are closed sets ([`GATEWAYS`], [`Field::ALL`], [`Why::ALL`]), so the
-//! counter's cardinality is fixed whatever the input.
+//! counter's cardinality is fixed whatever the input. What each gateway's default
+//! layout never writes is declared with the gateway, in [`super::formats`].
 //!
 //! `why` tells the operator what to do about it:
 //! - `not_in_format`: the gateway's default log layout has no such field (NGINX
@@ -11,6 +12,7 @@
 //!   call (no identity), a request the gateway answered itself (no upstream
 //!   latency), a `-` or a value gatewatch could not read.
 
+use super::formats::GATEWAYS;
 use crate::event::Event;
 
 /// A normalized field a record may lack. `ts` is not here: without it a record
@@ -72,22 +74,22 @@ impl Field {
         1 << self as u16
     }
 
-    fn present(self, ev: &Event) -> bool {
-        match self {
-            Field::ClientId => ev.client_id.is_some(),
-            Field::Subject => ev.subject.is_some(),
-            Field::Token => ev.token_fingerprint.is_some() || ev.credential_id.is_some(),
-            Field::SourceIp => ev.source_ip.is_some(),
-            Field::Method => ev.method.is_some(),
-            Field::Host => ev.host.is_some(),
-            Field::Path => ev.path.is_some(),
-            Field::Status => ev.status.is_some(),
-            Field::LatencyMs => ev.latency_ms.is_some(),
-            Field::UpstreamLatencyMs => ev.upstream_latency_ms.is_some(),
-            Field::BytesSent => ev.bytes_sent.is_some(),
-            Field::UserAgent => ev.user_agent.is_some(),
-            Field::RequestId => ev.request_id.is_some(),
-        }
+    /// The bits of the fields `ev` lacks, one per field (straight-line: this runs per event).
+    fn lacking(ev: &Event) -> u16 {
+        let lacks = |field: Field, present: bool| if present { 0 } else { field.bit() };
+        lacks(Field::ClientId, ev.client_id.is_some())
+            | lacks(Field::Subject, ev.subject.is_some())
+            | lacks(Field::Token, ev.token_fingerprint.is_some() || ev.credential_id.is_some())
+            | lacks(Field::SourceIp, ev.source_ip.is_some())
+            | lacks(Field::Method, ev.method.is_some())
+            | lacks(Field::Host, ev.host.is_some())
+            | lacks(Field::Path, ev.path.is_some())
+            | lacks(Field::Status, ev.status.is_some())
+            | lacks(Field::LatencyMs, ev.latency_ms.is_some())
+            | lacks(Field::UpstreamLatencyMs, ev.upstream_latency_ms.is_some())
+            | lacks(Field::BytesSent, ev.bytes_sent.is_some())
+            | lacks(Field::UserAgent, ev.user_agent.is_some())
+            | lacks(Field::RequestId, ev.request_id.is_some())
     }
 }
 
@@ -108,6 +110,15 @@ impl Why {
         }
     }
 
+    /// Why `field` is missing, given the bits of the fields the gateway's layout never writes.
+    fn of(field: Field, not_in_format: u16) -> Why {
+        if not_in_format & field.bit() != 0 {
+            Why::NotInFormat
+        } else {
+            Why::NotInRecord
+        }
+    }
+
     /// The reason in words, for a person reading a summary.
     pub fn describe(self) -> &'static str {
         match self {
@@ -123,11 +134,8 @@ pub struct Missing {
     pub why: Why,
 }
 
-/// Every `Event::gateway` value the normalizers produce: the closed label set.
-pub const GATEWAYS: &[&str] =
-    &["kong", "envoy", "nginx", "ingress-nginx", "traefik", "aws", "apisix", "tyk", "azure-apim", "generic"];
-
-const fn bits(fields: &[Field]) -> u16 {
+/// The bits of `fields`, one per [`Field`].
+pub(super) const fn bits(fields: &[Field]) -> u16 {
     let mut b = 0u16;
     let mut i = 0;
     while i < fields.len() {
@@ -137,40 +145,19 @@ const fn bits(fields: &[Field]) -> u16 {
     b
 }
 
-use Field::*;
-
-/// Fields each gateway's *default* layout never carries.
-fn not_in_format(gateway: &str) -> u16 {
-    match gateway {
-        // Kong logs everything it knows; identity is absent only on anonymous routes.
-        "kong" => 0,
-        // Envoy/Istio defaults carry no identity (jwt_authn / ext_authz metadata must be added).
-        "envoy" => bits(&[ClientId, Subject, Token]),
-        // combined / main: no host, no timings, no request id (the query can still carry a token).
-        "nginx" => bits(&[Host, LatencyMs, UpstreamLatencyMs, RequestId]),
-        "ingress-nginx" => bits(&[Host]),
-        // request headers are dropped unless `fields.headers` keeps them.
-        "traefik" => bits(&[UserAgent, RequestId]),
-        // AWS's example templates: requestId, ip, caller, user, requestTime, httpMethod,
-        // resourcePath/routeKey, status, protocol, responseLength.
-        "aws" => bits(&[Token, Path, Host, LatencyMs, UpstreamLatencyMs, UserAgent]),
-        // request-id plugin off by default.
-        "apisix" => bits(&[RequestId]),
-        // access log: no principal, no response size.
-        "tyk" => bits(&[Subject, BytesSent]),
-        // request headers are opt-in.
-        "azure-apim" => bits(&[UserAgent]),
-        _ => 0,
-    }
+/// The position of `gateway` in [`GATEWAYS`], the counters' index.
+fn gateway_index(gateway: &str) -> Option<usize> {
+    GATEWAYS.iter().position(|g| g.name == gateway)
 }
 
 /// The fields `ev` lacks, each with why.
 pub fn missing_fields(ev: &Event) -> impl Iterator<Item = Missing> + '_ {
-    let nif = not_in_format(ev.gateway);
-    Field::ALL.into_iter().filter(move |f| !f.present(ev)).map(move |field| Missing {
-        field,
-        why: if nif & field.bit() != 0 { Why::NotInFormat } else { Why::NotInRecord },
-    })
+    let nif = gateway_index(ev.gateway).map_or(0, |g| GATEWAYS[g].not_in_format);
+    let lacking = Field::lacking(ev);
+    Field::ALL
+        .into_iter()
+        .filter(move |f| lacking & f.bit() != 0)
+        .map(move |field| Missing { field, why: Why::of(field, nif) })
 }
 
 /// Counts of missing fields per (gateway, field, why), in fixed arrays: no
@@ -188,9 +175,14 @@ impl Default for MissingCounts {
 
 impl MissingCounts {
     pub fn record(&mut self, ev: &Event) {
-        let Some(g) = GATEWAYS.iter().position(|x| *x == ev.gateway) else { return };
-        for m in missing_fields(ev) {
-            self.counts[g][m.field as usize][m.why as usize] += 1;
+        let Some(g) = gateway_index(ev.gateway) else { return };
+        let nif = GATEWAYS[g].not_in_format;
+        let counts = &mut self.counts[g];
+        let lacking = Field::lacking(ev);
+        for field in Field::ALL {
+            if lacking & field.bit() != 0 {
+                counts[field as usize][Why::of(field, nif) as usize] += 1;
+            }
         }
     }
 
@@ -205,16 +197,16 @@ impl MissingCounts {
     }
 
     pub fn get(&self, gateway: &str, field: Field, why: Why) -> u64 {
-        GATEWAYS.iter().position(|x| *x == gateway).map_or(0, |g| self.counts[g][field as usize][why as usize])
+        gateway_index(gateway).map_or(0, |g| self.counts[g][field as usize][why as usize])
     }
 
     /// Non-zero counts as `(gateway, field, why, count)`.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, Field, Why, u64)> + '_ {
-        GATEWAYS.iter().enumerate().flat_map(move |(g, name)| {
+        GATEWAYS.iter().enumerate().flat_map(move |(g, gateway)| {
             Field::ALL.into_iter().flat_map(move |f| {
                 Why::ALL.into_iter().filter_map(move |w| {
                     let c = self.counts[g][f as usize][w as usize];
-                    (c > 0).then_some((*name, f, w, c))
+                    (c > 0).then_some((gateway.name, f, w, c))
                 })
             })
         })
@@ -224,6 +216,7 @@ impl MissingCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Field::*;
 
     #[test]
     fn combined_latency_is_not_in_format_identity_is_not_in_record() {
@@ -245,5 +238,24 @@ mod tests {
         let mut c = MissingCounts::default();
         c.record(&Event { gateway: "martian", ..Default::default() });
         assert_eq!(c.iter().count(), 0);
+    }
+
+    #[test]
+    fn every_declared_gateway_is_counted_with_its_own_not_in_format() {
+        for gw in GATEWAYS {
+            let ev = Event { gateway: gw.name, ..Default::default() };
+            let mut c = MissingCounts::default();
+            c.record(&ev);
+            for f in Field::ALL {
+                let why = if gw.never_writes(f) { Why::NotInFormat } else { Why::NotInRecord };
+                assert_eq!(c.get(gw.name, f, why), 1, "{} {}", gw.name, f.as_str());
+            }
+            assert_eq!(c.iter().count(), Field::ALL.len(), "{}", gw.name);
+        }
+    }
+
+    #[test]
+    fn an_empty_event_lacks_every_field() {
+        assert_eq!(Field::lacking(&Event::default()), bits(&Field::ALL), "a field is missing from `Field::lacking`");
     }
 }

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod envoy;
 pub mod envoy_text;
 pub mod fields;
+pub mod formats;
 pub mod generic;
 pub mod haproxy;
 pub mod identity;
@@ -34,111 +35,9 @@ use crate::event::{ClientIdSource, Event, Millis};
 use crate::scrub::{Fingerprinter, ScrubConfig, ScrubStats, Scrubber};
 
 pub use client_ip::TrustedProxies;
+pub use formats::{Format, FormatSpec, Gateway, FORMATS, GATEWAYS};
 pub use missing::{missing_fields, Field, Missing, MissingCounts, Why};
 pub use route::RouteTemplater;
-
-/// Input formats. `Auto` picks per record. Envelopes (CloudWatch Logs, Firehose,
-/// Event Hubs `records`, shipper `{"log": ...}` wrappers, batch arrays) are not
-/// formats: they are unwrapped before any format reads the record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    Auto,
-    /// Kong log plugins (`kong.log.serialize`).
-    Kong,
-    /// Envoy / Istio JSON access logs.
-    Envoy,
-    /// Envoy default and Istio default TEXT access logs.
-    EnvoyText,
-    /// NGINX `combined`, distro `main`, ingress-nginx `upstreaminfo` (and Traefik CLF).
-    Nginx,
-    /// NGINX `log_format ... escape=json` setups.
-    NginxJson,
-    /// HAProxy `option httplog` lines (syslog header or not), with header captures.
-    Haproxy,
-    /// AWS API Gateway access logs (REST and HTTP APIs).
-    Aws,
-    /// Traefik JSON access logs.
-    Traefik,
-    /// Apache APISIX kafka-logger / http-logger (default, custom `log_format`, `origin`).
-    Apisix,
-    /// Tyk gateway access log (logfmt or JSON) and the Tyk pump's Kafka JSON.
-    Tyk,
-    /// Azure API Management GatewayLogs (as streamed to Event Hubs).
-    Azure,
-    /// The normalized names themselves, or a configured field map; JSON or key=value.
-    Generic,
-}
-
-impl Format {
-    pub const NAMES: &'static [&'static str] = &[
-        "auto",
-        "kong",
-        "envoy",
-        "envoy-text",
-        "nginx",
-        "nginx-json",
-        "haproxy",
-        "aws",
-        "traefik",
-        "apisix",
-        "tyk",
-        "azure-apim",
-        "generic",
-    ];
-
-    /// Every concrete format (not `Auto`), e.g. for metric label sets.
-    pub const ALL: &'static [Format] = &[
-        Format::Kong,
-        Format::Envoy,
-        Format::EnvoyText,
-        Format::Nginx,
-        Format::NginxJson,
-        Format::Haproxy,
-        Format::Aws,
-        Format::Traefik,
-        Format::Apisix,
-        Format::Tyk,
-        Format::Azure,
-        Format::Generic,
-    ];
-
-    pub fn parse(s: &str) -> Option<Format> {
-        Some(match s {
-            "auto" => Format::Auto,
-            "kong" => Format::Kong,
-            "envoy" | "istio" | "envoy-json" | "envoy_json" => Format::Envoy,
-            "envoy-text" | "envoy_text" | "istio-text" | "istio_text" => Format::EnvoyText,
-            "nginx" | "ingress-nginx" | "nginx-ingress" | "combined" | "clf" => Format::Nginx,
-            "nginx-json" | "nginx_json" => Format::NginxJson,
-            "haproxy" | "httplog" => Format::Haproxy,
-            "aws" | "aws-apigateway" | "apigateway" => Format::Aws,
-            "traefik" => Format::Traefik,
-            "apisix" => Format::Apisix,
-            "tyk" | "tyk-pump" => Format::Tyk,
-            "azure-apim" | "azure" | "apim" => Format::Azure,
-            "generic" | "json" | "logfmt" | "kv" => Format::Generic,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Auto => "auto",
-            Format::Kong => "kong",
-            Format::Envoy => "envoy",
-            Format::EnvoyText => "envoy-text",
-            Format::Nginx => "nginx",
-            Format::NginxJson => "nginx-json",
-            Format::Haproxy => "haproxy",
-            Format::Aws => "aws",
-            Format::Traefik => "traefik",
-            Format::Apisix => "apisix",
-            Format::Tyk => "tyk",
-            Format::Azure => "azure-apim",
-            Format::Generic => "generic",
-        }
-    }
-}
 
 /// Why a record was rejected. The names are metric label values: a closed set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -25,6 +25,7 @@ pub mod alerts;
 pub mod config;
 pub mod dead_letter;
 pub mod output;
+#[cfg(feature = "simulate")]
 pub mod produce;
 pub mod repartition;
 pub mod revocations;
