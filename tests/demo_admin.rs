@@ -3,10 +3,13 @@
 #![cfg(unix)]
 #![allow(clippy::disallowed_methods)] // waits on a subprocess and a socket
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod process_support;
+
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use process_support::{stdout_lines, Killed};
 
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -16,14 +19,6 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let _ = s.read_to_string(&mut out);
     let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
-}
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -36,16 +31,8 @@ fn the_demo_prints_a_token_that_lists_its_alerts() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the demo starts");
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
+    let rx = stdout_lines(&mut child);
     let _demo = Killed(child);
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     let deadline = Instant::now() + Duration::from_secs(100);
     let mut token_line = None;
     let mut seen = Vec::new();

@@ -12,13 +12,12 @@
 
 mod process_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use process_support::{collect_stderr, free_port, Killed};
+use process_support::{collect_stderr, free_port, stdout_lines, Killed};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; \
@@ -134,16 +133,8 @@ fn the_console_shows_the_demos_alerts_in_a_browser() {
         .spawn()
         .expect("the demo starts");
     let demo_stderr = collect_stderr(&mut child);
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
+    let rx = stdout_lines(&mut child);
     let _demo = Killed(child);
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     let deadline = Instant::now() + Duration::from_secs(100);
     let mut seen = Vec::new();
     let token_line = loop {

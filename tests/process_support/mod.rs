@@ -2,7 +2,7 @@
 //! for the failure message, and free loopback ports.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 
@@ -35,4 +35,19 @@ pub fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `child`'s stdout (taken from it), line by line, read on a thread: the test waits on the
+/// receiver with its own deadline instead of blocking on the pipe.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
