@@ -70,12 +70,24 @@ impl Allow {
     }
 }
 
+/// One loaded rule: a detector file (or a Sigma rule) made live. It wraps the kind's
+/// [`Detector`] with what every kind shares: the allow-list (events it never sees), the
+/// cooldown per entity (findings about an entity it alerted on within `cooldown` are counted
+/// in `suppressed`, not raised), and turning findings into alerts under the alert contract
+/// (id, severity, actions, runbook). The engine drives it in event-time order; a reload keeps
+/// its state when [`Rule::state_digest`] is unchanged ([`Rule::adopt_settings`]).
 pub struct Rule {
+    /// The file's `id` (a Sigma rule's id): the alert's `rule`.
     pub id: String,
+    /// The detector kind (`auth_failure_spike`, `sigma`, …): the alert's `detector`.
     pub kind: &'static str,
+    /// The severity of its alerts.
     pub severity: Severity,
+    /// No second alert about the same entity from this rule within this time (event time).
     pub cooldown: Millis,
+    /// What its alerts ask for (sinks, `revoke`, `ban`, their dry-run forms), as the file says.
     pub actions: Vec<String>,
+    /// A link for the people its alerts reach.
     pub runbook: Option<String>,
     /// What the rule's state depends on (kind, params, allow-list), hashed: a reload keeps
     /// the state of a rule whose digest is unchanged.
