@@ -30,8 +30,17 @@ fn root() -> &'static Path {
 /// What the browser test lacks on this machine, each with the command that installs it.
 fn missing_tools() -> Vec<String> {
     let mut missing = Vec::new();
-    if !Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        missing.push("Node.js (`node` on PATH): `apt-get install -y nodejs npm`".to_string());
+    match Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => {
+            // playwright-core's `engines`: node >= 20.
+            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let major: u32 = v.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+            if major < 20 {
+                missing
+                    .push(format!("Node.js 20 or newer (found {v}): Debian 13's `nodejs`, or NodeSource on Debian 12"));
+            }
+        }
+        _ => missing.push("Node.js (`node` on PATH): `apt-get install -y nodejs npm`".to_string()),
     }
     if !Path::new(CHROMIUM).is_file() {
         missing.push(format!("Debian's Chromium ({CHROMIUM}): `apt-get install -y chromium`"));
