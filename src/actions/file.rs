@@ -33,10 +33,8 @@ impl Sink for FileSink {
                 Status::Firing => "firing",
                 Status::Resolved => "resolved",
             };
-            let alert: serde_json::Value =
-                serde_json::from_str(&n.alert.to_json()).map_err(|e| SinkError::permanent(e.to_string()))?;
             let mut line =
-                serde_json::to_vec(&serde_json::json!({ "status": status, "count": n.count, "alert": alert }))
+                serde_json::to_vec(&serde_json::json!({ "status": status, "count": n.count, "alert": &n.alert }))
                     .map_err(|e| SinkError::permanent(e.to_string()))?;
             line.push(b'\n');
             let mut f = self.out.lock().map_err(|_| SinkError::retryable("file sink lock poisoned"))?;

@@ -231,7 +231,7 @@ impl AlertHistory {
     }
 
     fn list_view(e: &Entry) -> Value {
-        let mut v = serde_json::from_str::<Value>(&e.alert.to_json()).unwrap_or(Value::Null);
+        let mut v = serde_json::to_value(&e.alert).unwrap_or(Value::Null);
         v["seq"] = e.seq.into();
         v["received_at"] = format_ts(e.received_at).into();
         v
@@ -344,7 +344,7 @@ impl AlertHistory {
 }
 
 fn alert_line(a: &Alert, received_at: Millis) -> Line {
-    Line::Alert { alert: serde_json::from_str(&a.to_json()).unwrap_or(Value::Null), received_at }
+    Line::Alert { alert: serde_json::to_value(a).unwrap_or(Value::Null), received_at }
 }
 
 fn note_line(id: &str, at: Millis, what: &Happening) -> Line {
