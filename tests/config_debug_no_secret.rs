@@ -145,6 +145,8 @@ fn debug_of_every_config_type_holds_no_secret() {
                 check("AlertmanagerConfig", a);
                 assert!(format!("{a:?}").contains("am.example.com:9093"));
             }
+            SinkKind::File(f) => check("FileConfig", f),
+            SinkKind::Kafka(k) => check("KafkaSinkConfig", k),
         }
     }
 

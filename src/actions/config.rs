@@ -16,6 +16,12 @@ use serde::Deserialize;
 use super::queue::segment::Fsync;
 use super::queue::DrainOrder;
 use super::secret::{redact_url, resolve, EnvLookup, Secret};
+pub use super::sinks::alertmanager::AlertmanagerConfig;
+pub use super::sinks::email::{EmailConfig, SmtpTls};
+pub use super::sinks::file::FileConfig;
+pub use super::sinks::kafka::KafkaSinkConfig;
+pub use super::sinks::webhook::{WebhookConfig, WebhookFormat};
+pub use super::sinks::{SinkConfig, SinkKind};
 use crate::config::{ConfigError, DurationStr, GatewatchConfig};
 use crate::event::Severity;
 
@@ -95,32 +101,6 @@ impl ActionsConfig {
     }
 }
 
-/// One configured sink.
-#[derive(Clone, Debug)]
-pub struct SinkConfig {
-    /// `webhook:secops`, `email:oncall`, `alertmanager:main`: what detector `actions` name.
-    pub name: String,
-    pub delivery: DeliveryConfig,
-    pub kind: SinkKind,
-}
-
-#[derive(Clone, Debug)]
-pub enum SinkKind {
-    Webhook(WebhookConfig),
-    Email(EmailConfig),
-    Alertmanager(AlertmanagerConfig),
-}
-
-impl SinkKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SinkKind::Webhook(_) => "webhook",
-            SinkKind::Email(_) => "email",
-            SinkKind::Alertmanager(_) => "alertmanager",
-        }
-    }
-}
-
 /// How a sink is fed: queue, rate, retries, circuit breaker. Same fields in every sink table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryConfig {
@@ -164,85 +144,6 @@ impl Default for DeliveryConfig {
             breaker_open_for: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
         }
-    }
-}
-
-/// Body format of a webhook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// The alert object of the contract, unchanged.
-    Json,
-    /// `{"text": "..."}`: Slack incoming webhooks, Mattermost, Rocket.Chat.
-    Slack,
-    /// A SIEM schema: OCSF Detection Finding or ECS alert (see `actions::siem`).
-    Siem(super::siem::AlertFormat),
-}
-
-#[derive(Clone)]
-pub struct WebhookConfig {
-    /// Where alerts are posted. May carry a credential (a Slack webhook path is one), so
-    /// `Debug` shows its scheme and host only.
-    pub url: String,
-    pub format: WebhookFormat,
-    /// HMAC key for `X-Gatewatch-Signature`.
-    pub secret: Option<Secret>,
-    /// Extra headers (meant to be non-secret; `Debug` shows their names only, in case one is not).
-    pub headers: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for WebhookConfig {
-    // Hand-written: the URL and header values may hold credentials.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookConfig")
-            .field("url", &redact_url(&self.url))
-            .field("format", &self.format)
-            .field("secret", &self.secret)
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-/// How the SMTP connection is secured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS (required). Port 587.
-    Starttls,
-    /// TLS from the first byte (SMTPS). Port 465.
-    Tls,
-    /// No TLS at all: only for a local relay or tests.
-    None,
-}
-
-#[derive(Clone, Debug)]
-pub struct EmailConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub from: String,
-    pub to: Vec<String>,
-}
-
-#[derive(Clone)]
-pub struct AlertmanagerConfig {
-    /// Base URL; alerts go to `{url}/api/v2/alerts`. `Debug` shows its scheme and host only
-    /// (it may carry basic-auth credentials).
-    pub url: String,
-    /// Static labels added to every alert (`team = "secops"`).
-    pub labels: BTreeMap<String, String>,
-    /// Optional bearer token for an Alertmanager behind an authenticating proxy.
-    pub bearer: Option<Secret>,
-}
-
-impl std::fmt::Debug for AlertmanagerConfig {
-    // Hand-written: the URL may hold credentials.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlertmanagerConfig")
-            .field("url", &redact_url(&self.url))
-            .field("labels", &self.labels)
-            .field("bearer", &self.bearer)
-            .finish()
     }
 }
 
@@ -550,12 +451,8 @@ struct RawActions {
     queue_fsync: Option<String>,
     #[serde(default)]
     runbooks: BTreeMap<String, String>,
-    #[serde(default)]
-    webhook: BTreeMap<String, toml::Value>,
-    #[serde(default)]
-    email: BTreeMap<String, toml::Value>,
-    #[serde(default)]
-    alertmanager: BTreeMap<String, toml::Value>,
+    // The sink tables (`[actions.webhook.NAME]`, ...) are taken out before this is read,
+    // one per kind in `sinks::KINDS`.
 }
 
 /// Delivery fields, accepted in every sink table.
@@ -640,39 +537,6 @@ fn parse_fsync(s: &str) -> Option<Fsync> {
             .filter(|ms| *ms > 0)
             .map(|ms| Fsync::Every(Duration::from_millis(ms as u64))),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWebhook {
-    url: String,
-    #[serde(default)]
-    format: Option<String>,
-    secret_env: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEmail {
-    host: String,
-    port: Option<u16>,
-    /// `starttls` (default), `tls`, `none`.
-    tls: Option<String>,
-    username: Option<String>,
-    password_env: Option<String>,
-    from: String,
-    to: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAlertmanager {
-    url: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    bearer_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -812,19 +676,21 @@ struct RawAdmin {
     history_file: Option<String>,
 }
 
-struct Parser<'a> {
+/// Reads the raw TOML of `[actions]`, `[revocation]` and `[admin]`, collecting every error
+/// with its dotted field. Each sink kind's `parse` (`sinks::KINDS`) is given one.
+pub(crate) struct Parser<'a> {
     file: PathBuf,
     base: PathBuf,
     env: EnvLookup<'a>,
-    errs: Vec<ConfigError>,
+    pub(crate) errs: Vec<ConfigError>,
 }
 
 impl Parser<'_> {
-    fn err(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn err(&mut self, field: impl Into<String>, msg: impl Into<String>) {
         self.errs.push(ConfigError::new(&self.file, field, msg));
     }
 
-    fn de<T: for<'de> Deserialize<'de>>(&mut self, field: &str, v: &toml::Value) -> Option<T> {
+    pub(crate) fn de<T: for<'de> Deserialize<'de>>(&mut self, field: &str, v: &toml::Value) -> Option<T> {
         match v.clone().try_into::<T>() {
             Ok(t) => Some(t),
             Err(e) => {
@@ -834,7 +700,7 @@ impl Parser<'_> {
         }
     }
 
-    fn secret(&mut self, field: &str, var: &Option<String>) -> Option<Secret> {
+    pub(crate) fn secret(&mut self, field: &str, var: &Option<String>) -> Option<Secret> {
         let var = var.as_ref()?;
         match resolve(self.env, var) {
             Ok(s) => Some(s),
@@ -845,7 +711,7 @@ impl Parser<'_> {
         }
     }
 
-    fn path(&self, p: PathBuf) -> PathBuf {
+    pub(crate) fn path(&self, p: PathBuf) -> PathBuf {
         if p.is_absolute() || self.base.as_os_str().is_empty() {
             p
         } else {
@@ -928,7 +794,7 @@ impl Parser<'_> {
         Some(TykTargetConfig { gateway_url: gateway_url?, secret: secret?, hashed: raw.hashed })
     }
 
-    fn url(&mut self, field: &str, url: &str) {
+    pub(crate) fn url(&mut self, field: &str, url: &str) {
         if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(url).is_err() {
             // The URL itself may carry a secret (Slack webhook paths do): never echo it.
             self.err(field, "must be an http:// or https:// URL");
@@ -936,7 +802,17 @@ impl Parser<'_> {
     }
 
     fn actions(&mut self, v: &toml::Value) -> Option<ActionsConfig> {
-        let raw: RawActions = self.de("actions", v)?;
+        // The sink tables are read by their kinds; the rest is `RawActions`.
+        let mut rest = v.clone();
+        let mut kind_tables = toml::Table::new();
+        if let Some(t) = rest.as_table_mut() {
+            for kind in super::sinks::KINDS {
+                if let Some(k) = t.remove(kind.name) {
+                    kind_tables.insert(kind.name.to_string(), k);
+                }
+            }
+        }
+        let raw: RawActions = self.de("actions", &rest)?;
         let before = self.errs.len();
         let group_window = raw.group_window.map(|d| d.0).unwrap_or(600_000);
         if group_window < 0 {
@@ -961,31 +837,18 @@ impl Parser<'_> {
             }),
         };
         let mut sinks = Vec::new();
-        for (name, v) in &raw.webhook {
-            let field = format!("actions.webhook.{name}");
-            if let Some((delivery, rest)) = self.delivery(&field, v) {
-                if let Some(w) = self.webhook(&field, &rest) {
-                    sinks.push(SinkConfig { name: format!("webhook:{name}"), delivery, kind: SinkKind::Webhook(w) });
-                }
-            }
-        }
-        for (name, v) in &raw.email {
-            let field = format!("actions.email.{name}");
-            if let Some((delivery, rest)) = self.delivery(&field, v) {
-                if let Some(e) = self.email(&field, &rest) {
-                    sinks.push(SinkConfig { name: format!("email:{name}"), delivery, kind: SinkKind::Email(e) });
-                }
-            }
-        }
-        for (name, v) in &raw.alertmanager {
-            let field = format!("actions.alertmanager.{name}");
-            if let Some((delivery, rest)) = self.delivery(&field, v) {
-                if let Some(a) = self.alertmanager(&field, &rest) {
-                    sinks.push(SinkConfig {
-                        name: format!("alertmanager:{name}"),
-                        delivery,
-                        kind: SinkKind::Alertmanager(a),
-                    });
+        for kind in super::sinks::KINDS {
+            let Some(tables) = kind_tables.get(kind.name) else { continue };
+            let Some(tables) = tables.as_table() else {
+                self.err(format!("actions.{}", kind.name), "must be a table of named sinks");
+                continue;
+            };
+            for (name, v) in tables {
+                let field = format!("actions.{}.{name}", kind.name);
+                if let Some((delivery, rest)) = self.delivery(&field, v) {
+                    if let Some(k) = (kind.parse)(self, &field, &rest) {
+                        sinks.push(SinkConfig { name: format!("{}:{name}", kind.name), delivery, kind: k });
+                    }
                 }
             }
         }
@@ -1086,98 +949,6 @@ impl Parser<'_> {
             ok = false;
         }
         ok.then_some((out, toml::Value::Table(rest)))
-    }
-
-    fn webhook(&mut self, field: &str, v: &toml::Value) -> Option<WebhookConfig> {
-        let raw: RawWebhook = self.de(field, v)?;
-        let before = self.errs.len();
-        self.url(&format!("{field}.url"), &raw.url);
-        let format = match raw.format.as_deref() {
-            None | Some("json") => WebhookFormat::Json,
-            Some("slack") => WebhookFormat::Slack,
-            Some(f @ ("ocsf" | "ecs")) => WebhookFormat::Siem(super::siem::AlertFormat::parse(f).expect("listed")),
-            Some(other) => {
-                self.err(format!("{field}.format"), format!("`{other}`: one of json, slack, ocsf, ecs"));
-                WebhookFormat::Json
-            }
-        };
-        let secret = self.secret(&format!("{field}.secret_env"), &raw.secret_env);
-        for k in raw.headers.keys() {
-            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                self.err(format!("{field}.headers.{k}"), "not a valid header name");
-            }
-        }
-        (self.errs.len() == before).then_some(WebhookConfig { url: raw.url, format, secret, headers: raw.headers })
-    }
-
-    fn email(&mut self, field: &str, v: &toml::Value) -> Option<EmailConfig> {
-        let raw: RawEmail = self.de(field, v)?;
-        let before = self.errs.len();
-        let tls = match raw.tls.as_deref() {
-            None | Some("starttls") => SmtpTls::Starttls,
-            Some("tls") => SmtpTls::Tls,
-            Some("none") => SmtpTls::None,
-            Some(other) => {
-                self.err(format!("{field}.tls"), format!("`{other}`: one of starttls, tls, none"));
-                SmtpTls::Starttls
-            }
-        };
-        let port = raw.port.unwrap_or(match tls {
-            SmtpTls::Starttls => 587,
-            SmtpTls::Tls => 465,
-            SmtpTls::None => 25,
-        });
-        if raw.host.is_empty() {
-            self.err(format!("{field}.host"), "must not be empty");
-        }
-        if raw.from.parse::<lettre::message::Mailbox>().is_err() {
-            self.err(format!("{field}.from"), format!("`{}` is not an email address", raw.from));
-        }
-        if raw.to.is_empty() {
-            self.err(format!("{field}.to"), "needs at least one address");
-        }
-        for (i, t) in raw.to.iter().enumerate() {
-            if t.parse::<lettre::message::Mailbox>().is_err() {
-                self.err(format!("{field}.to[{i}]"), format!("`{t}` is not an email address"));
-            }
-        }
-        let password = self.secret(&format!("{field}.password_env"), &raw.password_env);
-        if password.is_some() && raw.username.is_none() {
-            self.err(format!("{field}.username"), "required when password_env is set");
-        }
-        if raw.username.is_some() && raw.password_env.is_none() {
-            self.err(format!("{field}.password_env"), "required when username is set");
-        }
-        (self.errs.len() == before).then_some(EmailConfig {
-            host: raw.host,
-            port,
-            tls,
-            username: raw.username,
-            password,
-            from: raw.from,
-            to: raw.to,
-        })
-    }
-
-    fn alertmanager(&mut self, field: &str, v: &toml::Value) -> Option<AlertmanagerConfig> {
-        let raw: RawAlertmanager = self.de(field, v)?;
-        let before = self.errs.len();
-        self.url(&format!("{field}.url"), &raw.url);
-        for k in raw.labels.keys() {
-            let valid = !k.is_empty()
-                && k.chars()
-                    .enumerate()
-                    .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-            if !valid {
-                self.err(format!("{field}.labels.{k}"), "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
-            }
-        }
-        let bearer = self.secret(&format!("{field}.bearer_env"), &raw.bearer_env);
-        (self.errs.len() == before).then_some(AlertmanagerConfig {
-            url: raw.url.trim_end_matches('/').to_string(),
-            labels: raw.labels,
-            bearer,
-        })
     }
 
     fn revocation(&mut self, v: &toml::Value) -> Option<RevocationConfig> {

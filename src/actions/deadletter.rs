@@ -12,17 +12,30 @@ use super::lifecycle::Notification;
 
 pub struct DeadLetter {
     path: PathBuf,
-    file: Mutex<File>,
+    /// `None` until the first write when opened [`DeadLetter::lazy`].
+    file: Mutex<Option<File>>,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl DeadLetter {
-    /// Opens (creating, appending) the file.
+    /// Opens (creating, appending) the file, so a path that cannot be written is an error
+    /// at start.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(DeadLetter { path: path.to_path_buf(), file: Mutex::new(file) })
+        let file = open_append(path)?;
+        Ok(DeadLetter { path: path.to_path_buf(), file: Mutex::new(Some(file)) })
+    }
+
+    /// A dead-letter file created only when something is written to it: for a dispatcher
+    /// with nothing to dead-letter in normal operation (only sinks delivered inside the
+    /// handoff), which must not leave files beside a read-only config.
+    pub fn lazy(path: &Path) -> Self {
+        DeadLetter { path: path.to_path_buf(), file: Mutex::new(None) }
     }
 
     pub fn path(&self) -> &Path {
@@ -43,6 +56,10 @@ impl DeadLetter {
         let mut line = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut f = self.file.lock().map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
+        if f.is_none() {
+            *f = Some(open_append(&self.path)?);
+        }
+        let f = f.as_mut().expect("opened above");
         f.write_all(&line)?;
         f.flush()
     }

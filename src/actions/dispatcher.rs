@@ -22,12 +22,13 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::config::{ActionsConfig, DeliveryConfig, SinkConfig, SinkKind};
+use super::config::{ActionsConfig, DeliveryConfig, SinkConfig};
 use super::deadletter::DeadLetter;
 use super::lifecycle::{backoff, CircuitBreaker, CircuitState, Dedup, Notification, RateLimiter, Resolver};
 use super::queue::{Batch, DurableQueue, Next, PushError, QueueLimits};
 use super::revocation::Revoker;
-use super::sink::{Sink, SinkError};
+use super::sink::{DirectSink, Sink, SinkError};
+use super::sinks::{BuildContext, SinkRuntime};
 use super::{AlertHandoff, AlertJournal, AttemptOutcome, HandoffError, Happening};
 use crate::event::{Alert, Severity};
 
@@ -126,23 +127,15 @@ pub struct SinkEntry {
     /// The kind, also accepted alone in `actions` to mean every sink of that kind.
     pub kind: String,
     pub delivery: DeliveryConfig,
-    pub sink: Arc<dyn Sink>,
+    pub sink: SinkRuntime,
 }
 
-/// Builds the sinks of a config (webhook, email, Alertmanager).
+/// Builds the sinks of a config (each kind's runtime, `sinks::SinkKind::build`).
 pub fn build_sinks(sinks: &[SinkConfig]) -> Result<Vec<SinkEntry>, String> {
-    let client = http_client()?;
+    let ctx = BuildContext { http: http_client()? };
     let mut out = Vec::new();
     for s in sinks {
-        let sink: Arc<dyn Sink> = match &s.kind {
-            SinkKind::Webhook(w) => Arc::new(super::webhook::WebhookSink::new(w.clone(), client.clone())),
-            SinkKind::Email(e) => {
-                Arc::new(super::email::EmailSink::new(e, s.delivery.timeout).map_err(|m| format!("{}: {m}", s.name))?)
-            }
-            SinkKind::Alertmanager(a) => {
-                Arc::new(super::alertmanager::AlertmanagerSink::new(a.clone(), client.clone()))
-            }
-        };
+        let sink = s.kind.build(&s.delivery, &ctx).map_err(|m| format!("{}: {m}", s.name))?;
         out.push(SinkEntry {
             name: s.name.clone(),
             kind: s.kind.as_str().to_string(),
@@ -194,6 +187,25 @@ struct Slot {
     queue: Arc<DurableQueue>,
 }
 
+/// A [`DirectSink`]: delivered inside `handoff`, with its own breaker.
+struct DirectSlot {
+    name: String,
+    kind: String,
+    min_severity: Option<Severity>,
+    timeout: Duration,
+    counters: Arc<SinkCounters>,
+    sink: Arc<dyn DirectSink>,
+    /// The breaker, since when deliveries fail (one log line when it starts, one when it
+    /// ends), and the attempts made so far per alert not yet delivered.
+    health: Mutex<DirectHealth>,
+}
+
+struct DirectHealth {
+    breaker: CircuitBreaker,
+    failing_since: Option<Instant>,
+    attempts: std::collections::HashMap<String, u32>,
+}
+
 struct State {
     dedup: Dedup,
     resolver: Option<Resolver>,
@@ -203,6 +215,7 @@ struct State {
 
 struct Shared {
     slots: Vec<Slot>,
+    direct: Vec<DirectSlot>,
     revoke_counters: Option<Arc<SinkCounters>>,
     revoke_capacity: usize,
     state: Mutex<State>,
@@ -272,18 +285,41 @@ impl Dispatcher {
     ) -> Result<Dispatcher, String> {
         let mut entries = build_sinks(&cfg.sinks)?;
         entries.extend(extra);
-        let dead_letter = Arc::new(
+        let only_direct = revoker.is_none() && entries.iter().all(|e| matches!(e.sink, SinkRuntime::Direct(_)));
+        let dead_letter = Arc::new(if only_direct {
+            DeadLetter::lazy(&cfg.dead_letter)
+        } else {
             DeadLetter::open(&cfg.dead_letter)
-                .map_err(|e| format!("cannot open dead-letter file {}: {e}", cfg.dead_letter.display()))?,
-        );
+                .map_err(|e| format!("cannot open dead-letter file {}: {e}", cfg.dead_letter.display()))?
+        });
         let (hard_stop, stop_rx) = watch::channel(false);
         let (draining, draining_rx) = watch::channel(false);
         let runbooks = Arc::new(cfg.runbooks.clone());
         let grouped = Arc::new(AtomicU64::new(0));
         let mut dedup = Dedup::new(cfg.dedup_capacity);
         let mut slots = Vec::new();
+        let mut direct = Vec::new();
         let mut workers = Vec::new();
         for e in entries {
+            let sink = match e.sink {
+                SinkRuntime::Queued(s) => s,
+                SinkRuntime::Direct(d) => {
+                    direct.push(DirectSlot {
+                        name: e.name,
+                        kind: e.kind,
+                        min_severity: e.delivery.min_severity,
+                        timeout: e.delivery.timeout,
+                        counters: Arc::new(SinkCounters::default()),
+                        sink: d,
+                        health: Mutex::new(DirectHealth {
+                            breaker: CircuitBreaker::new(e.delivery.breaker_failures, e.delivery.breaker_open_for),
+                            failing_since: None,
+                            attempts: Default::default(),
+                        }),
+                    });
+                    continue;
+                }
+            };
             let dir = queue_path(&cfg.queue_dir, &e.name);
             let limits = QueueLimits {
                 max_items: e.delivery.queue,
@@ -319,7 +355,7 @@ impl Dispatcher {
             });
             let worker = SinkWorker {
                 name: e.name,
-                sink: e.sink,
+                sink,
                 delivery: e.delivery,
                 counters,
                 dead_letter: dead_letter.clone(),
@@ -352,6 +388,7 @@ impl Dispatcher {
         };
         let shared = Arc::new(Shared {
             slots,
+            direct,
             revoke_counters,
             revoke_capacity,
             state: Mutex::new(State {
@@ -403,6 +440,7 @@ impl Dispatcher {
         let s = &self.shared;
         let mut sinks: Vec<SinkStats> =
             s.slots.iter().map(|sl| sl.counters.snapshot(&sl.name, &sl.kind, Some(&sl.queue))).collect();
+        sinks.extend(s.direct.iter().map(|d| d.counters.snapshot(&d.name, &d.kind, None)));
         if let Some(c) = &s.revoke_counters {
             sinks.push(c.snapshot("revoke", "revoke", None));
         }
@@ -477,18 +515,85 @@ impl Dispatcher {
     }
 }
 
+/// Whether an alert goes to a sink: its `actions` name the sink or its kind, or its severity
+/// reaches the sink's `min_severity`.
+fn routed(alert: &Alert, name: &str, kind: &str, min_severity: Option<Severity>) -> bool {
+    alert.actions.iter().any(|a| a == name || a == kind) || min_severity.is_some_and(|m| alert.severity >= m)
+}
+
 impl Shared {
-    /// Indices of the sinks an alert goes to.
+    /// Indices of the queued sinks an alert goes to.
     fn route(&self, alert: &Alert) -> Vec<usize> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                alert.actions.iter().any(|a| *a == s.name || *a == s.kind)
-                    || s.min_severity.is_some_and(|m| alert.severity >= m)
+        (0..self.slots.len())
+            .filter(|&i| {
+                let s = &self.slots[i];
+                routed(alert, &s.name, &s.kind, s.min_severity)
             })
-            .map(|(i, _)| i)
             .collect()
+    }
+
+    /// Delivers an alert to the direct sinks it goes to, each once. Any failure fails the
+    /// handoff (the source retries it): what one already acknowledged may then get a copy.
+    fn deliver_direct(&self, alert: &Alert) -> Result<(), HandoffError> {
+        for d in self.direct.iter().filter(|d| routed(alert, &d.name, &d.kind, d.min_severity)) {
+            let attempt = {
+                let mut h = d.health.lock().map_err(|_| HandoffError::Closed)?;
+                let now = Instant::now();
+                if h.breaker.state(now) == CircuitState::Open {
+                    return Err(HandoffError::Undelivered(format!(
+                        "{}: circuit open after repeated failures; next try in {:?}",
+                        d.name,
+                        h.breaker.wait(now)
+                    )));
+                }
+                let n = h.attempts.entry(alert.id.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            d.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+            let result = d.sink.deliver(alert, d.timeout);
+            d.counters.dequeued.fetch_add(1, Ordering::Relaxed);
+            let mut h = d.health.lock().map_err(|_| HandoffError::Closed)?;
+            let now = Instant::now();
+            match result {
+                Ok(()) => {
+                    d.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    h.breaker.on_success();
+                    h.attempts.remove(&alert.id);
+                    if let Some(since) = h.failing_since.take() {
+                        tracing::info!(sink = %d.name, failing_for = %human(since.elapsed()), "delivery works again");
+                    }
+                    note(&self.journal, &alert.id, || Happening::Attempt {
+                        sink: d.name.clone(),
+                        attempt,
+                        outcome: AttemptOutcome::Delivered,
+                        detail: None,
+                    });
+                }
+                Err(e) => {
+                    d.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    h.breaker.on_failure(now);
+                    if h.attempts.len() > 10_000 {
+                        // Alerts retried by a source that then stopped: forget their counts.
+                        h.attempts.clear();
+                    }
+                    if h.failing_since.is_none() {
+                        h.failing_since = Some(now);
+                        tracing::warn!(sink = %d.name, error = %e, "delivery failing; the input waits and is retried");
+                    }
+                    note(&self.journal, &alert.id, || Happening::Attempt {
+                        sink: d.name.clone(),
+                        attempt,
+                        outcome: AttemptOutcome::Failed,
+                        detail: Some(e.message.clone()),
+                    });
+                    d.counters.circuit.store(h.breaker.state(now).as_u8(), Ordering::Relaxed);
+                    return Err(HandoffError::Undelivered(format!("{}: {e}", d.name)));
+                }
+            }
+            d.counters.circuit.store(h.breaker.state(now).as_u8(), Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Puts a notification in its sinks' queues; one that cannot be queued goes to the
@@ -541,6 +646,21 @@ impl AlertHandoff for Dispatcher {
         s.received.fetch_add(1, Ordering::Relaxed);
         let sinks = s.route(alert);
         let mut result = Ok(());
+        if !s.direct.is_empty() {
+            // Outside the lock, and before the id is remembered: a failed delivery fails the
+            // handoff, and its retry must not be taken for a duplicate.
+            {
+                let st = s.state.lock().map_err(|_| HandoffError::Closed)?;
+                if !st.open {
+                    return Err(HandoffError::Closed);
+                }
+                if st.dedup.seen(&alert.id) {
+                    s.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            }
+            s.deliver_direct(alert)?;
+        }
         {
             let mut st = s.state.lock().map_err(|_| HandoffError::Closed)?;
             if !st.open {

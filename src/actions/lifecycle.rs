@@ -19,6 +19,11 @@ impl Dedup {
         Dedup { seen: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) }
     }
 
+    /// `true` if the id was seen (without remembering it).
+    pub fn seen(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
     /// `true` if the id is new (and remembers it).
     pub fn first_time(&mut self, id: &str) -> bool {
         if self.seen.contains(id) {

@@ -6,24 +6,23 @@
 //! retries, circuit breakers, a dead-letter file, and revocation through
 //! [`revocation::Revoker`].
 
-pub mod alertmanager;
 pub mod config;
 pub mod deadletter;
 pub mod dispatcher;
-pub mod email;
-pub mod file;
 pub mod lifecycle;
 pub mod queue;
 pub mod revocation;
 pub mod secret;
 pub mod siem;
 pub mod sink;
-pub mod webhook;
+pub mod sinks;
+
+pub use sinks::{alertmanager, email, file, webhook};
 
 pub use config::ActionsSettings;
 pub use dispatcher::{Dispatcher, DispatcherStats, Receipt, SinkEntry, SinkStats};
 pub use lifecycle::{CircuitState, Notification, Status};
-pub use sink::{Sink, SinkError};
+pub use sink::{DirectSink, Sink, SinkError};
 
 use crate::event::Alert;
 
@@ -33,6 +32,9 @@ pub enum HandoffError {
     /// The bounded queue is full and the overflow output failed too.
     #[error("alert queue full and overflow output failed: {0}")]
     Overflow(String),
+    /// A sink delivered to inside the handoff (the Kafka alerts topic) did not acknowledge it.
+    #[error("{0}")]
+    Undelivered(String),
     /// The dispatcher is shutting down.
     #[error("alert dispatcher is shut down")]
     Closed,

@@ -58,10 +58,24 @@ impl std::fmt::Display for SinkError {
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
 
-/// A destination for notifications.
+/// A destination for notifications, fed from its own durable queue: the dispatcher's task for
+/// the sink calls `send` with one notification at a time (a group drained after an outage is
+/// one, with a count), and owns the timeout, retries, rate limit and circuit breaker. A sink
+/// only delivers and says whether a failure is worth retrying ([`SinkError`]). Kinds are
+/// registered in `actions::sinks`.
 pub trait Sink: Send + Sync + 'static {
     /// Delivers one notification. The dispatcher owns timeouts, retries and the breaker.
     fn send<'a>(&'a self, n: &'a Notification) -> SendFuture<'a>;
+}
+
+/// A destination that is durable itself and acknowledges each alert (a Kafka topic): the
+/// dispatcher delivers to it inside `handoff`, on the caller's thread, so the input offset is
+/// committed only once the receiver has the alert. Every alert goes alone (no grouping, no
+/// resolved notifications). A failure fails the handoff, and the source retries it with
+/// backoff; the dispatcher's circuit breaker fails fast while the receiver is down.
+pub trait DirectSink: Send + Sync + 'static {
+    /// Delivers one alert, waiting at most `timeout` for the receiver's acknowledgement.
+    fn deliver(&self, alert: &crate::event::Alert, timeout: Duration) -> Result<(), SinkError>;
 }
 
 /// Parses `Retry-After` given in seconds.

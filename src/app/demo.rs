@@ -62,7 +62,7 @@ fn demo_dispatcher(
             min_severity: Some(crate::event::Severity::Info),
             ..Default::default()
         },
-        sink: Arc::new(sink),
+        sink: crate::actions::sinks::SinkRuntime::Queued(Arc::new(sink)),
     };
     let d = crate::actions::Dispatcher::start_with_journal(&cfg, vec![entry], None, journal)
         .map_err(|e| anyhow::anyhow!("the demo's file sink: {e}"))?;

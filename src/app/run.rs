@@ -24,7 +24,6 @@ use crate::actions::{AlertHandoff, HandoffError, JsonLinesHandoff};
 use crate::config::{ConfigError, ConfigErrors, DetectorFile, GatewatchConfig, DEV_FINGERPRINT_KEY};
 use crate::engine::PipelineFactory;
 use crate::event::Alert;
-use crate::source::kafka::alerts::KafkaAlertHandoff;
 use crate::source::kafka::config::admin_listen;
 use crate::source::kafka::output::OutputProducer;
 use crate::source::kafka::repartition::{count_partitions, detect_workers, ingest_workers, Enabled, RepartitionTopic};
@@ -442,7 +441,18 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
     // Before the dispatcher: an alert is in the history before its first timeline entry.
     let history = Arc::new(open_history(&actions.admin)?);
     outputs.push(history.clone());
-    let dispatcher = match &actions.actions {
+    let mut actions_config = actions.actions.clone();
+    if let Some(topic) = &settings.alerts_topic {
+        // The alerts topic is a sink like the others (delivered inside the handoff: the
+        // brokers' acknowledgement is the durable store). Without `[actions]` the dispatcher
+        // has it alone, and writes no file unless something must be dead-lettered.
+        let a = actions_config.get_or_insert_with(|| {
+            let base = cfg.path.as_deref().and_then(std::path::Path::parent).unwrap_or(std::path::Path::new(""));
+            crate::actions::config::ActionsConfig::new(base.join("gatewatch-dead-letter.jsonl"))
+        });
+        a.sinks.push(alerts_topic_sink(&settings, topic));
+    }
+    let dispatcher = match &actions_config {
         Some(a) => {
             let d = Arc::new(
                 crate::actions::Dispatcher::start_with_journal(a, Vec::new(), revoker.clone(), history.clone())
@@ -490,12 +500,6 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
         )));
     }
     let admin = crate::admin::router(admin_state);
-    if let Some(topic) = &settings.alerts_topic {
-        let h = KafkaAlertHandoff::new(&base_client_config(&settings), topic, settings.alert_delivery_timeout)
-            .context("creating the alerts-topic producer")?
-            .with_format(settings.alerts_format);
-        outputs.push(Arc::new(h));
-    }
     // Polled from here on, so SIGTERM and SIGHUP are handled while the input is being counted.
     let mut shutdown = std::pin::pin!(shutdown);
     let run_as = tokio::select! {
@@ -515,6 +519,28 @@ pub async fn run(cfg: GatewatchConfig, stage: StageArg, shutdown: impl Future<Ou
         entities: Some(entities),
     };
     serve(parts, shutdown).await
+}
+
+/// The sink `kafka:alerts` for `[kafka] alerts_topic`: every alert (whatever its `actions`),
+/// acknowledged within `alert_delivery_timeout`, in `alerts_format`. Its breaker opens after 5
+/// failed handoffs in a row and probes again after 5 s, the source's longest retry backoff.
+fn alerts_topic_sink(settings: &KafkaSettings, topic: &str) -> crate::actions::config::SinkConfig {
+    use crate::actions::config::{DeliveryConfig, KafkaSinkConfig, SinkConfig, SinkKind};
+    SinkConfig {
+        name: "kafka:alerts".into(),
+        delivery: DeliveryConfig {
+            min_severity: Some(crate::event::Severity::Info),
+            timeout: settings.alert_delivery_timeout,
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(5),
+            ..DeliveryConfig::default()
+        },
+        kind: SinkKind::Kafka(KafkaSinkConfig {
+            topic: topic.to_string(),
+            format: settings.alerts_format,
+            client: base_client_config(settings),
+        }),
+    }
 }
 
 /// Reloads the detector files ([`PipelineFactory::reload`]) on every SIGHUP, and when the

@@ -282,7 +282,7 @@ impl DetectorSource {
 }
 
 /// The kinds of sink an action can name.
-pub const SINK_KINDS: [&str; 3] = ["webhook", "email", "alertmanager"];
+pub const SINK_KINDS: [&str; 4] = ["webhook", "email", "alertmanager", "file"];
 
 /// What one entry of a detector file's `actions` asks for. The entry's text is what alerts
 /// carry (`"actions"` in the alert JSON); this is the one place that reads it.
@@ -295,7 +295,7 @@ pub enum ActionRef<'a> {
     /// `ban` or `ban:dry-run`: the address an alert is about, banned through the same checks
     /// (mode, `never_ban`, the caps, the audit), enforced by forward-auth and the CrowdSec stream.
     Ban { dry_run: bool },
-    /// `webhook`, `email`, `alertmanager`: every sink of that kind; `webhook:secops`: that one.
+    /// `webhook`, `email`, `alertmanager`, `file`: every sink of that kind; `webhook:secops`: that one.
     Sink { kind: &'static str, name: Option<&'a str> },
 }
 
@@ -317,7 +317,8 @@ impl<'a> ActionRef<'a> {
             (kind, name) => match SINK_KINDS.iter().find(|k| **k == kind) {
                 Some(k) if name.is_none_or(|n| !n.is_empty()) => Ok(ActionRef::Sink { kind: k, name }),
                 _ => Err(format!(
-                    "unknown action `{text}` (log, revoke, revoke:dry-run, ban, ban:dry-run, webhook[:NAME], email[:NAME], alertmanager[:NAME])"
+                    "unknown action `{text}` (log, revoke, revoke:dry-run, ban, ban:dry-run, {})",
+                    SINK_KINDS.map(|k| format!("{k}[:NAME]")).join(", ")
                 )),
             },
         }

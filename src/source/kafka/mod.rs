@@ -21,7 +21,6 @@
 //!
 //! Guarantees and limits are spelled out in the README, *Running on Kafka*.
 
-pub mod alerts;
 pub mod config;
 pub mod dead_letter;
 pub mod output;

@@ -1,22 +1,61 @@
 //! A sink that appends each notification to a local file as one JSON line
-//! (`{"status":"firing","count":1,"alert":{...}}`): what `gatewatch demo` delivers to, so a
-//! new user sees the whole delivery path (queue, attempts, timeline) without a receiver.
+//! (`{"status":"firing","count":1,"alert":{...}}`), for a log shipper (Filebeat, Vector,
+//! Fluent Bit) to pick up. `gatewatch demo` delivers to one, so a new user sees the whole
+//! delivery path (queue, attempts, timeline) without a receiver.
+//!
+//! ```toml
+//! [actions.file.audit]
+//! path = "/var/lib/gatewatch/alerts.jsonl"   # relative: beside gatewatch.toml
+//! ```
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::lifecycle::{Notification, Status};
-use super::sink::{SendFuture, Sink, SinkError};
+use serde::Deserialize;
 
+use super::SinkKind;
+use crate::actions::config::Parser;
+use crate::actions::lifecycle::{Notification, Status};
+use crate::actions::sink::{SendFuture, Sink, SinkError};
+
+/// `[actions.file.NAME]`, parsed.
+#[derive(Clone, Debug)]
+pub struct FileConfig {
+    /// The JSON-lines file notifications are appended to (created with its folder).
+    pub path: PathBuf,
+}
+
+/// `[actions.file.NAME]` as written (delivery fields apart).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    /// Where to append; a relative path is taken from the config file's folder.
+    path: PathBuf,
+}
+
+/// Parses `[actions.file.NAME]` (its delivery fields already taken out).
+pub(crate) fn parse(p: &mut Parser<'_>, field: &str, v: &toml::Value) -> Option<SinkKind> {
+    let raw: RawFile = p.de(field, v)?;
+    if raw.path.as_os_str().is_empty() {
+        p.err(format!("{field}.path"), "must not be empty");
+        return None;
+    }
+    Some(SinkKind::File(FileConfig { path: p.path(raw.path) }))
+}
+
+/// Appends each notification to a file as one JSON line.
 pub struct FileSink {
     path: PathBuf,
     out: Mutex<std::fs::File>,
 }
 
 impl FileSink {
-    /// Opens `path` for appending, creating it.
+    /// Opens `path` for appending, creating it and its folder.
     pub fn open(path: &Path) -> std::io::Result<FileSink> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         Ok(FileSink { path: path.to_path_buf(), out: Mutex::new(f) })
     }

@@ -4,13 +4,75 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::json;
 
-use super::config::AlertmanagerConfig;
-use super::lifecycle::{Notification, Status};
-use super::sink::{retry_after, SendFuture, Sink, SinkError};
+use super::SinkKind;
+use crate::actions::config::Parser;
+use crate::actions::lifecycle::{Notification, Status};
+use crate::actions::secret::{redact_url, Secret};
+use crate::actions::sink::{retry_after, SendFuture, Sink, SinkError};
 use crate::event::format_ts;
 
+/// `[actions.alertmanager.NAME]`, parsed.
+#[derive(Clone)]
+pub struct AlertmanagerConfig {
+    /// Base URL; alerts go to `{url}/api/v2/alerts`. `Debug` shows its scheme and host only
+    /// (it may carry basic-auth credentials).
+    pub url: String,
+    /// Static labels added to every alert (`team = "secops"`).
+    pub labels: BTreeMap<String, String>,
+    /// Optional bearer token for an Alertmanager behind an authenticating proxy.
+    pub bearer: Option<Secret>,
+}
+
+impl std::fmt::Debug for AlertmanagerConfig {
+    // Hand-written: the URL may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertmanagerConfig")
+            .field("url", &redact_url(&self.url))
+            .field("labels", &self.labels)
+            .field("bearer", &self.bearer)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `[actions.alertmanager.NAME]` as written (delivery fields apart).
+struct RawAlertmanager {
+    /// Alertmanager's base URL (`http://alertmanager:9093`).
+    url: String,
+    /// Labels added to every alert (`team = "secops"`).
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    /// Environment variable holding a bearer token for an authenticating proxy.
+    bearer_env: Option<String>,
+}
+
+/// Parses `[actions.alertmanager.NAME]` (its delivery fields already taken out).
+pub(crate) fn parse(p: &mut Parser<'_>, field: &str, v: &toml::Value) -> Option<SinkKind> {
+    let raw: RawAlertmanager = p.de(field, v)?;
+    let before = p.errs.len();
+    p.url(&format!("{field}.url"), &raw.url);
+    for k in raw.labels.keys() {
+        let valid = !k.is_empty()
+            && k.chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if !valid {
+            p.err(format!("{field}.labels.{k}"), "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+        }
+    }
+    let bearer = p.secret(&format!("{field}.bearer_env"), &raw.bearer_env);
+    (p.errs.len() == before).then_some(SinkKind::Alertmanager(AlertmanagerConfig {
+        url: raw.url.trim_end_matches('/').to_string(),
+        labels: raw.labels,
+        bearer,
+    }))
+}
+
+/// Posts each notification to Alertmanager's v2 API.
 pub struct AlertmanagerSink {
     cfg: AlertmanagerConfig,
     client: reqwest::Client,
