@@ -602,7 +602,9 @@ impl Alert {
         let opt_text = |k: &str| o.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let time = |k: &str| -> Result<Millis, String> {
             let t = text(k)?;
-            crate::normalize::time::parse_rfc3339(&t).ok_or_else(|| format!("alert.{k} is not an RFC 3339 time"))
+            chrono::DateTime::parse_from_rfc3339(&t)
+                .map(|d| d.timestamp_millis())
+                .map_err(|_| format!("alert.{k} is not an RFC 3339 time"))
         };
         let severity: Severity = serde_json::from_value(o.get("severity").cloned().unwrap_or_default())
             .map_err(|_| "alert.severity is not a severity".to_string())?;

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod explain;
 pub mod inspect;
+mod load_config;
 pub mod redrive;
 pub mod replay;
 pub mod run;

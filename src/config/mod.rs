@@ -13,7 +13,7 @@ pub use detector_file::{
 pub use duration::{parse_duration, DurationStr};
 pub use service::{
     EngineConfig, FingerprintConfig, GatewatchConfig, GenericInputConfig, HaproxyInputConfig, InputConfig,
-    NormalizeConfig, DEV_FINGERPRINT_KEY,
+    NormalizeConfig, DEV_FINGERPRINT_KEY, OTHER_SECTIONS,
 };
 
 use std::fmt;
