@@ -62,7 +62,7 @@ fn revoke_by_client(base: &str) -> Arc<dyn RevocationTarget> {
     Arc::new(HttpTarget::new(
         HttpTargetConfig {
             url: format!("{base}/admin/clients/{{client_id}}/revoke"),
-            method: "POST".into(),
+            method: gatewatch::actions::config::HttpMethod::Post,
             bearer: Some(Secret::new(IDP_BEARER)),
             secret: None,
         },

@@ -258,6 +258,34 @@ impl std::fmt::Debug for OAuthTargetConfig {
     }
 }
 
+/// The HTTP methods a revocation call may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpMethod {
+    Post,
+    Put,
+    Delete,
+}
+
+impl HttpMethod {
+    /// Parses a method name, in any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "POST" => Some(HttpMethod::Post),
+            "PUT" => Some(HttpMethod::Put),
+            "DELETE" => Some(HttpMethod::Delete),
+            _ => None,
+        }
+    }
+
+    pub fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
+
 /// An HTTP call per revocation: an IdP admin API or a bridge. `url` may hold `{client_id}`,
 /// `{fingerprint}`, `{credential_id}` (URL-encoded on substitution); the body is the
 /// deny-list entry as JSON.
@@ -266,7 +294,7 @@ pub struct HttpTargetConfig {
     /// The URL template; `Debug` shows its scheme and host only.
     pub url: String,
     /// `POST` (default), `PUT` or `DELETE`.
-    pub method: String,
+    pub method: HttpMethod,
     pub bearer: Option<Secret>,
     /// HMAC key for `X-Gatewatch-Signature` on the body.
     pub secret: Option<Secret>,
@@ -1054,10 +1082,15 @@ impl Parser<'_> {
                 let probe =
                     h.url.replace("{client_id}", "c").replace("{fingerprint}", "f").replace("{credential_id}", "i");
                 self.url("revocation.http.url", &probe);
-                let method = h.method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
-                if !["POST", "PUT", "DELETE"].contains(&method.as_str()) {
-                    self.err("revocation.http.method", format!("`{method}`: one of POST, PUT, DELETE"));
-                }
+                let method = match h.method.as_deref().map(|m| (m, HttpMethod::parse(m))) {
+                    None => HttpMethod::Post,
+                    Some((_, Some(m))) => m,
+                    Some((m, None)) => {
+                        let m = m.to_ascii_uppercase();
+                        self.err("revocation.http.method", format!("`{m}`: one of POST, PUT, DELETE"));
+                        HttpMethod::Post
+                    }
+                };
                 let bearer = self.secret("revocation.http.bearer_env", &h.bearer_env);
                 let secret = self.secret("revocation.http.secret_env", &h.secret_env);
                 c.http = Some(HttpTargetConfig { url: h.url, method, bearer, secret });

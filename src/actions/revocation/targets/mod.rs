@@ -197,7 +197,7 @@ impl RevocationTarget for HttpTarget {
                 Err(why) => return Ok(TargetOutcome::Skipped(why)),
             };
             let body = serde_json::to_vec(e).expect("json");
-            let method = reqwest::Method::from_bytes(self.cfg.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+            let method = self.cfg.method.as_reqwest();
             let mut req = self
                 .client
                 .request(method, url)
@@ -246,7 +246,7 @@ mod tests {
 
     fn http_target(url: &str) -> HttpTarget {
         HttpTarget::new(
-            HttpTargetConfig { url: url.into(), method: "POST".into(), bearer: None, secret: None },
+            HttpTargetConfig { url: url.into(), method: crate::actions::config::HttpMethod::Post, bearer: None, secret: None },
             reqwest::Client::new(),
         )
     }
