@@ -28,6 +28,7 @@ use super::Clock;
 use crate::actions::revocation::{DenyEntry, DenyList};
 use crate::actions::secret::{constant_time_eq, Secret};
 use crate::event::Millis;
+use crate::telemetry::labels::CrowdsecResult;
 
 /// The custom scope token revocations are offered under.
 pub const TOKEN_SCOPE: &str = "gatewatch/token";
@@ -45,8 +46,8 @@ pub struct CrowdSec {
 
 impl CrowdSec {
     pub fn new(deny: Arc<DenyList>, bouncers: Vec<(String, Secret)>, requests: prometheus::IntCounterVec) -> Self {
-        for r in ["ok", "forbidden"] {
-            requests.with_label_values(&[r]);
+        for r in CrowdsecResult::ALL {
+            requests.with_label_values(&[r.as_str()]);
         }
         CrowdSec { deny, bouncers, told: Mutex::new(HashMap::new()), requests }
     }
@@ -109,7 +110,7 @@ fn scopes_of(q: &HashMap<String, String>) -> Vec<String> {
 }
 
 fn forbidden(cs: &CrowdSec) -> Response {
-    cs.requests.with_label_values(&["forbidden"]).inc();
+    cs.requests.with_label_values(&[CrowdsecResult::Forbidden.as_str()]).inc();
     (StatusCode::FORBIDDEN, Json(json!({ "message": "access forbidden" }))).into_response()
 }
 
@@ -122,7 +123,7 @@ pub async fn stream(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(bouncer) = cs.bouncer(&headers).map(str::to_string) else { return forbidden(&cs) };
-    cs.requests.with_label_values(&["ok"]).inc();
+    cs.requests.with_label_values(&[CrowdsecResult::Ok.as_str()]).inc();
     if method == Method::HEAD {
         return StatusCode::OK.into_response();
     }
@@ -159,7 +160,7 @@ pub async fn decisions(
     if cs.bouncer(&headers).is_none() {
         return forbidden(&cs);
     }
-    cs.requests.with_label_values(&["ok"]).inc();
+    cs.requests.with_label_values(&[CrowdsecResult::Ok.as_str()]).inc();
     if method == Method::HEAD {
         return StatusCode::OK.into_response();
     }

@@ -32,7 +32,6 @@ impl GatewatchConfig {
         }
     }
 
-
     /// Checks values that deserialize but make no sense; every problem is returned.
     pub fn validate(&self) -> Vec<ConfigError> {
         let f = self.file();

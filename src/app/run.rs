@@ -29,6 +29,7 @@ use crate::source::kafka::output::OutputProducer;
 use crate::source::kafka::repartition::{count_partitions, detect_workers, ingest_workers, Enabled, RepartitionTopic};
 use crate::source::kafka::{base_client_config, Health, KafkaSettings, KafkaSource, NewPipeline, Stage};
 use crate::telemetry::admin::AdminListenerMetrics;
+use crate::telemetry::labels::Outcome;
 use crate::telemetry::{render, Metrics};
 
 /// Hands every alert to each output in turn; fails if any fails (the source then
@@ -638,7 +639,7 @@ async fn reload_now(factory: &NewPipeline, metrics: &Metrics, why: &str) {
     );
     match result {
         Ok(Ok(report)) => {
-            metrics.detector_reloads.with_label_values(&["ok"]).inc();
+            metrics.detector_reloads.with_label_values(&[Outcome::Ok.as_str()]).inc();
             metrics.detector_reload_ok.set(1);
             metrics.detector_loaded_at.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
             metrics.init_rules(report.added.iter().chain(&report.reset).map(String::as_str));
@@ -646,12 +647,12 @@ async fn reload_now(factory: &NewPipeline, metrics: &Metrics, why: &str) {
             tracing::info!("{why}: reloaded {source}: {report} (gatewatch.toml is read only at start)");
         }
         Ok(Err(errs)) => {
-            metrics.detector_reloads.with_label_values(&["error"]).inc();
+            metrics.detector_reloads.with_label_values(&[Outcome::Error.as_str()]).inc();
             metrics.detector_reload_ok.set(0);
             tracing::error!("{why}: {source} not reloaded, the running set is kept:\n{}", ConfigErrors(errs));
         }
         Err(e) => {
-            metrics.detector_reloads.with_label_values(&["error"]).inc();
+            metrics.detector_reloads.with_label_values(&[Outcome::Error.as_str()]).inc();
             metrics.detector_reload_ok.set(0);
             tracing::error!(error = %e, "{why}: the reload task failed, the running set is kept");
         }

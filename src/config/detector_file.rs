@@ -311,9 +311,9 @@ impl<'a> ActionRef<'a> {
             ("revoke", Some("dry-run")) => Ok(ActionRef::Revoke { dry_run: true }),
             ("ban", None) => Ok(ActionRef::Ban { dry_run: false }),
             ("ban", Some("dry-run")) => Ok(ActionRef::Ban { dry_run: true }),
-            ("kafka", _) => Err(format!(
-                "`{text}` is not an action: every alert goes to [kafka] alerts_topic when one is set"
-            )),
+            ("kafka", _) => {
+                Err(format!("`{text}` is not an action: every alert goes to [kafka] alerts_topic when one is set"))
+            }
             (kind, name) => match SINK_KINDS.iter().find(|k| **k == kind) {
                 Some(k) if name.is_none_or(|n| !n.is_empty()) => Ok(ActionRef::Sink { kind: k, name }),
                 _ => Err(format!(

@@ -5,10 +5,12 @@
 
 pub mod actions;
 pub mod admin;
+pub mod labels;
 
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::normalize::RejectReason;
+use labels::{Direction, Outcome, Rebalance, RepartitionRecord};
 
 /// Every metric the live pipeline exports.
 #[derive(Clone)]
@@ -320,12 +322,12 @@ impl Metrics {
             m.alerts.with_label_values(&[kind]);
             m.rules_loaded.with_label_values(&[kind]);
         }
-        for kind in ["assign", "revoke", "lost", "error"] {
-            m.rebalances.with_label_values(&[kind]);
+        for kind in Rebalance::ALL {
+            m.rebalances.with_label_values(&[kind.as_str()]);
         }
-        for result in ["ok", "error"] {
-            m.commits.with_label_values(&[result]);
-            m.detector_reloads.with_label_values(&[result]);
+        for result in Outcome::ALL {
+            m.commits.with_label_values(&[result.as_str()]);
+            m.detector_reloads.with_label_values(&[result.as_str()]);
         }
         m.detector_reload_ok.set(1);
         #[allow(clippy::disallowed_methods)] // wall time of the load, for operators
@@ -336,10 +338,10 @@ impl Metrics {
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         r.register(Box::new(build))?;
-        for direction in ["sent", "received"] {
-            m.repartition_bytes.with_label_values(&[direction]);
-            for kind in ["event", "heartbeat"] {
-                m.repartition_records.with_label_values(&[direction, kind]);
+        for direction in Direction::ALL {
+            m.repartition_bytes.with_label_values(&[direction.as_str()]);
+            for kind in RepartitionRecord::ALL {
+                m.repartition_records.with_label_values(&[direction.as_str(), kind.as_str()]);
             }
         }
         Ok(m)

@@ -57,9 +57,7 @@ pub(crate) fn parse(p: &mut Parser<'_>, field: &str, v: &toml::Value) -> Option<
     p.url(&format!("{field}.url"), &raw.url);
     for k in raw.labels.keys() {
         let valid = !k.is_empty()
-            && k.chars()
-                .enumerate()
-                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            && k.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
         if !valid {
             p.err(format!("{field}.labels.{k}"), "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
         }

@@ -103,7 +103,9 @@ impl DirectSink for KafkaSink {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(SinkError::retryable(format!("alerts topic {}: {e}", self.topic))),
-            Err(_) => Err(SinkError::retryable(format!("alerts topic {}: no acknowledgement in {timeout:?}", self.topic))),
+            Err(_) => {
+                Err(SinkError::retryable(format!("alerts topic {}: no acknowledgement in {timeout:?}", self.topic)))
+            }
         }
     }
 }

@@ -62,7 +62,9 @@ impl SinkKind {
     /// Makes the runtime that delivers to this sink.
     pub fn build(&self, delivery: &DeliveryConfig, ctx: &BuildContext) -> Result<SinkRuntime, String> {
         Ok(match self {
-            SinkKind::Webhook(w) => SinkRuntime::Queued(Arc::new(webhook::WebhookSink::new(w.clone(), ctx.http.clone()))),
+            SinkKind::Webhook(w) => {
+                SinkRuntime::Queued(Arc::new(webhook::WebhookSink::new(w.clone(), ctx.http.clone())))
+            }
             SinkKind::Email(e) => SinkRuntime::Queued(Arc::new(email::EmailSink::new(e, delivery.timeout)?)),
             SinkKind::Alertmanager(a) => {
                 SinkRuntime::Queued(Arc::new(alertmanager::AlertmanagerSink::new(a.clone(), ctx.http.clone())))

@@ -84,7 +84,12 @@ pub(crate) fn parse(p: &mut Parser<'_>, field: &str, v: &toml::Value) -> Option<
             p.err(format!("{field}.headers.{k}"), "not a valid header name");
         }
     }
-    (p.errs.len() == before).then_some(SinkKind::Webhook(WebhookConfig { url: raw.url, format, secret, headers: raw.headers }))
+    (p.errs.len() == before).then_some(SinkKind::Webhook(WebhookConfig {
+        url: raw.url,
+        format,
+        secret,
+        headers: raw.headers,
+    }))
 }
 
 /// Posts each notification to the webhook's URL.

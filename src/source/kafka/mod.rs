@@ -53,6 +53,7 @@ use crate::event::Alert;
 use crate::scrub::message::scrub_message;
 use crate::scrub::ScrubStats;
 use crate::state::EvictionReason;
+use crate::telemetry::labels::{Outcome, Rebalance};
 use crate::telemetry::Metrics;
 
 pub use config::{KafkaSettings, StartFrom};
@@ -279,7 +280,7 @@ impl ConsumerContext for SourceContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 trouble::BROKERS.answered();
-                self.shared.metrics.rebalances.with_label_values(&["assign"]).inc();
+                self.shared.metrics.rebalances.with_label_values(&[Rebalance::Assign.as_str()]).inc();
                 self.shared.on_assign(consumer, tpl);
                 let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(e) = r {
@@ -288,7 +289,11 @@ impl ConsumerContext for SourceContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
-                self.shared.metrics.rebalances.with_label_values(&[if lost { "lost" } else { "revoke" }]).inc();
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&[if lost { Rebalance::Lost } else { Rebalance::Revoke }.as_str()])
+                    .inc();
                 self.shared.on_revoke(consumer, tpl, lost);
                 let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = r {
@@ -296,7 +301,7 @@ impl ConsumerContext for SourceContext {
                 }
             }
             other => {
-                self.shared.metrics.rebalances.with_label_values(&["error"]).inc();
+                self.shared.metrics.rebalances.with_label_values(&[Rebalance::Error.as_str()]).inc();
                 let code: RDKafkaErrorCode = other.into();
                 tracing::error!(error = %code, "rebalance error");
                 let _ = consumer.unassign();
@@ -464,11 +469,11 @@ impl Shared {
         drop(parts);
         if let Some(mode) = commit {
             match consumer.commit_consumer_state(mode) {
-                Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+                Ok(()) => self.metrics.commits.with_label_values(&[Outcome::Ok.as_str()]).inc(),
                 // Nothing stored since the last commit.
                 Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
                 Err(e) => {
-                    self.metrics.commits.with_label_values(&["error"]).inc();
+                    self.metrics.commits.with_label_values(&[Outcome::Error.as_str()]).inc();
                     tracing::warn!(error = %e, "offset commit failed");
                 }
             }

@@ -35,6 +35,7 @@ use crate::event::{Alert, Millis};
 use crate::repartition::wire::upstream_id;
 use crate::repartition::{Detect, DetectStats, HeartbeatTiming, Ingest, IngestStats, RecordSink};
 use crate::scrub::Scrubber;
+use crate::telemetry::labels::{Direction, RepartitionRecord};
 use crate::telemetry::Metrics;
 
 /// Whether `gatewatch run` repartitions.
@@ -339,9 +340,13 @@ impl PartitionWorker for IngestWorker {
     fn publish(&mut self, m: &Metrics) {
         let now = self.ingest.stats().clone();
         let was = &self.published;
-        m.repartition_records.with_label_values(&["sent", "event"]).inc_by(now.records - was.records);
-        m.repartition_records.with_label_values(&["sent", "heartbeat"]).inc_by(now.heartbeats - was.heartbeats);
-        m.repartition_bytes.with_label_values(&["sent"]).inc_by(now.bytes - was.bytes);
+        m.repartition_records
+            .with_label_values(&[Direction::Sent.as_str(), RepartitionRecord::Event.as_str()])
+            .inc_by(now.records - was.records);
+        m.repartition_records
+            .with_label_values(&[Direction::Sent.as_str(), RepartitionRecord::Heartbeat.as_str()])
+            .inc_by(now.heartbeats - was.heartbeats);
+        m.repartition_bytes.with_label_values(&[Direction::Sent.as_str()]).inc_by(now.bytes - was.bytes);
         m.late_events.inc_by(now.late - was.late);
         m.out_of_range_events.inc_by(now.out_of_range - was.out_of_range);
         self.published = now;
@@ -451,9 +456,15 @@ impl PartitionWorker for DetectWorker {
     fn publish(&mut self, m: &Metrics) {
         let now = self.detect.stats().clone();
         let was = &self.published;
-        m.repartition_records.with_label_values(&["received", "event"]).inc_by(now.records - was.records);
-        m.repartition_records.with_label_values(&["received", "heartbeat"]).inc_by(now.heartbeats - was.heartbeats);
-        m.repartition_bytes.with_label_values(&["received"]).inc_by(self.bytes - self.published_bytes);
+        m.repartition_records
+            .with_label_values(&[Direction::Received.as_str(), RepartitionRecord::Event.as_str()])
+            .inc_by(now.records - was.records);
+        m.repartition_records
+            .with_label_values(&[Direction::Received.as_str(), RepartitionRecord::Heartbeat.as_str()])
+            .inc_by(now.heartbeats - was.heartbeats);
+        m.repartition_bytes
+            .with_label_values(&[Direction::Received.as_str()])
+            .inc_by(self.bytes - self.published_bytes);
         m.repartition_duplicates.inc_by(now.duplicates - was.duplicates);
         m.repartition_undecodable.inc_by(now.undecodable - was.undecodable);
         self.published = now;

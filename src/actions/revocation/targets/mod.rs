@@ -246,7 +246,12 @@ mod tests {
 
     fn http_target(url: &str) -> HttpTarget {
         HttpTarget::new(
-            HttpTargetConfig { url: url.into(), method: crate::actions::config::HttpMethod::Post, bearer: None, secret: None },
+            HttpTargetConfig {
+                url: url.into(),
+                method: crate::actions::config::HttpMethod::Post,
+                bearer: None,
+                secret: None,
+            },
             reqwest::Client::new(),
         )
     }
