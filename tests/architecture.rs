@@ -99,7 +99,8 @@ fn the_check_sees_a_banned_import() {
     // a comment are not.
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("x.rs");
-    std::fs::write(&f, "// crate::source in a comment\nuse crate::source::kafka;\n#[cfg(test)]\nuse crate::app;\n").unwrap();
+    std::fs::write(&f, "// crate::source in a comment\nuse crate::source::kafka;\n#[cfg(test)]\nuse crate::app;\n")
+        .unwrap();
     let found = uses(std::slice::from_ref(&f), RUNTIME);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].ends_with("use crate::source::kafka;"));

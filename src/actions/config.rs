@@ -839,6 +839,18 @@ impl Parser<'_> {
                     kind_tables.insert(kind.name.to_string(), k);
                 }
             }
+            // `[actions.slack.x]`: a table of tables where a sink kind would be. Said as such,
+            // rather than as an unknown setting.
+            let unknown: Vec<String> = t
+                .iter()
+                .filter(|(_, v)| v.as_table().is_some_and(|s| !s.is_empty() && s.values().all(toml::Value::is_table)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in unknown {
+                t.remove(&k);
+                let kinds: Vec<&str> = super::sinks::KINDS.iter().map(|k| k.name).collect();
+                self.err(format!("actions.{k}"), format!("not a sink kind (one of {})", kinds.join(", ")));
+            }
         }
         let raw: RawActions = self.de("actions", &rest)?;
         let before = self.errs.len();
@@ -1482,6 +1494,19 @@ revoke_without_client = true
             ActionsSettings::from_config_with_env(&cfg("[admin]\nheader_timout = \"1s\"\n"), &env).unwrap_err();
         assert_eq!(unknown[0].field, "admin");
         assert!(unknown[0].message.contains("header_timout"), "{}", unknown[0].message);
+    }
+
+    #[test]
+    fn an_unknown_sink_kind_is_named_with_the_kinds() {
+        let c = cfg("[actions.slack.team]\nurl = \"https://hooks.example.com/x\"\n");
+        let errs = ActionsSettings::from_config_with_env(&c, &env).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "actions.slack");
+        assert!(errs[0].message.contains("not a sink kind (one of webhook, email, alertmanager, file)"), "{errs:?}");
+        // An unknown plain setting is still serde's error, naming the settings.
+        let c = cfg("[actions]\ndedup = 5\n");
+        let errs = ActionsSettings::from_config_with_env(&c, &env).unwrap_err();
+        assert!(errs[0].message.contains("unknown field `dedup`"), "{errs:?}");
     }
 
     #[test]
