@@ -526,6 +526,12 @@ impl Scrubber {
         mut count: impl FnMut(&Found),
         mut each: impl FnMut(&Found, Fingerprint),
     ) -> String {
+        let b = line.as_bytes();
+        if matches!(b.iter().find(|c| !c.is_ascii_whitespace()), Some(b'{' | b'[')) {
+            for f in &mut found {
+                (f.start, f.end) = whole_escapes(b, f.start, f.end);
+            }
+        }
         found.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
         let mut merged: Vec<Found> = Vec::with_capacity(found.len());
         for f in found {
@@ -540,7 +546,6 @@ impl Scrubber {
                 _ => merged.push(f),
             }
         }
-        let b = line.as_bytes();
         let mut out = String::with_capacity(line.len() + merged.len() * marker::MAX_MARKER_LEN);
         let mut last = 0;
         for f in &merged {
@@ -680,6 +685,22 @@ impl LineStream<'_> {
     }
 }
 
+/// Widens a find `[a, z)` of a JSON line so it does not split a backslash escape: starting on a
+/// character escaped by a backslash before it, or ending on a backslash whose character is
+/// after it. Replacing half of `\\` or `\"` would leave a backslash that escapes the marker or
+/// the string's closing quote: the line would no longer be JSON.
+fn whole_escapes(b: &[u8], mut a: usize, mut z: usize) -> (usize, usize) {
+    let backslashes_before = |i: usize| b[..i].iter().rev().take_while(|&&c| c == b'\\').count();
+    if a > 0 && backslashes_before(a) % 2 == 1 {
+        a -= 1;
+    }
+    // The escaped character is ASCII in JSON; past a non-ASCII byte the find stays as it is.
+    if z > a && z < b.len() && b[z].is_ascii() && backslashes_before(z) % 2 == 1 {
+        z += 1;
+    }
+    (a, z)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,6 +813,21 @@ mod tests {
         }
         assert!(once.contains("_ga=GA1.2.3.4"));
         assert!(once.contains("postgres://app:[REDACTED:url_password:"));
+    }
+
+    #[test]
+    fn a_find_never_splits_a_json_escape() {
+        // Found by tests/scrub_props.rs: `"api_key":"\` written inside a JSON string. The
+        // value's find ended between the two backslashes of `\\`, so the one left escaped
+        // the closing quote.
+        let s = sc();
+        let l = "\"api_key\":\"\\";
+        let rec = serde_json::json!({"request": {"uri": format!("/a?{l}"), "body": l}}).to_string();
+        let out = s.scrub_line(&rec, &mut ScrubStats::default());
+        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{out}");
+        assert_eq!(whole_escapes(br#"{"a":"x\\y"}"#, 6, 8), (6, 9), "ends inside `\\\\`");
+        assert_eq!(whole_escapes(br#"{"a":"x\\y"}"#, 8, 10), (7, 10), "starts inside `\\\\`");
+        assert_eq!(whole_escapes(br#"{"a":"x\\\\y"}"#, 6, 9), (6, 9), "a whole `\\\\` is left as it is");
     }
 
     #[test]
