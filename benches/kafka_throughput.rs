@@ -11,7 +11,8 @@
 //!    append of the message that completed a detection → alert handed off.
 //!    (The allowed lateness, 30 s of event time, comes on top in real time.)
 //!
-//! `cargo bench --bench kafka_throughput` (GATEWATCH_BENCH_MINUTES=simulated minutes, default 20).
+//! `cargo bench --bench kafka_throughput` (GATEWATCH_BENCH_MINUTES=simulated minutes, default 20;
+//! GATEWATCH_BENCH_CONSUMERS=consumers of the group in the process, default 1).
 //!
 //! With `GATEWATCH_BENCH_BROKERS=host:port` it runs against that broker instead (a real one:
 //! `scripts/bench-kafka-real.sh` starts `tansu` on loopback). Topics get a fresh suffix per
@@ -91,7 +92,9 @@ fn send(p: &BaseProducer<AckLatency>, topic: &str, partition: Option<i32>, paylo
     send_retrying(p, rec);
 }
 
-fn source(bootstrap: &str, topic: &str, group: &str) -> (KafkaSource, Metrics, Arc<Count>) {
+/// `GATEWATCH_BENCH_CONSUMERS` consumers (default 1) of one group in this process, as
+/// `[kafka] consumers` starts them: each with partitions and a thread of its own.
+fn source(bootstrap: &str, topic: &str, group: &str) -> (Vec<KafkaSource>, Metrics, Arc<Count>) {
     let mut cfg = GatewatchConfig::default();
     cfg.detectors.dir = Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("detectors"));
     cfg.input.format = "kong".into();
@@ -107,8 +110,11 @@ fn source(bootstrap: &str, topic: &str, group: &str) -> (KafkaSource, Metrics, A
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).unwrap();
     let count = Arc::new(Count::default());
-    let src = KafkaSource::start(s, pipelines, count.clone(), metrics.clone()).expect("source");
-    (src, metrics, count)
+    let n: usize = std::env::var("GATEWATCH_BENCH_CONSUMERS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+    let srcs = (0..n.max(1))
+        .map(|_| KafkaSource::start(s.clone(), pipelines.clone(), count.clone(), metrics.clone()).expect("source"))
+        .collect();
+    (srcs, metrics, count)
 }
 
 fn quantile_upper_bound(h: &prometheus::Histogram, q: f64) -> Option<f64> {
@@ -199,7 +205,11 @@ fn main() {
     }
     let wall = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    src.shutdown(Duration::from_secs(10)).unwrap();
+    let assigns = metrics.rebalances.with_label_values(&["assign"]).get();
+    let consumers = src.len();
+    for src in src {
+        src.shutdown(Duration::from_secs(10)).unwrap();
+    }
     println!(
         "throughput: {} events in {wall:.2}s after the group join = {:.0} events/s wall ({:.1} MB/s); {cpu:.2} CPU-s = {:.0} events per CPU-second ({}); {} alerts",
         n - first_batch,
@@ -209,6 +219,7 @@ fn main() {
         if _cluster.is_some() { "incl. the in-process mock broker" } else { "gatewatch alone: the broker is another process" },
         alerts.0.load(Ordering::Relaxed)
     );
+    println!("  {assigns} assignments (rebalances seen by a member) over {consumers} consumer(s)");
 
     // 2. Latency: live production at 10x event-time speed.
     let p = producer(&bootstrap);
@@ -228,7 +239,9 @@ fn main() {
     while metrics.messages.get() < n && t.elapsed() < Duration::from_secs(900) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    src.shutdown(Duration::from_secs(10)).unwrap();
+    for src in src {
+        src.shutdown(Duration::from_secs(10)).unwrap();
+    }
     let h = &metrics.alert_latency;
     println!(
         "latency (append -> alert handed off, {} alerts, live at {:.0} msg/s): mean {:.3}s, p50 <= {:?}s, p99 <= {:?}s (histogram bucket bounds)",

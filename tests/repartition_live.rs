@@ -162,7 +162,7 @@ impl Drop for Broker {
     }
 }
 
-fn config(dir: &Path, bootstrap: &str, group: &str) -> PathBuf {
+fn config(dir: &Path, bootstrap: &str, group: &str, consumers: Option<usize>) -> PathBuf {
     let path = dir.join("gatewatch.toml");
     std::fs::write(
         &path,
@@ -186,6 +186,7 @@ alerts_topic = "alerts"
 start_from = "earliest"
 commit_interval = "200ms"
 shutdown_grace = "10s"
+{consumers}
 [kafka.repartition]
 enabled = "always"
 topic = "{group}-repartition"
@@ -196,7 +197,8 @@ idle_after = "2s"
 "heartbeat.interval.ms" = 500
 "#,
             detectors = detectors_dir().display(),
-            sigma = sigma_dir().display()
+            sigma = sigma_dir().display(),
+            consumers = consumers.map(|n| format!("consumers = {n}")).unwrap_or_default()
         ),
     )
     .unwrap();
@@ -239,11 +241,26 @@ fn handed_off(bootstrap: &str) -> BTreeMap<String, usize> {
 
 struct Outcome {
     wall: Duration,
+    /// Every instance's log, joined.
+    logs: String,
 }
 
 /// Produces `recs`, runs three instances (killing and restarting one mid-run if `kill`),
 /// and checks that the alerts topic holds exactly replay's alerts, each once.
 fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str, kill: bool) -> Outcome {
+    instances_alert_like_replay(broker, recs, group, kill, 3, None)
+}
+
+/// [`three_instances_alert_like_replay`] with `instances` processes of `consumers` per stage.
+fn instances_alert_like_replay(
+    broker: &Broker,
+    recs: &[Rec],
+    group: &str,
+    kill: bool,
+    instances: usize,
+    consumers: Option<usize>,
+) -> Outcome {
+    assert!(!kill || instances > 1, "a kill needs another instance to take over");
     let bootstrap = broker.bootstrap();
     let want = replayed(recs);
     assert!(want.len() >= 5, "the reference finds the attacks ({} alerts)", want.len());
@@ -265,23 +282,23 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
             .collect();
     assert_eq!(in_memory, want.keys().cloned().collect(), "{group}: in memory");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &bootstrap, group);
+    let cfg = config(dir.path(), &bootstrap, group, consumers);
     let log = |i: usize| dir.path().join(format!("gatewatch-{i}.log"));
     let began = Instant::now();
-    let mut procs = Procs((0..3).map(|i| Some(spawn_run(&cfg, &log(i)))).collect());
+    let mut procs = Procs((0..instances).map(|i| Some(spawn_run(&cfg, &log(i)))).collect());
     // Input only once all three hold partitions of both groups: a partition that changed hands
     // after its first owner committed inside a record batch is never read again on tansu 0.6,
     // which answers a fetch inside a batch with nothing (README, *Limits*). The kill below
     // still moves partitions on the mock broker, which returns whole batches.
     let repartition = format!("topic=\"{group}-repartition\"");
     let joined = wait_until(Duration::from_secs(60), || {
-        (0..3).all(|i| {
+        (0..instances).all(|i| {
             let t = std::fs::read_to_string(log(i)).unwrap_or_default();
             t.lines().any(|l| l.contains("partition assigned") && l.contains("topic=\"logs\""))
                 && t.lines().any(|l| l.contains("partition assigned") && l.contains(&repartition))
         })
     });
-    assert!(joined, "{group}: the three instances did not all join both groups");
+    assert!(joined, "{group}: the instances did not all join both groups");
     produce(&bootstrap, "logs", recs);
     let ends = ends_of(recs, P);
     let total: i64 = ends.iter().sum();
@@ -332,7 +349,7 @@ fn three_instances_alert_like_replay(broker: &Broker, recs: &[Rec], group: &str,
         missing.is_empty() && unexpected.is_empty() && twice.is_empty(),
         "{group}: missing {missing:#?}\nunexpected {unexpected:#?}\nhanded off more than once {twice:#?}\n{counters}\n{tail}"
     );
-    Outcome { wall }
+    Outcome { wall, logs }
 }
 
 /// The counters that tell where events went, summed over the running instances.
@@ -404,6 +421,29 @@ fn input_keyed_by_client_or_by_source_alerts_like_replay_on_tansu() {
         let rep = format!("{group}-repartition");
         let broker = Broker::tansu(&[("logs", P), ("alerts", 1), (rep.as_str(), REPARTITIONS as i32)]);
         three_instances_alert_like_replay(&broker, &records(&sim, keying), group, false);
+    }
+}
+
+/// One process with two consumers per stage (`[kafka] consumers = 2`): each takes partitions
+/// of its own on a thread of its own, as two instances would, and the alerts are still
+/// replay's, each once.
+#[test]
+fn one_instance_with_two_consumers_per_stage_alerts_like_replay_on_tansu() {
+    let _one = one_at_a_time();
+    let group = "gw-consumers";
+    let rep = format!("{group}-repartition");
+    let broker = Broker::tansu(&[("logs", P), ("alerts", 1), (rep.as_str(), REPARTITIONS as i32)]);
+    let recs = records(&short_sim(), Keying::Unkeyed);
+    let out = instances_alert_like_replay(&broker, &recs, group, false, 1, Some(2));
+    assert!(out.logs.contains("ingest=2 detect=2"), "two consumers per stage were started");
+    for topic in ["logs".to_string(), rep] {
+        let consumers: std::collections::BTreeSet<&str> = out
+            .logs
+            .lines()
+            .filter(|l| l.contains("partition assigned") && l.contains(&format!("topic=\"{topic}\"")))
+            .filter_map(|l| l.split("consumer=").nth(1)?.split_whitespace().next())
+            .collect();
+        assert_eq!(consumers.len(), 2, "{topic}: both consumers hold partitions: {consumers:?}");
     }
 }
 

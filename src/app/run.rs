@@ -76,9 +76,22 @@ impl HttpState {
         !self.health.is_empty() && self.health.iter().all(|h| h.live())
     }
 
+    /// Ready when every stage is: its consumers all run, together they hold partitions, and
+    /// each one holding partitions is within `ready_max_lag`. (A consumer of several in one
+    /// process may hold none: a group with fewer partitions to give, or in mid-rebalance.)
     fn readiness(&self) -> Result<(), String> {
-        for h in &self.health {
-            h.readiness().map_err(|why| match h.stage() {
+        for stage in Stage::ALL {
+            let of_stage: Vec<&Arc<Health>> = self.health.iter().filter(|h| h.stage() == stage).collect();
+            if of_stage.is_empty() {
+                continue;
+            }
+            let holding: Vec<&&Arc<Health>> = of_stage.iter().filter(|h| h.assigned() > 0).collect();
+            let ready = match of_stage.iter().find(|h| !h.live()) {
+                Some(h) => h.readiness(),
+                None if holding.is_empty() => of_stage[0].readiness(),
+                None => holding.iter().map(|h| h.readiness()).find(Result::is_err).unwrap_or(Ok(())),
+            };
+            ready.map_err(|why| match stage {
                 Stage::Single => why,
                 stage => format!("{} stage: {why}", stage.as_str()),
             })?;
@@ -179,7 +192,20 @@ pub fn open_history(
     Ok(h)
 }
 
-/// Starts the sources of the stages `run_as` names.
+/// How many consumers of a stage this process runs: `[kafka] consumers` (default 1), never
+/// more than the partitions they share when that count is known. Each is a member of the group
+/// on a thread of its own, so the partitions, and the cores, are shared out by Kafka as between
+/// instances; the state stays per partition.
+fn consumers_for(settings: &KafkaSettings, partitions: Option<u32>) -> usize {
+    let want = settings.consumers;
+    match partitions {
+        Some(p) => want.min(p as usize).max(1),
+        None => want.max(1),
+    }
+}
+
+/// Starts the sources of the stages `run_as` names, each stage with its consumers
+/// ([`consumers_for`]; `input_partitions` counted at start, when the brokers answered).
 fn start_sources(
     settings: KafkaSettings,
     run_as: RunAs,
@@ -187,11 +213,18 @@ fn start_sources(
     handoff: Arc<dyn AlertHandoff>,
     metrics: &Metrics,
     topic_stop: &Arc<AtomicBool>,
+    input_partitions: Option<u32>,
 ) -> anyhow::Result<Vec<KafkaSource>> {
+    let inputs = consumers_for(&settings, input_partitions);
     if run_as == RunAs::Single {
-        let s = KafkaSource::start(settings, new_pipeline, handoff, metrics.clone())
-            .context("starting the Kafka consumer")?;
-        return Ok(vec![s]);
+        let mut sources = Vec::new();
+        for _ in 0..inputs {
+            let s = KafkaSource::start(settings.clone(), new_pipeline.clone(), handoff.clone(), metrics.clone())
+                .context("starting the Kafka consumer")?;
+            sources.push(s);
+        }
+        tracing::info!(consumers = inputs, "consumers of the input in this process");
+        return Ok(sources);
     }
     let mut sources = Vec::new();
     let topic = RepartitionTopic::ensure(&settings, topic_stop.clone());
@@ -210,13 +243,22 @@ fn start_sources(
             metrics.repartition_failures.clone(),
         )
         .context("creating the repartition producer")?;
-        let workers = ingest_workers(new_pipeline.clone(), &settings, topic.clone(), producer.clone());
         let mut s = settings.clone();
         // Ingest keeps no state worth rebuilding: it starts where it committed.
         s.rebuild_horizon_ms = 0;
-        let src = KafkaSource::start_stage(s, Stage::Ingest, workers, vec![producer], handoff.clone(), metrics.clone())
+        for _ in 0..inputs {
+            let workers = ingest_workers(new_pipeline.clone(), &settings, topic.clone(), producer.clone());
+            let src = KafkaSource::start_stage(
+                s.clone(),
+                Stage::Ingest,
+                workers,
+                vec![producer.clone()],
+                handoff.clone(),
+                metrics.clone(),
+            )
             .context("starting the ingest stage")?;
-        sources.push(src);
+            sources.push(src);
+        }
     }
     if matches!(run_as, RunAs::Both | RunAs::Detect) {
         let mut s = settings.clone();
@@ -226,16 +268,20 @@ fn start_sources(
         s.start_from = crate::source::kafka::StartFrom::Earliest;
         s.dead_letter_topic = None;
         s.scrubbed_topic = None;
-        let src = KafkaSource::start_stage(
-            s,
-            Stage::Detect,
-            detect_workers(new_pipeline),
-            Vec::new(),
-            handoff,
-            metrics.clone(),
-        )
-        .context("starting the detect stage")?;
-        sources.push(src);
+        let detects = consumers_for(&settings, Some(settings.repartition.partitions));
+        for _ in 0..detects {
+            let src = KafkaSource::start_stage(
+                s.clone(),
+                Stage::Detect,
+                detect_workers(new_pipeline.clone()),
+                Vec::new(),
+                handoff.clone(),
+                metrics.clone(),
+            )
+            .context("starting the detect stage")?;
+            sources.push(src);
+        }
+        tracing::info!(ingest = inputs, detect = detects, "consumers per stage in this process");
     }
     Ok(sources)
 }
@@ -256,8 +302,26 @@ impl Service {
         let grace = parts.settings.shutdown_grace;
         let topic_stop = Arc::new(AtomicBool::new(false));
         let reload = reload_detectors(parts.new_pipeline.clone(), metrics.clone());
-        let sources =
-            start_sources(parts.settings, parts.run_as, parts.new_pipeline, parts.handoff, &metrics, &topic_stop)?;
+        // The input's partitions, when more than one consumer is wanted: no more are started.
+        let input_partitions = if parts.run_as == RunAs::Detect || consumers_for(&parts.settings, None) == 1 {
+            None
+        } else {
+            let base = base_client_config(&parts.settings);
+            let topics = parts.settings.topics.clone();
+            tokio::task::spawn_blocking(move || count_partitions(&base, &topics, Duration::from_secs(2)))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        let sources = start_sources(
+            parts.settings,
+            parts.run_as,
+            parts.new_pipeline,
+            parts.handoff,
+            &metrics,
+            &topic_stop,
+            input_partitions,
+        )?;
         if let Some(e) = &parts.entities {
             for s in &sources {
                 e.attach(s.entity_source());

@@ -71,6 +71,9 @@ pub struct Metrics {
     /// Partitions this instance holds, and how many of them are still rebuilding, by stage.
     pub assigned_partitions: IntGaugeVec,
     pub rebuilding_partitions: IntGaugeVec,
+    /// Each consumer's part of the per-stage gauges above: a process may run several consumers
+    /// of one stage (`[kafka] consumers`), and the gauges show their sum.
+    pub consumers: std::sync::Arc<ConsumerTotals>,
     /// Repartition records and their bytes, by direction (sent, received) and kind (event, heartbeat).
     pub repartition_records: IntCounterVec,
     pub repartition_bytes: IntCounterVec,
@@ -118,6 +121,7 @@ impl Metrics {
         }
         let r = registry;
         let m = Metrics {
+            consumers: Default::default(),
             messages: counter(r, "gatewatch_kafka_messages_total", "Kafka messages read (excluding state rebuild)")?,
             events: counter(r, "gatewatch_events_total", "Access-log records normalized into events")?,
             rejected: counter_vec(
@@ -345,6 +349,50 @@ impl Metrics {
             }
         }
         Ok(m)
+    }
+}
+
+/// What one consumer holds now, as the per-stage gauges count it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerPart {
+    pub assigned: i64,
+    pub rebuilding: i64,
+    pub lag_sum: i64,
+    pub lag_max: i64,
+    pub keys: i64,
+    pub buffered: i64,
+}
+
+/// The parts of every consumer in the process, by stage.
+#[derive(Debug, Default)]
+pub struct ConsumerTotals {
+    next: std::sync::atomic::AtomicU64,
+    parts: std::sync::Mutex<std::collections::HashMap<u64, (&'static str, ConsumerPart)>>,
+}
+
+impl ConsumerTotals {
+    /// A new consumer's id.
+    pub fn id(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records consumer `id`'s part and returns its stage's totals: sums, and the largest lag.
+    pub fn publish(&self, id: u64, stage: &'static str, part: ConsumerPart) -> ConsumerPart {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.insert(id, (stage, part));
+        parts.values().filter(|(s, _)| *s == stage).fold(ConsumerPart::default(), |t, (_, p)| ConsumerPart {
+            assigned: t.assigned + p.assigned,
+            rebuilding: t.rebuilding + p.rebuilding,
+            lag_sum: t.lag_sum + p.lag_sum,
+            lag_max: t.lag_max.max(p.lag_max),
+            keys: t.keys + p.keys,
+            buffered: t.buffered + p.buffered,
+        })
+    }
+
+    /// Consumer `id` has ended: its part no longer counts.
+    pub fn remove(&self, id: u64) {
+        self.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 }
 

@@ -7,6 +7,7 @@
 //! brokers = "kafka-1:9092,kafka-2:9092"   # bootstrap servers (required)
 //! topics = ["gateway-access-logs"]         # required, one or more
 //! group_id = "gatewatch"                    # consumer group; instances in one group share partitions
+//! consumers = 1                             # group members per stage in this process, a thread each
 //! dead_letter_topic = "gatewatch-dead-letter"   # optional: rejected records (reason, position, scrubbed record)
 //! dead_letter_max_record_bytes = 65536          # scrubbed record in a dead letter is cut beyond this
 //! scrubbed_topic = "gateway-access-logs-clean"  # optional: a scrubbed copy of every record, for SIEMs
@@ -66,6 +67,11 @@ pub struct KafkaSettings {
     pub brokers: String,
     pub topics: Vec<String>,
     pub group_id: String,
+    /// Consumers per stage in this process (default 1), each a member of the group with
+    /// partitions and a thread of its own; never more than there are partitions. Each joins
+    /// the group on its own: more than one helps only when gatewatch, not the broker, is the
+    /// limit (README, *Running on Kafka*).
+    pub consumers: usize,
     pub dead_letter_topic: Option<String>,
     /// The scrubbed record carried in a dead letter is cut after this many bytes.
     pub dead_letter_max_record_bytes: usize,
@@ -100,6 +106,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("brokers", &self.brokers)
             .field("topics", &self.topics)
             .field("group_id", &self.group_id)
+            .field("consumers", &self.consumers)
             .field("dead_letter_topic", &self.dead_letter_topic)
             .field("scrubbed_topic", &self.scrubbed_topic)
             .field("alerts_topic", &self.alerts_topic)
@@ -116,6 +123,7 @@ impl KafkaSettings {
             brokers: brokers.into(),
             topics,
             group_id: group_id.into(),
+            consumers: 1,
             dead_letter_topic: None,
             dead_letter_max_record_bytes: 64 * 1024,
             scrubbed_topic: None,
@@ -188,6 +196,10 @@ impl KafkaSettings {
                     Some(f) => s.alerts_format = f,
                     None => err(k, "one of json, ocsf, ecs".into()),
                 },
+                "consumers" => match v.as_integer() {
+                    Some(n) if (1..=256).contains(&n) => s.consumers = n as usize,
+                    _ => err(k, "must be an integer between 1 and 256".into()),
+                },
                 "start_from" => match v.as_str() {
                     Some("earliest") => s.start_from = StartFrom::Earliest,
                     Some("latest") => s.start_from = StartFrom::Latest,
@@ -250,7 +262,7 @@ impl KafkaSettings {
                 },
                 other => err(
                     other,
-                    "unknown field (brokers, topics, group_id, dead_letter_topic, dead_letter_max_record_bytes, scrubbed_topic, alerts_topic, alerts_format, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka, repartition)".into(),
+                    "unknown field (brokers, topics, group_id, consumers, dead_letter_topic, dead_letter_max_record_bytes, scrubbed_topic, alerts_topic, alerts_format, revocations_topic, start_from, rebuild_horizon, max_rebuild_messages, ready_max_lag, commit_interval, shutdown_grace, alert_delivery_timeout, librdkafka, repartition)".into(),
                 ),
             }
         }
@@ -322,6 +334,19 @@ mod tests {
     fn parse(text: &str) -> Result<KafkaSettings, Vec<ConfigError>> {
         let cfg: GatewatchConfig = toml::from_str(text).unwrap();
         KafkaSettings::from_config(&cfg)
+    }
+
+    #[test]
+    fn consumers_default_to_one_and_are_bounded() {
+        let s = parse("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\n").unwrap();
+        assert_eq!(s.consumers, 1);
+        let s = parse("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nconsumers = 3\n").unwrap();
+        assert_eq!(s.consumers, 3);
+        for bad in ["0", "257", "\"all\""] {
+            let errs =
+                parse(&format!("[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\nconsumers = {bad}\n")).unwrap_err();
+            assert_eq!(errs[0].field, "kafka.consumers", "{errs:?}");
+        }
     }
 
     #[test]

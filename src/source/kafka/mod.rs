@@ -228,6 +228,8 @@ struct Shared {
     outputs: Vec<Arc<output::OutputProducer>>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
+    /// This consumer's id in `metrics.consumers` (its part of the stage gauges).
+    consumer_id: u64,
 }
 
 /// The consumer's context: rebalances, statistics and logs.
@@ -378,6 +380,7 @@ impl Shared {
                     tracing::info!(
                         topic = el.topic(),
                         partition = el.partition(),
+                        consumer = self.consumer_id,
                         "partition assigned (nothing committed)"
                     );
                     parts.insert(key, PartitionState::new((self.new_worker)(el.topic(), el.partition()), -1, i64::MIN));
@@ -408,7 +411,15 @@ impl Shared {
                     }
                 }
             };
-            tracing::info!(topic, partition = p, committed = c, start, rebuild_from_ms = target, "partition assigned");
+            tracing::info!(
+                topic,
+                partition = p,
+                committed = c,
+                start,
+                rebuild_from_ms = target,
+                consumer = self.consumer_id,
+                "partition assigned"
+            );
             if let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(start)) {
                 tracing::warn!(error = %e, topic, partition = p, "could not set the start offset");
             }
@@ -531,12 +542,21 @@ impl Shared {
         let n = parts.len() as i64;
         let stage = [self.stage.as_str()];
         let m = &self.metrics;
-        m.assigned_partitions.with_label_values(&stage).set(n);
-        m.rebuilding_partitions.with_label_values(&stage).set(rebuilding);
-        m.lag_messages.with_label_values(&stage).set(lag_sum);
-        m.lag_max_messages.with_label_values(&stage).set(lag_max);
-        m.state_keys.with_label_values(&stage).set(keys as i64);
-        m.buffered_events.with_label_values(&stage).set(buffered as i64);
+        let part = crate::telemetry::ConsumerPart {
+            assigned: n,
+            rebuilding,
+            lag_sum,
+            lag_max,
+            keys: keys as i64,
+            buffered: buffered as i64,
+        };
+        let t = m.consumers.publish(self.consumer_id, self.stage.as_str(), part);
+        m.assigned_partitions.with_label_values(&stage).set(t.assigned);
+        m.rebuilding_partitions.with_label_values(&stage).set(t.rebuilding);
+        m.lag_messages.with_label_values(&stage).set(t.lag_sum);
+        m.lag_max_messages.with_label_values(&stage).set(t.lag_max);
+        m.state_keys.with_label_values(&stage).set(t.keys);
+        m.buffered_events.with_label_values(&stage).set(t.buffered);
         if self.stage == Stage::Detect {
             m.watermark_skew.set(skew_max as f64 / 1000.0);
             m.detect_waiting_partitions.set(waiting);
@@ -760,6 +780,7 @@ impl KafkaSource {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let health = Arc::new(Health::for_stage(settings.ready_max_lag, stage));
+        let consumer_id = metrics.consumers.id();
         let shared = Arc::new(Shared {
             parts: Mutex::new(HashMap::new()),
             new_worker,
@@ -772,6 +793,7 @@ impl KafkaSource {
             outputs,
             health: health.clone(),
             stop: stop.clone(),
+            consumer_id,
         });
         let weak = Arc::downgrade(&shared);
         let consumer: BaseConsumer<SourceContext> = cc.create_with_context(SourceContext { shared: shared.clone() })?;
@@ -782,6 +804,7 @@ impl KafkaSource {
             topics = %settings.topics.join(","),
             group = %settings.group_id,
             stage = stage.as_str(),
+            consumer = consumer_id,
             "consuming"
         );
         health.running.store(true, Ordering::Relaxed);
@@ -797,6 +820,7 @@ impl KafkaSource {
                     let _ended = (done_tx, ended_tx);
                     let r = consume(&consumer, &shared, &stop);
                     shared.health.running.store(false, Ordering::Relaxed);
+                    shared.metrics.consumers.remove(shared.consumer_id);
                     // Dropping the consumer leaves the group (revocation commits what was stored).
                     drop(consumer);
                     r
