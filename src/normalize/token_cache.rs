@@ -59,17 +59,19 @@ impl TokenCache {
         scrubber: Option<&Scrubber>,
         token: &str,
     ) -> (Fingerprint, Option<JwtClaims>) {
-        let compute = || compute(fp, scrubber, token);
-        let Ok(mut slots) = self.slots.try_lock() else {
-            return compute();
-        };
         let tag = self.tag(token);
         let i = (tag as usize) % Self::SLOTS;
-        if let Some(s) = slots[i].as_ref().filter(|s| s.tag == tag) {
-            return (s.fingerprint, s.claims.clone());
+        if let Ok(slots) = self.slots.try_lock() {
+            if let Some(s) = slots[i].as_ref().filter(|s| s.tag == tag) {
+                return (s.fingerprint, s.claims.clone());
+            }
         }
-        let (fingerprint, claims) = compute();
-        slots[i] = Some(Slot { tag, fingerprint, claims: claims.clone() });
+        // Computed without the lock, so threads sharing the normalizer do not find it taken
+        // for the length of an HMAC and a claims decode.
+        let (fingerprint, claims) = compute(fp, scrubber, token);
+        if let Ok(mut slots) = self.slots.try_lock() {
+            slots[i] = Some(Slot { tag, fingerprint, claims: claims.clone() });
+        }
         (fingerprint, claims)
     }
 
