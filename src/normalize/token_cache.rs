@@ -4,15 +4,16 @@
 //! A client holds one token for its lifetime (an hour, typically) and sends it on every call;
 //! an HMAC-SHA256 of a 900-byte JWT plus a base64 and JSON decode of its claims is most of what
 //! identity resolution costs. The cache holds **no raw token**: a token is named by a 128-bit
-//! tag, two SipHash-1-3 sums of the whole token under random keys drawn when the process
-//! starts, which nobody outside can compute, so no one can craft two tokens that share a tag.
+//! tag, the 128-bit SipHash-1-3 sum of the whole token under a random key drawn when the
+//! process starts, which nobody outside can compute, so no one can craft two tokens that share a tag.
 //! The cache is direct-mapped: a token goes in the slot its tag names, replacing whatever was
 //! there, so a lookup costs the same however tokens collide, and memory is bounded by
 //! [`TokenCache::SLOTS`] entries of a tag, a fingerprint and the claims (which go into every
 //! event anyway).
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
+
+use siphasher::sip128::{Hasher128, SipHasher13};
 use std::sync::Mutex;
 
 use super::identity::{decode_jwt_claims, looks_like_jwt, scrub_claims, JwtClaims};
@@ -30,14 +31,15 @@ pub struct TokenCache {
     /// A lock that is never waited for: a normalizer shared by threads that finds it taken
     /// computes the answer instead.
     slots: Mutex<Vec<Option<Slot>>>,
-    keys: (RandomState, RandomState),
+    /// The SipHash key, drawn when the cache is made.
+    key: (u64, u64),
 }
 
 impl Default for TokenCache {
     fn default() -> Self {
         TokenCache {
             slots: Mutex::new((0..Self::SLOTS).map(|_| None).collect()),
-            keys: (RandomState::new(), RandomState::new()),
+            key: (rand::random(), rand::random()),
         }
     }
 }
@@ -76,12 +78,9 @@ impl TokenCache {
     }
 
     fn tag(&self, token: &str) -> u128 {
-        let sum = |k: &RandomState| {
-            let mut h = k.build_hasher();
-            h.write(token.as_bytes());
-            h.finish()
-        };
-        (u128::from(sum(&self.keys.0)) << 64) | u128::from(sum(&self.keys.1))
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(token.as_bytes());
+        h.finish128().as_u128()
     }
 }
 

@@ -94,7 +94,8 @@ struct Slot<V> {
 
 pub struct KeyedState<K, V> {
     /// Entries `..hot` are protected, entries `hot..` are not.
-    map: IndexMap<K, Slot<V>>,
+    /// Iterated in insertion order, never hash order, so the hasher changes no result.
+    map: IndexMap<K, Slot<V>, ahash::RandomState>,
     hot: usize,
     cap: usize,
     idle: Millis,
@@ -111,7 +112,7 @@ const SAMPLE: usize = 8;
 impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
     pub fn new(cap: usize, idle_timeout: Millis) -> Self {
         KeyedState {
-            map: IndexMap::new(),
+            map: IndexMap::with_hasher(ahash::RandomState::new()),
             hot: 0,
             cap: cap.max(1),
             idle: idle_timeout,
