@@ -10,6 +10,9 @@
 //! so a busy neighbour on a shared machine moves both sides alike; the ratio is the figure
 //! to compare across machines. `BENCH_ROUNDS` (default 5) sets the rounds.
 //!
+//! Both sides run under the allocator the `gatewatch` binary ships with (mimalloc), so the
+//! reference gains from it as much as gatewatch does.
+//!
 //! `cargo bench --bench whole_pipeline`
 
 use std::io::{BufRead, BufReader, Write};
@@ -21,6 +24,9 @@ use gatewatch::config::{GatewatchConfig, DEV_FINGERPRINT_KEY};
 use gatewatch::engine::Pipeline;
 use gatewatch::normalize::Format;
 use gatewatch::simulate::{render::render, simulate, SimConfig};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// CPU time this process has used (user + system).
 fn cpu_time() -> Duration {
