@@ -133,6 +133,15 @@ mod tests {
     }
 
     #[test]
+    fn each_cache_draws_its_own_key() {
+        // A tag nobody outside can compute: two caches (two processes) name a token apart.
+        let (a, b) = (TokenCache::default(), TokenCache::default());
+        assert_ne!(a.tag(JWT), b.tag(JWT));
+        assert_eq!(a.tag(JWT), a.tag(JWT));
+        assert_ne!(a.tag(JWT), a.tag(&JWT[1..]));
+    }
+
+    #[test]
     fn the_cache_holds_no_raw_token() {
         let fp = Fingerprinter::new(b"k");
         let cache = TokenCache::default();
