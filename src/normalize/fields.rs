@@ -7,11 +7,20 @@ use std::fmt;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-/// Parses one JSON record. Records reach the parsers already checked to be UTF-8 (the message
-/// reader replaces what is not), so the record is checked once here, in one fast pass, and
-/// parsed as a `str`: serde_json then skips checking every string it reads on its own, which
-/// on a Kong record (a hundred keys) cost more than the single pass.
+/// Parses one JSON record into a format's record type, skipping the values it does not map
+/// ([`super::json`]; serde_json's answer whenever that reader fails). Records reach the
+/// parsers already checked to be UTF-8 (the message reader replaces what is not), so the
+/// record is checked once here, in one fast pass, and parsed as a `str`.
 pub fn from_json<'a, T: Deserialize<'a>>(rec: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(rec) {
+        Ok(s) => super::json::from_str(s),
+        Err(_) => serde_json::from_slice(rec),
+    }
+}
+
+/// As [`from_json`], by serde_json alone: for a type that reads every value (the generic
+/// format's `Value`), where there is nothing to skip.
+pub fn from_json_whole<'a, T: Deserialize<'a>>(rec: &'a [u8]) -> serde_json::Result<T> {
     match std::str::from_utf8(rec) {
         Ok(s) => serde_json::from_str(s),
         Err(_) => serde_json::from_slice(rec),

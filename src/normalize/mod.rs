@@ -17,6 +17,7 @@ pub mod formats;
 pub mod generic;
 pub mod haproxy;
 pub mod identity;
+mod json;
 pub mod kong;
 pub mod missing;
 pub mod nginx;
