@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 /// Reads `s` as a `T`, skipping the values `T` ignores; serde_json's answer when this fails.
 pub fn from_str<'a, T: Deserialize<'a>>(s: &'a str) -> serde_json::Result<T> {
-    let mut r = Reader { s, b: s.as_bytes(), i: 0 };
+    let mut r = Reader { s, b: s.as_bytes(), i: 0, depth: 0 };
     match T::deserialize(&mut r).and_then(|v| r.end().map(|()| v)) {
         Ok(v) => Ok(v),
         Err(Failed) => serde_json::from_str(s),
@@ -52,7 +52,13 @@ struct Reader<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// Objects and arrays being read, one inside the other (skipping one does not recurse).
+    depth: usize,
 }
+
+/// Nesting that is read, not skipped, stops here (serde_json's own limit), so `[[[[…` in a
+/// header cannot overflow the stack: serde_json then reads the record and refuses it.
+const MAX_DEPTH: usize = 128;
 
 /// What a byte is to a skipped object or array.
 const OTHER: u8 = 0;
@@ -98,6 +104,16 @@ impl<'a> Reader<'a> {
         } else {
             Err(Failed)
         }
+    }
+
+    /// Steps into an object or array that is read.
+    fn nest(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Failed);
+        }
+        self.i += 1;
+        Ok(())
     }
 
     fn end(&mut self) -> Result<()> {
@@ -248,15 +264,17 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
         match self.peek().ok_or(Failed)? {
             b'{' => {
-                self.i += 1;
+                self.nest()?;
                 let value = v.visit_map(Entries { r: &mut *self, first: true, close: b'}' })?;
                 self.eat(b'}')?;
+                self.depth -= 1;
                 Ok(value)
             }
             b'[' => {
-                self.i += 1;
+                self.nest()?;
                 let value = v.visit_seq(Entries { r: &mut *self, first: true, close: b']' })?;
                 self.eat(b']')?;
+                self.depth -= 1;
                 Ok(value)
             }
             b'"' => {
@@ -444,6 +462,25 @@ mod tests {
             let theirs = serde_json::from_str::<Picked>(text).unwrap_err().to_string();
             assert_eq!(ours, theirs, "{text}");
         }
+    }
+
+    #[derive(Deserialize)]
+    struct Header<'a> {
+        #[serde(borrow)]
+        keep: crate::normalize::fields::Str<'a>,
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // `Str` reads the first element of an array as a `Str`: nesting it is read, not skipped.
+        let deep = format!(r#"{{"keep":{}"k"{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let e = from_str::<Header>(&deep).err().expect("refused");
+        assert!(e.to_string().contains("recursion limit"), "{e}");
+        let fine = format!(r#"{{"keep":{}"k"{}}}"#, "[".repeat(100), "]".repeat(100));
+        assert_eq!(from_str::<Header>(&fine).unwrap().keep.get(), Some("k"));
+        // a skipped value is stepped over without recursion, however deep
+        let skipped = format!(r#"{{"skip":{}{},"keep":"k"}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(from_str::<Picked>(&skipped).unwrap().keep, "k");
     }
 
     #[test]
