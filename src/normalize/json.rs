@@ -116,6 +116,13 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Steps out of an object or array that was read, past its `close`.
+    fn unnest(&mut self, close: u8) -> Result<()> {
+        self.eat(close)?;
+        self.depth -= 1;
+        Ok(())
+    }
+
     fn end(&mut self) -> Result<()> {
         self.ws();
         if self.i == self.b.len() {
@@ -266,16 +273,12 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
             b'{' => {
                 self.nest()?;
                 let value = v.visit_map(Entries { r: &mut *self, first: true, close: b'}' })?;
-                self.eat(b'}')?;
-                self.depth -= 1;
-                Ok(value)
+                self.unnest(b'}').map(|()| value)
             }
             b'[' => {
                 self.nest()?;
                 let value = v.visit_seq(Entries { r: &mut *self, first: true, close: b']' })?;
-                self.eat(b']')?;
-                self.depth -= 1;
-                Ok(value)
+                self.unnest(b']').map(|()| value)
             }
             b'"' => {
                 let start = self.i;
