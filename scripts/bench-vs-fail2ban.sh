@@ -17,14 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v fail2ban-regex >/dev/null || { echo "needs fail2ban-regex: apt-get install fail2ban" >&2; exit 2; }
 rounds=${ROUNDS:-3}
-if [[ -n ${GATEWATCH_BIN:-} ]]; then
-  bin=$GATEWATCH_BIN
-else
-  cargo build --release --locked --bin gatewatch
-  bin=target/release/gatewatch
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=scripts/release-bin.sh
+source scripts/release-bin.sh
 log=$tmp/access.log
 "$bin" simulate --format nginx > "$log"
 lines=$(wc -l < "$log")

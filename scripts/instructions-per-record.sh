@@ -18,14 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 baseline_file=.ci/instructions-per-record
-if [[ -n ${GATEWATCH_BIN:-} ]]; then
-  bin=$GATEWATCH_BIN
-else
-  cargo build --release --locked --bin gatewatch
-  bin=target/release/gatewatch
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=scripts/release-bin.sh
+source scripts/release-bin.sh
 "$bin" simulate --minutes 10 --clients 100 --seed 7 --format kong > "$tmp/input.jsonl"
 : > "$tmp/empty.jsonl"
 records=$(wc -l < "$tmp/input.jsonl")
