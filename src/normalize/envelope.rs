@@ -23,7 +23,6 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use aho_corasick::{packed, Span};
 use base64::Engine as _;
 use memchr::memmem;
 use serde::Deserialize;
@@ -36,57 +35,23 @@ use crate::event::Millis;
 /// Envelopes inside envelopes (Firehose → CloudWatch → batch) stop here.
 pub const MAX_DEPTH: u8 = 4;
 
-/// The keys an envelope is told by, in the order [`kind`] asks for them.
-const KEYS: [&[u8]; 5] = [b"\"logEvents\"", b"\"records\"", b"\"awslogs\"", b"\"log\"", b"\"message\""];
-const LOG_EVENTS: u8 = 1 << 0;
-const RECORDS: u8 = 1 << 1;
-const AWSLOGS: u8 = 1 << 2;
-const LOG: u8 = 1 << 3;
-const MESSAGE: u8 = 1 << 4;
-
-/// Finds which of [`KEYS`] a record holds, in one pass.
-enum KeyFinder {
-    /// aho-corasick's Teddy (SSSE3 or AVX2, detected at run time): one vector pass over the
-    /// record for all five keys, where five substring searches each read the whole record
-    /// (3,200 instructions per Kong record instead of 6,700).
-    Packed(packed::Searcher),
-    /// Where Teddy is not available: one search per key.
-    EachKey(Box<[memmem::Finder<'static>; 5]>),
+struct Finders {
+    log_events: memmem::Finder<'static>,
+    records: memmem::Finder<'static>,
+    awslogs: memmem::Finder<'static>,
+    log: memmem::Finder<'static>,
+    message: memmem::Finder<'static>,
 }
 
-impl KeyFinder {
-    fn get() -> &'static KeyFinder {
-        static F: OnceLock<KeyFinder> = OnceLock::new();
-        F.get_or_init(|| match packed::Config::new().builder().extend(KEYS).build() {
-            Some(s) => KeyFinder::Packed(s),
-            None => KeyFinder::each_key(),
-        })
-    }
-
-    fn each_key() -> KeyFinder {
-        KeyFinder::EachKey(Box::new(KEYS.map(memmem::Finder::new)))
-    }
-
-    /// A bit per key of [`KEYS`] found anywhere in `msg`.
-    fn present(&self, msg: &[u8]) -> u8 {
-        match self {
-            KeyFinder::Packed(s) => {
-                let mut bits = 0;
-                let mut at = 0;
-                // Each search starts one byte past the last match's start, not its end, so a
-                // key that overlaps another (`"log"logEvents"`) is found as a substring search
-                // finds it.
-                while let Some(m) = s.find_in(msg, Span::from(at..msg.len())) {
-                    bits |= 1 << m.pattern().as_usize();
-                    at = m.start() + 1;
-                }
-                bits
-            }
-            KeyFinder::EachKey(f) => {
-                f.iter().enumerate().fold(0, |bits, (i, f)| if f.find(msg).is_some() { bits | 1 << i } else { bits })
-            }
-        }
-    }
+fn finders() -> &'static Finders {
+    static F: OnceLock<Finders> = OnceLock::new();
+    F.get_or_init(|| Finders {
+        log_events: memmem::Finder::new(b"\"logEvents\""),
+        records: memmem::Finder::new(b"\"records\""),
+        awslogs: memmem::Finder::new(b"\"awslogs\""),
+        log: memmem::Finder::new(b"\"log\""),
+        message: memmem::Finder::new(b"\"message\""),
+    })
 }
 
 /// Which envelope, if any, `msg` (a JSON object) looks like. Substring checks only.
@@ -99,17 +64,19 @@ pub enum Kind {
 }
 
 pub fn kind(msg: &[u8]) -> Option<Kind> {
-    let keys = KeyFinder::get().present(msg);
-    if keys & LOG_EVENTS != 0 {
+    let f = finders();
+    if f.log_events.find(msg).is_some() {
         return Some(Kind::CloudWatch);
     }
-    if keys & RECORDS != 0 {
+    if f.records.find(msg).is_some() {
         return Some(Kind::Records);
     }
-    if keys & AWSLOGS != 0 {
+    if f.awslogs.find(msg).is_some() {
         return Some(Kind::CloudWatchCompressed);
     }
-    if keys & (LOG | MESSAGE) != 0 && matches!(detect::detect_json(msg), Format::Generic) {
+    if (f.log.find(msg).is_some() || f.message.find(msg).is_some())
+        && matches!(detect::detect_json(msg), Format::Generic)
+    {
         return Some(Kind::Wrapper);
     }
     None
@@ -271,49 +238,5 @@ fn firehose_data(
     }
     if !any {
         out(Err(Reject::new(RejectReason::Empty, "Firehose record `data` is empty")));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn envelopes_are_told_by_their_keys() {
-        assert_eq!(kind(br#"{"messageType":"DATA_MESSAGE","logEvents":[]}"#), Some(Kind::CloudWatch));
-        assert_eq!(kind(br#"{"records":[{"a":1}]}"#), Some(Kind::Records));
-        assert_eq!(kind(br#"{"awslogs":{"data":"H4sI"}}"#), Some(Kind::CloudWatchCompressed));
-        assert_eq!(kind(br#"{"log":"1.2.3.4 - - [x]","time":"t"}"#), Some(Kind::Wrapper));
-        assert_eq!(kind(br#"{"message":"x","@timestamp":"t"}"#), Some(Kind::Wrapper));
-        // a gateway record with a `message` key is not a wrapper
-        assert_eq!(kind(br#"{"message":"x","latencies":{},"started_at":1}"#), None);
-        assert_eq!(kind(br#"{"request":{"uri":"/logEvents"}}"#), None);
-    }
-
-    proptest::proptest! {
-        /// The one-pass search finds exactly the keys one substring search per key finds,
-        /// overlapping and repeated ones included.
-        #[test]
-        fn one_pass_finds_what_each_search_finds(
-            parts in proptest::collection::vec(
-                proptest::sample::select(vec![
-                    "\"logEvents\"", "\"records\"", "\"awslogs\"", "\"log\"", "\"message\"",
-                    "\"", "log", "Events\"", "\"log", "records", "message\"", ":", "{", "x", "é",
-                ]),
-                0..40,
-            )
-        ) {
-            let msg = parts.concat();
-            let each = KeyFinder::each_key().present(msg.as_bytes());
-            proptest::prop_assert_eq!(KeyFinder::get().present(msg.as_bytes()), each, "{}", msg);
-        }
-    }
-
-    #[test]
-    fn the_one_pass_search_is_used_here() {
-        // x86-64 with SSSE3 (every CI machine): the test above compares two different searches.
-        if cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("ssse3") {
-            assert!(matches!(KeyFinder::get(), KeyFinder::Packed(_)));
-        }
     }
 }
