@@ -18,15 +18,6 @@ pub fn from_json<'a, T: Deserialize<'a>>(rec: &'a [u8]) -> serde_json::Result<T>
     }
 }
 
-/// As [`from_json`], by serde_json alone: for a type that reads every value (the generic
-/// format's `Value`), where there is nothing to skip.
-pub fn from_json_whole<'a, T: Deserialize<'a>>(rec: &'a [u8]) -> serde_json::Result<T> {
-    match std::str::from_utf8(rec) {
-        Ok(s) => serde_json::from_str(s),
-        Err(_) => serde_json::from_slice(rec),
-    }
-}
-
 /// A number that may arrive as a JSON number or a string; `-`, `""` and `null` mean absent.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Num(pub Option<f64>);

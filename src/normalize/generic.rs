@@ -258,7 +258,7 @@ fn logfmt_object(rec: &[u8]) -> Result<Value, Reject> {
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
     let root: Value = if rec.first() == Some(&b'{') {
-        super::fields::from_json_whole(rec).map_err(|e| Reject::json(&e))?
+        super::fields::from_json(rec).map_err(|e| Reject::json(&e))?
     } else {
         logfmt_object(rec)?
     };
