@@ -488,10 +488,13 @@ mod tests {
 
     #[test]
     fn skipped_values_are_checked_for_brackets_and_strings_only() {
-        // The one documented leniency: the grammar inside a skipped value is not checked.
+        // The documented leniencies. One: the grammar inside a skipped value is not checked.
         let p: Picked = from_str(r#"{"skip":[tru, 01, -],"keep":"k"}"#).unwrap();
         assert_eq!(p.keep, "k");
         assert!(serde_json::from_str::<Picked>(r#"{"skip":[tru, 01, -],"keep":"k"}"#).is_err());
+        // The other: a raw control character in a string that is read.
+        assert_eq!(from_str::<Picked>("{\"keep\":\"a\tb\"}").unwrap().keep, "a\tb");
+        assert!(serde_json::from_str::<Picked>("{\"keep\":\"a\tb\"}").is_err());
         // Brackets and strings are: an unclosed one is an error.
         assert!(from_str::<Picked>(r#"{"skip":[{"a":1],"keep":"k""#).is_err());
         assert!(from_str::<Picked>(r#"{"skip":"open,"keep":"k"}"#).is_err());
