@@ -27,6 +27,11 @@ use rand::{Rng, SeedableRng};
 
 const P: i32 = 12;
 const REPARTITIONS: u32 = 12;
+/// How long an input partition stays quiet before it stops holding time back. Longer than
+/// the moments between the instances joining and the input landing: a partition that had gone
+/// idle before its records arrived would let detect partitions move past them, and the records
+/// would be late (a backlog runs far ahead of wall time). On a loaded machine 2 s was too short.
+const IDLE_AFTER_S: u64 = 8;
 
 /// One scenario at a time: each runs a broker and three processes, and two cores shared by
 /// three scenarios measure the machine, not gatewatch (under that load an ingest consumer on
@@ -191,7 +196,7 @@ shutdown_grace = "10s"
 enabled = "always"
 topic = "{group}-repartition"
 partitions = {REPARTITIONS}
-idle_after = "2s"
+idle_after = "{IDLE_AFTER_S}s"
 [kafka.librdkafka]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
@@ -320,9 +325,11 @@ fn instances_alert_like_replay(
     let dropped = topic_starts(&bootstrap, "logs", P);
     assert!(dropped.iter().all(|s| *s == 0), "{group}: the broker dropped input records: starts {dropped:?}");
     let mut got = handed_off(&bootstrap);
-    // Windows close once the trailer's time reaches every detect partition; wait for quiet.
+    // Windows close once the trailer's time reaches every detect partition, or once every
+    // input partition has been quiet for `IDLE_AFTER_S`; wait for quiet longer than that.
     let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(10) && began.elapsed() < Duration::from_secs(1200) {
+    while quiet_since.elapsed() < Duration::from_secs(IDLE_AFTER_S + 10) && began.elapsed() < Duration::from_secs(1200)
+    {
         std::thread::sleep(Duration::from_secs(1));
         let now = handed_off(&bootstrap);
         if now != got {

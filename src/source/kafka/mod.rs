@@ -161,6 +161,10 @@ struct PartitionState {
     /// From librdkafka statistics: the partition's high watermark and fetch position.
     high: i64,
     fetch_pos: i64,
+    /// Statistics reports since the consumer thread last came back from a stall. The first
+    /// report after a stall may have been measured during it, so the lag counts as known
+    /// again only from the second ([`PartitionState::caught_up`]).
+    reports_since_stall: u8,
     muted_ids: HashSet<String>,
     muted_order: VecDeque<String>,
     was_rebuilding: bool,
@@ -182,6 +186,7 @@ impl PartitionState {
             last_ts: 0,
             high: -1,
             fetch_pos: -1,
+            reports_since_stall: 0,
             muted_ids: HashSet::new(),
             muted_order: VecDeque::new(),
             was_rebuilding: mute_below >= 0,
@@ -209,7 +214,25 @@ impl PartitionState {
         let pos = if self.next_offset >= 0 { self.next_offset } else { self.fetch_pos };
         (pos >= 0).then(|| (self.high - pos).max(0))
     }
+
+    /// Read to its end, as measured after the consumer thread last stalled. A thread blocked
+    /// for seconds (a flush to a slow broker, a handoff being retried) holds statistics from
+    /// before the block, when the partition may still have looked empty: judged on those, a
+    /// partition with records waiting would be called idle, and its events would arrive late
+    /// at every detect partition that stopped waiting for it.
+    fn note_statistics(&mut self, high: i64, fetch_pos: i64) {
+        self.high = high;
+        self.fetch_pos = fetch_pos;
+        self.reports_since_stall = self.reports_since_stall.saturating_add(1);
+    }
+
+    fn caught_up(&self) -> bool {
+        self.reports_since_stall >= 2 && self.lag() == Some(0)
+    }
 }
+
+/// A gap this long between two ticks of a consumer thread (normally 100 ms apart) is a stall.
+const STALL: Duration = Duration::from_secs(1);
 
 type PartitionKey = (String, i32);
 
@@ -268,8 +291,7 @@ impl ClientContext for SourceContext {
         for (topic, t) in &stats.topics {
             for (p, s) in &t.partitions {
                 if let Some(st) = parts.get_mut(&(topic.clone(), *p)) {
-                    st.high = s.hi_offset;
-                    st.fetch_pos = s.next_offset;
+                    st.note_statistics(s.hi_offset, s.next_offset);
                 }
             }
         }
@@ -897,9 +919,12 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             let wall = now_ms();
+            let stalled = last_tick.elapsed() >= STALL;
             for st in shared.parts.lock().expect("partition lock").values_mut() {
-                let caught_up = st.lag() == Some(0);
-                st.pipeline.tick(wall, caught_up);
+                if stalled {
+                    st.reports_since_stall = 0;
+                }
+                st.pipeline.tick(wall, st.caught_up());
             }
             last_tick = Instant::now();
         }
@@ -930,6 +955,32 @@ mod tests {
         assert!(h.readiness().unwrap_err().contains("lag 101"));
         h.lag_max.store(100, Ordering::Relaxed);
         assert!(h.readiness().is_ok());
+    }
+
+    struct Idle;
+    impl PartitionWorker for Idle {
+        fn process(&mut self, _: &Incoming<'_>, _: &mut Vec<Alert>) -> crate::engine::Processed {
+            crate::engine::Processed::default()
+        }
+    }
+
+    #[test]
+    fn after_a_stall_a_partition_is_caught_up_only_on_the_second_fresh_report() {
+        let mut st = PartitionState::new(Box::new(Idle), -1, 0);
+        st.note_statistics(10, 10);
+        assert!(!st.caught_up(), "one report may predate the consumer's start");
+        st.note_statistics(10, 10);
+        assert!(st.caught_up());
+        st.note_statistics(12, 10);
+        assert!(!st.caught_up(), "records waiting");
+        st.note_statistics(12, 12);
+        assert!(st.caught_up());
+        // The thread was blocked: what it knew may be older than the records now waiting.
+        st.reports_since_stall = 0;
+        st.note_statistics(12, 12);
+        assert!(!st.caught_up(), "the first report after a stall may have been taken during it");
+        st.note_statistics(12, 12);
+        assert!(st.caught_up());
     }
 
     #[test]
