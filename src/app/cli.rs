@@ -277,25 +277,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(crate::config::ConfigErrors)?;
             let mut stats = crate::scrub::ScrubStats::default();
             let mut stream = scrubber.stream();
-            let stdin = std::io::stdin();
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let mut input = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                if input.read_until(b'\n', &mut buf)? == 0 {
-                    break;
-                }
-                let nl = buf.last() == Some(&b'\n');
-                let body = if nl { &buf[..buf.len() - 1] } else { &buf[..] };
-                // Bytes that are not UTF-8 are scrubbed as text after lossy decoding.
-                let text = String::from_utf8_lossy(body);
-                out.write_all(stream.scrub(&text, &mut stats).as_bytes())?;
-                if nl {
-                    out.write_all(b"\n")?;
-                }
-            }
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            crate::app::scrub::scrub_stream(&mut stream, &mut std::io::stdin().lock(), &mut out, &mut stats)?;
             out.flush()?;
             eprintln!(
                 "gatewatch scrub: {} lines, {} changed, {} secrets replaced",

@@ -10,3 +10,4 @@ mod load_config;
 pub mod redrive;
 pub mod replay;
 pub mod run;
+pub mod scrub;

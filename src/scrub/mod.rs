@@ -26,7 +26,7 @@ pub mod structural;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -148,6 +148,8 @@ pub struct Scrubber {
     literals: Vec<String>,
     rules: Vec<ContentRule>,
     names: NameTable,
+    /// [`SPANNING_LITERALS`] in one automaton: one pass a line rather than one search each.
+    spanning: aho_corasick::packed::Searcher,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -289,7 +291,10 @@ impl Scrubber {
             .build(&literals)
             .map_err(|e| vec![ConfigError::new(file, "scrub", format!("cannot build the literal automaton: {e}"))])?;
         let trigrams = Trigrams::new(&literals);
-        Ok(Scrubber { fp, trigrams, ac, actions, literals, rules, names: NameTable::new(&cfg.name_rules()) })
+        // Teddy (SIMD) over the six literals; `AhoCorasick::new` chose a DFA walk of every byte.
+        let spanning =
+            aho_corasick::packed::Searcher::new(SPANNING_LITERALS).expect("six literals make a packed searcher");
+        Ok(Scrubber { fp, trigrams, ac, actions, literals, rules, names: NameTable::new(&cfg.name_rules()), spanning })
     }
 
     /// Scrubs one line of any format. Every secret becomes `[REDACTED:<kind>:<fingerprint>]`;
@@ -610,6 +615,10 @@ impl Scrubber {
 /// (`okta_api_token" {` then `default = "00…"`, a JSON-RPC method then its params).
 const SPANNING_LITERALS: &[&str] =
     &["okta", "Okta", "OKTA", "DirectoryEntry(", "auth.login_with_api_key", "password to proceed to installation"];
+/// Searchers built once: `memmem::find` builds its searcher again on every call.
+static PEM_BEGIN: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"-----BEGIN"));
+static PEM_END: LazyLock<memchr::memmem::Finder<'static>> = LazyLock::new(|| memchr::memmem::Finder::new(b"-----END"));
 /// Lines after a spanning literal that are read with it.
 const SPANNING_LINES: u8 = 3;
 /// Longest context kept (bytes): a longer line ends the context.
@@ -629,9 +638,7 @@ pub struct LineStream<'s> {
 impl LineStream<'_> {
     pub fn scrub<'a>(&mut self, line: &'a str, stats: &mut ScrubStats) -> Cow<'a, str> {
         if self.in_pem {
-            if memchr::memmem::find(line.as_bytes(), b"-----END").is_some()
-                || !content::is_pem_body_line(line.as_bytes())
-            {
+            if PEM_END.find(line.as_bytes()).is_some() || !content::is_pem_body_line(line.as_bytes()) {
                 self.in_pem = false;
             } else {
                 stats.lines += 1;
@@ -658,10 +665,9 @@ impl LineStream<'_> {
         self.remember(line);
         let out = self.sc.scrub_line_with(line, carried, stats);
         let b = out.as_bytes();
-        if let Some(p) = memchr::memmem::find(b, b"-----BEGIN") {
+        if let Some(p) = PEM_BEGIN.find(b) {
             let rest = &b[p..];
-            if memchr::memmem::find(rest, b"PRIVATE KEY").is_some() && memchr::memmem::find(rest, b"-----END").is_none()
-            {
+            if memchr::memmem::find(rest, b"PRIVATE KEY").is_some() && PEM_END.find(rest).is_none() {
                 self.in_pem = true;
             }
         }
@@ -669,7 +675,7 @@ impl LineStream<'_> {
     }
 
     fn remember(&mut self, line: &str) {
-        if line.len() <= SPANNING_BYTES && SPANNING_LITERALS.iter().any(|l| line.contains(l)) {
+        if line.len() <= SPANNING_BYTES && self.sc.spanning.find(line).is_some() {
             self.context.clear();
             self.context.push_str(line);
             self.context_lines = 0;
