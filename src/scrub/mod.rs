@@ -188,10 +188,7 @@ impl Scrubber {
                 continue;
             }
             let idx = rules.len() as u16;
-            rules.push(
-                ContentRule::from_spec(spec)
-                    .map_err(|e| vec![ConfigError::new(file, "scrub", format!("built-in rule {}: {e}", spec.kind))])?,
-            );
+            rules.push(ContentRule::from_spec(spec));
             for p in spec.prefixes {
                 pats.push((p.to_string(), Action::Rule(idx)));
             }
