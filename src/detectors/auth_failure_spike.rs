@@ -234,19 +234,51 @@ const MAX_NETWORK_ADDRS: usize = 64;
 /// Sample addresses shown in a network alert's evidence.
 const SAMPLE_ADDRS: usize = 5;
 
+/// A counted key. `Key<&str>` is the borrowed form an event's fields make without
+/// allocating: it hashes as the `Key<String>` it stands for (same variants in the same order,
+/// and a `&str` hashes as a `String`), and is made owned only when the key is new.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Key {
+enum Key<S = String> {
     Ip(IpAddr),
     Net(IpNet),
-    Client(String),
+    Client(S),
     /// A token by its fingerprint: 8 bytes, nothing to allocate or format per event.
     Token(Fingerprint),
     /// A credential known only by its id (no token on the record): entity `cred:<id>`.
-    Credential(String),
+    Credential(S),
     /// Neither token nor credential id on the record: its principal (`consumer:<id>`,
     /// `user:<name>`, `sub:<subject>`), the entity as it reads.
-    Principal(String),
-    Route(String),
+    Principal(S),
+    Route(S),
+}
+
+impl Key<&str> {
+    fn to_owned_key(&self) -> Key {
+        match *self {
+            Key::Ip(ip) => Key::Ip(ip),
+            Key::Net(n) => Key::Net(n),
+            Key::Client(c) => Key::Client(c.to_string()),
+            Key::Token(t) => Key::Token(t),
+            Key::Credential(c) => Key::Credential(c.to_string()),
+            Key::Principal(p) => Key::Principal(p.to_string()),
+            Key::Route(r) => Key::Route(r.to_string()),
+        }
+    }
+}
+
+impl indexmap::Equivalent<Key> for Key<&str> {
+    fn equivalent(&self, k: &Key) -> bool {
+        match (self, k) {
+            (Key::Ip(a), Key::Ip(b)) => a == b,
+            (Key::Net(a), Key::Net(b)) => a == b,
+            (Key::Client(a), Key::Client(b)) => *a == b,
+            (Key::Token(a), Key::Token(b)) => a == b,
+            (Key::Credential(a), Key::Credential(b)) => *a == b,
+            (Key::Principal(a), Key::Principal(b)) => *a == b,
+            (Key::Route(a), Key::Route(b)) => *a == b,
+            _ => false,
+        }
+    }
 }
 
 struct KeyState {
@@ -270,7 +302,7 @@ enum Spread {
 }
 
 impl KeyState {
-    fn new(key: &Key) -> Self {
+    fn new<S>(key: &Key<S>) -> Self {
         let spread = match key {
             Key::Ip(_) | Key::Token(_) | Key::Credential(_) | Key::Principal(_) => Spread::None,
             Key::Net(_) => Spread::Addresses(SlidingSet::default()),
@@ -379,7 +411,7 @@ impl AuthFailureSpike {
             .is_some_and(|p| self.p.token_endpoints.iter().any(|t| p == t || p.starts_with(&format!("{t}/"))))
     }
 
-    fn threshold(&self, k: &Key) -> u64 {
+    fn threshold<S>(&self, k: &Key<S>) -> u64 {
         match k {
             Key::Ip(_) => self.p.threshold.source_ip,
             Key::Net(_) => self.p.threshold.source_network,
@@ -389,7 +421,7 @@ impl AuthFailureSpike {
         }
     }
 
-    fn observe(&mut self, key: Key, ev: &Event, failed: bool, out: &mut Vec<Finding>) {
+    fn observe(&mut self, key: Key<&str>, ev: &Event, failed: bool, out: &mut Vec<Finding>) {
         let window = self.p.window.0;
         let bucket = self.bucket;
         let threshold = self.threshold(&key);
@@ -398,7 +430,7 @@ impl AuthFailureSpike {
         let min_networks = self.p.route_min_networks;
         let min_addresses = self.p.network_min_addresses;
         let per_token = self.p.client_min_failures_per_token;
-        let st = self.state.entry_hit(&key, ev.ts, failed, || KeyState::new(&key));
+        let st = self.state.entry_hit_by(&key, Key::to_owned_key, ev.ts, failed, || KeyState::new(&key));
         st.counts.add(ev.ts, failed, window, bucket);
         if !failed {
             return;
@@ -426,14 +458,14 @@ impl AuthFailureSpike {
             _ => {}
         }
         let window_start = st.counts.first_hit().unwrap_or(ev.ts);
-        let (entity, what) = match &key {
+        let (entity, what) = match key {
             Key::Ip(ip) => (Entity::new(EntityKind::SourceIp, ip.to_string()), format!("source {ip}")),
             Key::Net(n) => (Entity::new(EntityKind::SourceIp, n.to_string()), format!("network {n}")),
-            Key::Client(c) => (Entity::new(EntityKind::ClientId, c.clone()), format!("client {c}")),
+            Key::Client(c) => (Entity::new(EntityKind::ClientId, c.to_string()), format!("client {c}")),
             Key::Token(t) => (Entity::new(EntityKind::Token, t.to_hex()), format!("token {t}")),
             Key::Credential(c) => (Entity::new(EntityKind::Token, format!("cred:{c}")), format!("token cred:{c}")),
-            Key::Principal(p) => (Entity::new(EntityKind::Token, p.clone()), p.replacen(':', " ", 1)),
-            Key::Route(r) => (Entity::new(EntityKind::Route, r.clone()), format!("route {r}")),
+            Key::Principal(p) => (Entity::new(EntityKind::Token, p.to_string()), p.replacen(':', " ", 1)),
+            Key::Route(r) => (Entity::new(EntityKind::Route, r.to_string()), format!("route {r}")),
         };
         let ratio = failures as f64 / total.max(1) as f64;
         let mut summary = format!(
@@ -502,21 +534,21 @@ impl AuthFailureSpike {
         }
         if self.counts_per(KeyKind::ClientId) && wanted(KeyKind::ClientId) {
             if let Some(c) = &ev.client_id {
-                self.observe(Key::Client(c.clone()), ev, failed, out);
+                self.observe(Key::Client(c), ev, failed, out);
             }
         }
         if self.counts_per(KeyKind::Token) && wanted(KeyKind::Token) {
             // the same entity as `Event::principal_entity`, without making its string per event
             match (ev.token_fingerprint, &ev.credential_id, &ev.principal) {
                 (Some(fp), _, _) => self.observe(Key::Token(fp), ev, failed, out),
-                (None, Some(c), _) => self.observe(Key::Credential(c.clone()), ev, failed, out),
-                (None, None, Some(p)) => self.observe(Key::Principal(p.clone()), ev, failed, out),
+                (None, Some(c), _) => self.observe(Key::Credential(c), ev, failed, out),
+                (None, None, Some(p)) => self.observe(Key::Principal(p), ev, failed, out),
                 (None, None, None) => {}
             }
         }
         if self.counts_per(KeyKind::Route) && wanted(KeyKind::Route) {
             if let Some(r) = &ev.route {
-                self.observe(Key::Route(r.clone()), ev, failed, out);
+                self.observe(Key::Route(r), ev, failed, out);
             }
         }
     }
@@ -673,6 +705,31 @@ impl Detector for AuthFailureSpike {
 mod tests {
     use super::*;
     use crate::detectors::testing::{detector_from_toml, ev, run};
+
+    /// The borrowed key an event makes finds the owned key it stands for, and only that one.
+    #[test]
+    fn a_borrowed_key_hashes_and_compares_as_its_owned_key() {
+        use std::hash::BuildHasher;
+        let fp = Fingerprint([7; 8]);
+        let borrowed: [Key<&str>; 7] = [
+            Key::Ip("203.0.113.9".parse().unwrap()),
+            Key::Net("203.0.113.0/24".parse().unwrap()),
+            Key::Client("billing"),
+            Key::Token(fp),
+            Key::Credential("billing"),
+            Key::Principal("billing"),
+            Key::Route("billing"),
+        ];
+        let h = ahash::RandomState::new();
+        for (i, b) in borrowed.iter().enumerate() {
+            let owned = b.to_owned_key();
+            assert_eq!(h.hash_one(b), h.hash_one(&owned), "{b:?}");
+            for (j, other) in borrowed.iter().enumerate() {
+                assert_eq!(indexmap::Equivalent::equivalent(other, &owned), i == j, "{other:?} against {owned:?}");
+            }
+        }
+        assert!(!indexmap::Equivalent::equivalent(&Key::Client("billinG"), &Key::Client("billing".to_string())));
+    }
 
     fn det(params: &str) -> Box<dyn Detector> {
         detector_from_toml("auth_failure_spike", params)

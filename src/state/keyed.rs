@@ -156,6 +156,23 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
     where
         Q: ?Sized + Hash + indexmap::Equivalent<K> + ToOwned<Owned = K>,
     {
+        self.entry_hit_by(key, |k| k.to_owned(), now, hit, init)
+    }
+
+    /// As [`KeyedState::entry_hit`], for a borrowed form that `ToOwned` cannot express (an enum
+    /// whose variants borrow their strings): `owned` makes the key, only when it is new. `key`
+    /// must hash as the key it stands for.
+    pub fn entry_hit_by<Q>(
+        &mut self,
+        key: &Q,
+        owned: impl FnOnce(&Q) -> K,
+        now: Millis,
+        hit: bool,
+        init: impl FnOnce() -> V,
+    ) -> &mut V
+    where
+        Q: ?Sized + Hash + indexmap::Equivalent<K>,
+    {
         let hit = hit && self.protect > 0;
         if let Some(mut i) = self.map.get_index_of(key) {
             let slot = &mut self.map[i];
@@ -175,7 +192,7 @@ impl<K: Hash + Eq + Clone, V> KeyedState<K, V> {
             self.evict_one(now);
         }
         let protected_until = if hit { now.saturating_add(self.protect) } else { Millis::MIN };
-        let (mut i, _) = self.map.insert_full(key.to_owned(), Slot { seen: now, protected_until, value: init() });
+        let (mut i, _) = self.map.insert_full(owned(key), Slot { seen: now, protected_until, value: init() });
         if hit {
             i = self.protect_at(i);
         }
