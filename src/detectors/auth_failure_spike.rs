@@ -709,7 +709,6 @@ mod tests {
     /// The borrowed key an event makes finds the owned key it stands for, and only that one.
     #[test]
     fn a_borrowed_key_hashes_and_compares_as_its_owned_key() {
-        use std::hash::BuildHasher;
         let fp = Fingerprint([7; 8]);
         let borrowed: [Key<&str>; 7] = [
             Key::Ip("203.0.113.9".parse().unwrap()),
