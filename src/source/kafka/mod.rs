@@ -215,17 +215,18 @@ impl PartitionState {
         (pos >= 0).then(|| (self.high - pos).max(0))
     }
 
-    /// Read to its end, as measured after the consumer thread last stalled. A thread blocked
-    /// for seconds (a flush to a slow broker, a handoff being retried) holds statistics from
-    /// before the block, when the partition may still have looked empty: judged on those, a
-    /// partition with records waiting would be called idle, and its events would arrive late
-    /// at every detect partition that stopped waiting for it.
+    /// A statistics report: the partition's high watermark and fetch position.
     fn note_statistics(&mut self, high: i64, fetch_pos: i64) {
         self.high = high;
         self.fetch_pos = fetch_pos;
         self.reports_since_stall = self.reports_since_stall.saturating_add(1);
     }
 
+    /// Read to its end, as measured after the consumer thread last stalled. A thread blocked
+    /// for seconds (a flush to a slow broker, a handoff being retried) holds statistics from
+    /// before the block, when the partition may still have looked empty: judged on those, a
+    /// partition with records waiting would be called idle, and its events would arrive late
+    /// at every detect partition that stopped waiting for it.
     fn caught_up(&self) -> bool {
         self.reports_since_stall >= 2 && self.lag() == Some(0)
     }
