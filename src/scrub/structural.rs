@@ -107,7 +107,8 @@ impl NameTable {
         if n > 1 && self.non_secret_last.contains(comp(n - 1)) {
             return None;
         }
-        let contains = |w: &[u8]| memchr::memmem::find(lower, w).is_some();
+        // A name is a few bytes: a plain scan, not a searcher built per call.
+        let contains = |w: &[u8]| lower.windows(w.len()).any(|x| x == w);
         if password {
             return Some(NameClass::Password(if contains(b"secret") { "secret" } else { "password" }));
         }
@@ -124,6 +125,14 @@ impl NameTable {
         };
         Some(NameClass::Token(kind))
     }
+}
+
+/// Whether `v` holds a marker (`[REDACTED…`). The searcher is built once: `memmem::find`
+/// builds one on every call, which showed on lines with a secret.
+pub(crate) fn holds_marker(v: &[u8]) -> bool {
+    static MARKER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"[REDACTED"));
+    MARKER.find(v).is_some()
 }
 
 /// Lower-case, `-` and `.` as `_`.
@@ -275,7 +284,7 @@ pub fn at_name(
             }
         }
         let val = &b[vs..ve];
-        if memchr::memmem::find(val, b"[REDACTED").is_none() && !is_placeholder(val) {
+        if !holds_marker(val) && !is_placeholder(val) {
             if let Some(k) = classify_token(val) {
                 out.push(Found { start: vs, end: ve, kind: k, place });
             } else if val.len() >= 8 && looks_random(val) {
@@ -291,8 +300,7 @@ pub fn at_name(
         return if out.len() > before { ve.max(ident_end) } else { ident_end };
     }
     // Holds a secret replaced earlier: what is left around it is not a secret of its own.
-    if memchr::memmem::find(&b[v.start..v.end], b"[REDACTED").is_some()
-        && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))
+    if holds_marker(&b[v.start..v.end]) && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))
     {
         return ident_end;
     }
