@@ -413,7 +413,7 @@ pub fn curl_user(b: &[u8], hit: usize, flag_len: usize, json: bool) -> Option<(u
         None => return None,
     };
     let v = &b[vs..ve];
-    if is_placeholder(v) || super::structural::holds_marker(v) {
+    if is_placeholder(v) || super::marker::holds_marker(v) {
         return None;
     }
     // Inside a JSON string every `"` is escaped: a bare one means the quotes span JSON structure.

@@ -9,6 +9,9 @@ use crate::event::Fingerprint;
 /// What every marker starts with.
 pub const MARKER_OPEN: &str = "[REDACTED:";
 
+/// What our markers and the usual foreign masks (`[REDACTED]`) start with.
+const MASK_OPEN: &[u8] = b"[REDACTED";
+
 /// Longest marker: `[REDACTED:` + kind (≤ 32) + `:` + 16 hex + `]`.
 pub const MAX_MARKER_LEN: usize = MARKER_OPEN.len() + 32 + 1 + 16 + 1;
 
@@ -28,16 +31,24 @@ pub fn write_marker(out: &mut String, kind: &str, fp: Fingerprint) {
 /// If a marker (or a foreign `[REDACTED...]` mask) starts at `at`, the index just past it.
 pub fn marker_end(b: &[u8], at: usize) -> Option<usize> {
     let rest = b.get(at..)?;
-    if !rest.starts_with(b"[REDACTED") {
+    if !rest.starts_with(MASK_OPEN) {
         return None;
     }
     let limit = rest.len().min(MAX_MARKER_LEN + 8);
     memchr::memchr(b']', &rest[..limit]).map(|i| at + i + 1)
 }
 
+/// Whether `v` holds a marker (or a foreign `[REDACTED...]` mask) anywhere. The searcher is
+/// built once: `memmem::find` builds one on every call, which showed on lines with a secret.
+pub fn holds_marker(v: &[u8]) -> bool {
+    static MASK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(MASK_OPEN));
+    MASK.find(v).is_some()
+}
+
 /// Whether a value is (or starts with) a mask someone already applied.
 pub fn is_masked(v: &[u8]) -> bool {
-    v.starts_with(b"[REDACTED") || v.starts_with(b"[redacted") || v.starts_with(b"[FILTERED")
+    v.starts_with(MASK_OPEN) || v.starts_with(b"[redacted") || v.starts_with(b"[FILTERED")
 }
 
 #[cfg(test)]
@@ -55,5 +66,7 @@ mod tests {
         assert_eq!(marker_end(b"[REDACTE", 0), None);
         assert!(is_masked(b"[REDACTED]"));
         assert!(!is_masked(b"REDACTED"));
+        assert!(holds_marker(line.as_bytes()) && holds_marker(b"k=[REDACTED]"));
+        assert!(!holds_marker(b"k=[REDACTE"));
     }
 }

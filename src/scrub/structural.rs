@@ -127,14 +127,6 @@ impl NameTable {
     }
 }
 
-/// Whether `v` holds a marker (`[REDACTED…`). The searcher is built once: `memmem::find`
-/// builds one on every call, which showed on lines with a secret.
-pub(crate) fn holds_marker(v: &[u8]) -> bool {
-    static MARKER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"[REDACTED"));
-    MARKER.find(v).is_some()
-}
-
 /// Lower-case, `-` and `.` as `_`.
 pub fn normalise(name: &[u8]) -> Vec<u8> {
     name.iter()
@@ -284,7 +276,7 @@ pub fn at_name(
             }
         }
         let val = &b[vs..ve];
-        if !holds_marker(val) && !is_placeholder(val) {
+        if !super::marker::holds_marker(val) && !is_placeholder(val) {
             if let Some(k) = classify_token(val) {
                 out.push(Found { start: vs, end: ve, kind: k, place });
             } else if val.len() >= 8 && looks_random(val) {
@@ -300,7 +292,8 @@ pub fn at_name(
         return if out.len() > before { ve.max(ident_end) } else { ident_end };
     }
     // Holds a secret replaced earlier: what is left around it is not a secret of its own.
-    if holds_marker(&b[v.start..v.end]) && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))
+    if super::marker::holds_marker(&b[v.start..v.end])
+        && !matches!(class, NameClass::Rule(NameRule::Authorization | NameRule::Cookie))
     {
         return ident_end;
     }

@@ -222,6 +222,11 @@ impl PartitionState {
         self.reports_since_stall = self.reports_since_stall.saturating_add(1);
     }
 
+    /// The consumer thread came back from a stall: what the statistics said may be stale.
+    fn note_stall(&mut self) {
+        self.reports_since_stall = 0;
+    }
+
     /// Read to its end, as measured after the consumer thread last stalled. A thread blocked
     /// for seconds (a flush to a slow broker, a handoff being retried) holds statistics from
     /// before the block, when the partition may still have looked empty: judged on those, a
@@ -923,7 +928,7 @@ fn consume(consumer: &BaseConsumer<SourceContext>, shared: &Shared, stop: &Atomi
             let stalled = last_tick.elapsed() >= STALL;
             for st in shared.parts.lock().expect("partition lock").values_mut() {
                 if stalled {
-                    st.reports_since_stall = 0;
+                    st.note_stall();
                 }
                 st.pipeline.tick(wall, st.caught_up());
             }
@@ -977,7 +982,7 @@ mod tests {
         st.note_statistics(12, 12);
         assert!(st.caught_up());
         // The thread was blocked: what it knew may be older than the records now waiting.
-        st.reports_since_stall = 0;
+        st.note_stall();
         st.note_statistics(12, 12);
         assert!(!st.caught_up(), "the first report after a stall may have been taken during it");
         st.note_statistics(12, 12);
