@@ -211,9 +211,9 @@ fn nab_windows_caught_and_false_alerts() {
     assert_eq!(sens_t["realAWSCloudwatch/ec2_cpu_utilization_c6585a.csv"].alerts, 0);
 }
 
-// What the detector does today (see the table): 6 of 11 windows with 1 false alert (shipped),
-// 6 of 11 with 2 (sensitive).
-const SHIPPED_CAUGHT_FLOOR: usize = 6;
-const SHIPPED_OUTSIDE_CEILING: usize = 1;
-const SENSITIVE_CAUGHT_FLOOR: usize = 6;
-const SENSITIVE_OUTSIDE_CEILING: usize = 2;
+// What the detector does today (see the table): 8 of 11 windows with 3 false alerts (shipped),
+// 8 of 11 with 5 (sensitive). Before record highs: 6 of 11 with 1, and 6 of 11 with 2.
+const SHIPPED_CAUGHT_FLOOR: usize = 8;
+const SHIPPED_OUTSIDE_CEILING: usize = 3;
+const SENSITIVE_CAUGHT_FLOOR: usize = 8;
+const SENSITIVE_OUTSIDE_CEILING: usize = 5;

@@ -293,14 +293,17 @@ fn latency_anomaly_nab_score_on_the_bundled_series() {
         print("shipped latency_anomaly, bundled series", per_row, score, &table);
         assert!(score >= floor, "N = {per_row}: NAB score {score:.1} under the floor {floor}");
         let quiet = table.iter().find(|(n, _)| n.ends_with("ec2_cpu_utilization_c6585a.csv")).unwrap();
-        assert!(quiet.1.false_alerts <= 1, "N = {per_row}: the series without anomalies stays (nearly) quiet");
+        // Its CPU spikes to 20× recur every few days; at N = 12 two of them go far enough past
+        // the week's highest to be records (one alert a week), at N = 100 one.
+        assert!(quiet.1.false_alerts <= 2, "N = {per_row}: the series without anomalies stays (nearly) quiet");
     }
 }
 
 // What the shipped detector scores on the bundled series (deterministic), less a little:
-// 16.5 at N = 12 (0.0 before buckets widened on quiet routes), 24.8 at N = 100.
-const BUNDLED_FLOOR_12: f64 = 16.0;
-const BUNDLED_FLOOR_100: f64 = 24.0;
+// 55.0 at N = 12 and 57.2 at N = 100 with record highs (16.5 and 24.8 before them; 0.0 at
+// N = 12 before buckets widened on quiet routes).
+const BUNDLED_FLOOR_12: f64 = 54.0;
+const BUNDLED_FLOOR_100: f64 = 56.0;
 
 /// Every realKnownCause and realAWSCloudwatch series of a NAB checkout
 /// (`GATEWATCH_NAB_DIR`, default `../shared/data/nab`): `scripts/nab-score.sh`.

@@ -27,6 +27,19 @@
 //!   baseline restarts from the recent buckets (a slower release is then the new
 //!   normal, alerted once, not forever).
 //!
+//! A second signal catches what those thresholds are too coarse for: a **record
+//! high**. The requests of each `record_for` of judged buckets (a *block*, 5
+//! minutes by default) are pooled. A route watched for at least `record_after`
+//! sets a record when a block's percentile goes above the highest that
+//! percentile reached in any block of the last `record_over` (`record_margin`
+//! further above the baseline than that high was, and at least
+//! `min_increase_ms` above the baseline), and the block's own
+//! buckets were above that high for at least half its time (one slow minute in
+//! five can move a pooled p95, never this). A record is alerted at once. The
+//! highs are kept per hour; a record run's own blocks join them when it ends, so
+//! the next record has to beat this one: a rising trend is alerted at each new
+//! high, not at every block, and a daily peak is no record the day after.
+//!
 //! It touches only the events it is given and its own per-route state (capped
 //! and idle-evicted through [`KeyedState`]); it never reads the clock.
 
@@ -112,6 +125,24 @@ pub struct LatencyAnomalyParams {
     /// from the recent buckets (after a fresh warm-up). Default `1h`.
     #[serde(default = "default_relearn_after")]
     pub relearn_after: DurationStr,
+    /// Record highs: a block (`record_for` of requests) whose percentile is above that
+    /// percentile in every block of this long before it, for at least half the block, is a
+    /// record, alerted at once. `0s` turns record highs off. Default `7d`.
+    #[serde(default = "default_record_over")]
+    pub record_over: DurationStr,
+    /// How long a route has to have been judged before it can set a record. Default `1d`.
+    #[serde(default = "default_record_after")]
+    pub record_after: DurationStr,
+    /// How much further above the baseline than the previous high a record is, as a fraction
+    /// of the high's own distance from it (`0.1`: 10 % further), so a route whose spikes
+    /// recur at about the same size sets no record with each. A record must also be at least
+    /// `min_increase_ms` above the baseline. Default `0.1`.
+    #[serde(default = "default_record_margin")]
+    pub record_margin: f64,
+    /// How much traffic one block pools: the judged buckets of this long (at least one).
+    /// Default `5m`.
+    #[serde(default = "default_record_for")]
+    pub record_for: DurationStr,
     /// Most routes (or route/upstream pairs) tracked at once; beyond it the least recently
     /// seen are evicted. Also bounded by `[engine] max_keys`. Default `2000`.
     #[serde(default = "default_max_routes")]
@@ -166,9 +197,23 @@ fn default_relearn_after() -> DurationStr {
 fn default_max_routes() -> usize {
     2000
 }
+fn default_record_over() -> DurationStr {
+    DurationStr(7 * 24 * HOUR)
+}
+fn default_record_after() -> DurationStr {
+    DurationStr(24 * HOUR)
+}
+fn default_record_margin() -> f64 {
+    0.1
+}
+fn default_record_for() -> DurationStr {
+    DurationStr(5 * 60_000)
+}
 
 /// Largest latency recorded exactly (1 hour, in ms); longer ones count as this.
 const MAX_LATENCY_MS: u64 = 3_600_000;
+/// One hour (ms): record highs are kept per hour.
+const HOUR: Millis = 3_600_000;
 /// Most percentiles a detector watches.
 const MAX_PERCENTILES: usize = 4;
 /// Scales a median absolute deviation to a standard deviation for normal data.
@@ -196,6 +241,11 @@ struct Params {
     window_buckets: usize,
     relearn_after: Millis,
     recall_peaks_for: Millis,
+    /// 0: record highs off.
+    record_over: Millis,
+    record_after: Millis,
+    record_margin: f64,
+    record_for: Millis,
 }
 
 impl LatencyAnomalyParams {
@@ -245,6 +295,18 @@ impl LatencyAnomalyParams {
             "must be at least bucket × window_buckets",
         );
         c.check(self.max_routes >= 1, "max_routes", "must be at least 1");
+        c.check(
+            self.record_over.0 == 0 || (self.record_over.0 >= HOUR && self.record_over.0 <= 90 * 24 * HOUR),
+            "record_over",
+            "must be 0s (off) or between 1h and 90d",
+        );
+        c.check(
+            self.record_over.0 == 0 || self.record_after.0 <= self.record_over.0,
+            "record_after",
+            "must be at most record_over",
+        );
+        c.check(self.record_margin.is_finite() && self.record_margin >= 0.0, "record_margin", "must be 0 or more");
+        c.check(self.record_for.0 <= 24 * HOUR, "record_for", "must be at most 1d");
         let params = Params {
             bucket: self.bucket.0,
             percentiles: self.percentiles.iter().map(|p| (*p, *p / 100.0)).collect(),
@@ -261,6 +323,10 @@ impl LatencyAnomalyParams {
             window_buckets: self.window_buckets,
             relearn_after: self.relearn_after.0,
             recall_peaks_for: self.recall_peaks_for.0,
+            record_over: self.record_over.0,
+            record_after: self.record_after.0,
+            record_margin: self.record_margin,
+            record_for: self.record_for.0,
         };
         c.finish((params, self.max_routes))
     }
@@ -288,6 +354,147 @@ struct Episode {
 /// The most past episodes' peaks remembered per route.
 const MAX_PEAKS: usize = 8;
 
+/// Per watched percentile, as kept for record highs.
+type Highs = [f32; MAX_PERCENTILES];
+
+/// A route's record-high state: the requests of the current block (`record_for` of judged
+/// buckets), and per hour the highest block values.
+struct RecordHighs {
+    /// Requests of the judged buckets since `block_start`.
+    block: Histogram<u32>,
+    block_start: Option<Millis>,
+    /// Each of the block's buckets: how long it was and its own values.
+    block_buckets: Vec<(Millis, Highs)>,
+    /// (hour index, highest block values), oldest first, spanning at most `record_over`.
+    hours: VecDeque<(Millis, Highs)>,
+    /// When the route's first judged bucket began.
+    since: Option<Millis>,
+    /// The record run under way: its blocks have not joined `hours` yet.
+    run: Option<RecordRun>,
+}
+
+struct RecordRun {
+    start: Millis,
+    /// The run's highest block values, and the highs its first block went above.
+    peak: Highs,
+    previous: Highs,
+}
+
+fn highs_of(values: impl IntoIterator<Item = f64>) -> Highs {
+    let mut h = [0.0; MAX_PERCENTILES];
+    h.iter_mut().zip(values).for_each(|(a, b)| *a = b as f32);
+    h
+}
+
+fn raise(h: &mut Highs, by: &Highs) {
+    h.iter_mut().zip(by).for_each(|(a, b)| *a = a.max(*b));
+}
+
+impl RecordHighs {
+    fn new() -> Self {
+        RecordHighs {
+            block: new_histogram(),
+            block_start: None,
+            block_buckets: Vec::new(),
+            hours: VecDeque::new(),
+            since: None,
+            run: None,
+        }
+    }
+
+    /// The highest block values over the last `over` before `now` (0 where none).
+    fn high(&self, now: Millis, over: Millis) -> Highs {
+        let mut h = [0.0; MAX_PERCENTILES];
+        for (_, v) in self.hours.iter().rev().take_while(|(hour, _)| (hour + 1) * HOUR > now - over) {
+            raise(&mut h, v);
+        }
+        h
+    }
+
+    fn fold(&mut self, at: Millis, values: &Highs, over: Millis) {
+        let hour = at.div_euclid(HOUR);
+        match self.hours.back_mut() {
+            Some((h, v)) if *h == hour => raise(v, values),
+            _ => self.hours.push_back((hour, *values)),
+        }
+        while self.hours.front().is_some_and(|(h, _)| (h + 1) * HOUR <= at - over) {
+            self.hours.pop_front();
+        }
+    }
+
+    /// A bucket too sparse to judge: the block starts afresh after it.
+    fn gap(&mut self) {
+        self.block.reset();
+        self.block_start = None;
+        self.block_buckets.clear();
+    }
+
+    /// Adds the judged bucket `[start, end)` holding `bucket`'s requests, whose percentiles
+    /// are `observed`. When that completes a block, judges it against the highs, with
+    /// `bases` the baseline medians (`None` while the baseline warms up). Returns whether a
+    /// record run has just begun: the alert.
+    fn add(
+        &mut self,
+        start: Millis,
+        end: Millis,
+        bucket: &Histogram<u32>,
+        observed: &[f64],
+        bases: Option<&[f64]>,
+        p: &Params,
+    ) -> bool {
+        if p.record_over == 0 {
+            return false;
+        }
+        let since = *self.since.get_or_insert(start);
+        let block_start = *self.block_start.get_or_insert(start);
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.block.add(bucket);
+        self.block_buckets.push((end - start, highs_of(observed.iter().copied())));
+        if end - block_start < p.record_for {
+            return false;
+        }
+        let values = highs_of(p.percentiles.iter().map(|(_, q)| self.block.value_at_quantile(*q) as f64));
+        let high = self.high(end, p.record_over);
+        // A percentile sets a record when the block's value is past its high by the margin
+        // and past its baseline by `min_increase_ms`, and the buckets above the high make up
+        // at least half the block: one slow minute in five moves a pooled p95, never this.
+        let record = bases.is_some_and(|bases| {
+            end - since >= p.record_after
+                && (0..p.percentiles.len()).any(|i| {
+                    let above: Millis =
+                        self.block_buckets.iter().filter(|(_, v)| v[i] > high[i]).map(|(span, _)| span).sum();
+                    let (value, high, base) = (f64::from(values[i]), f64::from(high[i]), bases[i]);
+                    high > 0.0
+                        && value - base > (high - base).max(0.0) * (1.0 + p.record_margin)
+                        && value >= base + p.min_increase_ms
+                        && 2 * above >= end - block_start
+                })
+        });
+        self.gap();
+        if !record {
+            if let Some(run) = self.run.take() {
+                self.fold(end, &run.peak, p.record_over);
+            }
+            self.fold(end, &values, p.record_over);
+            return false;
+        }
+        match &mut self.run {
+            Some(run) => {
+                raise(&mut run.peak, &values);
+                false
+            }
+            None => {
+                self.run = Some(RecordRun { start: block_start, peak: values, previous: high });
+                true
+            }
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_MS, 2).expect("valid histogram bounds")
+}
+
 /// Per route (or route/upstream) state.
 struct RouteState {
     route: String,
@@ -311,6 +518,7 @@ struct RouteState {
     peak: Vec<f64>,
     /// Peaks of recent episodes and when each ended, oldest first.
     peaks: VecDeque<(Millis, Vec<f64>)>,
+    record: RecordHighs,
 }
 
 impl RouteState {
@@ -318,7 +526,7 @@ impl RouteState {
         RouteState {
             route: route.to_string(),
             upstream: upstream.map(str::to_string),
-            hist: Histogram::new_with_bounds(1, MAX_LATENCY_MS, 2).expect("valid histogram bounds"),
+            hist: new_histogram(),
             open,
             span_start: open,
             judged_span: p.bucket,
@@ -328,6 +536,7 @@ impl RouteState {
             episode: None,
             peak: vec![0.0; p.percentiles.len()],
             peaks: VecDeque::new(),
+            record: RecordHighs::new(),
         }
     }
 
@@ -392,6 +601,7 @@ impl RouteState {
                 return; // widening: the next bucket's requests join this one
             }
             self.hist.reset();
+            self.record.gap();
             self.span_start = self.open + 1;
             self.push_slot(Slot::Sparse, p);
             self.after_slot(end, p, out);
@@ -400,7 +610,6 @@ impl RouteState {
         self.judged_span = end - start;
         self.span_start = self.open + 1;
         let observed: Vec<f64> = p.percentiles.iter().map(|(_, q)| self.hist.value_at_quantile(*q) as f64).collect();
-        self.hist.reset();
         for (ring, v) in self.recent.iter_mut().zip(&observed) {
             if ring.len() == p.window_buckets {
                 ring.pop_front();
@@ -422,10 +631,16 @@ impl RouteState {
                 values.push((*v, base, threshold));
             }
         }
+        let bases: Option<Vec<f64>> = warm.then(|| values.iter().map(|v| v.1).collect());
+        let record = self.record.add(start, end, &self.hist, &observed, bases.as_deref(), p);
+        self.hist.reset();
         if slow {
             for (pk, v) in self.peak.iter_mut().zip(&observed) {
                 *pk = pk.max(*v);
             }
+        }
+        if record {
+            out.push(self.record_finding(end, &values, p));
         }
         if slow {
             self.push_slot(Slot::Slow { start, samples, values }, p);
@@ -508,6 +723,7 @@ impl RouteState {
             human_duration(self.judged_span),
         );
         let mut evidence = Map::new();
+        evidence.insert("signal".into(), json!("regression"));
         evidence.insert("route".into(), json!(self.route));
         if let Some(u) = &self.upstream {
             evidence.insert("upstream".into(), json!(u));
@@ -537,6 +753,56 @@ impl RouteState {
             client_id_source: Default::default(),
             token_fingerprint: None,
             window_start: start,
+            window_end: end,
+            summary,
+            evidence,
+        }
+    }
+}
+
+impl RouteState {
+    /// A record run that has just begun, its first block ending at `end`; `values` are the
+    /// last bucket's (observed, baseline, threshold) per percentile.
+    fn record_finding(&self, end: Millis, values: &PerPercentile, p: &Params) -> Finding {
+        let run = self.record.run.as_ref().expect("a record run is under way");
+        // Report the percentile furthest past its previous high.
+        let ratio = |i: usize| f64::from(run.peak[i]) / f64::from(run.previous[i]).max(1.0);
+        let i = (0..p.percentiles.len()).max_by(|a, b| ratio(*a).total_cmp(&ratio(*b))).expect("a percentile");
+        let pct = p.percentiles[i].0;
+        let observed = f64::from(run.peak[i]).round();
+        let previous = f64::from(run.previous[i]).round();
+        let base = values[i].1;
+        let duration = end - run.start;
+        let summary = format!(
+            "p{} latency {:.0} ms, the highest in {} (before: at most {:.0} ms; baseline {:.0} ms), for {}",
+            fmt_pct(pct),
+            observed,
+            human_duration(p.record_over),
+            previous,
+            base,
+            human_duration(duration),
+        );
+        let mut evidence = Map::new();
+        evidence.insert("signal".into(), json!("record_high"));
+        evidence.insert("route".into(), json!(self.route));
+        if let Some(u) = &self.upstream {
+            evidence.insert("upstream".into(), json!(u));
+        }
+        evidence.insert("percentile".into(), json!(pct));
+        evidence.insert("observed_ms".into(), json!(observed));
+        evidence.insert("previous_high_ms".into(), json!(previous));
+        evidence.insert("baseline_ms".into(), json!(base));
+        evidence.insert("ratio".into(), json!(round2(observed / base.max(1.0))));
+        evidence.insert("record_over_s".into(), json!(p.record_over / 1000));
+        evidence.insert("duration_s".into(), json!(duration / 1000));
+        evidence.insert("bucket_s".into(), json!(self.judged_span / 1000));
+        Finding {
+            within: None,
+            entity: Entity::new(EntityKind::Route, self.route.clone()),
+            client_id: None,
+            client_id_source: Default::default(),
+            token_fingerprint: None,
+            window_start: run.start,
             window_end: end,
             summary,
             evidence,
@@ -615,6 +881,27 @@ impl RouteState {
                 "warm": warm,
             }),
         );
+        if p.record_over > 0 {
+            // What the next block has to beat, as `RecordHighs::add` judges it.
+            let high = self.record.high(as_of, p.record_over);
+            let highs: Vec<Value> = p
+                .percentiles
+                .iter()
+                .zip(&high)
+                .map(|((pct, _), v)| json!({"percentile": format!("p{}", fmt_pct(*pct)), "high_ms": v}))
+                .collect();
+            let run = self.record.run.as_ref().map(|r| json!({"start": format_ts(r.start)}));
+            o.insert(
+                "record".into(),
+                json!({
+                    "over_ms": p.record_over,
+                    "watched_since": self.record.since.map(format_ts),
+                    "after_ms": p.record_after,
+                    "highs": highs,
+                    "run": run,
+                }),
+            );
+        }
         let episode = self.episode.map(|ep| {
             let peak: Vec<Value> = p
                 .percentiles
@@ -781,7 +1068,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::detectors::testing::feed;
+    use crate::detectors::testing::{describe_twice, feed};
     use crate::detectors::Allow;
 
     const MIN: Millis = 60_000;
@@ -1012,6 +1299,106 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:#?}");
     }
 
+    const DAY: i64 = 24 * 60;
+
+    /// Record highs alone: `factor = 100` keeps the baseline thresholds out of the way.
+    const RECORDS_ONLY: &str = "factor = 100.0";
+
+    #[test]
+    fn a_short_slowdown_to_a_weekly_high_is_a_record_alerted_at_once() {
+        // 25 h at 100 ms, then 5 minutes at 1.8× (too short for 6 slow buckets of 10), then back.
+        let level = |m: i64| if (25 * 60..25 * 60 + 5).contains(&m) { 180.0 } else { 100.0 };
+        let evs = traffic(0..26 * 60, |_| 20, level);
+        let f = run(&mut *detector(""), &evs);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        let f = &f[0];
+        assert_eq!(f.window_start, T0 + 25 * 60 * MIN, "the run starts with its first block");
+        assert_eq!(f.window_end, T0 + (25 * 60 + 5) * MIN, "alerted when the block closes");
+        let e = &f.evidence;
+        assert_eq!(e["signal"], json!("record_high"));
+        assert_eq!(e["record_over_s"], json!(7 * 24 * 3600));
+        let (obs, prev, base) = (
+            e["observed_ms"].as_f64().unwrap(),
+            e["previous_high_ms"].as_f64().unwrap(),
+            e["baseline_ms"].as_f64().unwrap(),
+        );
+        assert!(obs > prev * 1.5 && obs >= base + 50.0, "{e:?}");
+        assert!(f.summary.contains(&format!("the highest in {}", human_duration(7 * 24 * 3_600_000))), "{}", f.summary);
+        // The console shows what the next block has to beat: the run's peak has joined the highs.
+        let mut d = detector("");
+        let _ = feed(&mut *d, &evs);
+        let desc = describe_twice(&*d, &Entity::new(EntityKind::Route, ROUTE)).expect("route held");
+        let rec = &desc["record"];
+        assert_eq!(rec["over_ms"], json!(7 * 24 * 3_600_000));
+        assert_eq!(rec["watched_since"], json!(format_ts(T0)));
+        assert_eq!(rec["run"], Value::Null, "{rec}");
+        assert_eq!(rec["highs"][0]["percentile"], json!("p50"));
+        assert!(rec["highs"][0]["high_ms"].as_f64().unwrap() >= 170.0, "{rec}");
+        // The same slowdown after only 20 h of history is not judged as a record.
+        let evs = traffic(0..21 * 60, |_| 20, |m| if (20 * 60..20 * 60 + 5).contains(&m) { 180.0 } else { 100.0 });
+        assert!(run(&mut *detector(""), &evs).is_empty(), "record_after: a route is watched for a day first");
+        // Off with record_over = "0s".
+        let evs = traffic(0..26 * 60, |_| 20, level);
+        assert!(run(&mut *detector("record_over = \"0s\""), &evs).is_empty());
+    }
+
+    #[test]
+    fn one_slow_minute_after_days_of_history_is_no_record() {
+        // One minute at 10× after 25 h: a pooled p95 would jump, but that minute is a fifth of its block.
+        let evs = traffic(0..26 * 60, |_| 20, |m| if m == 25 * 60 + 2 { 1000.0 } else { 100.0 });
+        assert!(run(&mut *detector(""), &evs).is_empty());
+    }
+
+    #[test]
+    fn a_daily_peak_is_no_record_the_day_after() {
+        // Three days with an evening hour at 1.8×, and noise: the second and third evenings reach
+        // what the first did. (The first is before `record_after`.)
+        let mut seed = 7u64;
+        let jitter: Vec<f64> = (0..3 * DAY).map(|_| 0.95 + 0.1 * noise(&mut seed)).collect();
+        let level = move |m: i64| {
+            let peak = (18 * 60..19 * 60).contains(&(m % DAY));
+            jitter[m as usize] * if peak { 180.0 } else { 100.0 }
+        };
+        let evs = traffic(0..3 * DAY, |_| 20, level);
+        let f = run(&mut *detector(RECORDS_ONLY), &evs);
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn the_next_record_has_to_beat_the_last_run() {
+        // After 25 h at 100 ms: 20 minutes at 200 ms (a record), back to normal for an hour,
+        // 20 minutes at 202 ms (within the margin of the last run: no record), back, then
+        // 20 minutes at 300 ms (a record again).
+        let level = |m: i64| match m - 25 * 60 {
+            0..20 => 200.0,
+            80..100 => 202.0,
+            160..180 => 300.0,
+            _ => 100.0,
+        };
+        let evs = traffic(0..28 * 60, |_| 20, level);
+        let f = run(&mut *detector(RECORDS_ONLY), &evs);
+        let starts: Vec<i64> = f.iter().map(|f| (f.window_start - T0) / MIN - 25 * 60).collect();
+        assert_eq!(starts, vec![0, 160], "{f:#?}");
+        assert!(f.iter().all(|f| f.evidence["signal"] == json!("record_high")));
+        let prev = f[1].evidence["previous_high_ms"].as_f64().unwrap();
+        assert!(prev >= 190.0, "measured against the first run's peak: {prev}");
+    }
+
+    #[test]
+    fn record_params_are_checked() {
+        for (params, field) in [
+            ("record_over = \"30m\"", "record_over"),
+            ("record_after = \"8d\"", "record_after"),
+            ("record_margin = -0.1", "record_margin"),
+            ("record_for = \"2d\"", "record_for"),
+        ] {
+            let Err(errs) = LatencyAnomaly::build(&file(params), Limits::default()) else {
+                panic!("{params} accepted")
+            };
+            assert!(errs.iter().any(|e| e.to_string().contains(field)), "{params}: {errs:?}");
+        }
+    }
+
     #[test]
     fn per_upstream_baselines_report_the_route_and_the_upstream() {
         let mut evs = Vec::new();
@@ -1052,7 +1439,6 @@ mod tests {
 
     #[test]
     fn describe_shows_the_baseline_and_recent_series_per_percentile() {
-        use crate::detectors::testing::describe_twice;
         // 45 minutes at 100 ms, then 8 at 400 ms: an episode is open
         let evs = traffic(0..53, |_| 40, |m| if m >= 45 { 400.0 } else { 100.0 });
         let mut d = detector("");
