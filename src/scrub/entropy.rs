@@ -31,7 +31,12 @@ pub fn is_placeholder(v: &[u8]) -> bool {
     if super::marker::is_masked(v) {
         return true;
     }
-    let lower: Vec<u8> = v.iter().map(|c| c.to_ascii_lowercase()).collect();
+    // Every word and prefix below is at most 16 bytes: only that much is lowercased.
+    let mut prefix = [0u8; 16];
+    let n = v.len().min(prefix.len());
+    prefix[..n].copy_from_slice(&v[..n]);
+    prefix[..n].make_ascii_lowercase();
+    let lower = &prefix[..n];
     const WORDS: &[&[u8]] = &[
         b"-",
         b"null",
@@ -69,7 +74,7 @@ pub fn is_placeholder(v: &[u8]) -> bool {
         b"default",
         b"string",
     ];
-    if WORDS.contains(&lower.as_slice()) {
+    if v.len() <= prefix.len() && WORDS.contains(&lower) {
         return true;
     }
     let first = v[0];
@@ -105,16 +110,33 @@ pub fn is_placeholder(v: &[u8]) -> bool {
             return true;
         }
     }
-    // Mostly one masking character (****, xxxx, 0000, ####, ....).
-    let maskish =
-        v.iter().filter(|&&c| matches!(c, b'*' | b'x' | b'X' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?')).count();
-    if maskish * 10 >= v.len() * 7 {
-        return true;
+    // Mostly one masking character (****, xxxx, 0000, ####, ....), or a run of one.
+    mostly_mask(v) || has_mask_run(v)
+}
+
+/// Bytes that mask a value when repeated: `*`, `x`, `X`, `#`, `.`, `0`, `-`, `_`, `?`.
+const MASKISH: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let set = b"*xX#.0-_?";
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
     }
-    if has_mask_run(v) {
-        return true;
+    t
+};
+
+/// At least 70 % of `v` is masking characters. Stops once more than 30 % are not, so a
+/// random value is given up on after about a third of it.
+fn mostly_mask(v: &[u8]) -> bool {
+    let mut other = 0;
+    for &c in v {
+        other += usize::from(!MASKISH[c as usize]);
+        if other * 10 > v.len() * 3 {
+            return false;
+        }
     }
-    false
+    true
 }
 
 /// Placeholder words that are also passwords people really set (`password`, `changeme`):
@@ -128,17 +150,30 @@ pub fn is_weak_literal(v: &[u8]) -> bool {
 /// 12 times in a row. Base64 of binary data has runs of `A` shorter than that; numeric id
 /// segments of a token (`xoxa-…-3111111111111-…`) say nothing about its secret part.
 pub fn has_mask_run(v: &[u8]) -> bool {
-    let mut run = 1;
-    for w in v.windows(2) {
-        if w[0] == w[1] {
-            run += 1;
-            let maskish = matches!(w[0], b'x' | b'X' | b'*' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?');
-            if (maskish && run >= 6) || (run >= 12 && !matches!(w[0], b'1'..=b'9')) {
-                return true;
-            }
-        } else {
-            run = 1;
+    // Every run that counts is at least 6 long. One starting anywhere in `s..=s + 4` covers
+    // both `s + 4` and `s + 5`: where those two differ, the next start to try is `s + 5`.
+    let n = v.len();
+    let mut s = 0;
+    while s + 6 <= n {
+        if v[s + 4] != v[s + 5] {
+            s += 5;
+            continue;
         }
+        let c = v[s + 5];
+        let mut a = s + 4;
+        while a > 0 && v[a - 1] == c {
+            a -= 1;
+        }
+        let mut b = s + 6;
+        while b < n && v[b] == c {
+            b += 1;
+        }
+        let run = b - a;
+        if (MASKISH[c as usize] && run >= 6) || (run >= 12 && !matches!(c, b'1'..=b'9')) {
+            return true;
+        }
+        // runs are maximal: the next one starts at `b` or later
+        s = b;
     }
     false
 }
@@ -277,6 +312,47 @@ pub fn wordy(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The checks as first written, byte by byte: the faster ones must agree with them.
+    fn has_mask_run_reference(v: &[u8]) -> bool {
+        let mut run = 1;
+        for w in v.windows(2) {
+            if w[0] == w[1] {
+                run += 1;
+                let maskish = matches!(w[0], b'x' | b'X' | b'*' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?');
+                if (maskish && run >= 6) || (run >= 12 && !matches!(w[0], b'1'..=b'9')) {
+                    return true;
+                }
+            } else {
+                run = 1;
+            }
+        }
+        false
+    }
+
+    fn mostly_mask_reference(v: &[u8]) -> bool {
+        let maskish =
+            v.iter().filter(|&&c| matches!(c, b'*' | b'x' | b'X' | b'#' | b'.' | b'0' | b'-' | b'_' | b'?')).count();
+        maskish * 10 >= v.len() * 7
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        // A small alphabet, so runs of every length turn up.
+        #[test]
+        fn mask_checks_agree_with_the_byte_by_byte_ones(v in proptest::collection::vec(prop::sample::select(b"xX*0a1-.".to_vec()), 0..60)) {
+            prop_assert_eq!(has_mask_run(&v), has_mask_run_reference(&v));
+            prop_assert_eq!(mostly_mask(&v), mostly_mask_reference(&v));
+        }
+
+        #[test]
+        fn mask_checks_agree_on_runs_in_any_bytes(v in proptest::collection::vec(0u8..4, 0..80), c in any::<u8>()) {
+            let v: Vec<u8> = v.iter().map(|k| if *k == 0 { c } else { c.wrapping_add(*k) }).collect();
+            prop_assert_eq!(has_mask_run(&v), has_mask_run_reference(&v));
+            prop_assert_eq!(mostly_mask(&v), mostly_mask_reference(&v));
+        }
+    }
 
     #[test]
     fn entropy_of_known_strings() {

@@ -561,6 +561,18 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
 }
 
 /// `Authorization: <scheme> <credentials>`: keeps the scheme, replaces the credentials.
+/// Where a credential after its scheme ends: a space, a quote, a backslash, `,` or `;`.
+const ENDS_CREDENTIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let set = b" \"'\\,;";
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn authorization(
     b: &[u8],
     vs: usize,
@@ -587,16 +599,11 @@ fn authorization(
             cred_s = j;
         }
     }
-    let lower: Vec<u8> = scheme.iter().map(u8::to_ascii_lowercase).collect();
-    let params = AUTH_SCHEMES_WITH_PARAMS.iter().any(|s| s.as_bytes() == lower.as_slice());
+    let params = AUTH_SCHEMES_WITH_PARAMS.iter().any(|s| s.as_bytes().eq_ignore_ascii_case(scheme));
     let mut cred_e = if params {
         ve
     } else {
-        cred_s
-            + b[cred_s..ve]
-                .iter()
-                .position(|c| matches!(c, b' ' | b'"' | b'\'' | b'\\' | b',' | b';'))
-                .unwrap_or(ve - cred_s)
+        cred_s + b[cred_s..ve].iter().position(|c| ENDS_CREDENTIAL[*c as usize]).unwrap_or(ve - cred_s)
     };
     while cred_e > cred_s && b[cred_e - 1] == b' ' {
         cred_e -= 1;
@@ -605,7 +612,7 @@ fn authorization(
     if cred.is_empty() || is_placeholder(cred) {
         return;
     }
-    let kind = if lower == b"basic" {
+    let kind = if scheme.eq_ignore_ascii_case(b"basic") {
         "basic_auth"
     } else if params {
         "authorization"
