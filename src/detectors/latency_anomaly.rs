@@ -722,18 +722,8 @@ impl RouteState {
             self.window.len(),
             human_duration(self.judged_span),
         );
-        let mut evidence = Map::new();
-        evidence.insert("signal".into(), json!("regression"));
-        evidence.insert("route".into(), json!(self.route));
-        if let Some(u) = &self.upstream {
-            evidence.insert("upstream".into(), json!(u));
-        }
-        evidence.insert("percentile".into(), json!(pct));
-        evidence.insert("observed_ms".into(), json!(observed));
-        evidence.insert("baseline_ms".into(), json!(base));
+        let mut evidence = self.evidence("regression", pct, observed, base, duration);
         evidence.insert("threshold_ms".into(), json!(threshold));
-        evidence.insert("ratio".into(), json!(round2(observed / base.max(1.0))));
-        evidence.insert("duration_s".into(), json!(duration / 1000));
         evidence.insert("slow_buckets".into(), json!(slow));
         evidence.insert("window_buckets".into(), json!(self.window.len()));
         evidence.insert("bucket_s".into(), json!(self.judged_span / 1000));
@@ -746,17 +736,7 @@ impl RouteState {
                     .collect(),
             ),
         );
-        Finding {
-            within: None,
-            entity: Entity::new(EntityKind::Route, self.route.clone()),
-            client_id: None,
-            client_id_source: Default::default(),
-            token_fingerprint: None,
-            window_start: start,
-            window_end: end,
-            summary,
-            evidence,
-        }
+        self.route_finding(start, end, summary, evidence)
     }
 }
 
@@ -782,27 +762,38 @@ impl RouteState {
             base,
             human_duration(duration),
         );
+        let mut evidence = self.evidence("record_high", pct, observed, base, duration);
+        evidence.insert("previous_high_ms".into(), json!(previous));
+        evidence.insert("record_over_s".into(), json!(p.record_over / 1000));
+        evidence.insert("bucket_s".into(), json!(self.judged_span / 1000));
+        self.route_finding(run.start, end, summary, evidence)
+    }
+
+    /// What both kinds of alert report: which signal, the route (and upstream), the
+    /// percentile, its observed value against the baseline, and how long it lasted.
+    fn evidence(&self, signal: &str, pct: f64, observed: f64, base: f64, duration: Millis) -> Map<String, Value> {
         let mut evidence = Map::new();
-        evidence.insert("signal".into(), json!("record_high"));
+        evidence.insert("signal".into(), json!(signal));
         evidence.insert("route".into(), json!(self.route));
         if let Some(u) = &self.upstream {
             evidence.insert("upstream".into(), json!(u));
         }
         evidence.insert("percentile".into(), json!(pct));
         evidence.insert("observed_ms".into(), json!(observed));
-        evidence.insert("previous_high_ms".into(), json!(previous));
         evidence.insert("baseline_ms".into(), json!(base));
         evidence.insert("ratio".into(), json!(round2(observed / base.max(1.0))));
-        evidence.insert("record_over_s".into(), json!(p.record_over / 1000));
         evidence.insert("duration_s".into(), json!(duration / 1000));
-        evidence.insert("bucket_s".into(), json!(self.judged_span / 1000));
+        evidence
+    }
+
+    fn route_finding(&self, start: Millis, end: Millis, summary: String, evidence: Map<String, Value>) -> Finding {
         Finding {
             within: None,
             entity: Entity::new(EntityKind::Route, self.route.clone()),
             client_id: None,
             client_id_source: Default::default(),
             token_fingerprint: None,
-            window_start: run.start,
+            window_start: start,
             window_end: end,
             summary,
             evidence,
