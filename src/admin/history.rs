@@ -243,13 +243,33 @@ impl AlertHistory {
     fn full_view(e: &Entry) -> Value {
         let mut v = Self::list_view(e);
         let mut lifecycle = vec![json!({ "at": format_ts(e.received_at), "event": "raised" })];
-        let mut notifications = Vec::new();
+        let mut notifications: Vec<Value> = Vec::new();
         let mut revocations = Vec::new();
         for (at, n) in &e.notes {
             let at = format_ts(*at);
             match n {
                 Happening::Queued { sink } => {
-                    notifications.push(json!({ "at": at, "sink": sink, "outcome": "queued", "attempt": 0 }))
+                    // The sink's worker may take a notification, and note its first attempt,
+                    // before the dispatcher notes that it queued it: queueing still came first.
+                    let sink_v = json!(sink);
+                    let queued = notifications.iter().any(|n| n["sink"] == sink_v && n["outcome"] == "queued");
+                    let first_attempt = if queued {
+                        None
+                    } else {
+                        notifications
+                            .iter()
+                            .position(|n| n["sink"] == sink_v && n["attempt"].as_u64().is_some_and(|a| a >= 1))
+                    };
+                    match first_attempt {
+                        Some(p) => {
+                            let at = notifications[p]["at"].clone();
+                            notifications
+                                .insert(p, json!({ "at": at, "sink": sink, "outcome": "queued", "attempt": 0 }));
+                        }
+                        None => {
+                            notifications.push(json!({ "at": at, "sink": sink, "outcome": "queued", "attempt": 0 }))
+                        }
+                    }
                 }
                 Happening::Attempt { sink, attempt, outcome, detail } => notifications.push(json!({
                     "at": at, "sink": sink, "attempt": attempt, "detail": detail,
@@ -471,6 +491,40 @@ mod tests {
         let n = v["notifications"].as_array().unwrap();
         assert_eq!(n.len(), MAX_NOTES);
         assert_eq!(n.last().unwrap()["attempt"], 199);
+    }
+
+    #[test]
+    fn queueing_comes_before_the_attempts_even_when_noted_after_them() {
+        let (h, _) = AlertHistory::open(10, clock(), &tempfile::tempdir().unwrap().path().join("h.jsonl")).unwrap();
+        let a = alert(1);
+        h.handoff(&a).unwrap();
+        // The sink's worker took it and failed once before the dispatcher noted the queueing.
+        h.note(
+            &a.id,
+            5,
+            Happening::Attempt {
+                sink: "webhook:secops".into(),
+                attempt: 1,
+                outcome: AttemptOutcome::Failed,
+                detail: None,
+            },
+        );
+        h.note(&a.id, 6, Happening::Queued { sink: "webhook:secops".into() });
+        h.note(
+            &a.id,
+            7,
+            Happening::Attempt {
+                sink: "webhook:secops".into(),
+                attempt: 2,
+                outcome: AttemptOutcome::Delivered,
+                detail: None,
+            },
+        );
+        let v = h.get(&a.id).unwrap();
+        let n = v["notifications"].as_array().unwrap();
+        let outcomes: Vec<&str> = n.iter().map(|x| x["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["queued", "failed", "delivered"], "{v}");
+        assert_eq!(n[0]["at"], n[1]["at"], "queued no later than the first attempt");
     }
 
     #[test]
