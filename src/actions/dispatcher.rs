@@ -852,10 +852,11 @@ impl SinkWorker {
                 self.queue.drop_batch(batch)
             }
             Outcome::Expired(e) => {
-                self.counters.expired.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let why =
                     format!("expired: not delivered within {}; last error: {e}", human(self.delivery.expire_after));
                 self.dead_letter_batch(batch, &why);
+                // Counted once its dead letters are written: whoever sees the count can read them.
+                self.counters.expired.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 self.queue.drop_batch(batch)
             }
             Outcome::Stopped => {
@@ -889,10 +890,10 @@ impl SinkWorker {
         match self.queue.expire(now_ms()) {
             Ok(old) => {
                 for n in &old {
-                    self.counters.expired.fetch_add(1, Ordering::Relaxed);
-                    self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
                     let why = format!("expired: not delivered within {}", human(self.delivery.expire_after));
                     self.dead_letter(n, &why);
+                    self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                    self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Err(e) => tracing::error!(sink = %self.name, error = %e, "queue write failed while expiring"),
