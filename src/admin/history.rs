@@ -253,13 +253,8 @@ impl AlertHistory {
                     // before the dispatcher notes that it queued it: queueing still came first.
                     let sink_v = json!(sink);
                     let queued = notifications.iter().any(|n| n["sink"] == sink_v && n["outcome"] == "queued");
-                    let first_attempt = if queued {
-                        None
-                    } else {
-                        notifications
-                            .iter()
-                            .position(|n| n["sink"] == sink_v && n["attempt"].as_u64().is_some_and(|a| a >= 1))
-                    };
+                    let first_attempt =
+                        if queued { None } else { notifications.iter().position(|n| n["sink"] == sink_v) };
                     match first_attempt {
                         Some(p) => {
                             let at = notifications[p]["at"].clone();

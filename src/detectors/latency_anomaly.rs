@@ -431,7 +431,8 @@ impl RecordHighs {
 
     /// Adds the judged bucket `[start, end)` holding `bucket`'s requests, whose percentiles
     /// are `observed`. When that completes a block, judges it against the highs, with
-    /// `bases` the baseline medians (`None` while the baseline warms up). Returns whether a
+    /// `judged` this bucket's (observed, baseline, threshold) per percentile (`None` while the
+    /// baseline warms up). Returns whether a
     /// record run has just begun: the alert.
     fn add(
         &mut self,
@@ -439,7 +440,7 @@ impl RecordHighs {
         end: Millis,
         bucket: &Histogram<u32>,
         observed: &[f64],
-        bases: Option<&[f64]>,
+        judged: Option<&[(f64, f64, f64)]>,
         p: &Params,
     ) -> bool {
         if p.record_over == 0 {
@@ -458,12 +459,12 @@ impl RecordHighs {
         // A percentile sets a record when the block's value is past its high by the margin
         // and past its baseline by `min_increase_ms`, and the buckets above the high make up
         // at least half the block: one slow minute in five moves a pooled p95, never this.
-        let record = bases.is_some_and(|bases| {
+        let record = judged.is_some_and(|judged| {
             end - since >= p.record_after
                 && (0..p.percentiles.len()).any(|i| {
                     let above: Millis =
                         self.block_buckets.iter().filter(|(_, v)| v[i] > high[i]).map(|(span, _)| span).sum();
-                    let (value, high, base) = (f64::from(values[i]), f64::from(high[i]), bases[i]);
+                    let (value, high, base) = (f64::from(values[i]), f64::from(high[i]), judged[i].1);
                     high > 0.0
                         && value - base > (high - base).max(0.0) * (1.0 + p.record_margin)
                         && value >= base + p.min_increase_ms
@@ -631,8 +632,7 @@ impl RouteState {
                 values.push((*v, base, threshold));
             }
         }
-        let bases: Option<Vec<f64>> = warm.then(|| values.iter().map(|v| v.1).collect());
-        let record = self.record.add(start, end, &self.hist, &observed, bases.as_deref(), p);
+        let record = self.record.add(start, end, &self.hist, &observed, warm.then_some(values.as_slice()), p);
         self.hist.reset();
         if slow {
             for (pk, v) in self.peak.iter_mut().zip(&observed) {
