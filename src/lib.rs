@@ -13,6 +13,7 @@ pub mod actions;
 pub mod admin;
 #[allow(clippy::disallowed_methods)]
 pub mod app;
+pub mod bytes;
 pub mod config;
 pub mod detectors;
 pub mod engine;

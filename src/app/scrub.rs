@@ -57,10 +57,10 @@ fn scrub_lines(
     out: &mut dyn Write,
     stats: &mut ScrubStats,
 ) -> std::io::Result<()> {
-    match std::str::from_utf8(chunk) {
-        Ok(text) => scrub_text(stream, text, out, stats),
+    match crate::bytes::utf8(chunk) {
+        Some(text) => scrub_text(stream, text, out, stats),
         // Rare: find the lines that are not UTF-8 one by one.
-        Err(_) => {
+        None => {
             for line in chunk.split_inclusive(|&c| c == b'\n') {
                 let (body, nl) = match line.strip_suffix(b"\n") {
                     Some(b) => (b, true),

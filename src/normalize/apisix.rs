@@ -189,8 +189,8 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
 
 /// `meta_format = "origin"`: `GET /hello?ab=cd HTTP/1.1\r\nhost: localhost\r\n...`.
 fn parse_origin(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Event, Reject> {
-    let text = std::str::from_utf8(rec)
-        .map_err(|_| Reject::new(RejectReason::Malformed, "APISIX origin record: not UTF-8"))?;
+    let text = crate::bytes::utf8(rec)
+        .ok_or_else(|| Reject::new(RejectReason::Malformed, "APISIX origin record: not UTF-8"))?;
     let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     let (method, uri) = split_request_line(lines.next().unwrap_or_default());
     if method.is_none() {

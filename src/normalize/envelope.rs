@@ -24,34 +24,28 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use memchr::memmem;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::fields::{Num, Str};
 use super::{detect, time, Event, Format, Normalizer, Reject, RejectReason};
 use crate::event::Millis;
+use crate::bytes::LiteralSet;
 
 /// Envelopes inside envelopes (Firehose → CloudWatch → batch) stop here.
 pub const MAX_DEPTH: u8 = 4;
 
-struct Finders {
-    log_events: memmem::Finder<'static>,
-    records: memmem::Finder<'static>,
-    awslogs: memmem::Finder<'static>,
-    log: memmem::Finder<'static>,
-    message: memmem::Finder<'static>,
-}
+/// The keys an envelope is told by, in one set: a record is read once for all five, not
+/// once each (five passes were 8 % of a replay of Kong records, which have none of them).
+const LOG_EVENTS: u64 = 1;
+const RECORDS: u64 = 1 << 1;
+const AWSLOGS: u64 = 1 << 2;
+const LOG: u64 = 1 << 3;
+const MESSAGE: u64 = 1 << 4;
 
-fn finders() -> &'static Finders {
-    static F: OnceLock<Finders> = OnceLock::new();
-    F.get_or_init(|| Finders {
-        log_events: memmem::Finder::new(b"\"logEvents\""),
-        records: memmem::Finder::new(b"\"records\""),
-        awslogs: memmem::Finder::new(b"\"awslogs\""),
-        log: memmem::Finder::new(b"\"log\""),
-        message: memmem::Finder::new(b"\"message\""),
-    })
+fn keys() -> &'static LiteralSet {
+    static K: OnceLock<LiteralSet> = OnceLock::new();
+    K.get_or_init(|| LiteralSet::new(&[b"\"logEvents\"", b"\"records\"", b"\"awslogs\"", b"\"log\"", b"\"message\""]))
 }
 
 /// Which envelope, if any, `msg` (a JSON object) looks like. Substring checks only.
@@ -64,19 +58,17 @@ pub enum Kind {
 }
 
 pub fn kind(msg: &[u8]) -> Option<Kind> {
-    let f = finders();
-    if f.log_events.find(msg).is_some() {
+    let found = keys().present(msg);
+    if found & LOG_EVENTS != 0 {
         return Some(Kind::CloudWatch);
     }
-    if f.records.find(msg).is_some() {
+    if found & RECORDS != 0 {
         return Some(Kind::Records);
     }
-    if f.awslogs.find(msg).is_some() {
+    if found & AWSLOGS != 0 {
         return Some(Kind::CloudWatchCompressed);
     }
-    if (f.log.find(msg).is_some() || f.message.find(msg).is_some())
-        && matches!(detect::detect_json(msg), Format::Generic)
-    {
+    if found & (LOG | MESSAGE) != 0 && matches!(detect::detect_json(msg), Format::Generic) {
         return Some(Kind::Wrapper);
     }
     None

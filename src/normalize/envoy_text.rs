@@ -29,7 +29,7 @@ fn dash(s: &str) -> Option<&str> {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let line = std::str::from_utf8(rec).map_err(|_| malformed("not UTF-8"))?;
+    let line = crate::bytes::utf8(rec).ok_or_else(|| malformed("not UTF-8"))?;
     let mut s = Scanner::new(line);
     let t = s.bracketed().ok_or_else(|| malformed("no [START_TIME]"))?;
     let ts =

@@ -12,9 +12,9 @@ use serde::Deserialize;
 /// parsers already checked to be UTF-8 (the message reader replaces what is not), so the
 /// record is checked once here, in one fast pass, and parsed as a `str`.
 pub fn from_json<'a, T: Deserialize<'a>>(rec: &'a [u8]) -> serde_json::Result<T> {
-    match std::str::from_utf8(rec) {
-        Ok(s) => super::json::from_str(s),
-        Err(_) => serde_json::from_slice(rec),
+    match crate::bytes::utf8(rec) {
+        Some(s) => super::json::from_str(s),
+        None => serde_json::from_slice(rec),
     }
 }
 

@@ -241,7 +241,7 @@ impl GenericMap {
 /// A logfmt line as a flat JSON object of strings (keys kept as written, dots included).
 fn logfmt_object(rec: &[u8]) -> Result<Value, Reject> {
     let line =
-        std::str::from_utf8(rec).map_err(|_| Reject::new(RejectReason::Malformed, "key=value line: not UTF-8"))?;
+        crate::bytes::utf8(rec).ok_or_else(|| Reject::new(RejectReason::Malformed, "key=value line: not UTF-8"))?;
     let mut m = Map::new();
     for p in Logfmt::new(line) {
         if p.key.is_empty() {

@@ -174,7 +174,7 @@ fn unhash(v: &str) -> Cow<'_, str> {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let line = std::str::from_utf8(rec).map_err(|_| malformed("not UTF-8"))?;
+    let line = crate::bytes::utf8(rec).ok_or_else(|| malformed("not UTF-8"))?;
     let start = body_start(rec).ok_or_else(|| malformed("no client address before an [accept date] with ms"))?;
     let mut s = Scanner::new(&line[start..]);
     let client = s.word().ok_or_else(|| malformed("no client address"))?;

@@ -229,12 +229,12 @@ impl Normalizer {
         received: Option<Millis>,
         out: &mut dyn FnMut(Result<Event, Reject>),
     ) -> Utf8 {
-        match std::str::from_utf8(msg) {
-            Ok(_) => {
+        match crate::bytes::utf8(msg) {
+            Some(_) => {
                 self.message(msg, received, 0, out);
                 Utf8::Valid
             }
-            Err(_) => {
+            None => {
                 let text = String::from_utf8_lossy(msg);
                 self.message(text.as_bytes(), received, 0, out);
                 Utf8::Replaced

@@ -25,7 +25,7 @@ fn malformed(what: &str) -> Reject {
 }
 
 pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
-    let line = std::str::from_utf8(rec).map_err(|_| malformed("not UTF-8"))?;
+    let line = crate::bytes::utf8(rec).ok_or_else(|| malformed("not UTF-8"))?;
     let mut s = Scanner::new(line);
     let addr = s.list().ok_or_else(|| malformed("no remote address"))?;
     let _ident = s.word().ok_or_else(|| malformed("no ident column"))?;

@@ -36,6 +36,7 @@ pub use stats::{PlaceClass, ScrubStats};
 
 use crate::config::ConfigError;
 use crate::event::{Exposure, Fingerprint};
+use crate::bytes::LiteralSet;
 use content::ContentRule;
 use structural::{Found, NameTable, NAME_TRIGGERS};
 
@@ -148,8 +149,8 @@ pub struct Scrubber {
     literals: Vec<String>,
     rules: Vec<ContentRule>,
     names: NameTable,
-    /// [`SPANNING_LITERALS`] in one automaton: one pass a line rather than one search each.
-    spanning: aho_corasick::packed::Searcher,
+    /// [`SPANNING_LITERALS`] in one set: one pass a line rather than one search each.
+    spanning: LiteralSet,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -289,8 +290,7 @@ impl Scrubber {
             .map_err(|e| vec![ConfigError::new(file, "scrub", format!("cannot build the literal automaton: {e}"))])?;
         let trigrams = Trigrams::new(&literals);
         // Teddy (SIMD) over the six literals; `AhoCorasick::new` chose a DFA walk of every byte.
-        let spanning =
-            aho_corasick::packed::Searcher::new(SPANNING_LITERALS).expect("six literals make a packed searcher");
+        let spanning = LiteralSet::new(&SPANNING_LITERALS.map(str::as_bytes));
         Ok(Scrubber { fp, trigrams, ac, actions, literals, rules, names: NameTable::new(&cfg.name_rules()), spanning })
     }
 
@@ -610,8 +610,8 @@ impl Scrubber {
 
 /// Literals of content rules whose secret may sit on a later line than the literal
 /// (`okta_api_token" {` then `default = "00…"`, a JSON-RPC method then its params).
-const SPANNING_LITERALS: &[&str] =
-    &["okta", "Okta", "OKTA", "DirectoryEntry(", "auth.login_with_api_key", "password to proceed to installation"];
+const SPANNING_LITERALS: [&str; 6] =
+    ["okta", "Okta", "OKTA", "DirectoryEntry(", "auth.login_with_api_key", "password to proceed to installation"];
 /// Searchers built once: `memmem::find` builds its searcher again on every call.
 static PEM_BEGIN: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(b"-----BEGIN"));
@@ -672,7 +672,7 @@ impl LineStream<'_> {
     }
 
     fn remember(&mut self, line: &str) {
-        if line.len() <= SPANNING_BYTES && self.sc.spanning.find(line).is_some() {
+        if line.len() <= SPANNING_BYTES && self.sc.spanning.find(line.as_bytes()).is_some() {
             self.context.clear();
             self.context.push_str(line);
             self.context_lines = 0;
