@@ -212,8 +212,12 @@ fn nab_windows_caught_and_false_alerts() {
 }
 
 // What the detector does today (see the table): 8 of 11 windows with 3 false alerts (shipped),
-// 8 of 11 with 5 (sensitive). Before record highs: 6 of 11 with 1, and 6 of 11 with 2.
+// 8 of 11 with 6 (sensitive). Before record highs: 6 of 11 with 1, and 6 of 11 with 2. The
+// sensitive profile's sixth came with `widen_up_to` 2 h (was 30 min): the 64-minute gap in
+// `ec2_request_latency_system_failure` (2014-03-09) is now walked bucket by bucket, not skipped,
+// and the highs after it differ: one small record moved a day earlier, and one more (+1 %,
+// 2014-03-11) passes the sensitive profile's 20 ms floor.
 const SHIPPED_CAUGHT_FLOOR: usize = 8;
 const SHIPPED_OUTSIDE_CEILING: usize = 3;
 const SENSITIVE_CAUGHT_FLOOR: usize = 8;
-const SENSITIVE_OUTSIDE_CEILING: usize = 5;
+const SENSITIVE_OUTSIDE_CEILING: usize = 6;

@@ -1,7 +1,8 @@
 //! `latency_anomaly` scored with the Numenta Anomaly Benchmark's own scoring (standard
 //! profile), on NAB series turned into one route's traffic at N requests per row.
 //!
-//! Each row of a series becomes N requests spread evenly over the row's interval (5 minutes),
+//! Each row of a series becomes N requests spread evenly over the row's interval (5 minutes
+//! for most series, 30 for nyc_taxi, an hour for ambient_temperature; a missing row is a silence),
 //! whose latencies follow a fixed log-normal shape around the row's value (σ 0.25 of ln
 //! latency: a bucket's p50 is the row's value, its p95 about 1.5× it). The series is rescaled
 //! so the median of its probation period (NAB's first 15 %, at most 750 rows) is 200 ms; only
@@ -56,10 +57,12 @@ fn traffic(series: &[(Millis, f64)], per_row: usize) -> Vec<Event> {
     let scale = if median > 0.0 { TARGET_MEDIAN_MS / median } else { 1.0 };
     let shape: Vec<f64> = (0..per_row).map(|j| (SIGMA * inv_norm((j as f64 + 0.5) / per_row as f64)).exp()).collect();
     let stride = (1..per_row).rev().find(|s| gcd(*s, per_row) == 1 && *s * 3 > per_row).unwrap_or(1);
+    let interval = row_interval(series);
     let mut out = Vec::with_capacity(series.len() * per_row);
     for (i, &(ts, value)) in series.iter().enumerate() {
-        let next = series.get(i + 1).map(|r| r.0).unwrap_or(ts + ROW);
-        let span = if next > ts { (next - ts).min(ROW) } else { ROW };
+        let next = series.get(i + 1).map(|r| r.0).unwrap_or(ts + interval);
+        // Over the row's interval; a gap in the series (a missing row) stays a silence.
+        let span = if next > ts { (next - ts).min(interval) } else { interval };
         let level = (value * scale).max(0.5);
         for j in 0..per_row {
             let k = (j * stride + i * 7) % per_row;
@@ -77,6 +80,23 @@ fn traffic(series: &[(Millis, f64)], per_row: usize) -> Vec<Event> {
     }
     out.sort_by_key(|e| e.ts);
     out
+}
+
+/// The series' row interval: the most common gap between rows (5 minutes for the AWS series,
+/// 30 for nyc_taxi, an hour for ambient_temperature).
+fn row_interval(series: &[(Millis, f64)]) -> Millis {
+    let mut gaps: Vec<Millis> = series.windows(2).map(|w| w[1].0 - w[0].0).filter(|g| *g > 0).collect();
+    gaps.sort_unstable();
+    let mut best = (0, ROW);
+    let mut i = 0;
+    while i < gaps.len() {
+        let n = gaps[i..].iter().take_while(|g| **g == gaps[i]).count();
+        if n > best.0 {
+            best = (n, gaps[i]);
+        }
+        i += n;
+    }
+    best.1
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -227,19 +247,64 @@ impl Corpus {
 
     /// NAB's normalized score and the per-file table for `detector_toml` at `per_row`.
     fn score(&self, detector_toml: &str, per_row: usize) -> (f64, Vec<(String, FileScore)>) {
+        self.score_flags(&self.flags(detector_toml, per_row), Labels::All)
+    }
+
+    /// The rows `detector_toml` flags in each series at `per_row`, in the series' order.
+    fn flags(&self, detector_toml: &str, per_row: usize) -> Vec<Vec<bool>> {
+        self.series
+            .iter()
+            .map(|(_, rows)| {
+                let ts: Vec<Millis> = rows.iter().map(|r| r.0).collect();
+                flagged_rows(&ts, &alerts_for(detector_toml, traffic(rows, per_row)))
+            })
+            .collect()
+    }
+
+    /// NAB's normalized score of `flags`, with every labelled window or with the rises only.
+    fn score_flags(&self, flags: &[Vec<bool>], labels: Labels) -> (f64, Vec<(String, FileScore)>) {
         let mut table = Vec::new();
-        let mut raw = 0.0;
-        for (name, rows) in &self.series {
+        let (mut raw, mut windows) = (0.0, 0);
+        for ((name, rows), flagged) in self.series.iter().zip(flags) {
             let ts: Vec<Millis> = rows.iter().map(|r| r.0).collect();
-            let alerts = alerts_for(detector_toml, traffic(rows, per_row));
-            let ws = self.windows.get(name).cloned().unwrap_or_default();
-            let s = nab_file_score(&ts, &flagged_rows(&ts, &alerts), &ws);
+            let mut ws = self.windows.get(name).cloned().unwrap_or_default();
+            if labels == Labels::Rises {
+                ws.retain(|w| !is_drop(rows, *w));
+            }
+            windows += ws.len();
+            let s = nab_file_score(&ts, flagged, &ws);
             raw += s.score;
             table.push((name.clone(), s));
         }
-        let w = self.window_count() as f64;
+        let w = windows as f64;
         let (null, perfect) = (-w * FN_WEIGHT, w * TP_WEIGHT);
         (100.0 * (raw - null) / (perfect - null), table)
+    }
+}
+
+/// Which labelled windows are scored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Labels {
+    /// All of NAB's windows; a fall of the value that is not detected is a miss.
+    All,
+    /// The rises only: a fall's window is taken out of the labels, as if NAB had not labelled
+    /// it (a detection inside it then costs as any detection outside a window). The same
+    /// labels give NAB's own code (and numenta HTM's published detections) 62.0.
+    Rises,
+}
+
+/// Writes each series' flagged rows as `<group>/<file>.csv` (`timestamp,flag`) under `dir`,
+/// for NAB's own scorer to read as a detector's results.
+fn write_flags(dir: &Path, corpus: &Corpus, flags: &[Vec<bool>]) {
+    for ((name, rows), flagged) in corpus.series.iter().zip(flags) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut text = String::from("timestamp,flag\n");
+        for (r, f) in rows.iter().zip(flagged) {
+            let t = chrono::DateTime::from_timestamp_millis(r.0).unwrap().format("%Y-%m-%d %H:%M:%S");
+            text.push_str(&format!("{t},{}\n", u8::from(*f)));
+        }
+        std::fs::write(path, text).unwrap();
     }
 }
 
@@ -279,6 +344,36 @@ fn nab_scoring_matches_the_reference_on_hand_made_cases() {
     let s = nab_file_score(&ts, &fp, &w);
     assert!((s.score - (-1.0 - FP_WEIGHT)).abs() < 1e-9, "{s:?}");
     assert_eq!(s.false_alerts, 1);
+}
+
+#[test]
+fn the_rises_only_labels_leave_out_the_windows_of_a_fall() {
+    // 1,000 rows at 100; rows 400..=409 fall to 10, rows 700..=709 rise to 300.
+    let rows: Vec<(Millis, f64)> = (0..1000)
+        .map(|i| {
+            let v = match i {
+                400..=409 => 10.0,
+                700..=709 => 300.0,
+                _ => 100.0,
+            };
+            (i * ROW, v)
+        })
+        .collect();
+    let (fall, rise) = ((400 * ROW, 409 * ROW), (700 * ROW, 709 * ROW));
+    assert!(is_drop(&rows, fall) && !is_drop(&rows, rise));
+    let name = "realKnownCause/made.csv".to_string();
+    let corpus = Corpus { series: vec![(name.clone(), rows)], windows: BTreeMap::from([(name, vec![fall, rise])]) };
+    let mut flags = vec![false; 1000];
+    flags[700] = true; // the rise, at its first row
+    let (all, _) = corpus.score_flags(&[flags.clone()], Labels::All);
+    let (rises, table) = corpus.score_flags(&[flags.clone()], Labels::Rises);
+    assert!((all - 50.0).abs() < 1e-9, "one window of two: {all}");
+    assert!((rises - 100.0).abs() < 1e-9, "the only window left: {rises}");
+    assert_eq!((table[0].1.windows, table[0].1.caught), (1, 1));
+    flags[400] = true; // inside the fall's window: a false alert once the window is left out
+    let (rises, table) = corpus.score_flags(&[flags], Labels::Rises);
+    assert_eq!(table[0].1.false_alerts, 1);
+    assert!((rises - 100.0 * (1.0 - FP_WEIGHT + 1.0) / 2.0).abs() < 1e-9, "{rises}");
 }
 
 /// The six series bundled with the tests, at N = 12 and N = 100. The floors are what the
@@ -326,7 +421,14 @@ fn latency_anomaly_nab_score_on_a_nab_checkout() {
         None => ("shipped latency_anomaly".to_string(), shipped()),
     };
     for per_row in [12, 100] {
-        let (score, table) = corpus.score(&toml, per_row);
+        let flags = corpus.flags(&toml, per_row);
+        let (score, table) = corpus.score_flags(&flags, Labels::All);
         print(&name, per_row, score, &table);
+        let (rises, _) = corpus.score_flags(&flags, Labels::Rises);
+        println!("the same detections scored on the rises only (the falls' windows taken out of the labels): {rises:.1}");
+        // GATEWATCH_NAB_FLAGS: a folder to write the flagged rows into, for NAB's own scorer.
+        if let Some(dir) = std::env::var_os("GATEWATCH_NAB_FLAGS") {
+            write_flags(&Path::new(&dir).join(format!("n{per_row}")), &corpus, &flags);
+        }
     }
 }

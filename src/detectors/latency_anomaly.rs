@@ -89,7 +89,8 @@ pub struct LatencyAnomalyParams {
     pub min_samples: u64,
     /// The widest a bucket grows to reach `min_samples`; one that still holds fewer requests
     /// is neither judged nor learned from. `bucket` (no widening) restores the fixed buckets.
-    /// Default `30m`.
+    /// Default `2h`: a route with a dozen calls an hour (an admin or a payout route) is judged
+    /// over two hours rather than never.
     #[serde(default = "default_widen_up_to")]
     pub widen_up_to: DurationStr,
     /// How many recent normal buckets the baseline is the median of. Default `60`.
@@ -168,7 +169,7 @@ fn default_recall() -> DurationStr {
     DurationStr(24 * 3_600_000)
 }
 fn default_widen_up_to() -> DurationStr {
-    DurationStr(30 * 60_000)
+    DurationStr(2 * HOUR)
 }
 fn default_baseline_buckets() -> usize {
     60
@@ -1187,8 +1188,8 @@ mod tests {
         assert_eq!(f.evidence["bucket_s"], json!(600), "the widened bucket is reported");
         // With fixed buckets (no widening), the same route is never judged.
         assert!(run(&mut *detector(r#"widen_up_to = "1m""#), &evs).is_empty());
-        // Too quiet even for the widest bucket (20 calls in more than 30 minutes): not judged.
-        let sparse = traffic(0..840, |m| usize::from(m % 2 == 0), |m| if m >= 600 { 400.0 } else { 100.0 });
+        // Too quiet even for the widest bucket (20 calls in more than 2 hours): not judged.
+        let sparse = traffic(0..840, |m| usize::from(m % 7 == 0), |m| if m >= 600 { 400.0 } else { 100.0 });
         assert!(run(&mut *detector(""), &sparse).is_empty());
     }
 
