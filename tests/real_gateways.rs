@@ -167,15 +167,13 @@ struct Running {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
-    /// HAProxy logs to stdout: read on a thread so a full pipe never blocks it.
-    stdout: Option<std::thread::JoinHandle<String>>,
 }
 
 fn start(gateway: Gateway, upstream: SocketAddr) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display().to_string();
     let port = free_port();
-    let (child, stdout) = match gateway {
+    let child = match gateway {
         Gateway::NginxJson | Gateway::NginxCombined => {
             let (format, log) = match gateway {
                 Gateway::NginxJson => (format!("log_format gw escape=json {NGINX_JSON};"), "gw"),
@@ -202,15 +200,14 @@ http {{
 "
             );
             std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
-            let child = Command::new(binary("nginx"))
+            Command::new(binary("nginx"))
                 .args(["-p", &d, "-e", &format!("{d}/error.log"), "-c", &format!("{d}/nginx.conf")])
                 .args(["-g", "daemon off;"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .expect("start nginx");
-            (child, None)
+                .expect("start nginx")
         }
         Gateway::HaproxyRaw | Gateway::HaproxySyslog => {
             let (log, captures) = match gateway {
@@ -252,25 +249,22 @@ backend upstream
 "
             );
             std::fs::write(dir.path().join("haproxy.cfg"), cfg).expect("write haproxy.cfg");
-            let mut child = Command::new(binary("haproxy"))
+            // HAProxy's `log stdout` drops a line the pipe cannot take at once (it never
+            // blocks on a log), so a pipe read by a thread lost lines on a busy machine.
+            // Its stdout is a file instead: a write to a file is never refused.
+            let log = std::fs::File::create(dir.path().join("access.log")).expect("create the access log");
+            Command::new(binary("haproxy"))
                 .args(["-f", &format!("{d}/haproxy.cfg"), "-db"])
                 // HAProxy logs local time without a zone; gatewatch reads it as UTC
                 .env("TZ", "UTC")
                 .stdin(Stdio::null())
-                .stdout(Stdio::piped())
+                .stdout(Stdio::from(log))
                 .stderr(Stdio::piped())
                 .spawn()
-                .expect("start haproxy");
-            let mut out = child.stdout.take().expect("haproxy stdout");
-            let reader = std::thread::spawn(move || {
-                let mut s = String::new();
-                out.read_to_string(&mut s).expect("haproxy stdout is text");
-                s
-            });
-            (child, Some(reader))
+                .expect("start haproxy")
         }
     };
-    let mut running = Running { gateway, child, port, dir, stdout };
+    let mut running = Running { gateway, child, port, dir };
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = running.child.try_wait() {
@@ -318,10 +312,7 @@ impl Running {
         };
         let gateway = self.gateway;
         assert!(status.success(), "{gateway:?} exited with {status}: {}", self.diagnostics());
-        match self.stdout.take() {
-            Some(reader) => reader.join().expect("stdout reader"),
-            None => std::fs::read_to_string(self.dir.path().join("access.log")).expect("nginx wrote its access log"),
-        }
+        std::fs::read_to_string(self.dir.path().join("access.log")).expect("the gateway wrote its access log")
     }
 }
 
