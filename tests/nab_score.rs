@@ -425,7 +425,9 @@ fn latency_anomaly_nab_score_on_a_nab_checkout() {
         let (score, table) = corpus.score_flags(&flags, Labels::All);
         print(&name, per_row, score, &table);
         let (rises, _) = corpus.score_flags(&flags, Labels::Rises);
-        println!("the same detections scored on the rises only (the falls' windows taken out of the labels): {rises:.1}");
+        println!(
+            "the same detections scored on the rises only (the falls' windows taken out of the labels): {rises:.1}"
+        );
         // GATEWATCH_NAB_FLAGS: a folder to write the flagged rows into, for NAB's own scorer.
         if let Some(dir) = std::env::var_os("GATEWATCH_NAB_FLAGS") {
             write_flags(&Path::new(&dir).join(format!("n{per_row}")), &corpus, &flags);

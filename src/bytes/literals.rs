@@ -92,7 +92,9 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_packed_searcher_is_used_where_the_cpu_has_ssse3() {
-        assert!(!std::is_x86_feature_detected!("ssse3") || matches!(LiteralSet::new(SET).searcher, Searcher::Packed(_)));
+        assert!(
+            !std::is_x86_feature_detected!("ssse3") || matches!(LiteralSet::new(SET).searcher, Searcher::Packed(_))
+        );
     }
 
     #[test]

@@ -29,8 +29,8 @@ use serde_json::value::RawValue;
 
 use super::fields::{Num, Str};
 use super::{detect, time, Event, Format, Normalizer, Reject, RejectReason};
-use crate::event::Millis;
 use crate::bytes::LiteralSet;
+use crate::event::Millis;
 
 /// Envelopes inside envelopes (Firehose → CloudWatch → batch) stop here.
 pub const MAX_DEPTH: u8 = 4;

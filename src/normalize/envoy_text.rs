@@ -69,7 +69,7 @@ pub fn parse(n: &Normalizer, rec: &[u8]) -> Result<Event, Reject> {
         method,
         uri,
         host: authority,
-        status: Some(code as f64).filter(|c| *c > 0.0),
+        status: Some(code).filter(|c| *c > 0.0),
         latency_ms: duration,
         upstream_latency_ms: upstream_time,
         bytes_sent,

@@ -166,7 +166,8 @@ pub fn parse(n: &Normalizer, rec: &[u8], received: Option<Millis>) -> Result<Eve
     let a: Access<'_> = if rec.first() == Some(&b'{') {
         super::fields::from_json(rec).map_err(|e| Reject::json(&e))?
     } else {
-        let line = crate::bytes::utf8(rec).ok_or_else(|| Reject::new(RejectReason::Malformed, "Tyk line: not UTF-8"))?;
+        let line =
+            crate::bytes::utf8(rec).ok_or_else(|| Reject::new(RejectReason::Malformed, "Tyk line: not UTF-8"))?;
         from_logfmt(line)
     };
     let ts = match a.timestamp.get().or_else(|| a.time.get()) {

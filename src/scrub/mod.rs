@@ -34,9 +34,9 @@ pub use config::{ScrubConfig, UserRule};
 pub use fingerprint::Fingerprinter;
 pub use stats::{PlaceClass, ScrubStats};
 
+use crate::bytes::LiteralSet;
 use crate::config::ConfigError;
 use crate::event::{Exposure, Fingerprint};
-use crate::bytes::LiteralSet;
 use content::ContentRule;
 use structural::{Found, NameTable, NAME_TRIGGERS};
 
