@@ -355,16 +355,23 @@ impl Normalizer {
             }
             query = Some(clean.into_owned());
         }
-        let mut clean = |v: Option<&str>, place: &str| -> Option<String> {
-            let (out, mut ex) = self.scrubber.scrub_value(v?, place, &mut scrub_stats);
+        // A path is new on most requests; a user agent, host or referer is one of a few
+        // hundred, so a value found clean before is not scanned again (`scrub_repeated_value`).
+        let mut clean = |v: Option<&str>, place: &str, repeats: bool| -> Option<String> {
+            let v = v?;
+            let (out, mut ex) = if repeats {
+                self.scrubber.scrub_repeated_value(v, place, &mut scrub_stats)
+            } else {
+                self.scrubber.scrub_value(v, place, &mut scrub_stats)
+            };
             exposures.append(&mut ex);
             Some(out.into_owned())
         };
-        let path_clean = clean(path, "path");
-        let user_agent = clean(p.user_agent.filter(|u| !u.is_empty() && *u != "-"), "user_agent");
-        let host = clean(p.host.filter(|h| !h.is_empty() && *h != "-"), "host");
+        let path_clean = clean(path, "path", false);
+        let user_agent = clean(p.user_agent.filter(|u| !u.is_empty() && *u != "-"), "user_agent", true);
+        let host = clean(p.host.filter(|h| !h.is_empty() && *h != "-"), "host", true);
         // A referer is a URL another page put a token in as often as not.
-        let referer = clean(p.referer.filter(|r| !r.is_empty() && *r != "-"), "referer");
+        let referer = clean(p.referer.filter(|r| !r.is_empty() && *r != "-"), "referer", true);
         // A route the format logs (AWS `resourcePath`/`routeKey`) wins; otherwise the route is
         // templated from the scrubbed path, so a token in a segment never becomes a route.
         let route = match p.route.filter(|r| !r.is_empty() && *r != "-") {

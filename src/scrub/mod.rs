@@ -13,6 +13,7 @@
 //! - [`marker`]: `[REDACTED:<kind>:<fingerprint>]`; [`stats`]: counts by kind and place.
 //! - [`config`]: the `[scrub]` section; [`fingerprint`]: the keyed fingerprint.
 
+pub mod clean_cache;
 pub mod config;
 pub mod content;
 pub mod decode;
@@ -151,6 +152,8 @@ pub struct Scrubber {
     names: NameTable,
     /// [`SPANNING_LITERALS`] in one set: one pass a line rather than one search each.
     spanning: LiteralSet,
+    /// This scrubber's name in its threads' [`clean_cache`]s.
+    owner: u64,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -291,7 +294,17 @@ impl Scrubber {
         let trigrams = Trigrams::new(&literals);
         // Teddy (SIMD) over the six literals; `AhoCorasick::new` chose a DFA walk of every byte.
         let spanning = LiteralSet::new(&SPANNING_LITERALS.map(str::as_bytes));
-        Ok(Scrubber { fp, trigrams, ac, actions, literals, rules, names: NameTable::new(&cfg.name_rules()), spanning })
+        Ok(Scrubber {
+            fp,
+            trigrams,
+            ac,
+            actions,
+            literals,
+            rules,
+            names: NameTable::new(&cfg.name_rules()),
+            spanning,
+            owner: clean_cache::new_owner(),
+        })
     }
 
     /// Scrubs one line of any format. Every secret becomes `[REDACTED:<kind>:<fingerprint>]`;
@@ -359,6 +372,27 @@ impl Scrubber {
             );
         }
         (Cow::Owned(out), exposures)
+    }
+
+    /// [`Self::scrub_value`] for a value that repeats from request to request (a user agent, a
+    /// host, a referer): one this scrubber found clean before, on this thread, is not scanned
+    /// again ([`clean_cache`]). The answer is the same.
+    pub fn scrub_repeated_value<'a>(
+        &self,
+        v: &'a str,
+        place: &str,
+        stats: &mut ScrubStats,
+    ) -> (Cow<'a, str>, Vec<Exposure>) {
+        if clean_cache::known_clean(self.owner, v.as_bytes()) {
+            stats.lines += 1;
+            stats.bytes += v.len() as u64;
+            return (Cow::Borrowed(v), Vec::new());
+        }
+        let scrubbed = self.scrub_value(v, place, stats);
+        if matches!(scrubbed.0, Cow::Borrowed(_)) {
+            clean_cache::remember_clean(self.owner, v.as_bytes());
+        }
+        scrubbed
     }
 
     /// Every kind this scrubber can report (content rules, user rules, named values): the
@@ -754,6 +788,65 @@ mod tests {
             let twice = sc.scrub_line(&once, &mut ScrubStats::default()).into_owned();
             proptest::prop_assert_eq!(once, twice);
         }
+    }
+
+    proptest::proptest! {
+        /// A value scrubbed by `scrub_repeated_value` (cached when clean) gives what
+        /// `scrub_value` gives, its exposures and its counts too, however values repeat.
+        #[test]
+        fn repeated_values_scrub_as_values_do(
+            picks in proptest::collection::vec(0usize..8, 1..40)
+        ) {
+            static SC: OnceLock<Scrubber> = OnceLock::new();
+            let sc = SC.get_or_init(sc);
+            let values = [
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+                "curl/8.5.0 token=ghp_ZkmP9qR2sT5vW8xY1zA4bC7dE0fGhI2jK4lM",
+                "api.example.com",
+                "https://shop.example.com/cart?session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl",
+                "https://shop.example.com/cart",
+                "okhttp/4.12.0",
+                "-",
+                "ShopApp/4.12.0 (Android 13; SM-S911B) okhttp/4.12.0 AKIAIOSFODNN7EXAMPLE",
+            ];
+            let (mut a, mut b) = (ScrubStats::default(), ScrubStats::default());
+            for i in picks {
+                let (out_a, ex_a) = sc.scrub_value(values[i], "user_agent", &mut a);
+                let (out_b, ex_b) = sc.scrub_repeated_value(values[i], "user_agent", &mut b);
+                proptest::prop_assert_eq!(out_a, out_b);
+                proptest::prop_assert_eq!(ex_a, ex_b);
+            }
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn a_value_clean_for_one_scrubber_is_judged_again_by_another() {
+        let plain = sc();
+        let acme = Scrubber::new(
+            Fingerprinter::new(b"k"),
+            &ScrubConfig {
+                rules: vec![UserRule {
+                    kind: "acme_key".into(),
+                    prefixes: vec!["acme_".into()],
+                    regex: "acme_[A-Za-z0-9]{16}".into(),
+                }],
+                ..ScrubConfig::default()
+            },
+        )
+        .unwrap();
+        let v = "partner-agent/1.0 acme_0123456789abcdef";
+        let mut st = ScrubStats::default();
+        for _ in 0..2 {
+            let (out, ex) = plain.scrub_repeated_value(v, "user_agent", &mut st);
+            assert_eq!(out, v, "clean by the built-in rules");
+            assert!(ex.is_empty());
+        }
+        let (out, ex) = acme.scrub_repeated_value(v, "user_agent", &mut st);
+        assert!(out.contains("[REDACTED:acme_key:"), "{out}");
+        assert_eq!(ex.len(), 1);
+        // and back: the first scrubber's verdict is its own again
+        assert_eq!(plain.scrub_repeated_value(v, "user_agent", &mut st).0, v);
     }
 
     #[test]
