@@ -283,11 +283,14 @@ impl Scrubber {
             actions[i].sort_by_key(|a| matches!(a, Action::Name));
         }
         // A full DFA: one table lookup per byte. A few hundred literals make a DFA of a few
-        // thousand states (well under a few MB), and it is what makes clean lines cheap.
+        // thousand states (well under a few MB), and it is what makes clean lines cheap. It is
+        // only ever run anchored, at a position the trigram filter let through, so only the
+        // anchored start is built: a third of every command's start-up (13 M instructions,
+        // about 4 ms) went to the unanchored one.
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .start_kind(aho_corasick::StartKind::Both)
+            .start_kind(aho_corasick::StartKind::Anchored)
             .prefilter(false)
             .build(&literals)
             .map_err(|e| vec![ConfigError::new(file, "scrub", format!("cannot build the literal automaton: {e}"))])?;
@@ -427,10 +430,7 @@ impl Scrubber {
 
     /// The kind of a whole credential (`jwt`, `github_token`, ...) if a content rule covers it.
     pub fn classify_credential(&self, v: &[u8]) -> Option<&'static str> {
-        let m = self.ac.find(v)?;
-        if m.start() != 0 {
-            return None;
-        }
+        let m = self.ac.find(aho_corasick::Input::new(v).anchored(aho_corasick::Anchored::Yes))?;
         for a in &self.actions[m.pattern().as_usize()] {
             if let Action::Rule(i) = a {
                 let r = &self.rules[*i as usize];
