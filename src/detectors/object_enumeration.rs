@@ -231,32 +231,35 @@ pub fn object_id(route: &str, path: &str) -> Option<u64> {
     let template = route.split_once(' ').map_or(route, |(_, p)| p).as_bytes();
     let trim = |b: &[u8]| -> usize { b.len() - b.iter().rev().take_while(|&&c| c == b'/').count() };
     let (t, p) = (&template[..trim(template)], &path.as_bytes()[..trim(path.as_bytes())]);
-    // walk both a segment at a time; the id is the path's segment under the last `{…}`
-    let (mut i, mut j) = (0, 0);
+    // walk both a segment at a time (segments are a few bytes: a plain split, not memchr);
+    // the id is the path's segment under the last `{…}`, and both must end together
+    let (mut ts, mut ps) = (t.split(|&c| c == b'/'), p.split(|&c| c == b'/'));
     let mut id: Option<&[u8]> = None;
     loop {
-        let te = memchr::memchr(b'/', &t[i..]).map_or(t.len(), |x| i + x);
-        let pe = memchr::memchr(b'/', &p[j..]).map_or(p.len(), |x| j + x);
-        let seg = &t[i..te];
-        if seg.len() > 1 && seg[0] == b'{' && seg[seg.len() - 1] == b'}' && pe > j {
-            id = Some(&p[j..pe]);
-        }
-        match (te == t.len(), pe == p.len()) {
-            (true, true) => break,
-            (false, false) => (i, j) = (te + 1, pe + 1),
+        match (ts.next(), ps.next()) {
+            (Some(seg), Some(at)) => {
+                if seg.len() > 1 && seg[0] == b'{' && seg[seg.len() - 1] == b'}' && !at.is_empty() {
+                    id = Some(at);
+                }
+            }
+            (None, None) => break,
             _ => return None,
         }
     }
-    let id = id?;
+    Some(id_value(id?))
+}
+
+/// An id segment as a number, or hashed with [`HASHED`] when it is not one.
+fn id_value(id: &[u8]) -> u64 {
     if id.len() <= 18 && id.iter().all(u8::is_ascii_digit) {
-        return Some(id.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64));
+        return id.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64);
     }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in id {
         h ^= b as u64;
         h = h.wrapping_mul(0x100_0000_01b3);
     }
-    Some(h | HASHED)
+    h | HASHED
 }
 
 /// Share of the numeric ids that have a neighbour (± 1) among them; 0 without numeric ids.
@@ -533,6 +536,39 @@ mod tests {
 
     fn det() -> Box<dyn Detector> {
         detector_from_toml("object_enumeration", "")
+    }
+
+    /// The segment walk as it was written first (with `memchr`), to hold the split to it.
+    fn object_id_by_memchr(route: &str, path: &str) -> Option<u64> {
+        let template = route.split_once(' ').map_or(route, |(_, p)| p).as_bytes();
+        let trim = |b: &[u8]| -> usize { b.len() - b.iter().rev().take_while(|&&c| c == b'/').count() };
+        let (t, p) = (&template[..trim(template)], &path.as_bytes()[..trim(path.as_bytes())]);
+        let (mut i, mut j) = (0, 0);
+        let mut id: Option<&[u8]> = None;
+        loop {
+            let te = memchr::memchr(b'/', &t[i..]).map_or(t.len(), |x| i + x);
+            let pe = memchr::memchr(b'/', &p[j..]).map_or(p.len(), |x| j + x);
+            let seg = &t[i..te];
+            if seg.len() > 1 && seg[0] == b'{' && seg[seg.len() - 1] == b'}' && pe > j {
+                id = Some(&p[j..pe]);
+            }
+            match (te == t.len(), pe == p.len()) {
+                (true, true) => break,
+                (false, false) => (i, j) = (te + 1, pe + 1),
+                _ => return None,
+            }
+        }
+        id.map(id_value)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_object_id_is_found_as_the_segment_walk_found_it(
+            route in "(GET )?(/|/[a-z]{1,3}|/\\{[a-z]{0,2}\\}|\\{id\\}){0,5}",
+            path in "(/|/[a-z0-9]{1,3}|/7|[0-9]{1,4}){0,6}",
+        ) {
+            proptest::prop_assert_eq!(object_id(&route, &path), object_id_by_memchr(&route, &path), "{} {}", route, path);
+        }
     }
 
     #[test]
