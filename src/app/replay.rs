@@ -85,8 +85,7 @@ impl ReplaySummary {
 pub fn sorted_by_time(mut input: impl BufRead, normalizer: &crate::normalize::Normalizer) -> std::io::Result<Vec<u8>> {
     let mut all = Vec::new();
     input.read_to_end(&mut all)?;
-    let mut lines: Vec<(i64, &[u8])> = all
-        .split(|&b| b == b'\n')
+    let mut lines: Vec<(i64, &[u8])> = crate::bytes::lines(&all)
         .filter(|l| !crate::normalize::trim_ascii(l).is_empty())
         .map(|l| {
             let mut ts = i64::MIN;
@@ -230,7 +229,7 @@ fn replay_in_chunks(
             from_reader.push(from);
             handles.push(scope.spawn(move || {
                 for (chunk, mut events) in rx {
-                    for line in chunk.split(|&b| b == b'\n') {
+                    for line in crate::bytes::lines(&chunk) {
                         if !crate::normalize::trim_ascii(line).is_empty() {
                             reader.read(line, None, &mut |ev| events.push(ev));
                         }

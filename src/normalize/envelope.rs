@@ -221,7 +221,7 @@ fn firehose_data(
         )));
     }
     let mut any = false;
-    for line in bytes.split(|b| *b == b'\n') {
+    for line in crate::bytes::lines(&bytes) {
         if super::trim_ascii(line).is_empty() {
             continue;
         }
