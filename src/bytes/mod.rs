@@ -12,6 +12,17 @@ pub fn utf8(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()
 }
 
+/// A lookup table: which bytes are in `set` (a `const`, built at compile time).
+pub const fn byte_set(set: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
 /// `text.split(|&b| b == b'\n')`, each newline found by `memchr` (SIMD) rather than by a
 /// comparison per byte: a reading thread splits every chunk of a replay into lines.
 pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {

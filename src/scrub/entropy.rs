@@ -115,18 +115,7 @@ pub fn is_placeholder(v: &[u8]) -> bool {
 }
 
 /// Bytes that mask a value when repeated: `*`, `x`, `X`, `#`, `.`, `0`, `-`, `_`, `?`.
-const MASKISH: [bool; 256] = byte_set(b"*xX#.0-_?");
-
-/// A lookup table: which bytes are in `set`.
-pub(super) const fn byte_set(set: &[u8]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < set.len() {
-        t[set[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
+const MASKISH: [bool; 256] = crate::bytes::byte_set(b"*xX#.0-_?");
 
 /// At least 70 % of `v` is masking characters. Stops once more than 30 % are not, so a
 /// random value is given up on after about a third of it.

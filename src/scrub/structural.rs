@@ -562,7 +562,7 @@ fn value_after(b: &[u8], s: usize, e: usize, cli: bool, class: NameClass, json: 
 
 /// `Authorization: <scheme> <credentials>`: keeps the scheme, replaces the credentials.
 /// Where a credential after its scheme ends: a space, a quote, a backslash, `,` or `;`.
-const ENDS_CREDENTIAL: [bool; 256] = super::entropy::byte_set(b" \"'\\,;");
+const ENDS_CREDENTIAL: [bool; 256] = crate::bytes::byte_set(b" \"'\\,;");
 
 fn authorization(
     b: &[u8],
