@@ -2,7 +2,7 @@
 //! text, Traefik CLF) and a `key=value` (logfmt) splitter. No regex, no
 //! allocation: every piece is a slice of the line, found with `memchr`.
 
-use memchr::{memchr, memchr2};
+use memchr::memchr;
 
 /// Walks a text line field by field. Delimiters are ASCII, so every slice
 /// boundary is a char boundary.
@@ -51,7 +51,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         let start = self.i;
-        let end = memchr2(b' ', b'\t', &b[start..]).map_or(b.len(), |p| start + p);
+        let end = crate::bytes::find2(b' ', b'\t', &b[start..]).map_or(b.len(), |p| start + p);
         self.i = end;
         Some(&self.s[start..end])
     }
@@ -105,7 +105,7 @@ impl<'a> Scanner<'a> {
         let start = self.i + 1;
         let mut j = start;
         loop {
-            let p = j + memchr2(b'"', b'\\', &b[j..])?;
+            let p = j + crate::bytes::find2(b'"', b'\\', &b[j..])?;
             if b[p] == b'\\' {
                 j = p + 2;
                 if j > b.len() {
@@ -228,7 +228,7 @@ impl<'a> Iterator for Logfmt<'a> {
             let mut j = vs;
             let mut escaped = false;
             loop {
-                let Some(p) = memchr2(b'"', b'\\', &b[j..]).map(|p| j + p) else {
+                let Some(p) = crate::bytes::find2(b'"', b'\\', &b[j..]).map(|p| j + p) else {
                     self.i = b.len();
                     return None;
                 };
@@ -246,7 +246,7 @@ impl<'a> Iterator for Logfmt<'a> {
             }
         }
         let vs = self.i;
-        let end = memchr2(b' ', b'\t', &b[vs..]).map_or(b.len(), |p| vs + p);
+        let end = crate::bytes::find2(b' ', b'\t', &b[vs..]).map_or(b.len(), |p| vs + p);
         self.i = end;
         Some(Pair { key, value: &self.s[vs..end], escaped: false })
     }
