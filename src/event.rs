@@ -67,6 +67,10 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
+/// An event's text: up to 24 bytes held inline (a method, a route, an address, a scope, a
+/// subject), longer on the heap, so most of an event's strings cost no allocation.
+pub type Text = compact_str::CompactString;
+
 /// One access-log record as gatewatch reads it, already scrubbed: a token
 /// appears only as its fingerprint. Absent values are `None`, never invented.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -76,18 +80,18 @@ pub struct Event {
     /// Which format the record came in (`kong`, `envoy`, `generic`, ...).
     pub gateway: &'static str,
     /// The calling application: gateway consumer, JWT `client_id`/`azp`, or API-key identity.
-    pub client_id: Option<String>,
+    pub client_id: Option<Text>,
     /// Where `client_id` came from: the gateway's word, the API key itself, or a claim
     /// nobody verified. Not part of the printed event.
     pub client_id_source: ClientIdSource,
     /// The end user or principal (`sub`, consumer username).
-    pub subject: Option<String>,
+    pub subject: Option<Text>,
     /// Fingerprint of the bearer token / API key the request carried.
     pub token_fingerprint: Option<Fingerprint>,
     /// A non-secret id of the credential when the token itself is not logged:
     /// Kong's credential id, a JWT `jti`, an API-key id. Used as the token
     /// entity where no fingerprint exists. Not part of the printed event.
-    pub credential_id: Option<String>,
+    pub credential_id: Option<Text>,
     /// Who made the request, for when no token or credential id names it (Kong 3 writes
     /// `authorization: REDACTED`, Traefik drops the header and keeps `ClientUsername`): the
     /// best principal the record carries, prefixed by what it is — `consumer:<id>` (the
@@ -95,31 +99,31 @@ pub struct Event {
     /// subject the gateway logged, an authorizer's or `jwt_authn`'s), or `client:<id>` when
     /// `[input] client_id_is_principal` says client ids name one caller each. A shared OAuth
     /// client id is never one by default. Not part of the printed event.
-    pub principal: Option<String>,
+    pub principal: Option<Text>,
     /// Scopes granted to the token (JWT `scope`/`scp`, authorizer claims).
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Text>,
     /// The client's address after trusted-proxy processing.
     pub source_ip: Option<IpAddr>,
-    pub method: Option<String>,
-    pub host: Option<String>,
+    pub method: Option<Text>,
+    pub host: Option<Text>,
     /// Request path without its query string.
-    pub path: Option<String>,
+    pub path: Option<Text>,
     /// The query string (without `?`) as logged, every secret in it replaced by its marker;
     /// read by Sigma rules (`cs-uri-query`). Not part of the printed event.
-    pub query: Option<String>,
+    pub query: Option<Text>,
     /// Templated route: `METHOD /path/{id}`.
-    pub route: Option<String>,
+    pub route: Option<Text>,
     /// The upstream service or cluster the gateway proxied to.
-    pub upstream: Option<String>,
+    pub upstream: Option<Text>,
     pub status: Option<u16>,
     pub latency_ms: Option<f64>,
     pub upstream_latency_ms: Option<f64>,
     pub bytes_sent: Option<u64>,
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Text>,
     /// The `Referer` header, scrubbed; read by Sigma rules (`cs-referer`). Not part of the
     /// printed event.
-    pub referer: Option<String>,
-    pub request_id: Option<String>,
+    pub referer: Option<Text>,
+    pub request_id: Option<Text>,
     /// Credentials seen where they do not belong (in a URL, a basic-auth
     /// header, ...), by kind; filled by the scrubber, read by `credential_exposure`.
     pub exposures: Vec<Exposure>,
@@ -217,11 +221,11 @@ impl SeenClient {
     /// same token string): then one the gateway authenticated vouches for the others.
     pub fn observe(&mut self, ev: &Event, same_token: bool) {
         let Some(c) = &ev.client_id else { return };
-        if self.id.as_ref() == Some(c) {
+        if self.id.as_deref() == Some(c.as_str()) {
             self.source =
                 if same_token { self.source.max(ev.client_id_source) } else { self.source.min(ev.client_id_source) };
         } else {
-            self.id = Some(c.clone());
+            self.id = Some(c.to_string());
             self.source = ev.client_id_source;
         }
     }
@@ -251,7 +255,7 @@ impl Event {
     /// The caller a token-keyed detection keys on: the token entity ([`Self::token_entity`]),
     /// else the record's best principal ([`Self::principal`]). [`PrincipalKind::of`] says which.
     pub fn principal_entity(&self) -> Option<String> {
-        self.token_entity().or_else(|| self.principal.clone())
+        self.token_entity().or_else(|| self.principal.as_deref().map(str::to_string))
     }
 
     pub fn is_auth_failure(&self) -> bool {

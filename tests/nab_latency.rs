@@ -86,10 +86,10 @@ fn traffic(series: &[(Millis, f64)], route: &str) -> Vec<Event> {
                 gateway: "generic",
                 method: Some("GET".into()),
                 path: Some("/nab".into()),
-                route: Some(route.to_string()),
+                route: Some(route.into()),
                 status: Some(200),
                 latency_ms: Some(level * shape[k]),
-                request_id: Some(format!("{i}-{j}")),
+                request_id: Some(format!("{i}-{j}").into()),
                 ..Default::default()
             });
         }

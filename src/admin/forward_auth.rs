@@ -88,7 +88,7 @@ pub fn decide_at(fa: &ForwardAuth, headers: &HeaderMap, appended: Option<&str>, 
     // The client: the token's own (its claim, or the API key), or the one the gateway names
     // after its own authentication (Kong `X-Consumer-ID`/`-Username`, APISIX's consumer).
     let clients = [
-        id.client_id.clone(),
+        id.client_id.as_deref().map(str::to_string),
         header(headers, "x-consumer-id").map(str::to_string),
         header(headers, "x-consumer-username").map(str::to_string),
         header(headers, "x-client-id").map(str::to_string),

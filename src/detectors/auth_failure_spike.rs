@@ -659,9 +659,9 @@ impl Detector for AuthFailureSpike {
             Shard::Source if counted(KeyKind::SourceIp) || counted(KeyKind::SourceNetwork) => ev.source_ip.map(|ip| {
                 network_of(ip.to_canonical(), self.p.network_prefix_v4, self.p.network_prefix_v6).to_string()
             }),
-            Shard::ClientId if counted(KeyKind::ClientId) => ev.client_id.clone(),
+            Shard::ClientId if counted(KeyKind::ClientId) => ev.client_id.as_deref().map(str::to_string),
             Shard::Token if counted(KeyKind::Token) => ev.principal_entity(),
-            Shard::Route if counted(KeyKind::Route) => ev.route.clone(),
+            Shard::Route if counted(KeyKind::Route) => ev.route.as_deref().map(str::to_string),
             _ => None,
         }
     }

@@ -182,7 +182,7 @@ impl Detector for CredentialExposure {
         out.push(Finding {
             within: None,
             entity,
-            client_id: ev.client_id.clone(),
+            client_id: ev.client_id.as_deref().map(str::to_string),
             client_id_source: ev.client_id_source,
             token_fingerprint: ev.token_fingerprint,
             window_start: start,
@@ -257,7 +257,7 @@ mod tests {
         Event {
             ts,
             gateway: "generic",
-            client_id: client.map(str::to_string),
+            client_id: client.map(Into::into),
             source_ip: Some("203.0.113.7".parse().unwrap()),
             exposures: vec![Exposure { kind: kind.into(), place: place.into(), fingerprint: Fingerprint([7; 8]) }],
             ..Default::default()

@@ -971,7 +971,7 @@ impl LatencyAnomaly {
 impl Detector for LatencyAnomaly {
     /// A route's baseline is route-wide: every instance of the route (and upstream) lands together.
     fn shard_key(&self, ev: &Event, shard: Shard) -> Option<String> {
-        (shard == Shard::Route).then(|| ev.route.clone()).flatten()
+        (shard == Shard::Route).then(|| ev.route.as_deref().map(str::to_string)).flatten()
     }
 
     fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
@@ -1080,7 +1080,7 @@ mod tests {
     }
 
     fn ev(ts: Millis, route: &str, latency: f64) -> Event {
-        Event { ts, route: Some(route.to_string()), latency_ms: Some(latency), status: Some(200), ..Default::default() }
+        Event { ts, route: Some(route.into()), latency_ms: Some(latency), status: Some(200), ..Default::default() }
     }
 
     /// `rate` requests in minute `m` whose latencies spread around `level` ms.
@@ -1485,7 +1485,7 @@ mod tests {
     fn same_input_same_findings_and_routes_are_capped() {
         let mut evs = traffic(0..150, |_| 40, |m| if m >= 120 { 400.0 } else { 100.0 });
         for (i, e) in evs.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
-            e.route = Some(format!("GET /r{}", i % 50));
+            e.route = Some(format!("GET /r{}", i % 50).into());
         }
         evs.sort_by_key(|e| e.ts);
         let a = run(&mut *detector("max_routes = 10"), &evs);
@@ -1542,7 +1542,7 @@ mod tests {
                         })
                     };
                     let num = |k: &str| pick(k).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
-                    let text = |k: &str| pick(k).and_then(|v| v.as_str().map(str::to_string));
+                    let text = |k: &str| pick(k).and_then(|v| v.as_str().map(crate::event::Text::from));
                     evs.push(Event {
                         ts: at + i as i64 * every,
                         route: text("route"),

@@ -437,7 +437,9 @@ impl Detector for ObjectEnumeration {
         let counts = |k: CallerKind| self.p.keys.contains(&k);
         match shard {
             Shard::Token if counts(CallerKind::Principal) => ev.principal_entity(),
-            Shard::ClientId if counts(CallerKind::Principal) && ev.principal_entity().is_none() => ev.client_id.clone(),
+            Shard::ClientId if counts(CallerKind::Principal) && ev.principal_entity().is_none() => {
+                ev.client_id.as_deref().map(str::to_string)
+            }
             Shard::Source if counts(CallerKind::SourceIp) => Self::caller(CallerKind::SourceIp, ev),
             _ => None,
         }

@@ -47,7 +47,7 @@ impl Allow {
 
     pub fn allows(&self, ev: &Event) -> bool {
         if let Some(c) = &ev.client_id {
-            if self.client_ids.contains(c) {
+            if self.client_ids.contains(c.as_str()) {
                 return true;
             }
         }
@@ -62,7 +62,7 @@ impl Allow {
             }
         }
         if let Some(r) = &ev.route {
-            if self.routes.contains(r) || self.route_prefixes.iter().any(|p| r.starts_with(p.as_str())) {
+            if self.routes.contains(r.as_str()) || self.route_prefixes.iter().any(|p| r.starts_with(p.as_str())) {
                 return true;
             }
         }

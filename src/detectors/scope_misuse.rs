@@ -28,7 +28,7 @@ use serde_json::json;
 use super::{human_duration, parse_params, Checker, Detector, Limits};
 use crate::config::{ConfigError, DetectorFile, DurationStr};
 use crate::event::{
-    format_ts, Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard,
+    format_ts, Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, SeenClient, Shard, Text,
 };
 use crate::state::{BucketCounter, KeyedState, SlidingSet, StateStats};
 
@@ -178,9 +178,10 @@ impl Policy {
     }
 
     /// The scopes missing from `have`, or `None` when the call is allowed.
-    fn missing(&self, have: &[String]) -> Option<Vec<String>> {
-        let mut missing: Vec<String> = self.all_of.iter().filter(|s| !have.contains(s)).cloned().collect();
-        if !self.any_of.is_empty() && !self.any_of.iter().any(|s| have.contains(s)) {
+    fn missing(&self, have: &[Text]) -> Option<Vec<String>> {
+        let has = |s: &String| have.iter().any(|h| h.as_str() == s.as_str());
+        let mut missing: Vec<String> = self.all_of.iter().filter(|s| !has(s)).cloned().collect();
+        if !self.any_of.is_empty() && !self.any_of.iter().any(has) {
             missing.push(format!("one of {}", self.any_of.join("|")));
         }
         (!missing.is_empty()).then_some(missing)
@@ -305,7 +306,7 @@ impl ScopeMisuse {
                 .iter()
                 .filter(|(s, n)| {
                     **n >= need
-                        && !ev.scopes.contains(s)
+                        && !ev.scopes.iter().any(|x| x.as_str() == s.as_str())
                         && !st.optional.contains(s)
                         && scope_relates_to_route(s, &st.route_words, privileged)
                 })
@@ -313,7 +314,8 @@ impl ScopeMisuse {
                 .collect();
             if !missing.is_empty() {
                 missing.sort();
-                let who = ev.principal_entity().or_else(|| ev.client_id.clone()).unwrap_or_default();
+                let who =
+                    ev.principal_entity().or_else(|| ev.client_id.as_deref().map(str::to_string)).unwrap_or_default();
                 for m in &missing {
                     let i = match st.violators.iter().position(|(s, _)| s == m) {
                         Some(i) => i,
@@ -339,12 +341,17 @@ impl ScopeMisuse {
         }
         st.calls += 1;
         for s in &ev.scopes {
-            *st.by_scope.entry(s.clone()).or_insert(0) += 1;
+            match st.by_scope.get_mut(s.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    st.by_scope.insert(s.to_string(), 1);
+                }
+            }
         }
         if st.clients.len() < min_clients {
             if let Some(c) = &ev.client_id {
-                if !st.clients.contains(c) {
-                    st.clients.push(c.clone());
+                if !st.clients.iter().any(|x| x.as_str() == c.as_str()) {
+                    st.clients.push(c.to_string());
                 }
             }
         }
@@ -472,9 +479,9 @@ impl Detector for ScopeMisuse {
         let route = ev.route.as_ref()?;
         let key = caller_key(ev)?;
         match shard {
-            Shard::Route if ev.is_success() && !ev.scopes.is_empty() => Some(route.clone()),
+            Shard::Route if ev.is_success() && !ev.scopes.is_empty() => Some(route.to_string()),
             Shard::Token if ev.principal_entity().is_some() => Some(key),
-            Shard::ClientId if ev.principal_entity().is_none() => ev.client_id.clone(),
+            Shard::ClientId if ev.principal_entity().is_none() => ev.client_id.as_deref().map(str::to_string),
             _ => None,
         }
     }

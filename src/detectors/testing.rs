@@ -70,7 +70,7 @@ impl EventBuilder {
         self
     }
     pub fn client(mut self, c: &str) -> Self {
-        self.0.client_id = Some(c.to_string());
+        self.0.client_id = Some(c.into());
         self
     }
     /// A token whose fingerprint is `[n; 8]`.
@@ -79,21 +79,21 @@ impl EventBuilder {
         self
     }
     pub fn credential(mut self, c: &str) -> Self {
-        self.0.credential_id = Some(c.to_string());
+        self.0.credential_id = Some(c.into());
         self
     }
     /// The record's principal, prefix included (`user:alice`, `consumer:…`, `sub:…`).
     pub fn principal(mut self, p: &str) -> Self {
-        self.0.principal = Some(p.to_string());
+        self.0.principal = Some(p.into());
         self
     }
     pub fn scopes(mut self, s: &[&str]) -> Self {
-        self.0.scopes = s.iter().map(|x| x.to_string()).collect();
+        self.0.scopes = s.iter().map(|&x| x.into()).collect();
         self
     }
     pub fn req(mut self, method: &str, path: &str) -> Self {
-        self.0.method = Some(method.to_string());
-        self.0.path = Some(path.to_string());
+        self.0.method = Some(method.into());
+        self.0.path = Some(path.into());
         self.0.route = Some(RouteTemplater::default().route(Some(method), path));
         self
     }
@@ -115,7 +115,7 @@ impl EventBuilder {
         self
     }
     pub fn upstream(mut self, u: &str) -> Self {
-        self.0.upstream = Some(u.to_string());
+        self.0.upstream = Some(u.into());
         self
     }
     /// The bearer JWT's claims (see [`crate::event::TokenClaims`]).

@@ -368,7 +368,7 @@ impl TokenClaimsDetector {
         out.push(Finding {
             entity: Entity::new(EntityKind::Token, fp.to_hex()),
             within: (!f.check.per_token()).then(|| route.to_string()),
-            client_id: ev.client_id.clone(),
+            client_id: ev.client_id.as_deref().map(str::to_string),
             client_id_source: ev.client_id_source,
             token_fingerprint: Some(fp),
             window_start: ev.ts,
@@ -391,7 +391,7 @@ impl Detector for TokenClaimsDetector {
         }
         match shard {
             Shard::Token => ev.token_entity(),
-            Shard::Route if self.judges_routes() => Some(ev.route.clone().unwrap_or_default()),
+            Shard::Route if self.judges_routes() => Some(ev.route.as_deref().unwrap_or_default().to_string()),
             _ => None,
         }
     }

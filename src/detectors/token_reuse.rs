@@ -184,7 +184,7 @@ impl TokenReuse {
         match (&ev.token_fingerprint, &ev.credential_id, &ev.principal) {
             (Some(fp), _, _) => Some(fp.to_hex()),
             (None, Some(c), _) if self.p.use_credential_id => Some(format!("cred:{c}")),
-            (None, None, Some(p)) if self.p.use_principal => Some(p.clone()),
+            (None, None, Some(p)) if self.p.use_principal => Some(p.to_string()),
             _ => None,
         }
     }

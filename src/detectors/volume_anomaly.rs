@@ -475,7 +475,7 @@ impl VolumeAnomaly {
         out.push(Finding {
             within: None,
             entity: Entity::new(EntityKind::Token, who.clone()),
-            client_id: ev.client_id.clone(),
+            client_id: ev.client_id.as_deref().map(str::to_string),
             client_id_source: ev.client_id_source,
             token_fingerprint: ev.token_fingerprint,
             window_start: bucket_start - run * cfg.bucket,

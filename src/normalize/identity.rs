@@ -10,7 +10,7 @@ use base64::Engine as _;
 
 use std::sync::Arc;
 
-use crate::event::{ClientIdSource, Fingerprint, Millis, TokenClaims};
+use crate::event::{ClientIdSource, Fingerprint, Millis, Text, TokenClaims};
 use crate::scrub::{Fingerprinter, ScrubStats, Scrubber};
 
 use super::token_cache::TokenCache;
@@ -47,15 +47,15 @@ pub struct RawCredentials<'a> {
 /// What identity resolution produced. No raw secret in here.
 #[derive(Default, Debug, PartialEq)]
 pub struct Identity {
-    pub client_id: Option<String>,
+    pub client_id: Option<Text>,
     pub client_id_source: ClientIdSource,
-    pub subject: Option<String>,
+    pub subject: Option<Text>,
     pub token_fingerprint: Option<Fingerprint>,
-    pub credential_id: Option<String>,
+    pub credential_id: Option<Text>,
     /// The consumer (`consumer:<id>`), else the user name (`user:<name>`) the gateway logged:
     /// [`crate::event::Event::principal`] where the format logs no subject of its own.
-    pub principal: Option<String>,
-    pub scopes: Vec<String>,
+    pub principal: Option<Text>,
+    pub scopes: Vec<Text>,
     /// The bearer JWT's own claims ([`crate::event::Event::claims`]).
     pub claims: Option<Arc<TokenClaims>>,
     /// Credentials sent in a place they should not be: (kind, place, fingerprint).
@@ -65,10 +65,10 @@ pub struct Identity {
 /// JWT claims gatewatch uses.
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct JwtClaims {
-    pub client_id: Option<String>,
-    pub subject: Option<String>,
-    pub scopes: Vec<String>,
-    pub jti: Option<String>,
+    pub client_id: Option<Text>,
+    pub subject: Option<Text>,
+    pub scopes: Vec<Text>,
+    pub jti: Option<Text>,
     /// What the token says about whether it should be accepted: `alg`, issuer, audience,
     /// expiry. Shared: the cache's copy and every event's are one allocation.
     pub token: Option<Arc<TokenClaims>>,
@@ -109,7 +109,7 @@ pub fn resolve_with(
             let f = fp.fingerprint(b.as_bytes());
             id.token_fingerprint = Some(f);
             if let Some(user) = decode_basic_user(b) {
-                id.subject = Some(user);
+                id.subject = Some(user.into());
             }
             id.exposures.push(("basic_auth", "header:authorization".into(), f));
         } else if !auth.contains(' ') {
@@ -166,32 +166,32 @@ pub fn resolve_with(
                 claims = c;
             }
         } else if how == "api_key" {
-            id.client_id = id.token_fingerprint.map(|f| format!("key:{f}"));
+            id.client_id = id.token_fingerprint.map(|f| compact_str::format_compact!("key:{f}"));
             id.client_id_source = ClientIdSource::ApiKey;
         }
     }
 
     // Precedence: gateway consumer, then JWT claims (never verified here), then API key.
     if let Some(c) = raw.consumer_id.or(raw.consumer_name).filter(|v| !is_sentinel(v)) {
-        id.client_id = Some(c.to_string());
+        id.client_id = Some(c.into());
         id.client_id_source = raw.consumer_source;
     } else if claims.client_id.is_some() {
         id.client_id = claims.client_id.take();
         id.client_id_source = ClientIdSource::Claimed;
     }
     if let Some(n) = raw.consumer_name.filter(|v| !is_sentinel(v)) {
-        id.subject = Some(n.to_string());
+        id.subject = Some(n.into());
     } else if claims.subject.is_some() {
         id.subject = claims.subject.take();
     }
     id.principal = match (raw.consumer_id.filter(|v| !is_sentinel(v)), raw.consumer_name.filter(|v| !is_sentinel(v))) {
-        (Some(c), _) => Some(format!("consumer:{c}")),
-        (None, Some(n)) => Some(format!("user:{n}")),
+        (Some(c), _) => Some(compact_str::format_compact!("consumer:{c}")),
+        (None, Some(n)) => Some(compact_str::format_compact!("user:{n}")),
         (None, None) => None,
     };
     id.scopes = claims.scopes;
     id.claims = claims.token;
-    id.credential_id = raw.credential_id.filter(|v| !is_sentinel(v)).map(str::to_string).or(claims.jti);
+    id.credential_id = raw.credential_id.filter(|v| !is_sentinel(v)).map(Text::from).or(claims.jti);
     id
 }
 
@@ -263,8 +263,8 @@ pub fn decode_jwt_claims(t: &str) -> Option<JwtClaims> {
     let mut scopes = Vec::new();
     for v in [&c.scope, &c.scp].into_iter().flatten() {
         match v {
-            serde_json::Value::String(s) => scopes.extend(s.split_whitespace().map(str::to_string)),
-            serde_json::Value::Array(a) => scopes.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string))),
+            serde_json::Value::String(s) => scopes.extend(s.split_whitespace().map(Text::from)),
+            serde_json::Value::Array(a) => scopes.extend(a.iter().filter_map(|x| x.as_str().map(Text::from))),
             _ => {}
         }
     }
@@ -292,10 +292,10 @@ pub fn decode_jwt_claims(t: &str) -> Option<JwtClaims> {
         issued_at: c.iat.as_ref().and_then(numeric_date),
     };
     Some(JwtClaims {
-        client_id: c.client_id.or(c.azp).or(c.cid).map(|s| s.into_owned()),
-        subject: c.sub.map(|s| s.into_owned()),
+        client_id: c.client_id.or(c.azp).or(c.cid).map(|s| Text::from(s.as_ref())),
+        subject: c.sub.map(|s| Text::from(s.as_ref())),
         scopes,
-        jti: c.jti.map(|s| s.into_owned()),
+        jti: c.jti.map(|s| Text::from(s.as_ref())),
         token: Some(Arc::new(token)),
     })
 }
@@ -339,19 +339,22 @@ fn numeric_date(v: &serde_json::Value) -> Option<Millis> {
 /// token) reaches events and alerts only as the scrubber's marker.
 pub fn scrub_claims(claims: &mut JwtClaims, scrubber: &Scrubber) {
     let mut stats = ScrubStats::default();
+    for (v, place) in
+        [(&mut claims.client_id, "jwt:client_id"), (&mut claims.subject, "jwt:sub"), (&mut claims.jti, "jwt:jti")]
+    {
+        if let Some(v) = v.as_mut() {
+            let (out, _) = scrubber.scrub_value(v, place, &mut stats);
+            if let std::borrow::Cow::Owned(o) = out {
+                *v = o.into();
+            }
+        }
+    }
     let mut clean = |v: &mut String, place: &str| {
         let (out, _) = scrubber.scrub_value(v, place, &mut stats);
         if let std::borrow::Cow::Owned(o) = out {
             *v = o;
         }
     };
-    for (v, place) in
-        [(&mut claims.client_id, "jwt:client_id"), (&mut claims.subject, "jwt:sub"), (&mut claims.jti, "jwt:jti")]
-    {
-        if let Some(v) = v.as_mut() {
-            clean(v, place);
-        }
-    }
     let Some(t) = claims.token.as_mut() else { return };
     let t = Arc::make_mut(t);
     if let Some(i) = t.issuer.as_mut() {
@@ -434,7 +437,7 @@ mod tests {
         let id = resolve(&fp, &RawCredentials { query: Some("page=2&apikey=abcdef123456"), ..Default::default() });
         let f = fp.fingerprint(b"abcdef123456");
         assert_eq!(id.token_fingerprint, Some(f));
-        assert_eq!(id.client_id, Some(format!("key:{f}")));
+        assert_eq!(id.client_id, Some(format!("key:{f}").into()));
         assert_eq!(id.exposures, vec![("api_key", "query:apikey".to_string(), f)]);
     }
 

@@ -32,7 +32,7 @@ pub mod tyk;
 use std::net::IpAddr;
 
 use crate::config::GatewatchConfig;
-use crate::event::{ClientIdSource, Event, Millis};
+use crate::event::{ClientIdSource, Event, Millis, Text};
 use crate::scrub::{Fingerprinter, ScrubConfig, ScrubStats, Scrubber};
 
 pub use client_ip::TrustedProxies;
@@ -354,11 +354,11 @@ impl Normalizer {
                     exposures.push(x);
                 }
             }
-            query = Some(clean.into_owned());
+            query = Some(Text::from(clean.as_ref()));
         }
         // A path is new on most requests; a user agent, host or referer is one of a few
         // hundred, so a value found clean before is not scanned again (`scrub_repeated_value`).
-        let mut clean = |v: Option<&str>, place: &str, repeats: bool| -> Option<String> {
+        let mut clean = |v: Option<&str>, place: &str, repeats: bool| -> Option<Text> {
             let v = v?;
             let (out, mut ex) = if repeats {
                 self.scrubber.scrub_repeated_value(v, place, &mut scrub_stats)
@@ -366,7 +366,7 @@ impl Normalizer {
                 self.scrubber.scrub_value(v, place, &mut scrub_stats)
             };
             exposures.append(&mut ex);
-            Some(out.into_owned())
+            Some(Text::from(out.as_ref()))
         };
         let path_clean = clean(path, "path", false);
         let user_agent = clean(p.user_agent.filter(|u| !u.is_empty() && *u != "-"), "user_agent", true);
@@ -377,52 +377,55 @@ impl Normalizer {
         // templated from the scrubbed path, so a token in a segment never becomes a route.
         let route = match p.route.filter(|r| !r.is_empty() && *r != "-") {
             // `GET /pets/{petId}`: already carries the method.
-            Some(r) if r.contains(' ') => Some(r.to_string()),
+            Some(r) if r.contains(' ') => Some(Text::from(r)),
             Some(r) => Some(match method {
-                Some(m) => format!("{m} {r}"),
-                None => r.to_string(),
+                Some(m) => compact_str::format_compact!("{m} {r}"),
+                None => Text::from(r),
             }),
             None => path_clean.as_deref().map(|pa| self.routes.route(method, pa)),
         };
         let mut scopes = id.scopes;
         if let Some(s) = p.scopes {
-            scopes = s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_string).collect();
+            scopes = s.split([' ', ',']).filter(|x| !x.is_empty()).map(Text::from).collect();
         }
         let (client_id, client_id_source) = match p.client_id.filter(|v| !identity::is_sentinel(v)) {
-            Some(c) => (Some(c.to_string()), p.client_id_source),
+            Some(c) => (Some(Text::from(c)), p.client_id_source),
             None => (id.client_id, id.client_id_source),
         };
         let subject = p.subject.filter(|v| !identity::is_sentinel(v));
         // The caller when no token names it: the consumer or user name, else a subject the
         // format logs (an authorizer's, `jwt_authn`'s), else, where configured, the client id.
-        let principal = id
-            .principal
-            .or_else(|| subject.map(|s| format!("sub:{s}")))
-            .or_else(|| client_id.as_ref().filter(|_| self.client_id_is_principal).map(|c| format!("client:{c}")));
+        let principal =
+            id.principal.or_else(|| subject.map(|s| compact_str::format_compact!("sub:{s}"))).or_else(|| {
+                client_id
+                    .as_ref()
+                    .filter(|_| self.client_id_is_principal)
+                    .map(|c| compact_str::format_compact!("client:{c}"))
+            });
         Ok(Event {
             ts,
             gateway,
             client_id,
             client_id_source,
-            subject: subject.map(str::to_string).or(id.subject),
+            subject: subject.map(Text::from).or(id.subject),
             token_fingerprint: id.token_fingerprint,
             credential_id: id.credential_id,
             principal,
             scopes,
             source_ip: self.proxies.client_ip(p.peer, p.xff),
-            method: method.map(str::to_string),
+            method: method.map(Text::from),
             host,
             path: path_clean,
             query,
             route,
-            upstream: p.upstream.filter(|u| !u.is_empty() && *u != "-").map(str::to_string),
+            upstream: p.upstream.filter(|u| !u.is_empty() && *u != "-").map(Text::from),
             status: p.status.filter(|s| (0.0..1000.0).contains(s)).map(|s| s as u16),
             latency_ms: p.latency_ms.filter(|l| *l >= 0.0),
             upstream_latency_ms: p.upstream_latency_ms.filter(|l| *l >= 0.0),
             bytes_sent: p.bytes_sent.filter(|b| *b >= 0.0).map(|b| b as u64),
             user_agent,
             referer,
-            request_id: p.request_id.filter(|r| !r.is_empty() && *r != "-").map(str::to_string),
+            request_id: p.request_id.filter(|r| !r.is_empty() && *r != "-").map(Text::from),
             exposures,
             claims: id.claims,
         })

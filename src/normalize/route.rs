@@ -2,6 +2,8 @@
 //!
 //! Configured templates win; otherwise numeric, UUID and long hex segments become `{id}`.
 
+use crate::event::Text;
+
 /// One configured template, split into segments; `{...}` matches any single segment.
 #[derive(Clone, Debug)]
 struct Template {
@@ -31,21 +33,20 @@ impl RouteTemplater {
     }
 
     /// The templated route `METHOD /path`, or just the templated path without a method.
-    pub fn route(&self, method: Option<&str>, path: &str) -> String {
-        // One allocation: the method, then the templated path written after it.
+    /// Written into a `String` (CompactString's pushes cost twice as much), then held inline
+    /// when it fits in 24 bytes, as most routes do.
+    pub fn route(&self, method: Option<&str>, path: &str) -> Text {
         let mut out = String::with_capacity(method.map_or(0, |m| m.len() + 1) + path.len() + 8);
         if let Some(m) = method {
             out.push_str(m);
             out.push(' ');
         }
         self.template_path_into(path, &mut out);
-        out
-    }
-
-    pub fn template_path(&self, path: &str) -> String {
-        let mut out = String::with_capacity(path.len() + 8);
-        self.template_path_into(path, &mut out);
-        out
+        if out.len() <= 24 {
+            Text::from(out.as_str())
+        } else {
+            Text::from(out)
+        }
     }
 
     fn template_path_into(&self, path: &str, out: &mut String) {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ClientIdSource, Event, Exposure, Fingerprint, Millis, Shard, TokenClaims};
+use crate::event::{ClientIdSource, Event, Exposure, Fingerprint, Millis, Shard, Text, TokenClaims};
 
 /// The encoding's version; the first byte of every record.
 pub const VERSION: u8 = 4;
@@ -94,17 +94,17 @@ mod fixed64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WireEvent {
     pub ts: Millis,
-    pub client_id: Option<String>,
+    pub client_id: Option<Text>,
     pub client_id_source: ClientIdSource,
     pub token_fingerprint: Option<[u8; 8]>,
-    pub credential_id: Option<String>,
+    pub credential_id: Option<Text>,
     /// [`Event::principal`] (version 2).
-    pub principal: Option<String>,
-    pub scopes: Vec<String>,
+    pub principal: Option<Text>,
+    pub scopes: Vec<Text>,
     pub source_ip: Option<IpAddr>,
-    pub path: Option<String>,
-    pub route: Option<String>,
-    pub upstream: Option<String>,
+    pub path: Option<Text>,
+    pub route: Option<Text>,
+    pub upstream: Option<Text>,
     pub status: Option<u16>,
     pub latency_ms: Option<f64>,
     pub upstream_latency_ms: Option<f64>,
@@ -119,13 +119,13 @@ pub struct WireEvent {
 /// (scrubbed) and user agent, the subject (`cs-username`) and bytes sent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WireRequest {
-    pub method: Option<String>,
-    pub host: Option<String>,
-    pub query: Option<String>,
-    pub user_agent: Option<String>,
-    pub subject: Option<String>,
+    pub method: Option<Text>,
+    pub host: Option<Text>,
+    pub query: Option<Text>,
+    pub user_agent: Option<Text>,
+    pub subject: Option<Text>,
     pub bytes_sent: Option<u64>,
-    pub referer: Option<String>,
+    pub referer: Option<Text>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

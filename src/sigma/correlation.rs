@@ -235,7 +235,7 @@ impl SigmaCorrelation {
         Some(Finding {
             entity,
             within: (!others.is_empty()).then(|| others.join(",")),
-            client_id: ev.and_then(|e| e.client_id.clone()),
+            client_id: ev.and_then(|e| e.client_id.as_deref().map(str::to_string)),
             client_id_source: ev.map(|e| e.client_id_source).unwrap_or_default(),
             token_fingerprint: ev.and_then(|e| e.token_fingerprint),
             window_start: start,

@@ -85,9 +85,9 @@ pub fn caller(ev: &Event) -> Option<(Entity, Shard)> {
         return Some((Entity { kind: EntityKind::Token, id: p }, Shard::Token));
     }
     if let Some(c) = &ev.client_id {
-        return Some((Entity { kind: EntityKind::ClientId, id: c.clone() }, Shard::ClientId));
+        return Some((Entity { kind: EntityKind::ClientId, id: c.to_string() }, Shard::ClientId));
     }
-    ev.route.as_ref().map(|r| (Entity { kind: EntityKind::Route, id: r.clone() }, Shard::Route))
+    ev.route.as_ref().map(|r| (Entity { kind: EntityKind::Route, id: r.to_string() }, Shard::Route))
 }
 
 /// `GET /path?query` (scrubbed, as every field of the event is).
@@ -126,7 +126,7 @@ impl Detector for SigmaDetection {
             summary: format!("{}: {} {}", self.title, entity.id, truncate(&line, 200)),
             entity,
             within: None,
-            client_id: ev.client_id.clone(),
+            client_id: ev.client_id.as_deref().map(str::to_string),
             client_id_source: ev.client_id_source,
             token_fingerprint: ev.token_fingerprint,
             window_start: ev.ts,

@@ -110,7 +110,7 @@ impl Field {
 
     /// The field's value in `ev` as text, `None` when the record does not carry it.
     pub fn text(self, ev: &Event) -> Option<Cow<'_, str>> {
-        fn s(o: &Option<String>) -> Option<Cow<'_, str>> {
+        fn s(o: &Option<crate::event::Text>) -> Option<Cow<'_, str>> {
             o.as_deref().map(Cow::Borrowed)
         }
         match self {
@@ -119,7 +119,7 @@ impl Field {
             Field::UriQuery => s(&ev.query),
             Field::Uri => match (&ev.path, &ev.query) {
                 (Some(p), Some(q)) => Some(Cow::Owned(format!("{p}?{q}"))),
-                (Some(p), None) => Some(Cow::Borrowed(p)),
+                (Some(p), None) => Some(Cow::Borrowed(p.as_str())),
                 (None, Some(q)) => Some(Cow::Owned(format!("?{q}"))),
                 (None, None) => None,
             },
