@@ -269,7 +269,7 @@ impl Event {
     /// A cheap content hash used to order events that share a timestamp, so the
     /// order detectors see does not depend on arrival order.
     pub fn tiebreak(&self) -> u64 {
-        let mut h = Fnv::new();
+        let mut h = TieHash::new();
         h.write(&self.ts.to_le_bytes());
         if let Some(r) = &self.request_id {
             h.write(r.as_bytes());
@@ -296,19 +296,28 @@ impl Event {
     }
 }
 
-struct Fnv(u64);
-impl Fnv {
+/// The tiebreak's hash: eight bytes per multiply (a byte-wise FNV made about 120 dependent
+/// multiplies an event, 2 % of a replay). Only an order among equal times hangs on it, so it
+/// needs to be fixed and to tell fields apart, not to resist anyone.
+struct TieHash(u64);
+impl TieHash {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
     fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+        TieHash(0xcbf2_9ce4_8422_2325)
+    }
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.mix(u64::from_le_bytes(w.try_into().unwrap_or_default()));
         }
-        // field separator so ("ab","c") != ("a","bc")
-        self.0 ^= 0xff;
-        self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        self.mix(u64::from_le_bytes(last));
+        // the length ends the field, so ("ab", "c") and ("a", "bc") differ
+        self.mix(bytes.len() as u64);
     }
     fn finish(&self) -> u64 {
         self.0
@@ -667,6 +676,25 @@ impl Serialize for Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tiebreak_tells_fields_and_their_bounds_apart() {
+        let ev = |path: &str, client: &str| Event {
+            path: Some(path.into()),
+            client_id: Some(client.into()),
+            ..Event::default()
+        };
+        // the same bytes split differently between two fields, and at a word's edge
+        assert_ne!(ev("/ab", "c").tiebreak(), ev("/a", "bc").tiebreak());
+        assert_ne!(ev("/abcdefg", "h").tiebreak(), ev("/abcdefgh", "").tiebreak());
+        // a trailing zero byte is not the end of the field
+        assert_ne!(ev("/a\0", "").tiebreak(), ev("/a", "").tiebreak());
+        // fixed: the same event, the same order, in any run and on any machine
+        assert_eq!(ev("/v1/orders/1", "app").tiebreak(), ev("/v1/orders/1", "app").tiebreak());
+        let mut later = ev("/v1/orders/1", "app");
+        later.ts = 1;
+        assert_ne!(later.tiebreak(), ev("/v1/orders/1", "app").tiebreak());
+    }
 
     #[test]
     fn fingerprint_hex_roundtrip() {
