@@ -11,13 +11,17 @@ use crate::config::DetectorFile;
 use crate::event::{Alert, Entity, EntityKind, Event, Finding, Fingerprint, Millis, PrincipalKind, Severity, Shard};
 use crate::state::StateStats;
 
+/// The allow-lists' sets are looked up on every event of every rule: ahash (keys random per
+/// process) rather than SipHash, which was 2.5 % of the engine's time.
+type FastSet<T> = HashSet<T, ahash::RandomState>;
+
 /// Entities a rule never alerts on and never learns from.
 #[derive(Clone, Debug, Default)]
 pub struct Allow {
-    client_ids: HashSet<String>,
+    client_ids: FastSet<String>,
     nets: Vec<IpNet>,
-    tokens: HashSet<Fingerprint>,
-    routes: HashSet<String>,
+    tokens: FastSet<Fingerprint>,
+    routes: FastSet<String>,
     route_prefixes: Vec<String>,
 }
 

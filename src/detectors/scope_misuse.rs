@@ -194,7 +194,8 @@ struct RouteLearning {
     route_words: Vec<String>,
     first_seen: Option<Millis>,
     calls: u64,
-    by_scope: HashMap<String, u64>,
+    /// Counted on every call with scopes: ahash, not SipHash (keys random per process).
+    by_scope: HashMap<String, u64, ahash::RandomState>,
     clients: Vec<String>,
     /// Scopes dropped from the requirement (see `unlearn_after_clients`).
     optional: Vec<String>,
