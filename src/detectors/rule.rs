@@ -12,7 +12,7 @@ use crate::event::{Alert, Entity, EntityKind, Event, Finding, Fingerprint, Milli
 use crate::state::StateStats;
 
 /// The allow-lists' sets are looked up on every event of every rule: ahash (keys random per
-/// process) rather than SipHash, which was 2.5 % of the engine's time.
+/// process) rather than SipHash (with scope_misuse's counts, 1.7 % of a Kong replay's instructions).
 type FastSet<T> = HashSet<T, ahash::RandomState>;
 
 /// Entities a rule never alerts on and never learns from.
