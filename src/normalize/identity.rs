@@ -292,10 +292,10 @@ pub fn decode_jwt_claims(t: &str) -> Option<JwtClaims> {
         issued_at: c.iat.as_ref().and_then(numeric_date),
     };
     Some(JwtClaims {
-        client_id: c.client_id.or(c.azp).or(c.cid).map(|s| Text::from(s.as_ref())),
-        subject: c.sub.map(|s| Text::from(s.as_ref())),
+        client_id: c.client_id.or(c.azp).or(c.cid).map(Text::from),
+        subject: c.sub.map(Text::from),
         scopes,
-        jti: c.jti.map(|s| Text::from(s.as_ref())),
+        jti: c.jti.map(Text::from),
         token: Some(Arc::new(token)),
     })
 }

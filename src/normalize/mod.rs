@@ -354,7 +354,7 @@ impl Normalizer {
                     exposures.push(x);
                 }
             }
-            query = Some(Text::from(clean.as_ref()));
+            query = Some(Text::from(clean));
         }
         // A path is new on most requests; a user agent, host or referer is one of a few
         // hundred, so a value found clean before is not scanned again (`scrub_repeated_value`).
@@ -366,7 +366,7 @@ impl Normalizer {
                 self.scrubber.scrub_value(v, place, &mut scrub_stats)
             };
             exposures.append(&mut ex);
-            Some(Text::from(out.as_ref()))
+            Some(Text::from(out))
         };
         let path_clean = clean(path, "path", false);
         let user_agent = clean(p.user_agent.filter(|u| !u.is_empty() && *u != "-"), "user_agent", true);

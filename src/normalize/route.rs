@@ -33,8 +33,8 @@ impl RouteTemplater {
     }
 
     /// The templated route `METHOD /path`, or just the templated path without a method.
-    /// Written into a `String` (CompactString's pushes cost twice as much), then held inline
-    /// when it fits in 24 bytes, as most routes do.
+    /// Written into a `String` (CompactString's pushes cost twice as much); the conversion
+    /// holds it inline when it fits in 24 bytes, as most routes do.
     pub fn route(&self, method: Option<&str>, path: &str) -> Text {
         let mut out = String::with_capacity(method.map_or(0, |m| m.len() + 1) + path.len() + 8);
         if let Some(m) = method {
@@ -42,11 +42,7 @@ impl RouteTemplater {
             out.push(' ');
         }
         self.template_path_into(path, &mut out);
-        if out.len() <= 24 {
-            Text::from(out.as_str())
-        } else {
-            Text::from(out)
-        }
+        Text::from(out)
     }
 
     fn template_path_into(&self, path: &str, out: &mut String) {
